@@ -122,3 +122,12 @@ func childWhere(sc Scope, f ChildFilter) (string, []any) {
 func likeEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
+
+// ChildFilterFromKey is the inverse of ChildFilter.Key.
+func ChildFilterFromKey(key string) ChildFilter {
+	parts := strings.SplitN(key, "\x00", 3)
+	for len(parts) < 3 {
+		parts = append(parts, "")
+	}
+	return ChildFilter{Kind: models.AccountKind(parts[0]), Status: models.AccountStatus(parts[1]), Search: parts[2]}
+}

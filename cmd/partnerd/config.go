@@ -1,0 +1,224 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"partnerd/accounts"
+)
+
+// config is the environment of RUNNING.md, parsed and checked once at start.
+type config struct {
+	DatabaseURL       string
+	RedisURL          string
+	RedisOptions      *redis.Options
+	QueueRedis        asynq.RedisConnOpt
+	HTTPAddr          string
+	PublicURL         string
+	SMTPHost          string
+	SMTPPort          int
+	SMTPUsername      string
+	SMTPPassword      string
+	SMTPFrom          string
+	SMTPTLS           string
+	SMSProvider       string
+	SMSWebhookURL     string
+	BillingTimezone   *time.Location
+	FreezeRetention   time.Duration
+	MigrationTTL      time.Duration
+	LogLevel          slog.Level
+	LogFormat         string
+	Playground        bool
+	ShutdownTimeout   time.Duration
+	WorkerConcurrency int
+	DBMaxConns        int
+	MaxDepth          int
+	MaxComplexity     int
+	MaxTokens         int
+	MaxBody           int64
+	MaxUpload         int64
+	LivePrefix        string
+}
+
+// configError names the variable that is wrong; main prints it on one line
+// and exits 2.
+type configError struct {
+	name, msg string
+}
+
+func (e *configError) Error() string { return e.name + ": " + e.msg }
+
+func bad(name, format string, args ...any) error {
+	return &configError{name: name, msg: fmt.Sprintf(format, args...)}
+}
+
+type env func(string) (string, bool)
+
+func (e env) get(name, def string) string {
+	if v, ok := e(name); ok && strings.TrimSpace(v) != "" {
+		return strings.TrimSpace(v)
+	}
+	return def
+}
+
+func loadConfig(lookup env) (*config, error) {
+	c := &config{}
+	var err error
+
+	c.DatabaseURL = lookup.get("DATABASE_URL", "postgres://localhost:5432/partnerd?sslmode=disable")
+	if _, perr := pgx.ParseConfig(c.DatabaseURL); perr != nil {
+		return nil, bad("DATABASE_URL", "not a PostgreSQL URL (postgres://user@host:5432/db?sslmode=disable)")
+	}
+	if u, perr := url.Parse(c.DatabaseURL); perr != nil || strings.Trim(u.Path, "/") == "" {
+		return nil, bad("DATABASE_URL", "must name a database (postgres://host:5432/partnerd)")
+	}
+
+	c.RedisURL = lookup.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+	if c.RedisOptions, err = redis.ParseURL(c.RedisURL); err != nil {
+		return nil, bad("REDIS_URL", "not a Redis URL (redis://host:6379/0): %v", err)
+	}
+	if c.QueueRedis, err = asynq.ParseRedisURI(c.RedisURL); err != nil {
+		return nil, bad("REDIS_URL", "not a Redis URL (redis://host:6379/0): %v", err)
+	}
+
+	c.HTTPAddr = lookup.get("HTTP_ADDR", ":8080")
+	if _, port, serr := net.SplitHostPort(c.HTTPAddr); serr != nil || !validPort(port) {
+		return nil, bad("HTTP_ADDR", "%q is not host:port (e.g. :8080)", c.HTTPAddr)
+	}
+
+	c.PublicURL = strings.TrimRight(lookup.get("PUBLIC_URL", "http://localhost:8080"), "/")
+	if u, perr := url.Parse(c.PublicURL); perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, bad("PUBLIC_URL", "%q is not an absolute http(s) URL", c.PublicURL)
+	}
+
+	c.SMTPHost = lookup.get("SMTP_HOST", "")
+	c.SMTPUsername = lookup.get("SMTP_USERNAME", "")
+	c.SMTPPassword, _ = lookup("SMTP_PASSWORD")
+	c.SMTPTLS = lookup.get("SMTP_TLS", "starttls")
+	switch c.SMTPTLS {
+	case "none", "starttls", "tls":
+	default:
+		return nil, bad("SMTP_TLS", "%q is not one of none, starttls, tls", c.SMTPTLS)
+	}
+	defPort := map[string]string{"none": "25", "starttls": "587", "tls": "465"}[c.SMTPTLS]
+	if c.SMTPPort, err = strconv.Atoi(lookup.get("SMTP_PORT", defPort)); err != nil || c.SMTPPort < 1 || c.SMTPPort > 65535 {
+		return nil, bad("SMTP_PORT", "must be a port number 1-65535")
+	}
+	c.SMTPFrom = lookup.get("SMTP_FROM", "partnerd@localhost")
+	if _, ferr := accounts.ValidateEmail("SMTP_FROM", c.SMTPFrom); ferr != nil && c.SMTPFrom != "partnerd@localhost" {
+		return nil, bad("SMTP_FROM", "%q is not an email address", c.SMTPFrom)
+	}
+
+	c.SMSProvider = lookup.get("SMS_PROVIDER", "log")
+	c.SMSWebhookURL = lookup.get("SMS_WEBHOOK_URL", "")
+	switch c.SMSProvider {
+	case "log":
+	case "webhook":
+		if u, perr := url.Parse(c.SMSWebhookURL); c.SMSWebhookURL == "" || perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, bad("SMS_WEBHOOK_URL", "SMS_PROVIDER=webhook needs an http(s) URL")
+		}
+	default:
+		return nil, bad("SMS_PROVIDER", "%q is not one of log, webhook", c.SMSProvider)
+	}
+
+	tz := lookup.get("BILLING_TIMEZONE", "Asia/Shanghai")
+	if c.BillingTimezone, err = time.LoadLocation(tz); err != nil {
+		return nil, bad("BILLING_TIMEZONE", "%q is not an IANA time zone (e.g. Asia/Shanghai)", tz)
+	}
+	if c.FreezeRetention, err = positiveDuration(lookup, "FREEZE_RETENTION", "360h"); err != nil {
+		return nil, err
+	}
+	if c.MigrationTTL, err = positiveDuration(lookup, "MIGRATION_APPROVAL_TTL", "336h"); err != nil {
+		return nil, err
+	}
+	if c.ShutdownTimeout, err = positiveDuration(lookup, "SHUTDOWN_TIMEOUT", "20s"); err != nil {
+		return nil, err
+	}
+
+	switch lvl := strings.ToLower(lookup.get("LOG_LEVEL", "info")); lvl {
+	case "debug":
+		c.LogLevel = slog.LevelDebug
+	case "info":
+		c.LogLevel = slog.LevelInfo
+	case "warn", "warning":
+		c.LogLevel = slog.LevelWarn
+	case "error":
+		c.LogLevel = slog.LevelError
+	default:
+		return nil, bad("LOG_LEVEL", "%q is not one of debug, info, warn, error", lvl)
+	}
+	c.LogFormat = lookup.get("LOG_FORMAT", "json")
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		return nil, bad("LOG_FORMAT", "%q is not one of json, text", c.LogFormat)
+	}
+	if c.Playground, err = boolVar(lookup, "PLAYGROUND", true); err != nil {
+		return nil, err
+	}
+	ints := []struct {
+		name     string
+		def, min int
+		max      int
+		dst      *int
+	}{
+		{"WORKER_CONCURRENCY", 10, 1, 1000, &c.WorkerConcurrency},
+		{"DB_MAX_CONNS", 20, 2, 1000, &c.DBMaxConns},
+		{"GRAPHQL_MAX_DEPTH", 12, 2, 100, &c.MaxDepth},
+		{"GRAPHQL_MAX_COMPLEXITY", 20000, 10, 10_000_000, &c.MaxComplexity},
+		{"GRAPHQL_MAX_TOKENS", 15000, 100, 1_000_000, &c.MaxTokens},
+	}
+	for _, v := range ints {
+		n, err := strconv.Atoi(lookup.get(v.name, strconv.Itoa(v.def)))
+		if err != nil || n < v.min || n > v.max {
+			return nil, bad(v.name, "must be a whole number from %d to %d", v.min, v.max)
+		}
+		*v.dst = n
+	}
+	for _, v := range []struct {
+		name string
+		def  int64
+		dst  *int64
+	}{{"HTTP_MAX_BODY", 1 << 20, &c.MaxBody}, {"HTTP_MAX_UPLOAD", 20 << 20, &c.MaxUpload}} {
+		n, err := strconv.ParseInt(lookup.get(v.name, strconv.FormatInt(v.def, 10)), 10, 64)
+		if err != nil || n < 1024 {
+			return nil, bad(v.name, "must be a number of bytes, at least 1024")
+		}
+		*v.dst = n
+	}
+	c.LivePrefix = lookup.get("LIVE_PREFIX", "partnerd:")
+	return c, nil
+}
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 0 && n <= 65535
+}
+
+func positiveDuration(lookup env, name, def string) (time.Duration, error) {
+	v := lookup.get(name, def)
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, bad(name, "%q is not a positive duration such as 360h or 20s", v)
+	}
+	return d, nil
+}
+
+func boolVar(lookup env, name string, def bool) (bool, error) {
+	v := lookup.get(name, strconv.FormatBool(def))
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, bad(name, "%q is not true or false", v)
+	}
+	return b, nil
+}
+
+func osEnv(name string) (string, bool) { return os.LookupEnv(name) }

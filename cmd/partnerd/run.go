@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+
+	"partnerd/accounts"
+	"partnerd/demo"
+	"partnerd/notify"
+	"partnerd/server"
+	"partnerd/store"
+	"partnerd/workers"
+)
+
+// roles says which parts a process runs.
+type roles struct{ api, worker, scheduler bool }
+
+// openStore creates the database when asked and missing, migrates when
+// asked, and opens it.
+func openStore(ctx context.Context, cfg *config, log *slog.Logger, create, doMigrate bool) (*store.Store, error) {
+	if create {
+		created, err := store.EnsureDatabase(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			log.Info("created the database named in DATABASE_URL", "database", dbName(cfg.DatabaseURL))
+		}
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBMaxConns, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if doMigrate {
+		if err := store.Migrate(ctx, st.SQL); err != nil {
+			_ = st.Close()
+			return nil, err
+		}
+		log.Info("schema is up to date")
+	}
+	return st, nil
+}
+
+func dbName(u string) string {
+	if i := strings.LastIndexByte(u, '/'); i >= 0 {
+		s := u[i+1:]
+		if j := strings.IndexByte(s, '?'); j >= 0 {
+			s = s[:j]
+		}
+		return s
+	}
+	return ""
+}
+
+func migrate(ctx context.Context, cfg *config, log *slog.Logger) error {
+	st, err := openStore(ctx, cfg, log, true, true)
+	if err != nil {
+		return err
+	}
+	return st.Close()
+}
+
+func bootstrap(ctx context.Context, cfg *config, log *slog.Logger, email, name string, stdout io.Writer) error {
+	st, err := openStore(ctx, cfg, log, false, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	token, err := accounts.New(st).Bootstrap(ctx, email, name)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(stdout, token)
+	return err
+}
+
+func seed(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer) error {
+	st, err := openStore(ctx, cfg, log, false, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	_, err = loadDemo(ctx, accounts.New(st), log, stdout)
+	return err
+}
+
+// loadDemo makes sure the platform exists, loads the demo tree into an empty
+// database, and prints a fresh platform admin token.
+func loadDemo(ctx context.Context, svc *accounts.Service, log *slog.Logger, stdout io.Writer) (string, error) {
+	token, err := svc.Bootstrap(ctx, demo.AdminEmail, "Demo Cloud Platform")
+	if err != nil {
+		return "", fmt.Errorf("bootstrap demo platform: %w", err)
+	}
+	sum, err := demo.Load(ctx, svc)
+	if err != nil {
+		return "", err
+	}
+	if sum.Loaded {
+		log.Info("loaded demo data", "accounts", sum.Accounts, "users", sum.Users)
+	} else {
+		log.Info("the database already holds a tree; demo data not loaded again")
+	}
+	fmt.Fprintf(stdout, "platform admin (%s) token: %s\n", demo.AdminEmail, token)
+	return token, nil
+}
+
+// serve runs the parts of the product this process has, until SIGINT or
+// SIGTERM; then it stops taking work, finishes what is in flight (bounded by
+// SHUTDOWN_TIMEOUT) and returns nil.
+func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrate, withDemo bool, stdout io.Writer) error {
+	st, err := openStore(ctx, cfg, log, doMigrate, doMigrate)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	rdb := redis.NewClient(cfg.RedisOptions)
+	defer rdb.Close()
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = rdb.Ping(pctx).Err()
+	cancel()
+	if err != nil {
+		return fmt.Errorf("connect to Redis at REDIS_URL: %w", err)
+	}
+	svc := accounts.New(st)
+	hub := notify.NewHub(rdb, cfg.LivePrefix, log)
+	defer hub.Close()
+	queue := asynq.NewClient(cfg.QueueRedis)
+	defer queue.Close()
+
+	if withDemo {
+		if _, err := loadDemo(ctx, svc, log, stdout); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "GraphiQL: %s/  (send the header Authorization: Bearer <token>)\n", cfg.PublicURL)
+	}
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	runCtx, stopAll := context.WithCancel(ctx)
+	defer stopAll()
+	goRun := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+
+	var httpSrv *http.Server
+	if r.api {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		h := server.New(server.Deps{Store: st, Accounts: svc, Hub: hub, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
+			server.Options{Playground: cfg.Playground, Monitoring: true, Limits: server.Limits{
+				Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, ParserTokens: cfg.MaxTokens, BodyBytes: cfg.MaxBody, UploadBytes: cfg.MaxUpload}})
+		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+		}
+		httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+			BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) }}
+		log.Info("API listening", "addr", ln.Addr().String(), "graphql", cfg.PublicURL+"/graphql")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("http: %w", err)
+			}
+		}()
+	}
+
+	var taskSrv *asynq.Server
+	if r.worker {
+		reg := workers.NewRegistry()
+		taskSrv = workers.NewServer(cfg.QueueRedis, cfg.WorkerConcurrency, cfg.ShutdownTimeout, log)
+		if err := taskSrv.Start(workers.NewMux(reg, st, log)); err != nil {
+			return fmt.Errorf("start workers: %w", err)
+		}
+		relay := workers.NewRelay(st, queue, hub, log, workers.RelayOptions{})
+		goRun("outbox relay", relay.Run)
+		log.Info("workers started", "concurrency", cfg.WorkerConcurrency)
+	}
+	if r.scheduler {
+		sched := workers.NewScheduler(queue, workers.DefaultEntries(), st.Clock(), log)
+		goRun("scheduler", sched.Run)
+		log.Info("scheduler started")
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: finishing in-flight requests and tasks", "timeout", cfg.ShutdownTimeout.String())
+	case err := <-errc:
+		log.Error("stopping after a failure", "err", err)
+		stopAll()
+		shutdown(httpSrv, taskSrv, cfg.ShutdownTimeout, log)
+		wg.Wait()
+		return err
+	}
+	stopAll()
+	shutdown(httpSrv, taskSrv, cfg.ShutdownTimeout, log)
+	wg.Wait()
+	log.Info("stopped")
+	return nil
+}
+
+func shutdown(httpSrv *http.Server, taskSrv *asynq.Server, timeout time.Duration, log *slog.Logger) {
+	var wg sync.WaitGroup
+	if httpSrv != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			if err := httpSrv.Shutdown(ctx); err != nil {
+				log.Warn("HTTP shutdown did not finish in time", "err", err)
+				_ = httpSrv.Close()
+			}
+		}()
+	}
+	if taskSrv != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			taskSrv.Shutdown() // waits for active tasks up to the server's shutdown timeout, then hands them back
+		}()
+	}
+	wg.Wait()
+}

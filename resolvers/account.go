@@ -1,0 +1,143 @@
+package resolvers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"partnerd/accounts"
+	"partnerd/apperr"
+	"partnerd/graph"
+	"partnerd/ids"
+	"partnerd/models"
+)
+
+// The type names inside global IDs.
+const (
+	TypeAccount    = "Account"
+	TypeUser       = "User"
+	TypeAPIToken   = "ApiToken"
+	TypeAuditEntry = "AuditEntry"
+)
+
+func (r *accountResolver) children(ctx context.Context, obj *models.Account, kind *models.AccountKind, status *models.AccountStatus, search *string, first *int, after *string) (*graph.AccountConnection, error) {
+	afterID, err := decodeCursor(after)
+	if err != nil {
+		return nil, err
+	}
+	n := pageSize(first, 50)
+	if err := accounts.ValidatePage(n); err != nil {
+		return nil, err
+	}
+	f := accounts.ChildFilter{Search: strOr(search, "")}
+	if kind != nil {
+		f.Kind = *kind
+	}
+	if status != nil {
+		f.Status = *status
+	}
+	if len(f.Search) > 200 {
+		return nil, apperr.Invalid("search", "search must be at most 200 characters")
+	}
+	page, err := loadersFrom(ctx, r.Accounts).ChildrenPage.Load(ctx, childKey{ParentID: obj.ID, Filter: f, First: n, After: afterID})()
+	if err != nil {
+		return nil, err
+	}
+	conn := &graph.AccountConnection{ParentID: obj.ID, Filter: f.Key(), PageInfo: &graph.PageInfo{HasNextPage: page.HasNext}, Edges: make([]*graph.AccountEdge, 0, len(page.Accounts))}
+	for _, a := range page.Accounts {
+		conn.Edges = append(conn.Edges, &graph.AccountEdge{Cursor: encodeCursor(a.ID), Node: a})
+	}
+	if k := len(conn.Edges); k > 0 {
+		conn.PageInfo.EndCursor = &conn.Edges[k-1].Cursor
+	}
+	return conn, nil
+}
+
+func (r *queryResolver) node(ctx context.Context, id string) (models.Node, error) {
+	typ, key, err := ids.Parse(id)
+	if err != nil {
+		return nil, err
+	}
+	switch typ {
+	case TypeAccount:
+		return r.Accounts.Get(ctx, key)
+	case TypeUser:
+		return r.Accounts.GetUser(ctx, key)
+	}
+	return nil, apperr.NotFoundf("nothing found with ID %q", id)
+}
+
+func (r *queryResolver) auditLog(ctx context.Context, accountID string, descendants bool, first *int, after *string) (*graph.AuditEntryConnection, error) {
+	key, err := ids.Decode(accountID, TypeAccount)
+	if err != nil {
+		return nil, err
+	}
+	before, err := decodeCursor(after)
+	if err != nil {
+		return nil, err
+	}
+	list, more, err := r.Accounts.AuditPage(ctx, key, descendants, pageSize(first, 50), before)
+	if err != nil {
+		return nil, err
+	}
+	conn := &graph.AuditEntryConnection{PageInfo: &graph.PageInfo{HasNextPage: more}, Edges: make([]*graph.AuditEntryEdge, 0, len(list))}
+	for _, e := range list {
+		conn.Edges = append(conn.Edges, &graph.AuditEntryEdge{Cursor: encodeCursor(e.ID), Node: e})
+	}
+	if k := len(conn.Edges); k > 0 {
+		conn.PageInfo.EndCursor = &conn.Edges[k-1].Cursor
+	}
+	return conn, nil
+}
+
+// accountUpdated streams the account each time an event is published on its
+// topic, reloaded through the subscriber's scope.
+func (r *subscriptionResolver) accountUpdated(ctx context.Context, id string) (<-chan *models.Account, error) {
+	key, err := ids.Decode(id, TypeAccount)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := r.Accounts.Get(ctx, key); err != nil {
+		return nil, err
+	}
+	msgs, err := r.Live.Subscribe(ctx, accounts.AccountTopic(key))
+	if err != nil {
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
+	out := make(chan *models.Account, 1)
+	go func() {
+		defer close(out)
+		for range msgs {
+			a, err := r.Accounts.Get(ctx, key)
+			if err != nil {
+				return // moved out of scope or gone: the subscription ends
+			}
+			select {
+			case out <- a:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+func tagInputs(in []*graph.TagInput) []accounts.Tag {
+	out := make([]accounts.Tag, 0, len(in))
+	for _, t := range in {
+		out = append(out, accounts.Tag{Key: t.Key, Value: t.Value})
+	}
+	return out
+}
+
+func jsonText(b json.RawMessage) *string {
+	if len(b) == 0 || string(b) == "null" {
+		return nil
+	}
+	s := string(b)
+	return &s
+}
+
+func invalidTTL() error {
+	return apperr.Invalid("ttlHours", "ttlHours must be at least 1; omit it for a token without expiry")
+}

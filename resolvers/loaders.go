@@ -1,0 +1,97 @@
+package resolvers
+
+import (
+	"context"
+	"time"
+
+	"github.com/graph-gophers/dataloader/v7"
+
+	"partnerd/accounts"
+	"partnerd/models"
+)
+
+// Loaders batch the per-key fetches of one request (against N+1): each batch
+// is one query that also applies the caller's scope.
+type Loaders struct {
+	Account       *dataloader.Loader[int64, *models.Account]
+	ChildrenPage  *dataloader.Loader[childKey, *accounts.Page]
+	ChildrenCount *dataloader.Loader[childKey, int]
+}
+
+type childKey struct {
+	ParentID int64
+	Filter   accounts.ChildFilter
+	First    int
+	After    int64
+}
+
+type loadersKey struct{}
+
+// batchWait is how long a loader gathers keys before it fetches.
+const batchWait = 500 * time.Microsecond
+
+// WithLoaders returns ctx with fresh loaders for one request.
+func WithLoaders(ctx context.Context, svc *accounts.Service) context.Context {
+	l := &Loaders{
+		Account: dataloader.NewBatchedLoader(func(ctx context.Context, keys []int64) []*dataloader.Result[*models.Account] {
+			m, err := svc.GetMany(ctx, keys)
+			out := make([]*dataloader.Result[*models.Account], len(keys))
+			for i, k := range keys {
+				out[i] = &dataloader.Result[*models.Account]{Data: m[k], Error: err}
+			}
+			return out
+		}, dataloader.WithWait[int64, *models.Account](batchWait)),
+		ChildrenPage: dataloader.NewBatchedLoader(func(ctx context.Context, keys []childKey) []*dataloader.Result[*accounts.Page] {
+			out := make([]*dataloader.Result[*accounts.Page], len(keys))
+			for group, idx := range groupChildKeys(keys) {
+				parents := make([]int64, len(idx))
+				for j, i := range idx {
+					parents[j] = keys[i].ParentID
+				}
+				pages, err := svc.ChildrenPages(ctx, parents, group.Filter, group.First, group.After)
+				for _, i := range idx {
+					out[i] = &dataloader.Result[*accounts.Page]{Error: err}
+					if err == nil {
+						out[i].Data = pages[keys[i].ParentID]
+					}
+				}
+			}
+			return out
+		}, dataloader.WithWait[childKey, *accounts.Page](batchWait)),
+		ChildrenCount: dataloader.NewBatchedLoader(func(ctx context.Context, keys []childKey) []*dataloader.Result[int] {
+			out := make([]*dataloader.Result[int], len(keys))
+			for group, idx := range groupChildKeys(keys) {
+				parents := make([]int64, len(idx))
+				for j, i := range idx {
+					parents[j] = keys[i].ParentID
+				}
+				counts, err := svc.CountChildren(ctx, parents, group.Filter)
+				for _, i := range idx {
+					out[i] = &dataloader.Result[int]{Data: counts[keys[i].ParentID], Error: err}
+				}
+			}
+			return out
+		}, dataloader.WithWait[childKey, int](batchWait)),
+	}
+	return context.WithValue(ctx, loadersKey{}, l)
+}
+
+// groupChildKeys groups keys that share everything but the parent, so each
+// group is one query.
+func groupChildKeys(keys []childKey) map[childKey][]int {
+	groups := map[childKey][]int{}
+	for i, k := range keys {
+		g := k
+		g.ParentID = 0
+		groups[g] = append(groups[g], i)
+	}
+	return groups
+}
+
+func loadersFrom(ctx context.Context, svc *accounts.Service) *Loaders {
+	if l, ok := ctx.Value(loadersKey{}).(*Loaders); ok {
+		return l
+	}
+	// Outside an HTTP request (e.g. a subscription's later events): fresh loaders.
+	return WithLoaders(ctx, svc).Value(loadersKey{}).(*Loaders)
+}

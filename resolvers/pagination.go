@@ -1,0 +1,44 @@
+package resolvers
+
+import (
+	"encoding/base64"
+	"strconv"
+	"strings"
+
+	"partnerd/apperr"
+)
+
+// encodeCursor makes an opaque keyset cursor from a row id.
+func encodeCursor(id int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("c:" + strconv.FormatInt(id, 10)))
+}
+
+// decodeCursor reads a cursor made by encodeCursor; nil or "" is the start.
+func decodeCursor(after *string) (int64, error) {
+	if after == nil || *after == "" {
+		return 0, nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(*after)
+	if err == nil {
+		if s, ok := strings.CutPrefix(string(raw), "c:"); ok {
+			if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
+				return n, nil
+			}
+		}
+	}
+	return 0, apperr.Invalid("after", "the cursor is not valid: pass an endCursor or cursor from a previous page")
+}
+
+func pageSize(first *int, def int) int {
+	if first == nil {
+		return def
+	}
+	return *first
+}
+
+func strOr(p *string, def string) string {
+	if p == nil {
+		return def
+	}
+	return *p
+}

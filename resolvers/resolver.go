@@ -1,0 +1,16 @@
+// Package resolvers turns GraphQL input into domain calls and their results
+// back: one file per schema area, thin adapters with no business rules.
+package resolvers
+
+//go:generate sh -c "cd .. && go tool gqlgen generate --config gqlgen.yml"
+
+import (
+	"partnerd/accounts"
+	"partnerd/notify"
+)
+
+// Resolver holds the domain services the resolvers call.
+type Resolver struct {
+	Accounts *accounts.Service
+	Live     *notify.Hub
+}

@@ -1,0 +1,280 @@
+// Package server is partnerd's HTTP face: the GraphQL handler with its limits
+// and transports, authentication, health, metrics, GraphiQL and the task-queue
+// dashboard.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/99designs/gqlgen/graphql/playground"
+	coderws "github.com/coder/websocket"
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"partnerd/accounts"
+	"partnerd/apperr"
+	"partnerd/graph"
+	"partnerd/models"
+	"partnerd/notify"
+	"partnerd/resolvers"
+	"partnerd/store"
+)
+
+// Deps are what the HTTP server serves from.
+type Deps struct {
+	Store    *store.Store
+	Accounts *accounts.Service
+	Hub      *notify.Hub
+	Redis    redis.UniversalClient
+	// Queue is the asynq Redis connection, for the dashboard and queue metrics.
+	Queue    asynq.RedisConnOpt
+	Registry *prometheus.Registry
+	Log      *slog.Logger
+}
+
+// Options configure the server.
+type Options struct {
+	Limits Limits
+	// Playground serves GraphiQL at / (PLAYGROUND=false turns it off).
+	Playground bool
+	// Monitoring serves the asynq dashboard at /monitoring/ for platform admins.
+	Monitoring bool
+	// KeepAlive is the WebSocket keep-alive interval (default 15s).
+	KeepAlive time.Duration
+}
+
+// New builds the HTTP handler of the API.
+func New(d Deps, opts Options) http.Handler {
+	opts.Limits.defaults()
+	if opts.KeepAlive == 0 {
+		opts.KeepAlive = 15 * time.Second
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	m := newMetrics(d.Registry, d.Store, d.Queue)
+	gql := newGraphQL(d, opts, m)
+
+	mux := http.NewServeMux()
+	mux.Handle("/graphql", gql)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", readiness(d))
+	if d.Registry != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
+	}
+	if opts.Monitoring && d.Queue != nil {
+		mux.Handle("/monitoring/", platformAdminOnly(d.Accounts, monitoringHandler(d.Queue)))
+	}
+	if opts.Playground {
+		mux.Handle("GET /{$}", playground.Handler("partnerd", "/graphql"))
+	}
+	var h http.Handler = mux
+	h = authenticate(d.Accounts, d.Log, h)
+	h = limitBody(opts.Limits, h)
+	h = requestID(h)
+	h = m.instrumentHTTP(h)
+	return h
+}
+
+func newGraphQL(d Deps, opts Options, m *metrics) http.Handler {
+	cfg := graph.Config{Resolvers: &resolvers.Resolver{Accounts: d.Accounts, Live: d.Hub}}
+	setComplexity(&cfg)
+	srv := handler.New(graph.NewExecutableSchema(cfg))
+	srv.AddTransport(transport.Websocket{
+		KeepAlivePingInterval: opts.KeepAlive,
+		// Subscribers authenticate in connection_init, never with cookies, so any origin may connect.
+		Implementation: transport.CoderWebsocketImplementation{AcceptOptions: coderws.AcceptOptions{
+			InsecureSkipVerify: true,
+			Subprotocols:       []string{"graphql-transport-ws", "graphql-ws"},
+		}},
+		InitTimeout: 10 * time.Second,
+		InitFunc: websocketInit(d.Accounts),
+	})
+	srv.AddTransport(transport.Options{})
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+	srv.AddTransport(transport.MultipartForm{MaxUploadSize: opts.Limits.UploadBytes, MaxMemory: 8 << 20})
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.SetParserTokenLimit(opts.Limits.ParserTokens)
+	srv.Use(extension.Introspection{})
+	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](200)})
+	srv.Use(depthLimit{max: opts.Limits.Depth, introspection: opts.Limits.IntrospectionDepth})
+	srv.Use(extension.FixedComplexityLimit(opts.Limits.Complexity))
+	srv.SetErrorPresenter(errorPresenter(d.Log))
+	srv.SetRecoverFunc(recoverFunc(d.Log))
+	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+		// Fresh loaders per response: batching within one result, no stale cache across a subscription's events.
+		ctx = resolvers.WithLoaders(ctx, d.Accounts)
+		start := time.Now()
+		resp := next(ctx)
+		m.observeGraphQL(ctx, resp, time.Since(start))
+		return resp
+	})
+	return srv
+}
+
+// setComplexity makes list fields cost their page size times their children.
+func setComplexity(cfg *graph.Config) {
+	page := func(first *int, def int) int {
+		if first == nil || *first < 1 {
+			return def
+		}
+		return *first
+	}
+	cfg.Complexity.Account.Children = func(child int, _ *models.AccountKind, _ *models.AccountStatus, _ *string, first *int, _ *string) int {
+		return 1 + child*page(first, 50)
+	}
+	cfg.Complexity.Account.Users = func(child int, first *int, _ *string) int { return 1 + child*page(first, 50) }
+	cfg.Complexity.Query.AuditLog = func(child int, _ string, _ *bool, first *int, _ *string) int {
+		return 1 + child*page(first, 50)
+	}
+}
+
+var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// requestID gives every request an id (the caller's X-Request-ID when it is
+// well-formed), returned in the response header and recorded in audit and logs.
+func requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-ID")
+		if !requestIDPattern.MatchString(id) {
+			b := make([]byte, 8)
+			_, _ = rand.Read(b)
+			id = hex.EncodeToString(b)
+		}
+		w.Header().Set("X-Request-ID", id)
+		next.ServeHTTP(w, r.WithContext(store.WithRequestID(r.Context(), id)))
+	})
+}
+
+// limitBody caps request bodies: JSON at BodyBytes, multipart at UploadBytes.
+func limitBody(l Limits, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		limit := l.BodyBytes
+		if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/") {
+			limit = l.UploadBytes
+		}
+		if r.ContentLength > limit {
+			writeError(w, http.StatusRequestEntityTooLarge, apperr.Validation, "the request body is larger than "+byteSize(limit))
+			return
+		}
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authenticate puts the principal of a bearer token in the context. A
+// request without a token goes on unauthenticated (introspection works, data
+// fields answer UNAUTHENTICATED); a bad token is refused with 401.
+func authenticate(svc *accounts.Service, log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := bearer(r.Header.Get("Authorization"))
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		p, err := svc.Authenticate(r.Context(), tok)
+		if err != nil {
+			if apperr.CodeOf(err) != apperr.Unauthenticated {
+				log.ErrorContext(r.Context(), "authenticate", "err", err, "request_id", store.RequestID(r.Context()))
+				writeError(w, http.StatusServiceUnavailable, apperr.Internal, "internal error")
+				return
+			}
+			writeError(w, http.StatusUnauthorized, apperr.Unauthenticated, err.(*apperr.Error).Message)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(accounts.WithPrincipal(r.Context(), p)))
+	})
+}
+
+func bearer(h string) (string, bool) {
+	if len(h) < 7 || !strings.EqualFold(h[:7], "bearer ") {
+		return "", false
+	}
+	t := strings.TrimSpace(h[7:])
+	return t, t != ""
+}
+
+// websocketInit authenticates a WebSocket from the connection_init payload
+// {"Authorization": "Bearer <token>"}.
+func websocketInit(svc *accounts.Service) transport.WebsocketInitFunc {
+	return func(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+		h := payload.Authorization()
+		if h == "" {
+			if s, ok := payload["Authorization"].(string); ok {
+				h = s
+			}
+		}
+		tok, ok := bearer(h)
+		if !ok {
+			if _, has := accounts.PrincipalFrom(ctx); has {
+				return ctx, nil, nil
+			}
+			return ctx, nil, accounts.ErrUnauthenticated
+		}
+		p, err := svc.Authenticate(ctx, tok)
+		if err != nil {
+			return ctx, nil, err
+		}
+		return accounts.WithPrincipal(ctx, p), nil, nil
+	}
+}
+
+func readiness(d Deps) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		status := map[string]string{"postgres": "ok", "redis": "ok"}
+		code := http.StatusOK
+		if err := d.Store.Ping(ctx); err != nil {
+			status["postgres"], code = "down", http.StatusServiceUnavailable
+		}
+		if err := d.Redis.Ping(ctx).Err(); err != nil {
+			status["redis"], code = "down", http.StatusServiceUnavailable
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(status)
+	}
+}
+
+// writeError answers with a GraphQL-shaped error body.
+func writeError(w http.ResponseWriter, status int, code apperr.Code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"errors": []map[string]any{{"message": msg, "extensions": map[string]any{"code": string(code)}}},
+	})
+}
+
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + " MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + " KiB"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
+}

@@ -1,0 +1,340 @@
+package workers
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+
+	"partnerd/notify"
+	"partnerd/store"
+)
+
+// RelayOptions tune a Relay. The zero value gives the defaults.
+type RelayOptions struct {
+	// BatchSize is how many outbox rows one RelayOnce takes (default 500).
+	BatchSize int
+	// Sweep is the interval of the backstop sweep that relays rows whose
+	// notification was missed (default 1s).
+	Sweep time.Duration
+	// Retention is how long asynq keeps a completed outbox task, and so how
+	// long its task ID refuses a second enqueue of the same row (default 24h).
+	Retention time.Duration
+	// TaskTimeout bounds one run of an outbox task (default DefaultTaskTimeout).
+	TaskTimeout time.Duration
+}
+
+func (o RelayOptions) withDefaults() RelayOptions {
+	if o.BatchSize <= 0 {
+		o.BatchSize = 500
+	}
+	if o.Sweep <= 0 {
+		o.Sweep = time.Second
+	}
+	if o.Retention <= 0 {
+		o.Retention = 24 * time.Hour
+	}
+	if o.TaskTimeout <= 0 {
+		o.TaskTimeout = DefaultTaskTimeout
+	}
+	return o
+}
+
+// outboxMaxRetry is how often asynq retries an outbox task.
+const outboxMaxRetry = 25
+
+// Backoff bounds of the LISTEN connection's reconnects.
+const (
+	listenBackoffMin = 100 * time.Millisecond
+	listenBackoffMax = 30 * time.Second
+)
+
+// listenerAppName is the application_name of the relay's LISTEN connection.
+const listenerAppName = "partnerd-relay"
+
+// Relay turns committed outbox rows into asynq tasks. Each row becomes the
+// task "outbox:<id>", so a row is enqueued at most once however many relays
+// run and however often one dies between enqueueing a row and marking it
+// dispatched. Rows with live topics are also published to the Hub once, when
+// their task is first enqueued.
+type Relay struct {
+	st     *store.Store
+	client *asynq.Client
+	hub    *notify.Hub
+	log    *slog.Logger
+	opts   RelayOptions
+
+	// afterEnqueue, when set (tests), runs after a batch is enqueued and
+	// before it is marked; an error makes RelayOnce return it without
+	// marking, as if the relay had died there.
+	afterEnqueue func() error
+}
+
+// NewRelay returns a relay reading st's outbox and enqueueing with client.
+// hub may be nil, in which case live topics are not published.
+func NewRelay(st *store.Store, client *asynq.Client, hub *notify.Hub, log *slog.Logger, opts RelayOptions) *Relay {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Relay{st: st, client: client, hub: hub, log: log.With("component", "outbox-relay"), opts: opts.withDefaults()}
+}
+
+// Run relays until ctx ends, then returns nil. It LISTENs on
+// store.OutboxChannel on a connection of its own (reconnecting with backoff
+// when it drops) and drains the outbox on every notification, after every
+// (re)connect and on every sweep tick.
+func (r *Relay) Run(ctx context.Context) error {
+	wake := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.listen(ctx, wake)
+	}()
+	defer wg.Wait()
+
+	tick := time.NewTicker(r.opts.Sweep)
+	defer tick.Stop()
+	r.drain(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wake:
+		case <-tick.C:
+		}
+		r.drain(ctx)
+	}
+}
+
+// drain relays batches until a batch comes back short: the rest, if any, is
+// locked by another relay or was committed after the batch's query (and so
+// has notified us again).
+func (r *Relay) drain(ctx context.Context) {
+	for ctx.Err() == nil {
+		n, err := r.RelayOnce(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Error("relay outbox", "err", err)
+			}
+			return
+		}
+		if n < r.opts.BatchSize {
+			return
+		}
+	}
+}
+
+// listen keeps a LISTEN connection open until ctx ends, signalling wake on
+// every notification and after every (re)connect.
+func (r *Relay) listen(ctx context.Context, wake chan<- struct{}) {
+	signal := func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	backoff := listenBackoffMin
+	for ctx.Err() == nil {
+		conn, err := r.connectListener(ctx)
+		if err == nil {
+			backoff = listenBackoffMin
+			// Rows committed while we were not listening notified no one.
+			signal()
+			err = waitNotifications(ctx, conn, signal)
+			closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = conn.Close(closeCtx)
+			cancel()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		delay := backoff/2 + rand.N(backoff/2+1)
+		r.log.Warn("outbox LISTEN connection lost; reconnecting", "err", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		backoff = min(backoff*2, listenBackoffMax)
+	}
+}
+
+func (r *Relay) connectListener(ctx context.Context) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(r.st.URL)
+	if err != nil {
+		return nil, fmt.Errorf("parse database URL: %w", err)
+	}
+	cfg.RuntimeParams["application_name"] = listenerAppName
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(cctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect LISTEN connection: %w", err)
+	}
+	if _, err := conn.Exec(cctx, "LISTEN "+pgx.Identifier{store.OutboxChannel}.Sanitize()); err != nil {
+		_ = conn.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("LISTEN %s: %w", store.OutboxChannel, err)
+	}
+	return conn, nil
+}
+
+func waitNotifications(ctx context.Context, conn *pgx.Conn, signal func()) error {
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+		signal()
+	}
+}
+
+// RelayOnce relays one batch of pending outbox rows and returns how many it
+// marked dispatched. In one transaction it locks the oldest pending rows
+// (skipping rows another relay holds), enqueues each as its task (a task ID
+// conflict means an earlier attempt enqueued it: it counts as done and is not
+// published again), publishes the live topics of freshly enqueued rows, and
+// marks the rows dispatched. When an enqueue fails it marks the rows enqueued
+// before it and returns the error.
+func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
+	tx, err := r.st.SQL.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("relay outbox: begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+
+	batch, err := lockPending(ctx, tx, r.opts.BatchSize)
+	if err != nil {
+		return 0, err
+	}
+	if len(batch) == 0 {
+		return 0, nil
+	}
+
+	done := make([]int64, 0, len(batch))
+	var enqErr error
+	for _, row := range batch {
+		fresh, err := r.enqueue(ctx, row)
+		if err != nil {
+			enqErr = fmt.Errorf("relay outbox: enqueue row %d: %w", row.ID, err)
+			break
+		}
+		done = append(done, row.ID)
+		if fresh {
+			r.publish(ctx, row)
+		}
+	}
+	if r.afterEnqueue != nil {
+		if err := r.afterEnqueue(); err != nil {
+			return 0, fmt.Errorf("relay outbox: after enqueue: %w", err)
+		}
+	}
+	if len(done) > 0 {
+		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET dispatched_at = now() WHERE id = ANY($1)`, done); err != nil {
+			return 0, fmt.Errorf("relay outbox: mark %d rows dispatched: %w", len(done), err)
+		}
+		if err := tx.Commit(); err != nil {
+			return 0, fmt.Errorf("relay outbox: commit: %w", err)
+		}
+	}
+	return len(done), enqErr
+}
+
+// outboxRow is an outbox row as the relay reads it.
+type outboxRow struct {
+	OutboxPayload
+	Queue  string
+	Topics string
+}
+
+func lockPending(ctx context.Context, tx *sql.Tx, limit int) ([]outboxRow, error) {
+	rows, err := tx.QueryContext(ctx, `
+		SELECT id, event_type, queue, account_id, payload, topics, request_id
+		FROM outbox
+		WHERE dispatched_at IS NULL
+		ORDER BY id
+		LIMIT $1
+		FOR UPDATE SKIP LOCKED`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("relay outbox: select pending rows: %w", err)
+	}
+	defer rows.Close()
+	var batch []outboxRow
+	for rows.Next() {
+		var (
+			row     outboxRow
+			account sql.NullInt64
+			payload []byte
+		)
+		if err := rows.Scan(&row.ID, &row.EventType, &row.Queue, &account, &payload, &row.Topics, &row.RequestID); err != nil {
+			return nil, fmt.Errorf("relay outbox: scan row: %w", err)
+		}
+		if account.Valid {
+			row.AccountID = &account.Int64
+		}
+		row.Payload = payload
+		batch = append(batch, row)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("relay outbox: read pending rows: %w", err)
+	}
+	return batch, nil
+}
+
+// OutboxTaskID is the asynq task ID of outbox row id.
+func OutboxTaskID(id int64) string { return fmt.Sprintf("outbox:%d", id) }
+
+// enqueue enqueues row's task and reports whether this call enqueued it
+// (false: an earlier attempt did).
+func (r *Relay) enqueue(ctx context.Context, row outboxRow) (bool, error) {
+	payload, err := json.Marshal(row.OutboxPayload)
+	if err != nil {
+		return false, fmt.Errorf("encode payload: %w", err)
+	}
+	queue := row.Queue
+	if queue == "" {
+		queue = QueueDefault
+	}
+	_, err = r.client.EnqueueContext(ctx, asynq.NewTask(TypeOutboxEvent, payload),
+		asynq.TaskID(OutboxTaskID(row.ID)),
+		asynq.Queue(queue),
+		asynq.Retention(r.opts.Retention),
+		asynq.MaxRetry(outboxMaxRetry),
+		asynq.Timeout(r.opts.TaskTimeout),
+	)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		r.log.Debug("outbox row already enqueued", "id", row.ID)
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// publish sends row's payload to each of its live topics. Live updates are
+// best effort: a failure is logged, never returned.
+func (r *Relay) publish(ctx context.Context, row outboxRow) {
+	if r.hub == nil {
+		return
+	}
+	for _, topic := range strings.Fields(row.Topics) {
+		if err := r.hub.Publish(ctx, topic, row.Payload); err != nil {
+			r.log.Warn("publish live event", "id", row.ID, "topic", topic, "err", err)
+		}
+	}
+}
+
+// Backlog returns how many outbox rows wait for the relay and how old the
+// oldest is, for metrics and alerts.
+func (r *Relay) Backlog(ctx context.Context) (count int64, oldestAge time.Duration, err error) {
+	return r.st.OutboxBacklog(ctx)
+}
