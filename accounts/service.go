@@ -145,37 +145,7 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (*models.Account, 
 	if err != nil {
 		return nil, err
 	}
-	if !in.Kind.IsValid() {
-		return nil, apperr.Invalid("kind", "unknown account kind %q", in.Kind)
-	}
-	if in.Kind == models.KindPlatform {
-		return nil, apperr.Invalid("kind", "there is exactly one PLATFORM account and it already exists; create DISTRIBUTOR, RESELLER, CUSTOMER or PERSONAL accounts")
-	}
-	name, err := ValidateName("name", in.Name)
-	if err != nil {
-		return nil, err
-	}
-	acct := models.Account{Kind: in.Kind, Name: name, Status: models.StatusActive}
-	if in.Email != nil && *in.Email != "" {
-		e, err := ValidateEmail("email", *in.Email)
-		if err != nil {
-			return nil, err
-		}
-		acct.Email = &e
-	}
-	if in.Phone != nil && *in.Phone != "" {
-		p, err := ValidatePhone("phone", *in.Phone)
-		if err != nil {
-			return nil, err
-		}
-		acct.Phone = &p
-	}
-	if acct.Currency, err = ValidateCurrency("currency", in.Currency); err != nil {
-		return nil, err
-	}
-	if acct.Tags, err = ValidateTags("tags", in.Tags); err != nil {
-		return nil, err
-	}
+	var acct *models.Account
 	err = s.st.InTx(ctx, func(tx *store.Tx) error {
 		parent, err := GetInScope(tx.DB, sc, in.ParentID)
 		if err != nil {
@@ -184,6 +154,11 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (*models.Account, 
 		if err := sc.Require(PermManageCustomers); err != nil {
 			return err
 		}
+		a, err := newAccount(in)
+		if err != nil {
+			return err
+		}
+		acct = a
 		if !CanBeChildOf(in.Kind, parent.Kind) {
 			return apperr.Invalid("parentId", "an account of kind %s cannot be created under a %s; allowed parents: %s",
 				in.Kind, parent.Kind, kindList(allowedParents[in.Kind]))
@@ -198,14 +173,14 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (*models.Account, 
 		err = tx.DB.Raw(`INSERT INTO accounts (kind, parent_id, path, depth, name, email, phone, currency, status, frozen_at, frozen_reason, tags, created_at, updated_at)
 			VALUES (?, ?, '', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
 			acct.Kind, acct.ParentID, acct.Name, acct.Email, acct.Phone, acct.Currency, acct.Status, acct.FrozenAt, acct.FrozenReason, acct.Tags, now, now).
-			Scan(&acct).Error
+			Scan(acct).Error
 		if err != nil {
 			return fmt.Errorf("insert account: %w", err)
 		}
 		if err := tx.DB.Create(&models.ParentHistory{AccountID: acct.ID, ParentID: parent.ID, ValidFrom: now}).Error; err != nil {
 			return fmt.Errorf("parent history: %w", err)
 		}
-		if err := tx.Audit("account.create", acct.ID, nil, accountSummary(&acct)); err != nil {
+		if err := tx.Audit("account.create", acct.ID, nil, accountSummary(acct)); err != nil {
 			return err
 		}
 		return tx.Emit(AccountChanged{AccountID: acct.ID, Change: "created"})
@@ -213,7 +188,7 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (*models.Account, 
 	if err != nil {
 		return nil, err
 	}
-	return &acct, nil
+	return acct, nil
 }
 
 // UpdateInput changes an account's display name and contact details; nil
@@ -349,4 +324,40 @@ func int64Array(ids []int64) string {
 	}
 	b.WriteByte('}')
 	return b.String()
+}
+
+// newAccount checks the fields of a new account (not its place in the tree).
+func newAccount(in CreateInput) (*models.Account, error) {
+	if !in.Kind.IsValid() {
+		return nil, apperr.Invalid("kind", "unknown account kind %q", in.Kind)
+	}
+	if in.Kind == models.KindPlatform {
+		return nil, apperr.Invalid("kind", "there is exactly one PLATFORM account and it already exists; create DISTRIBUTOR, RESELLER, CUSTOMER or PERSONAL accounts")
+	}
+	name, err := ValidateName("name", in.Name)
+	if err != nil {
+		return nil, err
+	}
+	acct := &models.Account{Kind: in.Kind, Name: name, Status: models.StatusActive}
+	if in.Email != nil && *in.Email != "" {
+		e, err := ValidateEmail("email", *in.Email)
+		if err != nil {
+			return nil, err
+		}
+		acct.Email = &e
+	}
+	if in.Phone != nil && *in.Phone != "" {
+		p, err := ValidatePhone("phone", *in.Phone)
+		if err != nil {
+			return nil, err
+		}
+		acct.Phone = &p
+	}
+	if acct.Currency, err = ValidateCurrency("currency", in.Currency); err != nil {
+		return nil, err
+	}
+	if acct.Tags, err = ValidateTags("tags", in.Tags); err != nil {
+		return nil, err
+	}
+	return acct, nil
 }

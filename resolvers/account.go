@@ -39,9 +39,15 @@ func (r *accountResolver) children(ctx context.Context, obj *models.Account, kin
 	if len(f.Search) > 200 {
 		return nil, apperr.Invalid("search", "search must be at most 200 characters")
 	}
-	page, err := loadersFrom(ctx, r.Accounts).ChildrenPage.Load(ctx, childKey{ParentID: obj.ID, Filter: f, First: n, After: afterID})()
+	l := loadersFrom(ctx, r.Accounts)
+	key := childKey{ParentID: obj.ID, Filter: f, First: n, After: afterID}
+	primed := l.done.has(key)
+	page, err := l.ChildrenPage.Load(ctx, key)()
 	if err != nil {
 		return nil, err
+	}
+	if !primed {
+		r.lookahead(ctx, page.Accounts)
 	}
 	conn := &graph.AccountConnection{ParentID: obj.ID, Filter: f.Key(), PageInfo: &graph.PageInfo{HasNextPage: page.HasNext}, Edges: make([]*graph.AccountEdge, 0, len(page.Accounts))}
 	for _, a := range page.Accounts {

@@ -16,6 +16,7 @@ type Loaders struct {
 	Account       *dataloader.Loader[int64, *models.Account]
 	ChildrenPage  *dataloader.Loader[childKey, *accounts.Page]
 	ChildrenCount *dataloader.Loader[childKey, int]
+	done          *prefetched
 }
 
 type childKey struct {
@@ -33,6 +34,7 @@ const batchWait = 500 * time.Microsecond
 // WithLoaders returns ctx with fresh loaders for one request.
 func WithLoaders(ctx context.Context, svc *accounts.Service) context.Context {
 	l := &Loaders{
+		done: &prefetched{keys: map[childKey]bool{}},
 		Account: dataloader.NewBatchedLoader(func(ctx context.Context, keys []int64) []*dataloader.Result[*models.Account] {
 			m, err := svc.GetMany(ctx, keys)
 			out := make([]*dataloader.Result[*models.Account], len(keys))

@@ -1,0 +1,178 @@
+package resolvers
+
+import (
+	"context"
+	"sync"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"partnerd/accounts"
+	"partnerd/models"
+)
+
+// Lookahead for the tree: when a children connection resolves, it reads the
+// rest of the query below it and fetches the next levels for all of its
+// nodes at once (one page query and one count query per level), priming the
+// loaders. Time-window batching alone depends on goroutine timing; this makes
+// a nested tree query a constant number of statements however wide it is.
+
+// prefetched remembers the children keys already primed in this request, so
+// a resolver whose page came from the lookahead does not look ahead again.
+type prefetched struct {
+	mu   sync.Mutex
+	keys map[childKey]bool
+}
+
+func (p *prefetched) mark(k childKey) {
+	p.mu.Lock()
+	p.keys[k] = true
+	p.mu.Unlock()
+}
+
+func (p *prefetched) has(k childKey) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.keys[k]
+}
+
+// childrenSelection is one nested children field under a connection's nodes.
+type childrenSelection struct {
+	key        func(parent int64) childKey
+	totalCount bool
+	nested     []*ast.Field // the children fields under this one's nodes
+	wantParent bool         // its nodes select parent (which is the node above)
+}
+
+// lookahead primes the loaders for every level below a children connection
+// whose nodes are given.
+func (r *accountResolver) lookahead(ctx context.Context, nodes []*models.Account) {
+	if !graphql.HasOperationContext(ctx) {
+		return
+	}
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil || fc.Field.Field == nil {
+		return
+	}
+	oc := graphql.GetOperationContext(ctx)
+	l := loadersFrom(ctx, r.Accounts)
+	r.prefetchLevel(ctx, oc, l, nodes, nodeFields(oc, fc.Field.Selections), 0)
+}
+
+// nodeFields returns the fields selected on the nodes of a connection
+// selection (edges { node { ... } }).
+func nodeFields(oc *graphql.OperationContext, conn ast.SelectionSet) []graphql.CollectedField {
+	var out []graphql.CollectedField
+	for _, edges := range graphql.CollectFields(oc, conn, []string{"AccountConnection"}) {
+		if edges.Name != "edges" {
+			continue
+		}
+		for _, node := range graphql.CollectFields(oc, edges.Selections, []string{"AccountEdge"}) {
+			if node.Name == "node" {
+				out = append(out, graphql.CollectFields(oc, node.Selections, []string{"Account", "Node"})...)
+			}
+		}
+	}
+	return out
+}
+
+func (r *accountResolver) prefetchLevel(ctx context.Context, oc *graphql.OperationContext, l *Loaders, nodes []*models.Account, fields []graphql.CollectedField, depth int) {
+	if len(nodes) == 0 || depth > 16 {
+		return
+	}
+	ids := make([]int64, len(nodes))
+	for i, n := range nodes {
+		ids[i] = n.ID
+	}
+	for _, f := range fields {
+		switch f.Name {
+		case "parent":
+			// The parent of these nodes is already loaded by the level above.
+			continue
+		case "children":
+		default:
+			continue
+		}
+		key, ok := childKeyFromArgs(f.ArgumentMap(oc.Variables))
+		if !ok {
+			continue
+		}
+		pages, err := r.Accounts.ChildrenPages(ctx, ids, key.Filter, key.First, key.After)
+		if err != nil {
+			return // the resolvers will load (and report) on their own
+		}
+		var next []*models.Account
+		for _, id := range ids {
+			k := key
+			k.ParentID = id
+			l.ChildrenPage.Prime(ctx, k, pages[id])
+			l.done.mark(k)
+			if parent := nodeByID(nodes, id); parent != nil {
+				l.Account.Prime(ctx, id, parent)
+			}
+			next = append(next, pages[id].Accounts...)
+		}
+		below := nodeFields(oc, f.Selections)
+		for _, cf := range graphql.CollectFields(oc, f.Selections, []string{"AccountConnection"}) {
+			if cf.Name != "totalCount" {
+				continue
+			}
+			counts, err := r.Accounts.CountChildren(ctx, ids, key.Filter)
+			if err == nil {
+				for _, id := range ids {
+					ck := childKey{ParentID: id, Filter: key.Filter}
+					l.ChildrenCount.Prime(ctx, ck, counts[id])
+				}
+			}
+		}
+		r.prefetchLevel(ctx, oc, l, next, below, depth+1)
+	}
+}
+
+func nodeByID(nodes []*models.Account, id int64) *models.Account {
+	for _, n := range nodes {
+		if n.ID == id {
+			return n
+		}
+	}
+	return nil
+}
+
+// childKeyFromArgs reads the children arguments of a selection; false when
+// they are invalid (the resolver will report that).
+func childKeyFromArgs(args map[string]any) (childKey, bool) {
+	k := childKey{First: 50}
+	if v, ok := args["first"]; ok && v != nil {
+		switch n := v.(type) {
+		case int:
+			k.First = n
+		case int64:
+			k.First = int(n)
+		case float64:
+			k.First = int(n)
+		default:
+			return k, false
+		}
+	}
+	if accounts.ValidatePage(k.First) != nil {
+		return k, false
+	}
+	if v, ok := args["after"]; ok && v != nil {
+		s, _ := v.(string)
+		id, err := decodeCursor(&s)
+		if err != nil {
+			return k, false
+		}
+		k.After = id
+	}
+	if v, ok := args["kind"].(string); ok {
+		k.Filter.Kind = models.AccountKind(v)
+	}
+	if v, ok := args["status"].(string); ok {
+		k.Filter.Status = models.AccountStatus(v)
+	}
+	if v, ok := args["search"].(string); ok {
+		k.Filter.Search = v
+	}
+	return k, true
+}

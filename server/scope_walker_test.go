@@ -1,0 +1,345 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+
+	"partnerd/ids"
+	"partnerd/models"
+	"partnerd/server"
+	"partnerd/testkit"
+)
+
+// The walker reads the schema by introspection and calls every Query and
+// Mutation field that takes an ID (directly, in a list or inside an input
+// object) as one party with IDs from outside its scope. Each call must answer
+// NOT_FOUND with no data and never mention the foreign objects. A field whose
+// arguments the walker cannot build fails the test, so fields that later
+// issues add are covered without editing it.
+
+type typeRef struct {
+	Kind   string   `json:"kind"`
+	Name   *string  `json:"name"`
+	OfType *typeRef `json:"ofType"`
+}
+
+func (t *typeRef) named() *typeRef {
+	for t.OfType != nil {
+		t = t.OfType
+	}
+	return t
+}
+
+func (t *typeRef) String() string {
+	switch t.Kind {
+	case "NON_NULL":
+		return t.OfType.String() + "!"
+	case "LIST":
+		return "[" + t.OfType.String() + "]"
+	}
+	return *t.Name
+}
+
+type inputValue struct {
+	Name string   `json:"name"`
+	Type *typeRef `json:"type"`
+}
+
+type fieldDef struct {
+	Name string       `json:"name"`
+	Args []inputValue `json:"args"`
+	Type *typeRef     `json:"type"`
+}
+
+type typeDef struct {
+	Name        string       `json:"name"`
+	Kind        string       `json:"kind"`
+	Fields      []fieldDef   `json:"fields"`
+	InputFields []inputValue `json:"inputFields"`
+	EnumValues  []struct {
+		Name string `json:"name"`
+	} `json:"enumValues"`
+}
+
+const introspection = `{ __schema { types { name kind
+  fields { name type { ...T } args { name type { ...T } } }
+  inputFields { name type { ...T } }
+  enumValues { name } } } }
+fragment T on __Type { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } }`
+
+// idSet holds one ID per object type, all of one side (foreign or own).
+type idSet map[string]string
+
+// sample values for non-ID arguments, by argument name, chosen to be valid so
+// that the only thing a call can trip over is the scope.
+var sampleStrings = map[string]string{
+	"email": "walker@example.com", "phone": "+8613800000099", "currency": "CNY", "name": "Walker",
+	"locale": "en-US", "search": "a", "key": "k", "value": "v", "after": "",
+}
+
+var sampleEnums = map[string]string{"AccountKind": "CUSTOMER", "Role": "VIEWER"}
+
+type walker struct {
+	types map[string]*typeDef
+}
+
+// build returns a value for an argument of type t, or an error when the
+// walker cannot build it. It reports whether the value holds an ID.
+func (w *walker) build(name string, t *typeRef, idFor func(argName string) (string, bool)) (any, bool, error) {
+	switch t.Kind {
+	case "NON_NULL":
+		return w.build(name, t.OfType, idFor)
+	case "LIST":
+		v, hasID, err := w.build(name, t.OfType, idFor)
+		if err != nil {
+			return nil, false, err
+		}
+		return []any{v}, hasID, nil
+	case "SCALAR":
+		switch *t.Name {
+		case "ID":
+			id, ok := idFor(name)
+			if !ok {
+				return nil, false, fmt.Errorf("no ID for argument %q", name)
+			}
+			return id, true, nil
+		case "String":
+			if s, ok := sampleStrings[name]; ok {
+				return s, false, nil
+			}
+			return "walker", false, nil
+		case "Int":
+			return 1, false, nil
+		case "Boolean":
+			return false, false, nil
+		case "Decimal":
+			return "1.00", false, nil
+		case "Month":
+			return "2026-01", false, nil
+		case "Time":
+			return "2026-01-01T00:00:00Z", false, nil
+		}
+		return nil, false, fmt.Errorf("the walker cannot build scalar %s (argument %q)", *t.Name, name)
+	case "ENUM":
+		if v, ok := sampleEnums[*t.Name]; ok {
+			return v, false, nil
+		}
+		def := w.types[*t.Name]
+		return def.EnumValues[0].Name, false, nil
+	case "INPUT_OBJECT":
+		def := w.types[*t.Name]
+		obj, hasID := map[string]any{}, false
+		for _, f := range def.InputFields {
+			v, h, err := w.build(f.Name, f.Type, idFor)
+			if err != nil {
+				return nil, false, fmt.Errorf("%s.%w", *t.Name, err)
+			}
+			obj[f.Name], hasID = v, hasID || h
+		}
+		return obj, hasID, nil
+	}
+	return nil, false, fmt.Errorf("the walker cannot build %s for argument %q", t.Kind, name)
+}
+
+// typeForArg guesses the object type an ID argument names; "" means any.
+func typeForArg(field, arg string) string {
+	switch {
+	case strings.HasSuffix(arg, "userId"), arg == "userId":
+		return "User"
+	case arg == "id" && strings.Contains(strings.ToLower(field), "token"):
+		return "ApiToken"
+	case arg == "id" && field == "node":
+		return ""
+	case strings.HasSuffix(arg, "Id"), strings.HasSuffix(arg, "Ids"), arg == "id":
+		return "Account"
+	}
+	return ""
+}
+
+type call struct {
+	op, field, query string
+	vars             map[string]any
+}
+
+func (w *walker) calls(op string, f fieldDef, ids idSet) ([]call, error) {
+	var out []call
+	kinds := []string{""}
+	if typeForArg(f.Name, "id") == "" || f.Name == "node" {
+		kinds = []string{"Account", "User", "ApiToken"}
+	}
+	for _, forced := range kinds {
+		vars, defs, uses, hasID := map[string]any{}, []string{}, []string{}, false
+		for _, a := range f.Args {
+			v, h, err := w.build(a.Name, a.Type, func(arg string) (string, bool) {
+				typ := typeForArg(f.Name, arg)
+				if typ == "" {
+					typ = forced
+				}
+				id, ok := ids[typ]
+				return id, ok
+			})
+			if err != nil {
+				return nil, fmt.Errorf("%s.%s: %w", op, f.Name, err)
+			}
+			hasID = hasID || h
+			vars[a.Name] = v
+			defs = append(defs, fmt.Sprintf("$%s: %s", a.Name, a.Type))
+			uses = append(uses, fmt.Sprintf("%s: $%s", a.Name, a.Name))
+		}
+		if !hasID {
+			return nil, nil
+		}
+		sel := ""
+		if k := f.Type.named().Kind; k == "OBJECT" || k == "INTERFACE" || k == "UNION" {
+			sel = " { __typename }"
+		}
+		opWord := strings.ToLower(op)
+		q := fmt.Sprintf("%s Walk(%s) { %s(%s)%s }", opWord, strings.Join(defs, ", "), f.Name, strings.Join(uses, ", "), sel)
+		out = append(out, call{op: op, field: f.Name, query: q, vars: vars})
+	}
+	return out, nil
+}
+
+func TestScopeWalker_ForeignIDsAreNotFound(t *testing.T) {
+	api := testkit.NewAPI(t, server.Options{})
+	tr := api.Tree
+
+	var schema struct {
+		Schema struct {
+			Types []*typeDef `json:"types"`
+		} `json:"__schema"`
+	}
+	api.MustDo(t, tr.Platform.Token, introspection, nil, &schema)
+	w := &walker{types: map[string]*typeDef{}}
+	for _, td := range schema.Schema.Types {
+		w.types[td.Name] = td
+	}
+
+	// Each case: who calls, the foreign side it must not reach, and canary
+	// names that must never appear in its answers.
+	cases := []struct {
+		name    string
+		caller  testkit.Party
+		foreign testkit.Party
+	}{
+		{"distributor vs other distributor", tr.D1, tr.D2},
+		{"distributor vs other distributor's customer", tr.D1, tr.C5},
+		{"distributor vs single-tier reseller", tr.D1, tr.S1},
+		{"distributor vs platform", tr.D1, tr.Platform},
+		{"second-level reseller vs sibling", tr.R1, tr.R2},
+		{"second-level reseller vs sibling's customer", tr.R1, tr.C2},
+		{"second-level reseller vs its distributor", tr.R1, tr.D1},
+		{"customer vs its partner", tr.C1, tr.R1},
+		{"customer vs other customer", tr.C1, tr.C3},
+		{"personal vs customer", tr.P1, tr.C4},
+	}
+	ctx := context.Background()
+	exercised := map[string]bool{}
+	for _, tc := range cases {
+		foreign := foreignIDs(t, tr, tc.foreign)
+		own := ownIDs(t, tr, tc.caller)
+		canary := tc.foreign.Account.Name
+		for _, op := range []string{"Query", "Mutation"} {
+			def := w.types[op]
+			if def == nil {
+				continue
+			}
+			for _, f := range def.Fields {
+				calls, err := w.calls(op, f, foreign)
+				if err != nil {
+					t.Errorf("%s: %v", tc.name, err)
+					continue
+				}
+				for _, c := range calls {
+					r := api.Do(t, tc.caller.Token, c.query, c.vars)
+					if r.Code() != "NOT_FOUND" {
+						t.Errorf("%s: %s.%s with %v: want NOT_FOUND, got %q %+v data=%s", tc.name, op, c.field, c.vars, r.Code(), r.Errors, r.Data)
+					}
+					var data map[string]json.RawMessage
+					_ = json.Unmarshal(r.Data, &data)
+					if v, ok := data[c.field]; ok && string(v) != "null" {
+						t.Errorf("%s: %s.%s returned data %s for a foreign ID", tc.name, op, c.field, v)
+					}
+					raw, _ := json.Marshal(r)
+					if strings.Contains(string(raw), canary) {
+						t.Errorf("%s: %s.%s answer mentions %q: %s", tc.name, op, c.field, canary, raw)
+					}
+				}
+				// Control: with the caller's own IDs the same field must get
+				// past the scope for at least one ID type, or the walker
+				// proves nothing about it.
+				ownCalls, err := w.calls(op, f, own)
+				if err != nil || len(ownCalls) == 0 {
+					continue
+				}
+				reached := false
+				for _, c := range ownCalls {
+					if r := api.Do(t, tc.caller.Token, c.query, c.vars); r.Code() != "NOT_FOUND" {
+						reached = true
+					}
+				}
+				if reached {
+					exercised[op+"."+f.Name] = true
+				}
+			}
+		}
+	}
+	_ = ctx
+	// Every ID-taking field must have been exercised past the scope check by
+	// at least one caller.
+	var missing []string
+	for _, op := range []string{"Query", "Mutation"} {
+		for _, f := range w.types[op].Fields {
+			calls, _ := w.calls(op, f, ownIDs(t, tr, tr.D1))
+			if len(calls) > 0 && !exercised[op+"."+f.Name] {
+				missing = append(missing, op+"."+f.Name)
+			}
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Errorf("the walker never got past the scope check of: %v (give the walker valid sample values for them)", missing)
+	}
+	if len(exercised) < 5 {
+		t.Errorf("only %d fields exercised: %v", len(exercised), exercised)
+	}
+}
+
+func foreignIDs(t *testing.T, tr *testkit.Tree, p testkit.Party) idSet {
+	t.Helper()
+	tokID := tokenID(t, tr, p.User)
+	return idSet{"Account": ids.Encode("Account", p.Account.ID), "User": ids.Encode("User", userID(p)), "ApiToken": ids.Encode("ApiToken", tokID)}
+}
+
+// ownIDs are IDs inside the caller's scope: its own account, and a spare
+// user with a spare token (so the control may revoke it harmlessly).
+func ownIDs(t *testing.T, tr *testkit.Tree, p testkit.Party) idSet {
+	t.Helper()
+	spare := tr.AddUser(t, p.Account, models.RoleViewer)
+	return idSet{"Account": ids.Encode("Account", p.Account.ID), "User": ids.Encode("User", spare.User.ID), "ApiToken": ids.Encode("ApiToken", tokenID(t, tr, spare.User))}
+}
+
+func userID(p testkit.Party) int64 {
+	if p.User == nil {
+		return 1
+	}
+	return p.User.ID
+}
+
+func tokenID(t *testing.T, tr *testkit.Tree, u *models.User) int64 {
+	t.Helper()
+	var id int64
+	q := "SELECT id FROM api_tokens ORDER BY id LIMIT 1"
+	args := []any{}
+	if u != nil {
+		q, args = "SELECT id FROM api_tokens WHERE user_id = ? ORDER BY id DESC LIMIT 1", []any{u.ID}
+	}
+	if err := tr.Store.DB.Raw(q, args...).Scan(&id).Error; err != nil || id == 0 {
+		t.Fatalf("token id: %v", err)
+	}
+	return id
+}

@@ -1,0 +1,138 @@
+package testkit
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"partnerd/notify"
+	"partnerd/server"
+	"partnerd/store/storetest"
+)
+
+// API is a running HTTP server of the product on a test's own database and
+// Redis database.
+type API struct {
+	*Tree
+	Server   *httptest.Server
+	Redis    redis.UniversalClient
+	RedisURL string
+	Prefix   string
+	Hub      *notify.Hub
+	Registry *prometheus.Registry
+}
+
+// NewAPI starts the API on the standard fixture tree.
+func NewAPI(t testing.TB, opts server.Options) *API {
+	t.Helper()
+	return NewAPIOn(t, NewTree(t), opts)
+}
+
+// NewAPIOn starts an API on an existing tree (several servers can share one
+// tree, database and Redis: pass the same redisURL and prefix).
+func NewAPIOn(t testing.TB, tr *Tree, opts server.Options, shared ...*API) *API {
+	t.Helper()
+	var redisURL, prefix string
+	if len(shared) > 0 {
+		redisURL, prefix = shared[0].RedisURL, shared[0].Prefix
+	} else {
+		redisURL, prefix = storetest.RedisDB(t)
+	}
+	ropt, err := redis.ParseURL(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(ropt)
+	t.Cleanup(func() { _ = rdb.Close() })
+	qopt, err := asynq.ParseRedisURI(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	hub := notify.NewHub(rdb, prefix, log)
+	t.Cleanup(func() { _ = hub.Close() })
+	reg := prometheus.NewRegistry()
+	h := server.New(server.Deps{Store: tr.Store, Accounts: tr.Accounts, Hub: hub, Redis: rdb, Queue: qopt, Registry: reg, Log: log}, opts)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &API{Tree: tr, Server: srv, Redis: rdb, RedisURL: redisURL, Prefix: prefix, Hub: hub, Registry: reg}
+}
+
+// Response is a GraphQL response.
+type Response struct {
+	Data   json.RawMessage `json:"data"`
+	Errors []struct {
+		Message    string         `json:"message"`
+		Path       []any          `json:"path"`
+		Extensions map[string]any `json:"extensions"`
+	} `json:"errors"`
+	// Status is the HTTP status.
+	Status int `json:"-"`
+}
+
+// Code is the extensions.code of the first error, or "".
+func (r *Response) Code() string {
+	if len(r.Errors) == 0 {
+		return ""
+	}
+	c, _ := r.Errors[0].Extensions["code"].(string)
+	return c
+}
+
+// Decode unmarshals data into v.
+func (r *Response) Decode(t testing.TB, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.Data, v); err != nil {
+		t.Fatalf("decode %s: %v", r.Data, err)
+	}
+}
+
+// Do posts a GraphQL request with the token (none when "").
+func (a *API) Do(t testing.TB, token, query string, vars map[string]any) *Response {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	return a.Raw(t, token, "application/json", body)
+}
+
+// Raw posts a raw body to /graphql.
+func (a *API) Raw(t testing.TB, token, contentType string, body []byte) *Response {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, a.Server.URL+"/graphql", bytes.NewReader(body))
+	req.Header.Set("Content-Type", contentType)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := a.Server.Client().Do(req)
+	if err != nil {
+		t.Fatalf("post: %v", err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out Response
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatalf("response %d is not JSON: %s", resp.StatusCode, raw)
+	}
+	out.Status = resp.StatusCode
+	return &out
+}
+
+// MustDo posts a request that must succeed and decodes its data into v.
+func (a *API) MustDo(t testing.TB, token, query string, vars map[string]any, v any) {
+	t.Helper()
+	r := a.Do(t, token, query, vars)
+	if len(r.Errors) > 0 {
+		t.Fatalf("unexpected errors: %+v", r.Errors)
+	}
+	if v != nil {
+		r.Decode(t, v)
+	}
+}
