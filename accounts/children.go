@@ -7,6 +7,7 @@ import (
 
 	"partnerd/apperr"
 	"partnerd/models"
+	"partnerd/store"
 )
 
 // MaxPageSize bounds every page of every list.
@@ -58,7 +59,7 @@ func (s *Service) ChildrenPages(ctx context.Context, parentIDs []int64, f ChildF
 			WHERE a.parent_id = p.id AND a.id > ? AND ` + where + `
 			ORDER BY a.id LIMIT ?
 		) c ORDER BY c.parent_id, c.id`
-	all := append([]any{int64Array(parentIDs), afterID}, args...)
+	all := append([]any{store.Int64Array(parentIDs), afterID}, args...)
 	all = append(all, first+1)
 	var rows []*models.Account
 	if err := s.st.DB.WithContext(ctx).Raw(q, all...).Scan(&rows).Error; err != nil {
@@ -93,7 +94,7 @@ func (s *Service) CountChildren(ctx context.Context, parentIDs []int64, f ChildF
 		ID int64
 		N  int
 	}
-	if err := s.st.DB.WithContext(ctx).Raw(q, append([]any{int64Array(parentIDs)}, args...)...).Scan(&rows).Error; err != nil {
+	if err := s.st.DB.WithContext(ctx).Raw(q, append([]any{store.Int64Array(parentIDs)}, args...)...).Scan(&rows).Error; err != nil {
 		return nil, fmt.Errorf("count children: %w", err)
 	}
 	out := make(map[int64]int, len(parentIDs))

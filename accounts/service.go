@@ -89,7 +89,7 @@ func (s *Service) GetMany(ctx context.Context, ids []int64) (map[int64]*models.A
 		return nil, err
 	}
 	var list []*models.Account
-	if err := sc.Filter(s.st.DB.WithContext(ctx).Where("id = ANY(?)", int64Array(ids)), "path").Find(&list).Error; err != nil {
+	if err := sc.Filter(s.st.DB.WithContext(ctx).Where("id = ANY(?)", store.Int64Array(ids)), "path").Find(&list).Error; err != nil {
 		return nil, fmt.Errorf("load accounts: %w", err)
 	}
 	out := make(map[int64]*models.Account, len(list))
@@ -310,20 +310,6 @@ func kindList(ks []models.AccountKind) string {
 		s[i] = string(k)
 	}
 	return strings.Join(s, ", ")
-}
-
-// int64Array renders ids as a PostgreSQL array literal for "= ANY(?)".
-func int64Array(ids []int64) string {
-	var b strings.Builder
-	b.WriteByte('{')
-	for i, id := range ids {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprint(&b, id)
-	}
-	b.WriteByte('}')
-	return b.String()
 }
 
 // newAccount checks the fields of a new account (not its place in the tree).

@@ -119,7 +119,7 @@ func (s *Service) GetUsers(ctx context.Context, ids []int64) (map[int64]*models.
 	q, args := sc.SQL("a.path")
 	var list []*models.User
 	err = s.st.DB.WithContext(ctx).Raw(`SELECT u.* FROM users u JOIN accounts a ON a.id = u.account_id
-		WHERE u.id = ANY(?::bigint[]) AND `+q, append([]any{int64Array(ids)}, args...)...).Scan(&list).Error
+		WHERE u.id = ANY(?::bigint[]) AND `+q, append([]any{store.Int64Array(ids)}, args...)...).Scan(&list).Error
 	if err != nil {
 		return nil, fmt.Errorf("load users: %w", err)
 	}

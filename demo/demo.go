@@ -61,14 +61,14 @@ var tree = []node{
 			{kind: models.KindReseller, name: "Beacon Systems", email: "hello@beacon.example", phone: "+8613800000002",
 				users: []user{{"admin@beacon.example", []models.Role{models.RoleAdmin}, "en-US"}},
 				children: []node{
-					{kind: models.KindCustomer, name: "Harbor Logistics", email: "it@harbor.example", tags: []accounts.Tag{{"costCenter", "CC-100"}, {"env", "prod"}}},
+					{kind: models.KindCustomer, name: "Harbor Logistics", email: "it@harbor.example", tags: []accounts.Tag{{Key: "costCenter", Value: "CC-100"}, {Key: "env", Value: "prod"}}},
 					{kind: models.KindCustomer, name: "Kite Analytics", email: "it@kite.example"},
 				}},
 			{kind: models.KindReseller, name: "Cobalt Solutions", email: "team@cobalt.example", phone: "+8613800000003",
 				users: []user{{"admin@cobalt.example", []models.Role{models.RoleAdmin}, "zh-CN"}},
 				children: []node{
 					{kind: models.KindCustomer, name: "Lumen Retail", email: "it@lumen.example"},
-					{kind: models.KindCustomer, name: "Meridian Health", email: "it@meridian.example", tags: []accounts.Tag{{"env", "prod"}}},
+					{kind: models.KindCustomer, name: "Meridian Health", email: "it@meridian.example", tags: []accounts.Tag{{Key: "env", Value: "prod"}}},
 				}},
 			{kind: models.KindCustomer, name: "Nimbus Games", email: "it@nimbus.example", phone: "+8613800000004",
 				users: []user{{"owner@nimbus.example", []models.Role{models.RoleAdmin}, "en-US"}}},

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"partnerd/credit"
 	"partnerd/models"
 	"strconv"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/introspection"
+	"github.com/shopspring/decimal"
 	gqlparser "github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 )
@@ -32,6 +34,7 @@ type ResolverRoot interface {
 	Account() AccountResolver
 	AccountConnection() AccountConnectionResolver
 	AuditEntry() AuditEntryResolver
+	CreditLedgerEntry() CreditLedgerEntryResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
 	Subscription() SubscriptionResolver
@@ -44,20 +47,24 @@ type DirectiveRoot struct {
 
 type ComplexityRoot struct {
 	Account struct {
-		Children  func(childComplexity int, kind *models.AccountKind, status *models.AccountStatus, search *string, first *int, after *string) int
-		CreatedAt func(childComplexity int) int
-		Currency  func(childComplexity int) int
-		Email     func(childComplexity int) int
-		FrozenAt  func(childComplexity int) int
-		ID        func(childComplexity int) int
-		Kind      func(childComplexity int) int
-		Name      func(childComplexity int) int
-		Parent    func(childComplexity int) int
-		Phone     func(childComplexity int) int
-		Status    func(childComplexity int) int
-		Tags      func(childComplexity int) int
-		Tier      func(childComplexity int) int
-		Users     func(childComplexity int, first *int, after *string) int
+		Arrears          func(childComplexity int) int
+		ArrearsExemption func(childComplexity int) int
+		Children         func(childComplexity int, kind *models.AccountKind, status *models.AccountStatus, search *string, first *int, after *string) int
+		CreatedAt        func(childComplexity int) int
+		Credit           func(childComplexity int) int
+		Currency         func(childComplexity int) int
+		Email            func(childComplexity int) int
+		FrozenAt         func(childComplexity int) int
+		ID               func(childComplexity int) int
+		InArrears        func(childComplexity int) int
+		Kind             func(childComplexity int) int
+		Name             func(childComplexity int) int
+		Parent           func(childComplexity int) int
+		Phone            func(childComplexity int) int
+		Status           func(childComplexity int) int
+		Tags             func(childComplexity int) int
+		Tier             func(childComplexity int) int
+		Users            func(childComplexity int, first *int, after *string) int
 	}
 
 	AccountConnection struct {
@@ -75,6 +82,11 @@ type ComplexityRoot struct {
 		ExpiresAt func(childComplexity int) int
 		ID        func(childComplexity int) int
 		Token     func(childComplexity int) int
+	}
+
+	ArrearsExemption struct {
+		Postpaid func(childComplexity int) int
+		Prepaid  func(childComplexity int) int
 	}
 
 	AuditEntry struct {
@@ -98,13 +110,50 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	Credit struct {
+		Allocatable func(childComplexity int) int
+		Allocated   func(childComplexity int) int
+		Available   func(childComplexity int) int
+		Limit       func(childComplexity int) int
+	}
+
+	CreditLedgerEntry struct {
+		Actor              func(childComplexity int) int
+		Amount             func(childComplexity int) int
+		At                 func(childComplexity int) int
+		From               func(childComplexity int) int
+		FromAllocatedAfter func(childComplexity int) int
+		FromLimitAfter     func(childComplexity int) int
+		ID                 func(childComplexity int) int
+		Kind               func(childComplexity int) int
+		Reason             func(childComplexity int) int
+		RequestID          func(childComplexity int) int
+		To                 func(childComplexity int) int
+		ToAllocatedAfter   func(childComplexity int) int
+		ToLimitAfter       func(childComplexity int) int
+	}
+
+	CreditLedgerEntryConnection struct {
+		Edges    func(childComplexity int) int
+		PageInfo func(childComplexity int) int
+	}
+
+	CreditLedgerEntryEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	Mutation struct {
-		CreateAPIToken func(childComplexity int, userID string, ttlHours *int) int
-		CreateAccount  func(childComplexity int, input CreateAccountInput) int
-		CreateUser     func(childComplexity int, accountID string, email string, phone *string, roles []models.Role, name *string, locale *string) int
-		RevokeAPIToken func(childComplexity int, id string) int
-		SetAccountTags func(childComplexity int, accountID string, tags []*TagInput) int
-		UpdateAccount  func(childComplexity int, id string, input UpdateAccountInput) int
+		AllocateCredit      func(childComplexity int, childID string, amount decimal.Decimal) int
+		CreateAPIToken      func(childComplexity int, userID string, ttlHours *int) int
+		CreateAccount       func(childComplexity int, input CreateAccountInput) int
+		CreateUser          func(childComplexity int, accountID string, email string, phone *string, roles []models.Role, name *string, locale *string) int
+		ReverseCredit       func(childComplexity int, childID string, amount decimal.Decimal) int
+		RevokeAPIToken      func(childComplexity int, id string) int
+		SetAccountTags      func(childComplexity int, accountID string, tags []*TagInput) int
+		SetArrearsExemption func(childComplexity int, customerID string, postpaid bool, prepaid bool) int
+		SetCreditLimit      func(childComplexity int, accountID string, amount decimal.Decimal) int
+		UpdateAccount       func(childComplexity int, id string, input UpdateAccountInput) int
 	}
 
 	PageInfo struct {
@@ -113,10 +162,11 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		Account  func(childComplexity int, id string) int
-		AuditLog func(childComplexity int, accountID string, includeDescendants *bool, first *int, after *string) int
-		Me       func(childComplexity int) int
-		Node     func(childComplexity int, id string) int
+		Account      func(childComplexity int, id string) int
+		AuditLog     func(childComplexity int, accountID string, includeDescendants *bool, first *int, after *string) int
+		CreditLedger func(childComplexity int, accountID string, first *int, after *string) int
+		Me           func(childComplexity int) int
+		Node         func(childComplexity int, id string) int
 	}
 
 	Subscription struct {
@@ -163,6 +213,11 @@ type AccountResolver interface {
 	Children(ctx context.Context, obj *models.Account, kind *models.AccountKind, status *models.AccountStatus, search *string, first *int, after *string) (*AccountConnection, error)
 	Tags(ctx context.Context, obj *models.Account) ([]*Tag, error)
 	Users(ctx context.Context, obj *models.Account, first *int, after *string) (*UserConnection, error)
+
+	Credit(ctx context.Context, obj *models.Account) (*credit.View, error)
+	ArrearsExemption(ctx context.Context, obj *models.Account) (*ArrearsExemption, error)
+	InArrears(ctx context.Context, obj *models.Account) (bool, error)
+	Arrears(ctx context.Context, obj *models.Account) (*decimal.Decimal, error)
 }
 type AccountConnectionResolver interface {
 	TotalCount(ctx context.Context, obj *AccountConnection) (int, error)
@@ -175,6 +230,12 @@ type AuditEntryResolver interface {
 	Before(ctx context.Context, obj *models.AuditEntry) (*string, error)
 	After(ctx context.Context, obj *models.AuditEntry) (*string, error)
 }
+type CreditLedgerEntryResolver interface {
+	ID(ctx context.Context, obj *models.LedgerEntry) (string, error)
+
+	From(ctx context.Context, obj *models.LedgerEntry) (*models.Account, error)
+	To(ctx context.Context, obj *models.LedgerEntry) (*models.Account, error)
+}
 type MutationResolver interface {
 	CreateAccount(ctx context.Context, input CreateAccountInput) (*models.Account, error)
 	UpdateAccount(ctx context.Context, id string, input UpdateAccountInput) (*models.Account, error)
@@ -182,12 +243,17 @@ type MutationResolver interface {
 	CreateUser(ctx context.Context, accountID string, email string, phone *string, roles []models.Role, name *string, locale *string) (string, error)
 	CreateAPIToken(ctx context.Context, userID string, ttlHours *int) (*APIToken, error)
 	RevokeAPIToken(ctx context.Context, id string) (bool, error)
+	SetCreditLimit(ctx context.Context, accountID string, amount decimal.Decimal) (*models.Account, error)
+	AllocateCredit(ctx context.Context, childID string, amount decimal.Decimal) (*models.Account, error)
+	ReverseCredit(ctx context.Context, childID string, amount decimal.Decimal) (*models.Account, error)
+	SetArrearsExemption(ctx context.Context, customerID string, postpaid bool, prepaid bool) (*models.Account, error)
 }
 type QueryResolver interface {
 	Node(ctx context.Context, id string) (models.Node, error)
 	Me(ctx context.Context) (*models.Account, error)
 	Account(ctx context.Context, id string) (*models.Account, error)
 	AuditLog(ctx context.Context, accountID string, includeDescendants *bool, first *int, after *string) (*AuditEntryConnection, error)
+	CreditLedger(ctx context.Context, accountID string, first *int, after *string) (*CreditLedgerEntryConnection, error)
 }
 type SubscriptionResolver interface {
 	AccountUpdated(ctx context.Context, id string) (<-chan *models.Account, error)
@@ -221,6 +287,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	_ = ec
 	switch typeName + "." + field {
 
+	case "Account.arrears":
+		if e.ComplexityRoot.Account.Arrears == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Account.Arrears(childComplexity), true
+	case "Account.arrearsExemption":
+		if e.ComplexityRoot.Account.ArrearsExemption == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Account.ArrearsExemption(childComplexity), true
 	case "Account.children":
 		if e.ComplexityRoot.Account.Children == nil {
 			break
@@ -238,6 +316,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.CreatedAt(childComplexity), true
+	case "Account.credit":
+		if e.ComplexityRoot.Account.Credit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Account.Credit(childComplexity), true
 	case "Account.currency":
 		if e.ComplexityRoot.Account.Currency == nil {
 			break
@@ -262,6 +346,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.ID(childComplexity), true
+	case "Account.inArrears":
+		if e.ComplexityRoot.Account.InArrears == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Account.InArrears(childComplexity), true
 	case "Account.kind":
 		if e.ComplexityRoot.Account.Kind == nil {
 			break
@@ -367,6 +457,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.ApiToken.Token(childComplexity), true
 
+	case "ArrearsExemption.postpaid":
+		if e.ComplexityRoot.ArrearsExemption.Postpaid == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ArrearsExemption.Postpaid(childComplexity), true
+	case "ArrearsExemption.prepaid":
+		if e.ComplexityRoot.ArrearsExemption.Prepaid == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ArrearsExemption.Prepaid(childComplexity), true
+
 	case "AuditEntry.account":
 		if e.ComplexityRoot.AuditEntry.Account == nil {
 			break
@@ -442,6 +545,147 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.AuditEntryEdge.Node(childComplexity), true
 
+	case "Credit.allocatable":
+		if e.ComplexityRoot.Credit.Allocatable == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Credit.Allocatable(childComplexity), true
+	case "Credit.allocated":
+		if e.ComplexityRoot.Credit.Allocated == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Credit.Allocated(childComplexity), true
+	case "Credit.available":
+		if e.ComplexityRoot.Credit.Available == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Credit.Available(childComplexity), true
+	case "Credit.limit":
+		if e.ComplexityRoot.Credit.Limit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Credit.Limit(childComplexity), true
+
+	case "CreditLedgerEntry.actor":
+		if e.ComplexityRoot.CreditLedgerEntry.Actor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditLedgerEntry.Actor(childComplexity), true
+	case "CreditLedgerEntry.amount":
+		if e.ComplexityRoot.CreditLedgerEntry.Amount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditLedgerEntry.Amount(childComplexity), true
+	case "CreditLedgerEntry.at":
+		if e.ComplexityRoot.CreditLedgerEntry.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditLedgerEntry.At(childComplexity), true
+	case "CreditLedgerEntry.from":
+		if e.ComplexityRoot.CreditLedgerEntry.From == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditLedgerEntry.From(childComplexity), true
+	case "CreditLedgerEntry.fromAllocatedAfter":
+		if e.ComplexityRoot.CreditLedgerEntry.FromAllocatedAfter == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditLedgerEntry.FromAllocatedAfter(childComplexity), true
+	case "CreditLedgerEntry.fromLimitAfter":
+		if e.ComplexityRoot.CreditLedgerEntry.FromLimitAfter == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditLedgerEntry.FromLimitAfter(childComplexity), true
+	case "CreditLedgerEntry.id":
+		if e.ComplexityRoot.CreditLedgerEntry.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditLedgerEntry.ID(childComplexity), true
+	case "CreditLedgerEntry.kind":
+		if e.ComplexityRoot.CreditLedgerEntry.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditLedgerEntry.Kind(childComplexity), true
+	case "CreditLedgerEntry.reason":
+		if e.ComplexityRoot.CreditLedgerEntry.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditLedgerEntry.Reason(childComplexity), true
+	case "CreditLedgerEntry.requestId":
+		if e.ComplexityRoot.CreditLedgerEntry.RequestID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditLedgerEntry.RequestID(childComplexity), true
+	case "CreditLedgerEntry.to":
+		if e.ComplexityRoot.CreditLedgerEntry.To == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditLedgerEntry.To(childComplexity), true
+	case "CreditLedgerEntry.toAllocatedAfter":
+		if e.ComplexityRoot.CreditLedgerEntry.ToAllocatedAfter == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditLedgerEntry.ToAllocatedAfter(childComplexity), true
+	case "CreditLedgerEntry.toLimitAfter":
+		if e.ComplexityRoot.CreditLedgerEntry.ToLimitAfter == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditLedgerEntry.ToLimitAfter(childComplexity), true
+
+	case "CreditLedgerEntryConnection.edges":
+		if e.ComplexityRoot.CreditLedgerEntryConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditLedgerEntryConnection.Edges(childComplexity), true
+	case "CreditLedgerEntryConnection.pageInfo":
+		if e.ComplexityRoot.CreditLedgerEntryConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditLedgerEntryConnection.PageInfo(childComplexity), true
+
+	case "CreditLedgerEntryEdge.cursor":
+		if e.ComplexityRoot.CreditLedgerEntryEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditLedgerEntryEdge.Cursor(childComplexity), true
+	case "CreditLedgerEntryEdge.node":
+		if e.ComplexityRoot.CreditLedgerEntryEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditLedgerEntryEdge.Node(childComplexity), true
+
+	case "Mutation.allocateCredit":
+		if e.ComplexityRoot.Mutation.AllocateCredit == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_allocateCredit_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.AllocateCredit(childComplexity, args["childId"].(string), args["amount"].(decimal.Decimal)), true
 	case "Mutation.createApiToken":
 		if e.ComplexityRoot.Mutation.CreateAPIToken == nil {
 			break
@@ -475,6 +719,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateUser(childComplexity, args["accountId"].(string), args["email"].(string), args["phone"].(*string), args["roles"].([]models.Role), args["name"].(*string), args["locale"].(*string)), true
+	case "Mutation.reverseCredit":
+		if e.ComplexityRoot.Mutation.ReverseCredit == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_reverseCredit_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ReverseCredit(childComplexity, args["childId"].(string), args["amount"].(decimal.Decimal)), true
 	case "Mutation.revokeApiToken":
 		if e.ComplexityRoot.Mutation.RevokeAPIToken == nil {
 			break
@@ -497,6 +752,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SetAccountTags(childComplexity, args["accountId"].(string), args["tags"].([]*TagInput)), true
+	case "Mutation.setArrearsExemption":
+		if e.ComplexityRoot.Mutation.SetArrearsExemption == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setArrearsExemption_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetArrearsExemption(childComplexity, args["customerId"].(string), args["postpaid"].(bool), args["prepaid"].(bool)), true
+	case "Mutation.setCreditLimit":
+		if e.ComplexityRoot.Mutation.SetCreditLimit == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setCreditLimit_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetCreditLimit(childComplexity, args["accountId"].(string), args["amount"].(decimal.Decimal)), true
 	case "Mutation.updateAccount":
 		if e.ComplexityRoot.Mutation.UpdateAccount == nil {
 			break
@@ -544,6 +821,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.AuditLog(childComplexity, args["accountId"].(string), args["includeDescendants"].(*bool), args["first"].(*int), args["after"].(*string)), true
+	case "Query.creditLedger":
+		if e.ComplexityRoot.Query.CreditLedger == nil {
+			break
+		}
+
+		args, err := ec.field_Query_creditLedger_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.CreditLedger(childComplexity, args["accountId"].(string), args["first"].(*int), args["after"].(*string)), true
 
 	case "Query.me":
 		if e.ComplexityRoot.Query.Me == nil {
@@ -794,6 +1082,7 @@ type PageInfo { hasNextPage: Boolean! endCursor: String }
 enum AccountKind { PLATFORM DISTRIBUTOR RESELLER CUSTOMER PERSONAL }
 enum AccountStatus { ACTIVE FROZEN FROZEN_WITH_RESOURCES }
 enum Role { ADMIN FINANCE OPERATOR VIEWER REVIEWER }
+enum BillingMode { PAY_PER_USE SUBSCRIPTION RESERVED_INSTANCE }
 
 "One party of the reseller tree."
 type Account implements Node {
@@ -819,7 +1108,49 @@ type Account implements Node {
   "The account's users."
   users(first: Int = 50, after: String): UserConnection!
   createdAt: Time!
+  credit: Credit!
+  arrearsExemption: ArrearsExemption!
+  "Customers: true while available credit is below 0."
+  inArrears: Boolean!
+  "Customers: how far available credit is below 0 (0 when not in arrears)."
+  arrears: Decimal!
 }
+
+type Credit {
+  "Partners: the credit limit. Customers: the credit allocated to them."
+  limit: Decimal!
+  "Partners: allocated to children. Customers: 0."
+  allocated: Decimal!
+  "Partners: limit - allocated."
+  allocatable: Decimal!
+  "Customers: limit - this month's actual consumption (negative = arrears). Partners: the same as allocatable."
+  available: Decimal!
+}
+"Privileges that keep a customer in arrears from being suspended: postpaid = PAY_PER_USE, prepaid = SUBSCRIPTION and RESERVED_INSTANCE."
+type ArrearsExemption { postpaid: Boolean! prepaid: Boolean! }
+
+enum CreditLedgerKind { LIMIT ALLOCATE REVERSE RELEASE }
+"One append-only credit movement and the balances it left."
+type CreditLedgerEntry {
+  id: ID!
+  at: Time!
+  actor: String!
+  kind: CreditLedgerKind!
+  "The granting side (the parent); null when outside the caller's scope."
+  from: Account
+  to: Account!
+  "The change of the receiving account's limit (negative for a reversal)."
+  amount: Decimal!
+  reason: String!
+  "The granting side's balances after the change; null when it is outside the caller's scope."
+  fromLimitAfter: Decimal
+  fromAllocatedAfter: Decimal
+  toLimitAfter: Decimal!
+  toAllocatedAfter: Decimal!
+  requestId: String!
+}
+type CreditLedgerEntryConnection { edges: [CreditLedgerEntryEdge!]! pageInfo: PageInfo! }
+type CreditLedgerEntryEdge { cursor: String! node: CreditLedgerEntry! }
 type AccountConnection { edges: [AccountEdge!]! pageInfo: PageInfo! totalCount: Int! }
 type AccountEdge { cursor: String! node: Account! }
 
@@ -882,6 +1213,8 @@ type Query {
   account(id: ID!): Account
   "Audit entries about an account (and, with includeDescendants, its subtree), newest first. ADMIN."
   auditLog(accountId: ID!, includeDescendants: Boolean = false, first: Int = 50, after: String): AuditEntryConnection!
+  "Credit movements to and from an account in the caller's scope, newest first."
+  creditLedger(accountId: ID!, first: Int = 50, after: String): CreditLedgerEntryConnection!
 }
 
 type Mutation {
@@ -893,6 +1226,14 @@ type Mutation {
   "A new token for a user (an admin of its account, or the user itself). Without ttlHours the token does not expire."
   createApiToken(userId: ID!, ttlHours: Int): ApiToken!
   revokeApiToken(id: ID!): Boolean!
+
+  "Platform only: a tier-1 partner's credit limit, never below what it has allocated."
+  setCreditLimit(accountId: ID!, amount: Decimal!): Account!
+  "By the child's partner: up to the partner's allocatable credit."
+  allocateCredit(childId: ID!, amount: Decimal!): Account!
+  "By the child's partner: never below what the child consumed this month or allocated onward."
+  reverseCredit(childId: ID!, amount: Decimal!): Account!
+  setArrearsExemption(customerId: ID!, postpaid: Boolean!, prepaid: Boolean!): Account!
 }
 
 type Subscription {
@@ -937,6 +1278,14 @@ func (ec *executionContext) childFields_Account(ctx context.Context, field graph
 		return ec.fieldContext_Account_users(ctx, field)
 	case "createdAt":
 		return ec.fieldContext_Account_createdAt(ctx, field)
+	case "credit":
+		return ec.fieldContext_Account_credit(ctx, field)
+	case "arrearsExemption":
+		return ec.fieldContext_Account_arrearsExemption(ctx, field)
+	case "inArrears":
+		return ec.fieldContext_Account_inArrears(ctx, field)
+	case "arrears":
+		return ec.fieldContext_Account_arrears(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Account", field.Name)
 }
@@ -973,6 +1322,16 @@ func (ec *executionContext) childFields_ApiToken(ctx context.Context, field grap
 		return ec.fieldContext_ApiToken_expiresAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ApiToken", field.Name)
+}
+
+func (ec *executionContext) childFields_ArrearsExemption(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "postpaid":
+		return ec.fieldContext_ArrearsExemption_postpaid(ctx, field)
+	case "prepaid":
+		return ec.fieldContext_ArrearsExemption_prepaid(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ArrearsExemption", field.Name)
 }
 
 func (ec *executionContext) childFields_AuditEntry(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1015,6 +1374,72 @@ func (ec *executionContext) childFields_AuditEntryEdge(ctx context.Context, fiel
 		return ec.fieldContext_AuditEntryEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type AuditEntryEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_Credit(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "limit":
+		return ec.fieldContext_Credit_limit(ctx, field)
+	case "allocated":
+		return ec.fieldContext_Credit_allocated(ctx, field)
+	case "allocatable":
+		return ec.fieldContext_Credit_allocatable(ctx, field)
+	case "available":
+		return ec.fieldContext_Credit_available(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Credit", field.Name)
+}
+
+func (ec *executionContext) childFields_CreditLedgerEntry(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_CreditLedgerEntry_id(ctx, field)
+	case "at":
+		return ec.fieldContext_CreditLedgerEntry_at(ctx, field)
+	case "actor":
+		return ec.fieldContext_CreditLedgerEntry_actor(ctx, field)
+	case "kind":
+		return ec.fieldContext_CreditLedgerEntry_kind(ctx, field)
+	case "from":
+		return ec.fieldContext_CreditLedgerEntry_from(ctx, field)
+	case "to":
+		return ec.fieldContext_CreditLedgerEntry_to(ctx, field)
+	case "amount":
+		return ec.fieldContext_CreditLedgerEntry_amount(ctx, field)
+	case "reason":
+		return ec.fieldContext_CreditLedgerEntry_reason(ctx, field)
+	case "fromLimitAfter":
+		return ec.fieldContext_CreditLedgerEntry_fromLimitAfter(ctx, field)
+	case "fromAllocatedAfter":
+		return ec.fieldContext_CreditLedgerEntry_fromAllocatedAfter(ctx, field)
+	case "toLimitAfter":
+		return ec.fieldContext_CreditLedgerEntry_toLimitAfter(ctx, field)
+	case "toAllocatedAfter":
+		return ec.fieldContext_CreditLedgerEntry_toAllocatedAfter(ctx, field)
+	case "requestId":
+		return ec.fieldContext_CreditLedgerEntry_requestId(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CreditLedgerEntry", field.Name)
+}
+
+func (ec *executionContext) childFields_CreditLedgerEntryConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_CreditLedgerEntryConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_CreditLedgerEntryConnection_pageInfo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CreditLedgerEntryConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_CreditLedgerEntryEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_CreditLedgerEntryEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_CreditLedgerEntryEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CreditLedgerEntryEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1265,6 +1690,28 @@ func (ec *executionContext) field_Account_users_args(ctx context.Context, rawArg
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_allocateCredit_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "childId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["childId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "amount",
+		func(ctx context.Context, v any) (decimal.Decimal, error) {
+			return ec.unmarshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["amount"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createAccount_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1355,6 +1802,28 @@ func (ec *executionContext) field_Mutation_createUser_args(ctx context.Context, 
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_reverseCredit_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "childId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["childId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "amount",
+		func(ctx context.Context, v any) (decimal.Decimal, error) {
+			return ec.unmarshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["amount"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_revokeApiToken_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1388,6 +1857,58 @@ func (ec *executionContext) field_Mutation_setAccountTags_args(ctx context.Conte
 		return nil, err
 	}
 	args["tags"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setArrearsExemption_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "customerId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["customerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "postpaid",
+		func(ctx context.Context, v any) (bool, error) {
+			return ec.unmarshalNBoolean2bool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["postpaid"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "prepaid",
+		func(ctx context.Context, v any) (bool, error) {
+			return ec.unmarshalNBoolean2bool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["prepaid"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setCreditLimit_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "accountId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["accountId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "amount",
+		func(ctx context.Context, v any) (decimal.Decimal, error) {
+			return ec.unmarshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["amount"] = arg1
 	return args, nil
 }
 
@@ -1476,6 +1997,36 @@ func (ec *executionContext) field_Query_auditLog_args(ctx context.Context, rawAr
 		return nil, err
 	}
 	args["after"] = arg3
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_creditLedger_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "accountId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["accountId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
 	return args, nil
 }
 
@@ -1963,6 +2514,116 @@ func (ec *executionContext) fieldContext_Account_createdAt(_ context.Context, fi
 	return graphql.NewScalarFieldContext("Account", field, false, false, "Time")
 }
 
+func (ec *executionContext) _Account_credit(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_credit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Account().Credit(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *credit.View) graphql.Marshaler {
+			return ec.marshalNCredit2ᚖpartnerdᚋcreditᚐView(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Account_credit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Account",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Credit(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Account_arrearsExemption(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_arrearsExemption(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Account().ArrearsExemption(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ArrearsExemption) graphql.Marshaler {
+			return ec.marshalNArrearsExemption2ᚖpartnerdᚋgraphᚐArrearsExemption(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Account_arrearsExemption(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Account",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ArrearsExemption(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Account_inArrears(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_inArrears(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Account().InArrears(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Account_inArrears(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Account", field, true, true, "Boolean")
+}
+
+func (ec *executionContext) _Account_arrears(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_arrears(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Account().Arrears(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2ᚖgithubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Account_arrears(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Account", field, true, true, "Decimal")
+}
+
 func (ec *executionContext) _AccountConnection_edges(ctx context.Context, field graphql.CollectedField, obj *AccountConnection) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2172,6 +2833,52 @@ func (ec *executionContext) _ApiToken_expiresAt(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_ApiToken_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("ApiToken", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ArrearsExemption_postpaid(ctx context.Context, field graphql.CollectedField, obj *ArrearsExemption) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ArrearsExemption_postpaid(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Postpaid, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ArrearsExemption_postpaid(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ArrearsExemption", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _ArrearsExemption_prepaid(ctx context.Context, field graphql.CollectedField, obj *ArrearsExemption) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ArrearsExemption_prepaid(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Prepaid, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ArrearsExemption_prepaid(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ArrearsExemption", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _AuditEntry_id(ctx context.Context, field graphql.CollectedField, obj *models.AuditEntry) (ret graphql.Marshaler) {
@@ -2486,6 +3193,534 @@ func (ec *executionContext) fieldContext_AuditEntryEdge_node(_ context.Context, 
 	return fc, nil
 }
 
+func (ec *executionContext) _Credit_limit(ctx context.Context, field graphql.CollectedField, obj *credit.View) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Credit_limit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Limit, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Credit_limit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Credit", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Credit_allocated(ctx context.Context, field graphql.CollectedField, obj *credit.View) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Credit_allocated(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Allocated, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Credit_allocated(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Credit", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Credit_allocatable(ctx context.Context, field graphql.CollectedField, obj *credit.View) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Credit_allocatable(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Allocatable, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Credit_allocatable(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Credit", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Credit_available(ctx context.Context, field graphql.CollectedField, obj *credit.View) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Credit_available(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Available, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Credit_available(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Credit", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _CreditLedgerEntry_id(ctx context.Context, field graphql.CollectedField, obj *models.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditLedgerEntry_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CreditLedgerEntry().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreditLedgerEntry_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreditLedgerEntry", field, true, true, "ID")
+}
+
+func (ec *executionContext) _CreditLedgerEntry_at(ctx context.Context, field graphql.CollectedField, obj *models.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditLedgerEntry_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreditLedgerEntry_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreditLedgerEntry", field, false, false, "Time")
+}
+
+func (ec *executionContext) _CreditLedgerEntry_actor(ctx context.Context, field graphql.CollectedField, obj *models.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditLedgerEntry_actor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Actor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreditLedgerEntry_actor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreditLedgerEntry", field, false, false, "String")
+}
+
+func (ec *executionContext) _CreditLedgerEntry_kind(ctx context.Context, field graphql.CollectedField, obj *models.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditLedgerEntry_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v models.LedgerKind) graphql.Marshaler {
+			return ec.marshalNCreditLedgerKind2partnerdᚋmodelsᚐLedgerKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreditLedgerEntry_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreditLedgerEntry", field, false, false, "CreditLedgerKind")
+}
+
+func (ec *executionContext) _CreditLedgerEntry_from(ctx context.Context, field graphql.CollectedField, obj *models.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditLedgerEntry_from(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CreditLedgerEntry().From(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalOAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CreditLedgerEntry_from(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CreditLedgerEntry",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CreditLedgerEntry_to(ctx context.Context, field graphql.CollectedField, obj *models.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditLedgerEntry_to(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CreditLedgerEntry().To(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreditLedgerEntry_to(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CreditLedgerEntry",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CreditLedgerEntry_amount(ctx context.Context, field graphql.CollectedField, obj *models.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditLedgerEntry_amount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Amount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreditLedgerEntry_amount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreditLedgerEntry", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _CreditLedgerEntry_reason(ctx context.Context, field graphql.CollectedField, obj *models.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditLedgerEntry_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreditLedgerEntry_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreditLedgerEntry", field, false, false, "String")
+}
+
+func (ec *executionContext) _CreditLedgerEntry_fromLimitAfter(ctx context.Context, field graphql.CollectedField, obj *models.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditLedgerEntry_fromLimitAfter(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FromLimitAfter, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *decimal.Decimal) graphql.Marshaler {
+			return ec.marshalODecimal2ᚖgithubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CreditLedgerEntry_fromLimitAfter(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreditLedgerEntry", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _CreditLedgerEntry_fromAllocatedAfter(ctx context.Context, field graphql.CollectedField, obj *models.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditLedgerEntry_fromAllocatedAfter(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FromAllocatedAfter, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *decimal.Decimal) graphql.Marshaler {
+			return ec.marshalODecimal2ᚖgithubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CreditLedgerEntry_fromAllocatedAfter(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreditLedgerEntry", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _CreditLedgerEntry_toLimitAfter(ctx context.Context, field graphql.CollectedField, obj *models.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditLedgerEntry_toLimitAfter(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ToLimitAfter, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreditLedgerEntry_toLimitAfter(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreditLedgerEntry", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _CreditLedgerEntry_toAllocatedAfter(ctx context.Context, field graphql.CollectedField, obj *models.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditLedgerEntry_toAllocatedAfter(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ToAllocatedAfter, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreditLedgerEntry_toAllocatedAfter(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreditLedgerEntry", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _CreditLedgerEntry_requestId(ctx context.Context, field graphql.CollectedField, obj *models.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditLedgerEntry_requestId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RequestID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreditLedgerEntry_requestId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreditLedgerEntry", field, false, false, "String")
+}
+
+func (ec *executionContext) _CreditLedgerEntryConnection_edges(ctx context.Context, field graphql.CollectedField, obj *CreditLedgerEntryConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditLedgerEntryConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*CreditLedgerEntryEdge) graphql.Marshaler {
+			return ec.marshalNCreditLedgerEntryEdge2ᚕᚖpartnerdᚋgraphᚐCreditLedgerEntryEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreditLedgerEntryConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CreditLedgerEntryConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CreditLedgerEntryEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CreditLedgerEntryConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *CreditLedgerEntryConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditLedgerEntryConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreditLedgerEntryConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CreditLedgerEntryConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CreditLedgerEntryEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *CreditLedgerEntryEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditLedgerEntryEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreditLedgerEntryEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreditLedgerEntryEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _CreditLedgerEntryEdge_node(ctx context.Context, field graphql.CollectedField, obj *CreditLedgerEntryEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditLedgerEntryEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.LedgerEntry) graphql.Marshaler {
+			return ec.marshalNCreditLedgerEntry2ᚖpartnerdᚋmodelsᚐLedgerEntry(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreditLedgerEntryEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CreditLedgerEntryEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CreditLedgerEntry(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_createAccount(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2750,6 +3985,182 @@ func (ec *executionContext) fieldContext_Mutation_revokeApiToken(ctx context.Con
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_setCreditLimit(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setCreditLimit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetCreditLimit(ctx, fc.Args["accountId"].(string), fc.Args["amount"].(decimal.Decimal))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setCreditLimit(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setCreditLimit_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_allocateCredit(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_allocateCredit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().AllocateCredit(ctx, fc.Args["childId"].(string), fc.Args["amount"].(decimal.Decimal))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_allocateCredit(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_allocateCredit_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_reverseCredit(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_reverseCredit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ReverseCredit(ctx, fc.Args["childId"].(string), fc.Args["amount"].(decimal.Decimal))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_reverseCredit(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_reverseCredit_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setArrearsExemption(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setArrearsExemption(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetArrearsExemption(ctx, fc.Args["customerId"].(string), fc.Args["postpaid"].(bool), fc.Args["prepaid"].(bool))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setArrearsExemption(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setArrearsExemption_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *PageInfo) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2954,6 +4365,50 @@ func (ec *executionContext) fieldContext_Query_auditLog(ctx context.Context, fie
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_auditLog_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_creditLedger(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_creditLedger(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().CreditLedger(ctx, fc.Args["accountId"].(string), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *CreditLedgerEntryConnection) graphql.Marshaler {
+			return ec.marshalNCreditLedgerEntryConnection2ᚖpartnerdᚋgraphᚐCreditLedgerEntryConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_creditLedger(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CreditLedgerEntryConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_creditLedger_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -4845,6 +6300,30 @@ func (ec *executionContext) _Account(ctx context.Context, sel ast.SelectionSet, 
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "credit":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_credit(ctx, field, obj)
+				})
+		case "arrearsExemption":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_arrearsExemption(ctx, field, obj)
+				})
+		case "inArrears":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_inArrears(ctx, field, obj)
+				})
+		case "arrears":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_arrears(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -4968,6 +6447,44 @@ func (ec *executionContext) _ApiToken(ctx context.Context, sel ast.SelectionSet,
 		case "expiresAt":
 			out.Values[i] = ec._ApiToken_expiresAt(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var arrearsExemptionImplementors = []string{"ArrearsExemption"}
+
+func (ec *executionContext) _ArrearsExemption(ctx context.Context, sel ast.SelectionSet, obj *ArrearsExemption) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, arrearsExemptionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ArrearsExemption")
+		case "postpaid":
+			out.Values[i] = ec._ArrearsExemption_postpaid(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "prepaid":
+			out.Values[i] = ec._ArrearsExemption_prepaid(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		default:
@@ -5135,6 +6652,226 @@ func (ec *executionContext) _AuditEntryEdge(ctx context.Context, sel ast.Selecti
 	return out
 }
 
+var creditImplementors = []string{"Credit"}
+
+func (ec *executionContext) _Credit(ctx context.Context, sel ast.SelectionSet, obj *credit.View) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, creditImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Credit")
+		case "limit":
+			out.Values[i] = ec._Credit_limit(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "allocated":
+			out.Values[i] = ec._Credit_allocated(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "allocatable":
+			out.Values[i] = ec._Credit_allocatable(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "available":
+			out.Values[i] = ec._Credit_available(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var creditLedgerEntryImplementors = []string{"CreditLedgerEntry"}
+
+func (ec *executionContext) _CreditLedgerEntry(ctx context.Context, sel ast.SelectionSet, obj *models.LedgerEntry) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, creditLedgerEntryImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CreditLedgerEntry")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CreditLedgerEntry_id(ctx, field, obj)
+				})
+		case "at":
+			out.Values[i] = ec._CreditLedgerEntry_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "actor":
+			out.Values[i] = ec._CreditLedgerEntry_actor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "kind":
+			out.Values[i] = ec._CreditLedgerEntry_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "from":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CreditLedgerEntry_from(ctx, field, obj)
+				})
+		case "to":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CreditLedgerEntry_to(ctx, field, obj)
+				})
+		case "amount":
+			out.Values[i] = ec._CreditLedgerEntry_amount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "reason":
+			out.Values[i] = ec._CreditLedgerEntry_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "fromLimitAfter":
+			out.Values[i] = ec._CreditLedgerEntry_fromLimitAfter(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "fromAllocatedAfter":
+			out.Values[i] = ec._CreditLedgerEntry_fromAllocatedAfter(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "toLimitAfter":
+			out.Values[i] = ec._CreditLedgerEntry_toLimitAfter(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "toAllocatedAfter":
+			out.Values[i] = ec._CreditLedgerEntry_toAllocatedAfter(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "requestId":
+			out.Values[i] = ec._CreditLedgerEntry_requestId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var creditLedgerEntryConnectionImplementors = []string{"CreditLedgerEntryConnection"}
+
+func (ec *executionContext) _CreditLedgerEntryConnection(ctx context.Context, sel ast.SelectionSet, obj *CreditLedgerEntryConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, creditLedgerEntryConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CreditLedgerEntryConnection")
+		case "edges":
+			out.Values[i] = ec._CreditLedgerEntryConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._CreditLedgerEntryConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var creditLedgerEntryEdgeImplementors = []string{"CreditLedgerEntryEdge"}
+
+func (ec *executionContext) _CreditLedgerEntryEdge(ctx context.Context, sel ast.SelectionSet, obj *CreditLedgerEntryEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, creditLedgerEntryEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CreditLedgerEntryEdge")
+		case "cursor":
+			out.Values[i] = ec._CreditLedgerEntryEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._CreditLedgerEntryEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -5192,6 +6929,34 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "revokeApiToken":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_revokeApiToken(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setCreditLimit":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setCreditLimit(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "allocateCredit":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_allocateCredit(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reverseCredit":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_reverseCredit(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setArrearsExemption":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setArrearsExemption(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -5293,6 +7058,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_auditLog(ctx, field)
+				})
+		case "creditLedger":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_creditLedger(ctx, field)
 				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
@@ -5977,6 +7748,14 @@ func (ec *executionContext) marshalNApiToken2ᚖpartnerdᚋgraphᚐAPIToken(ctx 
 	return ec._ApiToken(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNArrearsExemption2ᚖpartnerdᚋgraphᚐArrearsExemption(ctx context.Context, sel ast.SelectionSet, v *ArrearsExemption) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ArrearsExemption!")
+		return graphql.Null
+	}
+	return ec._ArrearsExemption(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNAuditEntry2ᚖpartnerdᚋmodelsᚐAuditEntry(ctx context.Context, sel ast.SelectionSet, v *models.AuditEntry) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "AuditEntry!")
@@ -6034,6 +7813,101 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 func (ec *executionContext) unmarshalNCreateAccountInput2partnerdᚋgraphᚐCreateAccountInput(ctx context.Context, v any) (CreateAccountInput, error) {
 	res, err := ec.unmarshalInputCreateAccountInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCredit2ᚖpartnerdᚋcreditᚐView(ctx context.Context, sel ast.SelectionSet, v *credit.View) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Credit!")
+		return graphql.Null
+	}
+	return ec._Credit(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCreditLedgerEntry2ᚖpartnerdᚋmodelsᚐLedgerEntry(ctx context.Context, sel ast.SelectionSet, v *models.LedgerEntry) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CreditLedgerEntry!")
+		return graphql.Null
+	}
+	return ec._CreditLedgerEntry(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCreditLedgerEntryConnection2ᚖpartnerdᚋgraphᚐCreditLedgerEntryConnection(ctx context.Context, sel ast.SelectionSet, v *CreditLedgerEntryConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CreditLedgerEntryConnection!")
+		return graphql.Null
+	}
+	return ec._CreditLedgerEntryConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCreditLedgerEntryEdge2ᚕᚖpartnerdᚋgraphᚐCreditLedgerEntryEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*CreditLedgerEntryEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNCreditLedgerEntryEdge2ᚖpartnerdᚋgraphᚐCreditLedgerEntryEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNCreditLedgerEntryEdge2ᚖpartnerdᚋgraphᚐCreditLedgerEntryEdge(ctx context.Context, sel ast.SelectionSet, v *CreditLedgerEntryEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CreditLedgerEntryEdge!")
+		return graphql.Null
+	}
+	return ec._CreditLedgerEntryEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNCreditLedgerKind2partnerdᚋmodelsᚐLedgerKind(ctx context.Context, v any) (models.LedgerKind, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := models.LedgerKind(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCreditLedgerKind2partnerdᚋmodelsᚐLedgerKind(ctx context.Context, sel ast.SelectionSet, v models.LedgerKind) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "CreditLedgerKind!")
+	}
+	return res
+}
+
+func (ec *executionContext) unmarshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx context.Context, v any) (decimal.Decimal, error) {
+	res, err := models.UnmarshalDecimal(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx context.Context, sel ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+	_ = sel
+	res := models.MarshalDecimal(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Decimal!")
+	}
+	return res
+}
+
+func (ec *executionContext) unmarshalNDecimal2ᚖgithubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx context.Context, v any) (*decimal.Decimal, error) {
+	res, err := models.UnmarshalDecimal(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDecimal2ᚖgithubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx context.Context, sel ast.SelectionSet, v *decimal.Decimal) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Decimal!")
+		return graphql.Null
+	}
+	_ = sel
+	res := models.MarshalDecimal(*v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Decimal!")
+	}
+	return res
 }
 
 func (ec *executionContext) unmarshalNID2string(ctx context.Context, v any) (string, error) {
@@ -6447,6 +8321,24 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	_ = sel
 	_ = ctx
 	res := graphql.MarshalBoolean(*v)
+	return res
+}
+
+func (ec *executionContext) unmarshalODecimal2ᚖgithubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx context.Context, v any) (*decimal.Decimal, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := models.UnmarshalDecimal(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalODecimal2ᚖgithubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx context.Context, sel ast.SelectionSet, v *decimal.Decimal) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := models.MarshalDecimal(*v)
 	return res
 }
 

@@ -29,6 +29,12 @@ type APIToken struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 }
 
+// Privileges that keep a customer in arrears from being suspended: postpaid = PAY_PER_USE, prepaid = SUBSCRIPTION and RESERVED_INSTANCE.
+type ArrearsExemption struct {
+	Postpaid bool `json:"postpaid"`
+	Prepaid  bool `json:"prepaid"`
+}
+
 type AuditEntryConnection struct {
 	Edges    []*AuditEntryEdge `json:"edges"`
 	PageInfo *PageInfo         `json:"pageInfo"`
@@ -47,6 +53,16 @@ type CreateAccountInput struct {
 	Phone    *string            `json:"phone,omitempty"`
 	Currency *string            `json:"currency,omitempty"`
 	Tags     []*TagInput        `json:"tags,omitempty"`
+}
+
+type CreditLedgerEntryConnection struct {
+	Edges    []*CreditLedgerEntryEdge `json:"edges"`
+	PageInfo *PageInfo                `json:"pageInfo"`
+}
+
+type CreditLedgerEntryEdge struct {
+	Cursor string              `json:"cursor"`
+	Node   *models.LedgerEntry `json:"node"`
 }
 
 type Mutation struct {

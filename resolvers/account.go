@@ -14,10 +14,11 @@ import (
 
 // The type names inside global IDs.
 const (
-	TypeAccount    = "Account"
-	TypeUser       = "User"
-	TypeAPIToken   = "ApiToken"
-	TypeAuditEntry = "AuditEntry"
+	TypeAccount     = "Account"
+	TypeUser        = "User"
+	TypeAPIToken    = "ApiToken"
+	TypeAuditEntry  = "AuditEntry"
+	TypeLedgerEntry = "CreditLedgerEntry"
 )
 
 func (r *accountResolver) children(ctx context.Context, obj *models.Account, kind *models.AccountKind, status *models.AccountStatus, search *string, first *int, after *string) (*graph.AccountConnection, error) {
@@ -39,7 +40,7 @@ func (r *accountResolver) children(ctx context.Context, obj *models.Account, kin
 	if len(f.Search) > 200 {
 		return nil, apperr.Invalid("search", "search must be at most 200 characters")
 	}
-	l := loadersFrom(ctx, r.Accounts)
+	l := r.loaders(ctx)
 	key := childKey{ParentID: obj.ID, Filter: f, First: n, After: afterID}
 	primed := l.done.has(key)
 	page, err := l.ChildrenPage.Load(ctx, key)()

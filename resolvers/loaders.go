@@ -7,6 +7,7 @@ import (
 	"github.com/graph-gophers/dataloader/v7"
 
 	"partnerd/accounts"
+	"partnerd/credit"
 	"partnerd/models"
 )
 
@@ -16,6 +17,7 @@ type Loaders struct {
 	Account       *dataloader.Loader[int64, *models.Account]
 	ChildrenPage  *dataloader.Loader[childKey, *accounts.Page]
 	ChildrenCount *dataloader.Loader[childKey, int]
+	Credit        *dataloader.Loader[int64, credit.View]
 	done          *prefetched
 }
 
@@ -32,8 +34,17 @@ type loadersKey struct{}
 const batchWait = 500 * time.Microsecond
 
 // WithLoaders returns ctx with fresh loaders for one request.
-func WithLoaders(ctx context.Context, svc *accounts.Service) context.Context {
+func (r *Resolver) WithLoaders(ctx context.Context) context.Context {
+	svc := r.Accounts
 	l := &Loaders{
+		Credit: dataloader.NewBatchedLoader(func(ctx context.Context, keys []int64) []*dataloader.Result[credit.View] {
+			m, err := r.Credit.Views(ctx, keys)
+			out := make([]*dataloader.Result[credit.View], len(keys))
+			for i, k := range keys {
+				out[i] = &dataloader.Result[credit.View]{Data: m[k], Error: err}
+			}
+			return out
+		}, dataloader.WithWait[int64, credit.View](batchWait)),
 		done: &prefetched{keys: map[childKey]bool{}},
 		Account: dataloader.NewBatchedLoader(func(ctx context.Context, keys []int64) []*dataloader.Result[*models.Account] {
 			m, err := svc.GetMany(ctx, keys)
@@ -90,10 +101,10 @@ func groupChildKeys(keys []childKey) map[childKey][]int {
 	return groups
 }
 
-func loadersFrom(ctx context.Context, svc *accounts.Service) *Loaders {
+// loaders returns the request's loaders, or fresh ones outside a request.
+func (r *Resolver) loaders(ctx context.Context) *Loaders {
 	if l, ok := ctx.Value(loadersKey{}).(*Loaders); ok {
 		return l
 	}
-	// Outside an HTTP request (e.g. a subscription's later events): fresh loaders.
-	return WithLoaders(ctx, svc).Value(loadersKey{}).(*Loaders)
+	return r.WithLoaders(ctx).Value(loadersKey{}).(*Loaders)
 }

@@ -55,7 +55,7 @@ func (r *accountResolver) lookahead(ctx context.Context, nodes []*models.Account
 		return
 	}
 	oc := graphql.GetOperationContext(ctx)
-	l := loadersFrom(ctx, r.Accounts)
+	l := r.loaders(ctx)
 	r.prefetchLevel(ctx, oc, l, nodes, nodeFields(oc, fc.Field.Selections), 0)
 }
 

@@ -6,11 +6,13 @@ package resolvers
 
 import (
 	"partnerd/accounts"
+	"partnerd/credit"
 	"partnerd/notify"
 )
 
 // Resolver holds the domain services the resolvers call.
 type Resolver struct {
 	Accounts *accounts.Service
+	Credit   *credit.Service
 	Live     *notify.Hub
 }

@@ -8,10 +8,13 @@ package resolvers
 import (
 	"context"
 	"partnerd/accounts"
+	"partnerd/credit"
 	"partnerd/graph"
 	"partnerd/ids"
 	"partnerd/models"
 	"time"
+
+	"github.com/shopspring/decimal"
 )
 
 // ID is the resolver for the id field.
@@ -24,7 +27,7 @@ func (r *accountResolver) Parent(ctx context.Context, obj *models.Account) (*mod
 	if obj.ParentID == nil {
 		return nil, nil
 	}
-	return loadersFrom(ctx, r.Accounts).Account.Load(ctx, *obj.ParentID)()
+	return r.loaders(ctx).Account.Load(ctx, *obj.ParentID)()
 }
 
 // Tier is the resolver for the tier field.
@@ -67,9 +70,42 @@ func (r *accountResolver) Users(ctx context.Context, obj *models.Account, first 
 	return conn, nil
 }
 
+// Credit is the resolver for the credit field.
+func (r *accountResolver) Credit(ctx context.Context, obj *models.Account) (*credit.View, error) {
+	return r.creditView(ctx, obj)
+}
+
+// ArrearsExemption is the resolver for the arrearsExemption field.
+func (r *accountResolver) ArrearsExemption(ctx context.Context, obj *models.Account) (*graph.ArrearsExemption, error) {
+	v, err := r.creditView(ctx, obj)
+	if err != nil {
+		return nil, err
+	}
+	return &graph.ArrearsExemption{Postpaid: v.ExemptPostpaid, Prepaid: v.ExemptPrepaid}, nil
+}
+
+// InArrears is the resolver for the inArrears field.
+func (r *accountResolver) InArrears(ctx context.Context, obj *models.Account) (bool, error) {
+	v, err := r.creditView(ctx, obj)
+	if err != nil {
+		return false, err
+	}
+	return v.InArrears(), nil
+}
+
+// Arrears is the resolver for the arrears field.
+func (r *accountResolver) Arrears(ctx context.Context, obj *models.Account) (*decimal.Decimal, error) {
+	v, err := r.creditView(ctx, obj)
+	if err != nil {
+		return nil, err
+	}
+	a := v.Arrears()
+	return &a, nil
+}
+
 // TotalCount is the resolver for the totalCount field.
 func (r *accountConnectionResolver) TotalCount(ctx context.Context, obj *graph.AccountConnection) (int, error) {
-	return loadersFrom(ctx, r.Accounts).ChildrenCount.Load(ctx, childKey{ParentID: obj.ParentID, Filter: accounts.ChildFilterFromKey(obj.Filter)})()
+	return r.loaders(ctx).ChildrenCount.Load(ctx, childKey{ParentID: obj.ParentID, Filter: accounts.ChildFilterFromKey(obj.Filter)})()
 }
 
 // ID is the resolver for the id field.
@@ -82,7 +118,7 @@ func (r *auditEntryResolver) Account(ctx context.Context, obj *models.AuditEntry
 	if obj.AccountID == nil {
 		return nil, nil
 	}
-	return loadersFrom(ctx, r.Accounts).Account.Load(ctx, *obj.AccountID)()
+	return r.loaders(ctx).Account.Load(ctx, *obj.AccountID)()
 }
 
 // Before is the resolver for the before field.
@@ -93,6 +129,28 @@ func (r *auditEntryResolver) Before(ctx context.Context, obj *models.AuditEntry)
 // After is the resolver for the after field.
 func (r *auditEntryResolver) After(ctx context.Context, obj *models.AuditEntry) (*string, error) {
 	return jsonText(obj.After), nil
+}
+
+// ID is the resolver for the id field.
+func (r *creditLedgerEntryResolver) ID(ctx context.Context, obj *models.LedgerEntry) (string, error) {
+	return ids.Encode(TypeLedgerEntry, obj.ID), nil
+}
+
+// From is the resolver for the from field.
+func (r *creditLedgerEntryResolver) From(ctx context.Context, obj *models.LedgerEntry) (*models.Account, error) {
+	if obj.FromAccountID == nil {
+		return nil, nil
+	}
+	return r.loaders(ctx).Account.Load(ctx, *obj.FromAccountID)()
+}
+
+// To is the resolver for the to field.
+func (r *creditLedgerEntryResolver) To(ctx context.Context, obj *models.LedgerEntry) (*models.Account, error) {
+	a, err := r.loaders(ctx).Account.Load(ctx, obj.ToAccountID)()
+	if err == nil && a == nil {
+		err = accounts.NotFound("account")
+	}
+	return a, err
 }
 
 // CreateAccount is the resolver for the createAccount field.
@@ -172,6 +230,42 @@ func (r *mutationResolver) RevokeAPIToken(ctx context.Context, id string) (bool,
 	return true, nil
 }
 
+// SetCreditLimit is the resolver for the setCreditLimit field.
+func (r *mutationResolver) SetCreditLimit(ctx context.Context, accountID string, amount decimal.Decimal) (*models.Account, error) {
+	key, err := ids.Decode(accountID, TypeAccount)
+	if err != nil {
+		return nil, err
+	}
+	return r.Credit.SetLimit(ctx, key, amount)
+}
+
+// AllocateCredit is the resolver for the allocateCredit field.
+func (r *mutationResolver) AllocateCredit(ctx context.Context, childID string, amount decimal.Decimal) (*models.Account, error) {
+	key, err := ids.Decode(childID, TypeAccount)
+	if err != nil {
+		return nil, err
+	}
+	return r.Credit.Allocate(ctx, key, amount)
+}
+
+// ReverseCredit is the resolver for the reverseCredit field.
+func (r *mutationResolver) ReverseCredit(ctx context.Context, childID string, amount decimal.Decimal) (*models.Account, error) {
+	key, err := ids.Decode(childID, TypeAccount)
+	if err != nil {
+		return nil, err
+	}
+	return r.Credit.Reverse(ctx, key, amount)
+}
+
+// SetArrearsExemption is the resolver for the setArrearsExemption field.
+func (r *mutationResolver) SetArrearsExemption(ctx context.Context, customerID string, postpaid bool, prepaid bool) (*models.Account, error) {
+	key, err := ids.Decode(customerID, TypeAccount)
+	if err != nil {
+		return nil, err
+	}
+	return r.Credit.SetExemption(ctx, key, postpaid, prepaid)
+}
+
 // Node is the resolver for the node field.
 func (r *queryResolver) Node(ctx context.Context, id string) (models.Node, error) {
 	return r.node(ctx, id)
@@ -196,6 +290,11 @@ func (r *queryResolver) AuditLog(ctx context.Context, accountID string, includeD
 	return r.auditLog(ctx, accountID, includeDescendants != nil && *includeDescendants, first, after)
 }
 
+// CreditLedger is the resolver for the creditLedger field.
+func (r *queryResolver) CreditLedger(ctx context.Context, accountID string, first *int, after *string) (*graph.CreditLedgerEntryConnection, error) {
+	return r.creditLedger(ctx, accountID, first, after)
+}
+
 // AccountUpdated is the resolver for the accountUpdated field.
 func (r *subscriptionResolver) AccountUpdated(ctx context.Context, id string) (<-chan *models.Account, error) {
 	return r.accountUpdated(ctx, id)
@@ -208,7 +307,7 @@ func (r *userResolver) ID(ctx context.Context, obj *models.User) (string, error)
 
 // Account is the resolver for the account field.
 func (r *userResolver) Account(ctx context.Context, obj *models.User) (*models.Account, error) {
-	a, err := loadersFrom(ctx, r.Accounts).Account.Load(ctx, obj.AccountID)()
+	a, err := r.loaders(ctx).Account.Load(ctx, obj.AccountID)()
 	if err == nil && a == nil {
 		err = accounts.NotFound("account")
 	}
@@ -241,6 +340,11 @@ func (r *Resolver) AccountConnection() graph.AccountConnectionResolver {
 // AuditEntry returns graph.AuditEntryResolver implementation.
 func (r *Resolver) AuditEntry() graph.AuditEntryResolver { return &auditEntryResolver{r} }
 
+// CreditLedgerEntry returns graph.CreditLedgerEntryResolver implementation.
+func (r *Resolver) CreditLedgerEntry() graph.CreditLedgerEntryResolver {
+	return &creditLedgerEntryResolver{r}
+}
+
 // Mutation returns graph.MutationResolver implementation.
 func (r *Resolver) Mutation() graph.MutationResolver { return &mutationResolver{r} }
 
@@ -260,6 +364,7 @@ type (
 	accountResolver           struct{ *Resolver }
 	accountConnectionResolver struct{ *Resolver }
 	auditEntryResolver        struct{ *Resolver }
+	creditLedgerEntryResolver struct{ *Resolver }
 	mutationResolver          struct{ *Resolver }
 	queryResolver             struct{ *Resolver }
 	subscriptionResolver      struct{ *Resolver }

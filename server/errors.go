@@ -17,12 +17,12 @@ import (
 // gqlgen's own codes for requests refused before execution; all are the
 // caller's fault, so they become VALIDATION.
 var callerCodes = map[string]bool{
-	"GRAPHQL_PARSE_FAILED":      true,
-	"GRAPHQL_VALIDATION_FAILED": true,
-	"COMPLEXITY_LIMIT_EXCEEDED": true,
-	"PERSISTED_QUERY_NOT_FOUND": true,
+	"GRAPHQL_PARSE_FAILED":          true,
+	"GRAPHQL_VALIDATION_FAILED":     true,
+	"COMPLEXITY_LIMIT_EXCEEDED":     true,
+	"PERSISTED_QUERY_NOT_FOUND":     true,
 	"PERSISTED_QUERY_NOT_SUPPORTED": true,
-	"UNKNOWN_OPERATION_NAME":    true,
+	"UNKNOWN_OPERATION_NAME":        true,
 }
 
 // errorPresenter maps application errors to extensions.code and hides
@@ -42,6 +42,10 @@ func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 		var ge *gqlerror.Error
 		if errors.As(err, &ge) {
 			code, _ := ge.Extensions["code"].(string)
+			if code == string(apperr.Validation) {
+				// Already in the contract's shape (our own limits, e.g. the depth limit): keep its reason.
+				return gerr
+			}
 			if callerCodes[code] || (code == "" && ge.Rule != "") || (code == "" && ge.Err == nil && len(ge.Path) == 0) {
 				gerr.Extensions = map[string]any{"code": string(apperr.Validation)}
 				if code != "" {

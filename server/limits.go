@@ -20,7 +20,7 @@ type Limits struct {
 	Depth int
 	// IntrospectionDepth bounds __schema/__type subtrees (default 16).
 	IntrospectionDepth int
-	// Complexity bounds the computed cost of an operation (default 20,000;
+	// Complexity bounds the computed cost of an operation (default 100,000;
 	// list fields cost their page size times their children).
 	Complexity int
 	// BodyBytes bounds a JSON request body (default 1 MiB).
@@ -40,7 +40,7 @@ func (l *Limits) defaults() {
 		l.IntrospectionDepth = 16
 	}
 	if l.Complexity == 0 {
-		l.Complexity = 20000
+		l.Complexity = 100000
 	}
 	if l.BodyBytes == 0 {
 		l.BodyBytes = 1 << 20
@@ -110,4 +110,3 @@ func selectionDepth(set ast.SelectionSet, frags ast.FragmentDefinitionList, leve
 	}
 	return data, intro
 }
-

@@ -34,7 +34,8 @@ func platformAdminOnly(svc *accounts.Service, next http.Handler) http.Handler {
 			if tok != "" {
 				if pp, err := svc.Authenticate(r.Context(), tok); err == nil {
 					p, ok = pp, true
-					if fromQuery {
+					// Only a token that may open the dashboard is kept in a cookie; any other is refused below.
+					if fromQuery && isPlatformAdmin(pp) {
 						http.SetCookie(w, &http.Cookie{Name: monitoringCookie, Value: tok, Path: "/monitoring", HttpOnly: true,
 							SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, Expires: time.Now().Add(12 * time.Hour)})
 						u := *r.URL
@@ -51,10 +52,14 @@ func platformAdminOnly(svc *accounts.Service, next http.Handler) http.Handler {
 			http.Error(w, "authentication required: open /monitoring/?token=<platform admin token>", http.StatusUnauthorized)
 			return
 		}
-		if p.AccountKind != models.KindPlatform || !p.Has(models.RoleAdmin) {
+		if !isPlatformAdmin(p) {
 			http.Error(w, "the task-queue dashboard is for platform admins", http.StatusForbidden)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+func isPlatformAdmin(p *accounts.Principal) bool {
+	return p.AccountKind == models.KindPlatform && p.Has(models.RoleAdmin)
 }

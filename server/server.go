@@ -4,10 +4,13 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -30,6 +33,7 @@ import (
 
 	"partnerd/accounts"
 	"partnerd/apperr"
+	"partnerd/credit"
 	"partnerd/graph"
 	"partnerd/models"
 	"partnerd/notify"
@@ -41,6 +45,7 @@ import (
 type Deps struct {
 	Store    *store.Store
 	Accounts *accounts.Service
+	Credit   *credit.Service
 	Hub      *notify.Hub
 	Redis    redis.UniversalClient
 	// Queue is the asynq Redis connection, for the dashboard and queue metrics.
@@ -97,7 +102,8 @@ func New(d Deps, opts Options) http.Handler {
 }
 
 func newGraphQL(d Deps, opts Options, m *metrics) http.Handler {
-	cfg := graph.Config{Resolvers: &resolvers.Resolver{Accounts: d.Accounts, Live: d.Hub}}
+	res := &resolvers.Resolver{Accounts: d.Accounts, Credit: d.Credit, Live: d.Hub}
+	cfg := graph.Config{Resolvers: res}
 	setComplexity(&cfg)
 	srv := handler.New(graph.NewExecutableSchema(cfg))
 	srv.AddTransport(transport.Websocket{
@@ -108,7 +114,7 @@ func newGraphQL(d Deps, opts Options, m *metrics) http.Handler {
 			Subprotocols:       []string{"graphql-transport-ws", "graphql-ws"},
 		}},
 		InitTimeout: 10 * time.Second,
-		InitFunc: websocketInit(d.Accounts),
+		InitFunc:    websocketInit(d.Accounts),
 	})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
@@ -124,7 +130,7 @@ func newGraphQL(d Deps, opts Options, m *metrics) http.Handler {
 	srv.SetRecoverFunc(recoverFunc(d.Log))
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
 		// Fresh loaders per response: batching within one result, no stale cache across a subscription's events.
-		ctx = resolvers.WithLoaders(ctx, d.Accounts)
+		ctx = res.WithLoaders(ctx)
 		start := time.Now()
 		resp := next(ctx)
 		m.observeGraphQL(ctx, resp, time.Since(start))
@@ -171,7 +177,8 @@ func requestID(next http.Handler) http.Handler {
 func limitBody(l Limits, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		limit := l.BodyBytes
-		if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/") {
+		multipart := strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/")
+		if multipart {
 			limit = l.UploadBytes
 		}
 		if r.ContentLength > limit {
@@ -180,6 +187,20 @@ func limitBody(l Limits, next http.Handler) http.Handler {
 		}
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, limit)
+		}
+		if r.ContentLength < 0 && r.Body != nil && !multipart {
+			// A JSON body of unknown length (chunked) is read here, so going over the cap is a 413 like a declared length.
+			b, err := io.ReadAll(r.Body)
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				writeError(w, http.StatusRequestEntityTooLarge, apperr.Validation, "the request body is larger than "+byteSize(limit))
+				return
+			}
+			if err != nil {
+				writeError(w, http.StatusBadRequest, apperr.Validation, "the request body could not be read")
+				return
+			}
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
 		}
 		next.ServeHTTP(w, r)
 	})

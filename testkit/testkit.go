@@ -10,12 +10,23 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+	_ "time/tzdata" // Beijing time on any host
 
 	"partnerd/accounts"
 	"partnerd/models"
 	"partnerd/store"
 	"partnerd/store/storetest"
 )
+
+// Shanghai is the default billing time zone (Beijing time).
+var Shanghai = func() *time.Location {
+	loc, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		panic(err)
+	}
+	return loc
+}()
 
 // Party is one account of the fixture tree with an admin user and its token.
 type Party struct {
@@ -31,9 +42,9 @@ type Party struct {
 // under D1); a single-tier reseller S1 with customer C4; a second distributor
 // D2 with customer C5; a personal account P1.
 type Tree struct {
-	Store    *store.Store
-	Accounts *accounts.Service
-	Platform Party
+	Store                                      *store.Store
+	Accounts                                   *accounts.Service
+	Platform                                   Party
 	D1, R1, R2, C1, C2, C3, S1, C4, D2, C5, P1 Party
 }
 

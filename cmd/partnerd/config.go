@@ -79,7 +79,7 @@ func loadConfig(lookup env) (*config, error) {
 	if _, perr := pgx.ParseConfig(c.DatabaseURL); perr != nil {
 		return nil, bad("DATABASE_URL", "not a PostgreSQL URL (postgres://user@host:5432/db?sslmode=disable)")
 	}
-	if u, perr := url.Parse(c.DatabaseURL); perr != nil || strings.Trim(u.Path, "/") == "" {
+	if u, perr := url.Parse(c.DatabaseURL); perr != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || strings.Trim(u.Path, "/") == "" {
 		return nil, bad("DATABASE_URL", "must name a database (postgres://host:5432/partnerd)")
 	}
 
@@ -173,7 +173,7 @@ func loadConfig(lookup env) (*config, error) {
 		{"WORKER_CONCURRENCY", 10, 1, 1000, &c.WorkerConcurrency},
 		{"DB_MAX_CONNS", 20, 2, 1000, &c.DBMaxConns},
 		{"GRAPHQL_MAX_DEPTH", 12, 2, 100, &c.MaxDepth},
-		{"GRAPHQL_MAX_COMPLEXITY", 20000, 10, 10_000_000, &c.MaxComplexity},
+		{"GRAPHQL_MAX_COMPLEXITY", 100000, 10, 10_000_000, &c.MaxComplexity},
 		{"GRAPHQL_MAX_TOKENS", 15000, 100, 1_000_000, &c.MaxTokens},
 	}
 	for _, v := range ints {

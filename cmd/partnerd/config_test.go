@@ -1,0 +1,225 @@
+package main
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeEnv is a lookup over a map, standing in for the process environment.
+func fakeEnv(m map[string]string) env {
+	return func(name string) (string, bool) {
+		v, ok := m[name]
+		return v, ok
+	}
+}
+
+// unreachable points the stores at closed ports, so that a bad value the
+// configuration failed to catch shows as exit 1 (a run-time failure), never
+// as a touch to the developer's own database.
+func unreachable() map[string]string {
+	return map[string]string{
+		"DATABASE_URL": "postgres://127.0.0.1:1/partnerd_config_test?sslmode=disable&connect_timeout=2",
+		"REDIS_URL":    "redis://127.0.0.1:1/0",
+	}
+}
+
+func runWith(t *testing.T, args []string, vars map[string]string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(args, fakeEnv(vars), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestRunRejectsBadConfiguration(t *testing.T) {
+	cases := []struct {
+		name string
+		vars map[string]string
+		// want is the variable the error line must name.
+		want string
+	}{
+		{"database url garbage", map[string]string{"DATABASE_URL": "garbage"}, "DATABASE_URL"},
+		{"database url bad escape", map[string]string{"DATABASE_URL": "postgres://%zz/db"}, "DATABASE_URL"},
+		{"database url without database", map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1"}, "DATABASE_URL"},
+		{"redis url ftp", map[string]string{"REDIS_URL": "ftp://x"}, "REDIS_URL"},
+		{"http addr", map[string]string{"HTTP_ADDR": "nope"}, "HTTP_ADDR"},
+		{"http addr port", map[string]string{"HTTP_ADDR": ":99999"}, "HTTP_ADDR"},
+		{"public url", map[string]string{"PUBLIC_URL": "not a url"}, "PUBLIC_URL"},
+		{"public url scheme", map[string]string{"PUBLIC_URL": "ftp://example.com"}, "PUBLIC_URL"},
+		{"smtp tls", map[string]string{"SMTP_TLS": "ssl"}, "SMTP_TLS"},
+		{"smtp port zero", map[string]string{"SMTP_PORT": "0"}, "SMTP_PORT"},
+		{"smtp port words", map[string]string{"SMTP_PORT": "twenty-five"}, "SMTP_PORT"},
+		{"sms provider", map[string]string{"SMS_PROVIDER": "carrier-pigeon"}, "SMS_PROVIDER"},
+		{"sms webhook missing url", map[string]string{"SMS_PROVIDER": "webhook"}, "SMS_WEBHOOK_URL"},
+		{"sms webhook bad url", map[string]string{"SMS_PROVIDER": "webhook", "SMS_WEBHOOK_URL": "not a url"}, "SMS_WEBHOOK_URL"},
+		{"billing timezone", map[string]string{"BILLING_TIMEZONE": "Mars/Base"}, "BILLING_TIMEZONE"},
+		{"freeze retention negative", map[string]string{"FREEZE_RETENTION": "-1h"}, "FREEZE_RETENTION"},
+		{"freeze retention zero", map[string]string{"FREEZE_RETENTION": "0s"}, "FREEZE_RETENTION"},
+		{"migration approval ttl", map[string]string{"MIGRATION_APPROVAL_TTL": "soon"}, "MIGRATION_APPROVAL_TTL"},
+		{"log level", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
+		{"log format", map[string]string{"LOG_FORMAT": "xml"}, "LOG_FORMAT"},
+		{"playground", map[string]string{"PLAYGROUND": "maybe"}, "PLAYGROUND"},
+		{"shutdown timeout", map[string]string{"SHUTDOWN_TIMEOUT": "later"}, "SHUTDOWN_TIMEOUT"},
+		{"worker concurrency", map[string]string{"WORKER_CONCURRENCY": "0"}, "WORKER_CONCURRENCY"},
+		{"http max body", map[string]string{"HTTP_MAX_BODY": "12"}, "HTTP_MAX_BODY"},
+	}
+	for _, tc := range cases {
+		for _, cmd := range []string{"migrate", "serve"} {
+			t.Run(tc.name+"/"+cmd, func(t *testing.T) {
+				t.Parallel()
+				vars := unreachable()
+				for k, v := range tc.vars {
+					vars[k] = v
+				}
+				code, stdout, stderr := runWith(t, []string{cmd}, vars)
+				if code != 2 {
+					t.Fatalf("exit code = %d, want 2; stderr:\n%s", code, stderr)
+				}
+				if stdout != "" {
+					t.Errorf("stdout = %q, want nothing", stdout)
+				}
+				assertOneLine(t, stderr, tc.want)
+			})
+		}
+	}
+}
+
+// assertOneLine checks the operator's contract: one clear line naming the
+// variable, never a panic or a stack trace.
+func assertOneLine(t *testing.T, stderr, name string) {
+	t.Helper()
+	if !strings.HasSuffix(stderr, "\n") || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("stderr is not exactly one line: %q", stderr)
+	}
+	if !strings.Contains(stderr, name) {
+		t.Errorf("stderr %q does not name %s", stderr, name)
+	}
+	for _, bad := range []string{"goroutine", "panic"} {
+		if strings.Contains(strings.ToLower(stderr), bad) {
+			t.Errorf("stderr %q contains %q", stderr, bad)
+		}
+	}
+}
+
+func TestRunUsageErrors(t *testing.T) {
+	cases := []struct {
+		name    string
+		args    []string
+		code    int
+		mention string
+	}{
+		{"no args", nil, 2, "Usage"},
+		{"unknown command", []string{"frobnicate"}, 2, `"frobnicate"`},
+		{"bootstrap without email", []string{"bootstrap"}, 2, "--email"},
+		{"bootstrap with empty email", []string{"bootstrap", "--email", ""}, 2, "--email"},
+		{"unknown flag", []string{"migrate", "--bogus"}, 2, "bogus"},
+		{"stray argument", []string{"migrate", "now"}, 2, `"now"`},
+		{"help", []string{"--help"}, 0, "Usage"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := runWith(t, tc.args, unreachable())
+			if code != tc.code {
+				t.Fatalf("exit code = %d, want %d; stderr:\n%s", code, tc.code, stderr)
+			}
+			if stdout != "" {
+				t.Errorf("stdout = %q, want nothing", stdout)
+			}
+			if !strings.Contains(stderr, tc.mention) {
+				t.Errorf("stderr does not mention %s:\n%s", tc.mention, stderr)
+			}
+			if strings.Contains(stderr, "goroutine") || strings.Contains(stderr, "panic") {
+				t.Errorf("stderr holds a panic:\n%s", stderr)
+			}
+		})
+	}
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	// An unset variable and one set to blanks both take the default.
+	for name, vars := range map[string]map[string]string{
+		"unset": {},
+		"blank": {"DATABASE_URL": "", "REDIS_URL": " ", "HTTP_ADDR": "", "LOG_LEVEL": "  ", "SMS_PROVIDER": ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := loadConfig(fakeEnv(vars))
+			if err != nil {
+				t.Fatalf("loadConfig: %v", err)
+			}
+			checks := []struct {
+				what      string
+				got, want any
+			}{
+				{"DATABASE_URL", c.DatabaseURL, "postgres://localhost:5432/partnerd?sslmode=disable"},
+				{"REDIS_URL", c.RedisURL, "redis://127.0.0.1:6379/0"},
+				{"redis addr", c.RedisOptions.Addr, "127.0.0.1:6379"},
+				{"redis db", c.RedisOptions.DB, 0},
+				{"HTTP_ADDR", c.HTTPAddr, ":8080"},
+				{"PUBLIC_URL", c.PublicURL, "http://localhost:8080"},
+				{"FREEZE_RETENTION", c.FreezeRetention, 360 * time.Hour},
+				{"MIGRATION_APPROVAL_TTL", c.MigrationTTL, 336 * time.Hour},
+				{"BILLING_TIMEZONE", c.BillingTimezone.String(), "Asia/Shanghai"},
+				{"LOG_LEVEL", c.LogLevel, slog.LevelInfo},
+				{"LOG_FORMAT", c.LogFormat, "json"},
+				{"SMS_PROVIDER", c.SMSProvider, "log"},
+				{"SMTP_HOST", c.SMTPHost, ""},
+				{"PLAYGROUND", c.Playground, true},
+			}
+			for _, ch := range checks {
+				if ch.got != ch.want {
+					t.Errorf("%s = %v, want %v", ch.what, ch.got, ch.want)
+				}
+			}
+			if c.QueueRedis == nil {
+				t.Error("no queue Redis options")
+			}
+		})
+	}
+}
+
+func TestLoadConfigAcceptsGoodValues(t *testing.T) {
+	c, err := loadConfig(fakeEnv(map[string]string{
+		"DATABASE_URL":           "postgres://u:p@db.internal:6543/pc?sslmode=require",
+		"REDIS_URL":              "redis://:secret@cache:6380/3",
+		"HTTP_ADDR":              "127.0.0.1:9000",
+		"PUBLIC_URL":             "https://partners.example.com/",
+		"SMTP_HOST":              "mail.example.com",
+		"SMTP_TLS":               "tls",
+		"SMTP_FROM":              "noreply@example.com",
+		"SMS_PROVIDER":           "webhook",
+		"SMS_WEBHOOK_URL":        "https://sms.example.com/send",
+		"BILLING_TIMEZONE":       "Europe/Berlin",
+		"FREEZE_RETENTION":       "48h",
+		"MIGRATION_APPROVAL_TTL": "90m",
+		"LOG_LEVEL":              "DEBUG",
+		"LOG_FORMAT":             "text",
+		"PLAYGROUND":             "false",
+	}))
+	if err != nil {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	checks := []struct {
+		what      string
+		got, want any
+	}{
+		{"redis addr", c.RedisOptions.Addr, "cache:6380"},
+		{"redis db", c.RedisOptions.DB, 3},
+		{"PUBLIC_URL without the trailing slash", c.PublicURL, "https://partners.example.com"},
+		{"SMTP_PORT follows SMTP_TLS", c.SMTPPort, 465},
+		{"SMS_WEBHOOK_URL", c.SMSWebhookURL, "https://sms.example.com/send"},
+		{"BILLING_TIMEZONE", c.BillingTimezone.String(), "Europe/Berlin"},
+		{"FREEZE_RETENTION", c.FreezeRetention, 48 * time.Hour},
+		{"MIGRATION_APPROVAL_TTL", c.MigrationTTL, 90 * time.Minute},
+		{"LOG_LEVEL", c.LogLevel, slog.LevelDebug},
+		{"LOG_FORMAT", c.LogFormat, "text"},
+		{"PLAYGROUND", c.Playground, false},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.what, ch.got, ch.want)
+		}
+	}
+}

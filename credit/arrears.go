@@ -1,0 +1,56 @@
+package credit
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"partnerd/models"
+	"partnerd/store"
+)
+
+// UpdateArrears re-evaluates, inside tx, whether each given customer is in
+// arrears this month (available credit = allocated credit − this month's
+// actual consumption < 0, DOMAIN.md §3) and emits ArrearsChanged for each
+// one whose state flipped. It locks the customers' credit rows in id order,
+// so concurrent callers never deadlock. Non-customers are ignored.
+func UpdateArrears(tx *store.Tx, customerIDs []int64, loc *time.Location) error {
+	if len(customerIDs) == 0 {
+		return nil
+	}
+	ids := append([]int64(nil), customerIDs...)
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	month := models.MonthOf(tx.Now(), loc)
+	var rows []struct {
+		AccountID   int64
+		CreditLimit decimal.Decimal
+		InArrears   bool
+		Actual      decimal.Decimal
+	}
+	err := tx.DB.Raw(`SELECT b.account_id, b.credit_limit, b.in_arrears, coalesce(t.actual_total, 0) AS actual
+		FROM credit_balances b
+		JOIN accounts a ON a.id = b.account_id AND a.kind = 'CUSTOMER'
+		LEFT JOIN spend_totals t ON t.customer_id = b.account_id AND t.month = ?
+		WHERE b.account_id = ANY(?::bigint[])
+		ORDER BY b.account_id
+		FOR UPDATE OF b`, month.Key(), store.Int64Array(ids)).Scan(&rows).Error
+	if err != nil {
+		return fmt.Errorf("arrears: %w", err)
+	}
+	for _, r := range rows {
+		available := r.CreditLimit.Sub(r.Actual)
+		now := available.IsNegative()
+		if now == r.InArrears {
+			continue
+		}
+		if err := tx.DB.Exec(`UPDATE credit_balances SET in_arrears = ?, updated_at = ? WHERE account_id = ?`, now, tx.Now(), r.AccountID).Error; err != nil {
+			return fmt.Errorf("arrears: %w", err)
+		}
+		if err := tx.Emit(ArrearsChanged{CustomerID: r.AccountID, Entered: now, Available: models.FormatDecimal(available), Month: month.String()}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
