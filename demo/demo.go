@@ -7,10 +7,22 @@ package demo
 import (
 	"context"
 	"fmt"
+	"time"
+
+	"github.com/shopspring/decimal"
 
 	"partnerd/accounts"
+	"partnerd/credit"
 	"partnerd/models"
+	"partnerd/spend"
 )
+
+// Services are the domain services the demo data is built through.
+type Services struct {
+	Accounts *accounts.Service
+	Credit   *credit.Service
+	Spend    *spend.Service
+}
 
 // AdminEmail is the demo platform admin.
 const AdminEmail = "admin@platform.example"
@@ -18,9 +30,10 @@ const AdminEmail = "admin@platform.example"
 // Summary tells what Load made.
 type Summary struct {
 	// Loaded is false when the database already held a tree (nothing was added).
-	Loaded   bool
-	Accounts int
-	Users    int
+	Loaded       bool
+	Accounts     int
+	Users        int
+	Expenditures int
 }
 
 // Empty reports whether the tree holds nothing but (at most) the platform.
@@ -34,6 +47,8 @@ func Empty(ctx context.Context, svc *accounts.Service) (bool, error) {
 }
 
 type node struct {
+	// credit is the limit (tier-1) or the allocation from the parent.
+	credit   string
 	kind     models.AccountKind
 	name     string
 	email    string
@@ -51,41 +66,44 @@ type user struct {
 }
 
 var tree = []node{
-	{kind: models.KindDistributor, name: "Aurora Cloud Distribution", email: "ops@aurora.example", phone: "+8613800000001",
+	{credit: "500000", kind: models.KindDistributor, name: "Aurora Cloud Distribution", email: "ops@aurora.example", phone: "+8613800000001",
 		users: []user{
 			{"admin@aurora.example", []models.Role{models.RoleAdmin}, "en-US"},
 			{"finance@aurora.example", []models.Role{models.RoleFinance}, "zh-CN"},
 			{"ops@aurora.example", []models.Role{models.RoleOperator}, "en-US"},
 		},
 		children: []node{
-			{kind: models.KindReseller, name: "Beacon Systems", email: "hello@beacon.example", phone: "+8613800000002",
+			{credit: "120000", kind: models.KindReseller, name: "Beacon Systems", email: "hello@beacon.example", phone: "+8613800000002",
 				users: []user{{"admin@beacon.example", []models.Role{models.RoleAdmin}, "en-US"}},
 				children: []node{
-					{kind: models.KindCustomer, name: "Harbor Logistics", email: "it@harbor.example", tags: []accounts.Tag{{Key: "costCenter", Value: "CC-100"}, {Key: "env", Value: "prod"}}},
-					{kind: models.KindCustomer, name: "Kite Analytics", email: "it@kite.example"},
+					{credit: "30000", kind: models.KindCustomer, name: "Harbor Logistics", email: "it@harbor.example", tags: []accounts.Tag{{Key: "costCenter", Value: "CC-100"}, {Key: "env", Value: "prod"}}},
+					{credit: "8000", kind: models.KindCustomer, name: "Kite Analytics", email: "it@kite.example"},
 				}},
-			{kind: models.KindReseller, name: "Cobalt Solutions", email: "team@cobalt.example", phone: "+8613800000003",
+			{credit: "80000", kind: models.KindReseller, name: "Cobalt Solutions", email: "team@cobalt.example", phone: "+8613800000003",
 				users: []user{{"admin@cobalt.example", []models.Role{models.RoleAdmin}, "zh-CN"}},
 				children: []node{
-					{kind: models.KindCustomer, name: "Lumen Retail", email: "it@lumen.example"},
-					{kind: models.KindCustomer, name: "Meridian Health", email: "it@meridian.example", tags: []accounts.Tag{{Key: "env", Value: "prod"}}},
+					{credit: "20000", kind: models.KindCustomer, name: "Lumen Retail", email: "it@lumen.example"},
+					{credit: "25000", kind: models.KindCustomer, name: "Meridian Health", email: "it@meridian.example", tags: []accounts.Tag{{Key: "env", Value: "prod"}}},
 				}},
-			{kind: models.KindCustomer, name: "Nimbus Games", email: "it@nimbus.example", phone: "+8613800000004",
+			{credit: "1500", kind: models.KindCustomer, name: "Nimbus Games", email: "it@nimbus.example", phone: "+8613800000004",
 				users: []user{{"owner@nimbus.example", []models.Role{models.RoleAdmin}, "en-US"}}},
 		}},
-	{kind: models.KindReseller, name: "Delta Direct", email: "sales@delta.example", currency: "USD",
+	{credit: "60000", kind: models.KindReseller, name: "Delta Direct", email: "sales@delta.example", currency: "USD",
 		users: []user{{"admin@delta.example", []models.Role{models.RoleAdmin}, "en-US"}},
 		children: []node{
-			{kind: models.KindCustomer, name: "Orion Media", email: "it@orion.example", currency: "USD"},
-			{kind: models.KindCustomer, name: "Pioneer Labs", email: "it@pioneer.example", currency: "USD"},
+			{credit: "12000", kind: models.KindCustomer, name: "Orion Media", email: "it@orion.example", currency: "USD"},
+			{credit: "9000", kind: models.KindCustomer, name: "Pioneer Labs", email: "it@pioneer.example", currency: "USD"},
 		}},
 	{kind: models.KindPersonal, name: "Quinn Personal", email: "quinn@personal.example",
 		users: []user{{"quinn@personal.example", []models.Role{models.RoleAdmin}, "en-US"}}},
 }
 
 // Load creates the demo tree under the platform when the tree is empty, as
-// the system principal. The platform must exist (bootstrap).
-func Load(ctx context.Context, svc *accounts.Service) (Summary, error) {
+// the system principal: accounts and users, credit limits and allocations,
+// and the last 30 days of expenditures of every customer (Nimbus Games ends
+// up in arrears). The platform must exist (bootstrap).
+func Load(ctx context.Context, d Services) (Summary, error) {
+	svc := d.Accounts
 	ctx = accounts.SystemContext(ctx)
 	empty, err := Empty(ctx, svc)
 	if err != nil || !empty {
@@ -96,15 +114,64 @@ func Load(ctx context.Context, svc *accounts.Service) (Summary, error) {
 		return Summary{}, err
 	}
 	sum := Summary{Loaded: true}
+	var customers []*models.Account
 	for _, n := range tree {
-		if err := create(ctx, svc, plat.ID, n, &sum); err != nil {
+		if err := create(ctx, d, plat.ID, n, &sum, &customers); err != nil {
 			return sum, err
 		}
 	}
+	res, err := d.Spend.Ingest(ctx, spend.SliceSource(expenditures(customers, d.Accounts.Store().Now())))
+	if err != nil {
+		return sum, fmt.Errorf("demo expenditures: %w", err)
+	}
+	sum.Expenditures = res.Accepted
 	return sum, nil
 }
 
-func create(ctx context.Context, svc *accounts.Service, parentID int64, n node, sum *Summary) error {
+// expenditures makes 30 days of usage for each customer: daily pay-per-use
+// compute and storage, and a monthly database subscription; amounts vary by
+// customer and day but are the same on every run.
+func expenditures(customers []*models.Account, now time.Time) []spend.Record {
+	products := []struct {
+		code  string
+		mode  models.BillingMode
+		base  int64 // cents per day
+		every int   // days between records
+	}{
+		{"ecs.g7.large", models.PayPerUse, 4210, 1},
+		{"oss.standard", models.PayPerUse, 385, 1},
+		{"rds.mysql.ha", models.Subscription, 129900, 30},
+	}
+	var out []spend.Record
+	for ci, c := range customers {
+		for day := 29; day >= 0; day-- {
+			for pi, p := range products {
+				if day%p.every != 0 {
+					continue
+				}
+				cents := p.base*int64(ci+1)/2 + int64((day*7+ci*13+pi*5)%97)*10
+				if c.Name == "Nimbus Games" {
+					cents *= 3 // a heavy spender that overruns its credit
+				}
+				list := decimal.New(cents, -2)
+				out = append(out, spend.Record{
+					ExternalID:  fmt.Sprintf("demo-%d-%s-%d", c.ID, p.code, day),
+					CustomerID:  c.ID,
+					ProductCode: p.code,
+					Region:      "cn-hangzhou",
+					BillingMode: p.mode,
+					UsageAt:     now.Add(-time.Duration(day)*24*time.Hour - time.Hour),
+					List:        list,
+					Actual:      list.Mul(decimal.RequireFromString("0.85")).Round(2),
+				})
+			}
+		}
+	}
+	return out
+}
+
+func create(ctx context.Context, d Services, parentID int64, n node, sum *Summary, customers *[]*models.Account) error {
+	svc := d.Accounts
 	in := accounts.CreateInput{Kind: n.kind, ParentID: parentID, Name: n.name, Currency: n.currency, Tags: n.tags}
 	if n.email != "" {
 		in.Email = &n.email
@@ -117,6 +184,20 @@ func create(ctx context.Context, svc *accounts.Service, parentID int64, n node, 
 		return fmt.Errorf("demo account %q: %w", n.name, err)
 	}
 	sum.Accounts++
+	if n.credit != "" {
+		amount := decimal.RequireFromString(n.credit)
+		if a.Depth == 1 {
+			_, err = d.Credit.SetLimit(ctx, a.ID, amount)
+		} else {
+			_, err = d.Credit.Allocate(ctx, a.ID, amount)
+		}
+		if err != nil {
+			return fmt.Errorf("demo credit of %q: %w", n.name, err)
+		}
+	}
+	if a.Kind == models.KindCustomer {
+		*customers = append(*customers, a)
+	}
 	for _, u := range n.users {
 		if _, err := svc.CreateUser(ctx, accounts.CreateUserInput{AccountID: a.ID, Email: u.email, Roles: u.roles, Locale: u.locale}); err != nil {
 			return fmt.Errorf("demo user %q: %w", u.email, err)
@@ -124,7 +205,7 @@ func create(ctx context.Context, svc *accounts.Service, parentID int64, n node, 
 		sum.Users++
 	}
 	for _, c := range n.children {
-		if err := create(ctx, svc, a.ID, c, sum); err != nil {
+		if err := create(ctx, d, a.ID, c, sum, customers); err != nil {
 			return err
 		}
 	}

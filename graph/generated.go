@@ -61,6 +61,7 @@ type ComplexityRoot struct {
 		Name             func(childComplexity int) int
 		Parent           func(childComplexity int) int
 		Phone            func(childComplexity int) int
+		Spend            func(childComplexity int, month *models.Month) int
 		Status           func(childComplexity int) int
 		Tags             func(childComplexity int) int
 		Tier             func(childComplexity int) int
@@ -143,11 +144,27 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	IngestError struct {
+		ExternalID func(childComplexity int) int
+		Index      func(childComplexity int) int
+		Reason     func(childComplexity int) int
+	}
+
+	IngestResult struct {
+		Accepted   func(childComplexity int) int
+		AsOf       func(childComplexity int) int
+		Conflicts  func(childComplexity int) int
+		Duplicates func(childComplexity int) int
+		Errors     func(childComplexity int) int
+		Rejected   func(childComplexity int) int
+	}
+
 	Mutation struct {
 		AllocateCredit      func(childComplexity int, childID string, amount decimal.Decimal) int
 		CreateAPIToken      func(childComplexity int, userID string, ttlHours *int) int
 		CreateAccount       func(childComplexity int, input CreateAccountInput) int
 		CreateUser          func(childComplexity int, accountID string, email string, phone *string, roles []models.Role, name *string, locale *string) int
+		RecordExpenditures  func(childComplexity int, records []*ExpenditureInput) int
 		ReverseCredit       func(childComplexity int, childID string, amount decimal.Decimal) int
 		RevokeAPIToken      func(childComplexity int, id string) int
 		SetAccountTags      func(childComplexity int, accountID string, tags []*TagInput) int
@@ -167,6 +184,13 @@ type ComplexityRoot struct {
 		CreditLedger func(childComplexity int, accountID string, first *int, after *string) int
 		Me           func(childComplexity int) int
 		Node         func(childComplexity int, id string) int
+	}
+
+	Spend struct {
+		Actual func(childComplexity int) int
+		AsOf   func(childComplexity int) int
+		List   func(childComplexity int) int
+		Month  func(childComplexity int) int
 	}
 
 	Subscription struct {
@@ -218,6 +242,7 @@ type AccountResolver interface {
 	ArrearsExemption(ctx context.Context, obj *models.Account) (*ArrearsExemption, error)
 	InArrears(ctx context.Context, obj *models.Account) (bool, error)
 	Arrears(ctx context.Context, obj *models.Account) (*decimal.Decimal, error)
+	Spend(ctx context.Context, obj *models.Account, month *models.Month) (*Spend, error)
 }
 type AccountConnectionResolver interface {
 	TotalCount(ctx context.Context, obj *AccountConnection) (int, error)
@@ -247,6 +272,7 @@ type MutationResolver interface {
 	AllocateCredit(ctx context.Context, childID string, amount decimal.Decimal) (*models.Account, error)
 	ReverseCredit(ctx context.Context, childID string, amount decimal.Decimal) (*models.Account, error)
 	SetArrearsExemption(ctx context.Context, customerID string, postpaid bool, prepaid bool) (*models.Account, error)
+	RecordExpenditures(ctx context.Context, records []*ExpenditureInput) (*IngestResult, error)
 }
 type QueryResolver interface {
 	Node(ctx context.Context, id string) (models.Node, error)
@@ -376,6 +402,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.Phone(childComplexity), true
+	case "Account.spend":
+		if e.ComplexityRoot.Account.Spend == nil {
+			break
+		}
+
+		args, err := ec.field_Account_spend_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Account.Spend(childComplexity, args["month"].(*models.Month)), true
 	case "Account.status":
 		if e.ComplexityRoot.Account.Status == nil {
 			break
@@ -675,6 +712,62 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CreditLedgerEntryEdge.Node(childComplexity), true
 
+	case "IngestError.externalId":
+		if e.ComplexityRoot.IngestError.ExternalID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestError.ExternalID(childComplexity), true
+	case "IngestError.index":
+		if e.ComplexityRoot.IngestError.Index == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestError.Index(childComplexity), true
+	case "IngestError.reason":
+		if e.ComplexityRoot.IngestError.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestError.Reason(childComplexity), true
+
+	case "IngestResult.accepted":
+		if e.ComplexityRoot.IngestResult.Accepted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestResult.Accepted(childComplexity), true
+	case "IngestResult.asOf":
+		if e.ComplexityRoot.IngestResult.AsOf == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestResult.AsOf(childComplexity), true
+	case "IngestResult.conflicts":
+		if e.ComplexityRoot.IngestResult.Conflicts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestResult.Conflicts(childComplexity), true
+	case "IngestResult.duplicates":
+		if e.ComplexityRoot.IngestResult.Duplicates == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestResult.Duplicates(childComplexity), true
+	case "IngestResult.errors":
+		if e.ComplexityRoot.IngestResult.Errors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestResult.Errors(childComplexity), true
+	case "IngestResult.rejected":
+		if e.ComplexityRoot.IngestResult.Rejected == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestResult.Rejected(childComplexity), true
+
 	case "Mutation.allocateCredit":
 		if e.ComplexityRoot.Mutation.AllocateCredit == nil {
 			break
@@ -719,6 +812,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateUser(childComplexity, args["accountId"].(string), args["email"].(string), args["phone"].(*string), args["roles"].([]models.Role), args["name"].(*string), args["locale"].(*string)), true
+	case "Mutation.recordExpenditures":
+		if e.ComplexityRoot.Mutation.RecordExpenditures == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_recordExpenditures_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RecordExpenditures(childComplexity, args["records"].([]*ExpenditureInput)), true
 	case "Mutation.reverseCredit":
 		if e.ComplexityRoot.Mutation.ReverseCredit == nil {
 			break
@@ -851,6 +955,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Query.Node(childComplexity, args["id"].(string)), true
 
+	case "Spend.actual":
+		if e.ComplexityRoot.Spend.Actual == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Spend.Actual(childComplexity), true
+	case "Spend.asOf":
+		if e.ComplexityRoot.Spend.AsOf == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Spend.AsOf(childComplexity), true
+	case "Spend.list":
+		if e.ComplexityRoot.Spend.List == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Spend.List(childComplexity), true
+	case "Spend.month":
+		if e.ComplexityRoot.Spend.Month == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Spend.Month(childComplexity), true
+
 	case "Subscription.accountUpdated":
 		if e.ComplexityRoot.Subscription.AccountUpdated == nil {
 			break
@@ -967,6 +1096,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
 			graphql.NewInputUnmarshaler("CreateAccountInput", ec.unmarshalInputCreateAccountInput),
+			graphql.NewInputUnmarshaler("ExpenditureInput", ec.unmarshalInputExpenditureInput),
 			graphql.NewInputUnmarshaler("TagInput", ec.unmarshalInputTagInput),
 			graphql.NewInputUnmarshaler("UpdateAccountInput", ec.unmarshalInputUpdateAccountInput),
 		)
@@ -1114,7 +1244,12 @@ type Account implements Node {
   inArrears: Boolean!
   "Customers: how far available credit is below 0 (0 when not in arrears)."
   arrears: Decimal!
+  "Spend at list and actual prices in a month (default: the current month)."
+  spend(month: Month): Spend!
 }
+
+"A customer's spend in a billing month; asOf is when the newest record counted was received."
+type Spend { month: Month! list: Decimal! actual: Decimal! asOf: Time }
 
 type Credit {
   "Partners: the credit limit. Customers: the credit allocated to them."
@@ -1206,6 +1341,31 @@ input CreateAccountInput {
 "Omitted fields stay as they are; an empty email or phone clears it."
 input UpdateAccountInput { name: String email: String phone: String }
 
+"One expenditure record from the cloud's billing pipeline; externalId makes it idempotent."
+input ExpenditureInput {
+  externalId: String!
+  customerId: ID!
+  productCode: String!
+  region: String
+  billingMode: BillingMode!
+  usageAt: Time!
+  listAmount: Decimal!
+  actualAmount: Decimal!
+}
+
+"What an ingestion did: accepted records, replays (duplicates), same externalId with other content (conflicts: the first version is kept), and records refused with their reasons."
+type IngestResult {
+  accepted: Int!
+  duplicates: Int!
+  conflicts: Int!
+  rejected: Int!
+  "Per-record problems (at most 1,000), with the record's position in the request."
+  errors: [IngestError!]!
+  "The newest receipt time of the records now stored."
+  asOf: Time
+}
+type IngestError { index: Int! externalId: String! reason: String! }
+
 type Query {
   node(id: ID!): Node
   "The caller's own account."
@@ -1234,6 +1394,8 @@ type Mutation {
   "By the child's partner: never below what the child consumed this month or allocated onward."
   reverseCredit(childId: ID!, amount: Decimal!): Account!
   setArrearsExemption(customerId: ID!, postpaid: Boolean!, prepaid: Boolean!): Account!
+  "The billing pipeline (platform ADMIN or FINANCE): at most 5,000 records per call; POST /v1/expenditures streams more."
+  recordExpenditures(records: [ExpenditureInput!]!): IngestResult!
 }
 
 type Subscription {
@@ -1286,6 +1448,8 @@ func (ec *executionContext) childFields_Account(ctx context.Context, field graph
 		return ec.fieldContext_Account_inArrears(ctx, field)
 	case "arrears":
 		return ec.fieldContext_Account_arrears(ctx, field)
+	case "spend":
+		return ec.fieldContext_Account_spend(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Account", field.Name)
 }
@@ -1442,6 +1606,36 @@ func (ec *executionContext) childFields_CreditLedgerEntryEdge(ctx context.Contex
 	return nil, fmt.Errorf("no field named %q was found under type CreditLedgerEntryEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_IngestError(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "index":
+		return ec.fieldContext_IngestError_index(ctx, field)
+	case "externalId":
+		return ec.fieldContext_IngestError_externalId(ctx, field)
+	case "reason":
+		return ec.fieldContext_IngestError_reason(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type IngestError", field.Name)
+}
+
+func (ec *executionContext) childFields_IngestResult(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "accepted":
+		return ec.fieldContext_IngestResult_accepted(ctx, field)
+	case "duplicates":
+		return ec.fieldContext_IngestResult_duplicates(ctx, field)
+	case "conflicts":
+		return ec.fieldContext_IngestResult_conflicts(ctx, field)
+	case "rejected":
+		return ec.fieldContext_IngestResult_rejected(ctx, field)
+	case "errors":
+		return ec.fieldContext_IngestResult_errors(ctx, field)
+	case "asOf":
+		return ec.fieldContext_IngestResult_asOf(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type IngestResult", field.Name)
+}
+
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "hasNextPage":
@@ -1450,6 +1644,20 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 		return ec.fieldContext_PageInfo_endCursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
+}
+
+func (ec *executionContext) childFields_Spend(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "month":
+		return ec.fieldContext_Spend_month(ctx, field)
+	case "list":
+		return ec.fieldContext_Spend_list(ctx, field)
+	case "actual":
+		return ec.fieldContext_Spend_actual(ctx, field)
+	case "asOf":
+		return ec.fieldContext_Spend_asOf(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Spend", field.Name)
 }
 
 func (ec *executionContext) childFields_Tag(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1668,6 +1876,20 @@ func (ec *executionContext) field_Account_children_args(ctx context.Context, raw
 	return args, nil
 }
 
+func (ec *executionContext) field_Account_spend_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "month",
+		func(ctx context.Context, v any) (*models.Month, error) {
+			return ec.unmarshalOMonth2ᚖpartnerdᚋmodelsᚐMonth(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["month"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Account_users_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1799,6 +2021,20 @@ func (ec *executionContext) field_Mutation_createUser_args(ctx context.Context, 
 		return nil, err
 	}
 	args["locale"] = arg5
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_recordExpenditures_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "records",
+		func(ctx context.Context, v any) ([]*ExpenditureInput, error) {
+			return ec.unmarshalNExpenditureInput2ᚕᚖpartnerdᚋgraphᚐExpenditureInputᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["records"] = arg0
 	return args, nil
 }
 
@@ -2622,6 +2858,50 @@ func (ec *executionContext) _Account_arrears(ctx context.Context, field graphql.
 }
 func (ec *executionContext) fieldContext_Account_arrears(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Account", field, true, true, "Decimal")
+}
+
+func (ec *executionContext) _Account_spend(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_spend(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Account().Spend(ctx, obj, fc.Args["month"].(*models.Month))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *Spend) graphql.Marshaler {
+			return ec.marshalNSpend2ᚖpartnerdᚋgraphᚐSpend(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Account_spend(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Account",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Spend(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Account_spend_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _AccountConnection_edges(ctx context.Context, field graphql.CollectedField, obj *AccountConnection) (ret graphql.Marshaler) {
@@ -3721,6 +4001,222 @@ func (ec *executionContext) fieldContext_CreditLedgerEntryEdge_node(_ context.Co
 	return fc, nil
 }
 
+func (ec *executionContext) _IngestError_index(ctx context.Context, field graphql.CollectedField, obj *IngestError) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestError_index(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Index, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestError_index(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestError", field, false, false, "Int")
+}
+
+func (ec *executionContext) _IngestError_externalId(ctx context.Context, field graphql.CollectedField, obj *IngestError) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestError_externalId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExternalID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestError_externalId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestError", field, false, false, "String")
+}
+
+func (ec *executionContext) _IngestError_reason(ctx context.Context, field graphql.CollectedField, obj *IngestError) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestError_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestError_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestError", field, false, false, "String")
+}
+
+func (ec *executionContext) _IngestResult_accepted(ctx context.Context, field graphql.CollectedField, obj *IngestResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestResult_accepted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Accepted, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestResult_accepted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestResult", field, false, false, "Int")
+}
+
+func (ec *executionContext) _IngestResult_duplicates(ctx context.Context, field graphql.CollectedField, obj *IngestResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestResult_duplicates(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Duplicates, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestResult_duplicates(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestResult", field, false, false, "Int")
+}
+
+func (ec *executionContext) _IngestResult_conflicts(ctx context.Context, field graphql.CollectedField, obj *IngestResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestResult_conflicts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Conflicts, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestResult_conflicts(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestResult", field, false, false, "Int")
+}
+
+func (ec *executionContext) _IngestResult_rejected(ctx context.Context, field graphql.CollectedField, obj *IngestResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestResult_rejected(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Rejected, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestResult_rejected(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestResult", field, false, false, "Int")
+}
+
+func (ec *executionContext) _IngestResult_errors(ctx context.Context, field graphql.CollectedField, obj *IngestResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestResult_errors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Errors, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*IngestError) graphql.Marshaler {
+			return ec.marshalNIngestError2ᚕᚖpartnerdᚋgraphᚐIngestErrorᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestResult_errors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "IngestResult",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_IngestError(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _IngestResult_asOf(ctx context.Context, field graphql.CollectedField, obj *IngestResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestResult_asOf(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AsOf, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_IngestResult_asOf(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestResult", field, false, false, "Time")
+}
+
 func (ec *executionContext) _Mutation_createAccount(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4161,6 +4657,50 @@ func (ec *executionContext) fieldContext_Mutation_setArrearsExemption(ctx contex
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_recordExpenditures(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_recordExpenditures(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RecordExpenditures(ctx, fc.Args["records"].([]*ExpenditureInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *IngestResult) graphql.Marshaler {
+			return ec.marshalNIngestResult2ᚖpartnerdᚋgraphᚐIngestResult(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_recordExpenditures(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_IngestResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_recordExpenditures_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *PageInfo) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4489,6 +5029,98 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _Spend_month(ctx context.Context, field graphql.CollectedField, obj *Spend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Spend_month(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Month, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v models.Month) graphql.Marshaler {
+			return ec.marshalNMonth2partnerdᚋmodelsᚐMonth(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Spend_month(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Spend", field, false, false, "Month")
+}
+
+func (ec *executionContext) _Spend_list(ctx context.Context, field graphql.CollectedField, obj *Spend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Spend_list(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.List, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Spend_list(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Spend", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Spend_actual(ctx context.Context, field graphql.CollectedField, obj *Spend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Spend_actual(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Actual, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Spend_actual(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Spend", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Spend_asOf(ctx context.Context, field graphql.CollectedField, obj *Spend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Spend_asOf(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AsOf, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Spend_asOf(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Spend", field, false, false, "Time")
 }
 
 func (ec *executionContext) _Subscription_accountUpdated(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
@@ -6073,6 +6705,97 @@ func UnmarshalCreateAccountInput(ctx context.Context, raw any) (CreateAccountInp
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputExpenditureInput(ctx context.Context, obj any) (ExpenditureInput, error) {
+	var it ExpenditureInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"externalId", "customerId", "productCode", "region", "billingMode", "usageAt", "listAmount", "actualAmount"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "externalId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("externalId"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExternalID = data
+		case "customerId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("customerId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CustomerID = data
+		case "productCode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("productCode"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ProductCode = data
+		case "region":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("region"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Region = data
+		case "billingMode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("billingMode"))
+			data, err := ec.unmarshalNBillingMode2partnerdᚋmodelsᚐBillingMode(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BillingMode = data
+		case "usageAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("usageAt"))
+			data, err := ec.unmarshalNTime2timeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UsageAt = data
+		case "listAmount":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("listAmount"))
+			data, err := ec.unmarshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ListAmount = data
+		case "actualAmount":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("actualAmount"))
+			data, err := ec.unmarshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ActualAmount = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalExpenditureInput unmarshals raw into the ExpenditureInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalExpenditureInput(ctx context.Context, raw any) (ExpenditureInput, error) {
+	var out ExpenditureInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ExpenditureInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputTagInput(ctx context.Context, obj any) (TagInput, error) {
 	var it TagInput
 	if obj == nil {
@@ -6323,6 +7046,12 @@ func (ec *executionContext) _Account(ctx context.Context, sel ast.SelectionSet, 
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Account_arrears(ctx, field, obj)
+				})
+		case "spend":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_spend(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -6872,6 +7601,107 @@ func (ec *executionContext) _CreditLedgerEntryEdge(ctx context.Context, sel ast.
 	return out
 }
 
+var ingestErrorImplementors = []string{"IngestError"}
+
+func (ec *executionContext) _IngestError(ctx context.Context, sel ast.SelectionSet, obj *IngestError) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, ingestErrorImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("IngestError")
+		case "index":
+			out.Values[i] = ec._IngestError_index(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "externalId":
+			out.Values[i] = ec._IngestError_externalId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reason":
+			out.Values[i] = ec._IngestError_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var ingestResultImplementors = []string{"IngestResult"}
+
+func (ec *executionContext) _IngestResult(ctx context.Context, sel ast.SelectionSet, obj *IngestResult) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, ingestResultImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("IngestResult")
+		case "accepted":
+			out.Values[i] = ec._IngestResult_accepted(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "duplicates":
+			out.Values[i] = ec._IngestResult_duplicates(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "conflicts":
+			out.Values[i] = ec._IngestResult_conflicts(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rejected":
+			out.Values[i] = ec._IngestResult_rejected(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "errors":
+			out.Values[i] = ec._IngestResult_errors(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "asOf":
+			out.Values[i] = ec._IngestResult_asOf(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -6957,6 +7787,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "setArrearsExemption":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_setArrearsExemption(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "recordExpenditures":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_recordExpenditures(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -7078,6 +7915,54 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			})
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var spendImplementors = []string{"Spend"}
+
+func (ec *executionContext) _Spend(ctx context.Context, sel ast.SelectionSet, obj *Spend) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, spendImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Spend")
+		case "month":
+			out.Values[i] = ec._Spend_month(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "list":
+			out.Values[i] = ec._Spend_list(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "actual":
+			out.Values[i] = ec._Spend_actual(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "asOf":
+			out.Values[i] = ec._Spend_asOf(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -7796,6 +8681,21 @@ func (ec *executionContext) marshalNAuditEntryEdge2ᚖpartnerdᚋgraphᚐAuditEn
 	return ec._AuditEntryEdge(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNBillingMode2partnerdᚋmodelsᚐBillingMode(ctx context.Context, v any) (models.BillingMode, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := models.BillingMode(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNBillingMode2partnerdᚋmodelsᚐBillingMode(ctx context.Context, sel ast.SelectionSet, v models.BillingMode) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "BillingMode!")
+	}
+	return res
+}
+
 func (ec *executionContext) unmarshalNBoolean2bool(ctx context.Context, v any) (bool, error) {
 	res, err := graphql.UnmarshalBoolean(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -7910,6 +8810,25 @@ func (ec *executionContext) marshalNDecimal2ᚖgithubᚗcomᚋshopspringᚋdecim
 	return res
 }
 
+func (ec *executionContext) unmarshalNExpenditureInput2ᚕᚖpartnerdᚋgraphᚐExpenditureInputᚄ(ctx context.Context, v any) ([]*ExpenditureInput, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*ExpenditureInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNExpenditureInput2ᚖpartnerdᚋgraphᚐExpenditureInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalNExpenditureInput2ᚖpartnerdᚋgraphᚐExpenditureInput(ctx context.Context, v any) (*ExpenditureInput, error) {
+	res, err := ec.unmarshalInputExpenditureInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNID2string(ctx context.Context, v any) (string, error) {
 	res, err := graphql.UnmarshalID(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -7924,6 +8843,38 @@ func (ec *executionContext) marshalNID2string(ctx context.Context, sel ast.Selec
 	return res
 }
 
+func (ec *executionContext) marshalNIngestError2ᚕᚖpartnerdᚋgraphᚐIngestErrorᚄ(ctx context.Context, sel ast.SelectionSet, v []*IngestError) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNIngestError2ᚖpartnerdᚋgraphᚐIngestError(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNIngestError2ᚖpartnerdᚋgraphᚐIngestError(ctx context.Context, sel ast.SelectionSet, v *IngestError) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "IngestError!")
+		return graphql.Null
+	}
+	return ec._IngestError(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNIngestResult2ᚖpartnerdᚋgraphᚐIngestResult(ctx context.Context, sel ast.SelectionSet, v *IngestResult) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "IngestResult!")
+		return graphql.Null
+	}
+	return ec._IngestResult(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNInt2int(ctx context.Context, v any) (int, error) {
 	res, err := graphql.UnmarshalInt(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -7934,6 +8885,20 @@ func (ec *executionContext) marshalNInt2int(ctx context.Context, sel ast.Selecti
 	res := graphql.MarshalInt(v)
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "Int!")
+	}
+	return res
+}
+
+func (ec *executionContext) unmarshalNMonth2partnerdᚋmodelsᚐMonth(ctx context.Context, v any) (models.Month, error) {
+	res, err := models.UnmarshalMonth(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNMonth2partnerdᚋmodelsᚐMonth(ctx context.Context, sel ast.SelectionSet, v models.Month) graphql.Marshaler {
+	_ = sel
+	res := models.MarshalMonth(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Month!")
 	}
 	return res
 }
@@ -7989,6 +8954,14 @@ func (ec *executionContext) marshalNRole2ᚕpartnerdᚋmodelsᚐRoleᚄ(ctx cont
 	}
 
 	return ret
+}
+
+func (ec *executionContext) marshalNSpend2ᚖpartnerdᚋgraphᚐSpend(ctx context.Context, sel ast.SelectionSet, v *Spend) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Spend!")
+		return graphql.Null
+	}
+	return ec._Spend(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNString2string(ctx context.Context, v any) (string, error) {
@@ -8357,6 +9330,24 @@ func (ec *executionContext) marshalOInt2ᚖint(ctx context.Context, sel ast.Sele
 	_ = sel
 	_ = ctx
 	res := graphql.MarshalInt(*v)
+	return res
+}
+
+func (ec *executionContext) unmarshalOMonth2ᚖpartnerdᚋmodelsᚐMonth(ctx context.Context, v any) (*models.Month, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := models.UnmarshalMonth(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOMonth2ᚖpartnerdᚋmodelsᚐMonth(ctx context.Context, sel ast.SelectionSet, v *models.Month) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := models.MarshalMonth(*v)
 	return res
 }
 

@@ -5,6 +5,8 @@ package graph
 import (
 	"partnerd/models"
 	"time"
+
+	"github.com/shopspring/decimal"
 )
 
 type AccountConnection struct {
@@ -65,6 +67,36 @@ type CreditLedgerEntryEdge struct {
 	Node   *models.LedgerEntry `json:"node"`
 }
 
+// One expenditure record from the cloud's billing pipeline; externalId makes it idempotent.
+type ExpenditureInput struct {
+	ExternalID   string             `json:"externalId"`
+	CustomerID   string             `json:"customerId"`
+	ProductCode  string             `json:"productCode"`
+	Region       *string            `json:"region,omitempty"`
+	BillingMode  models.BillingMode `json:"billingMode"`
+	UsageAt      time.Time          `json:"usageAt"`
+	ListAmount   decimal.Decimal    `json:"listAmount"`
+	ActualAmount decimal.Decimal    `json:"actualAmount"`
+}
+
+type IngestError struct {
+	Index      int    `json:"index"`
+	ExternalID string `json:"externalId"`
+	Reason     string `json:"reason"`
+}
+
+// What an ingestion did: accepted records, replays (duplicates), same externalId with other content (conflicts: the first version is kept), and records refused with their reasons.
+type IngestResult struct {
+	Accepted   int `json:"accepted"`
+	Duplicates int `json:"duplicates"`
+	Conflicts  int `json:"conflicts"`
+	Rejected   int `json:"rejected"`
+	// Per-record problems (at most 1,000), with the record's position in the request.
+	Errors []*IngestError `json:"errors"`
+	// The newest receipt time of the records now stored.
+	AsOf *time.Time `json:"asOf,omitempty"`
+}
+
 type Mutation struct {
 }
 
@@ -74,6 +106,14 @@ type PageInfo struct {
 }
 
 type Query struct {
+}
+
+// A customer's spend in a billing month; asOf is when the newest record counted was received.
+type Spend struct {
+	Month  models.Month    `json:"month"`
+	List   decimal.Decimal `json:"list"`
+	Actual decimal.Decimal `json:"actual"`
+	AsOf   *time.Time      `json:"asOf,omitempty"`
 }
 
 type Subscription struct {

@@ -8,6 +8,7 @@ import (
 
 	"partnerd/accounts"
 	"partnerd/credit"
+	"partnerd/spend"
 	"partnerd/models"
 )
 
@@ -18,6 +19,7 @@ type Loaders struct {
 	ChildrenPage  *dataloader.Loader[childKey, *accounts.Page]
 	ChildrenCount *dataloader.Loader[childKey, int]
 	Credit        *dataloader.Loader[int64, credit.View]
+	Spend         *dataloader.Loader[spendKey, spend.Totals]
 	done          *prefetched
 }
 
@@ -26,6 +28,11 @@ type childKey struct {
 	Filter   accounts.ChildFilter
 	First    int
 	After    int64
+}
+
+type spendKey struct {
+	AccountID int64
+	Month     models.Month
 }
 
 type loadersKey struct{}
@@ -37,6 +44,24 @@ const batchWait = 500 * time.Microsecond
 func (r *Resolver) WithLoaders(ctx context.Context) context.Context {
 	svc := r.Accounts
 	l := &Loaders{
+		Spend: dataloader.NewBatchedLoader(func(ctx context.Context, keys []spendKey) []*dataloader.Result[spend.Totals] {
+			byMonth := map[models.Month][]int{}
+			for i, k := range keys {
+				byMonth[k.Month] = append(byMonth[k.Month], i)
+			}
+			out := make([]*dataloader.Result[spend.Totals], len(keys))
+			for m, idx := range byMonth {
+				accts := make([]int64, len(idx))
+				for j, i := range idx {
+					accts[j] = keys[i].AccountID
+				}
+				totals, err := r.Spend.MonthTotals(ctx, accts, m)
+				for _, i := range idx {
+					out[i] = &dataloader.Result[spend.Totals]{Data: totals[keys[i].AccountID], Error: err}
+				}
+			}
+			return out
+		}, dataloader.WithWait[spendKey, spend.Totals](batchWait)),
 		Credit: dataloader.NewBatchedLoader(func(ctx context.Context, keys []int64) []*dataloader.Result[credit.View] {
 			m, err := r.Credit.Views(ctx, keys)
 			out := make([]*dataloader.Result[credit.View], len(keys))

@@ -8,11 +8,13 @@ import (
 	"partnerd/accounts"
 	"partnerd/credit"
 	"partnerd/notify"
+	"partnerd/spend"
 )
 
 // Resolver holds the domain services the resolvers call.
 type Resolver struct {
 	Accounts *accounts.Service
 	Credit   *credit.Service
+	Spend    *spend.Service
 	Live     *notify.Hub
 }

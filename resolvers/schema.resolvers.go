@@ -103,6 +103,11 @@ func (r *accountResolver) Arrears(ctx context.Context, obj *models.Account) (*de
 	return &a, nil
 }
 
+// Spend is the resolver for the spend field.
+func (r *accountResolver) Spend(ctx context.Context, obj *models.Account, month *models.Month) (*graph.Spend, error) {
+	return r.spend(ctx, obj, month)
+}
+
 // TotalCount is the resolver for the totalCount field.
 func (r *accountConnectionResolver) TotalCount(ctx context.Context, obj *graph.AccountConnection) (int, error) {
 	return r.loaders(ctx).ChildrenCount.Load(ctx, childKey{ParentID: obj.ParentID, Filter: accounts.ChildFilterFromKey(obj.Filter)})()
@@ -264,6 +269,11 @@ func (r *mutationResolver) SetArrearsExemption(ctx context.Context, customerID s
 		return nil, err
 	}
 	return r.Credit.SetExemption(ctx, key, postpaid, prepaid)
+}
+
+// RecordExpenditures is the resolver for the recordExpenditures field.
+func (r *mutationResolver) RecordExpenditures(ctx context.Context, records []*graph.ExpenditureInput) (*graph.IngestResult, error) {
+	return r.recordExpenditures(ctx, records)
 }
 
 // Node is the resolver for the node field.

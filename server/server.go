@@ -38,6 +38,7 @@ import (
 	"partnerd/models"
 	"partnerd/notify"
 	"partnerd/resolvers"
+	"partnerd/spend"
 	"partnerd/store"
 )
 
@@ -46,6 +47,7 @@ type Deps struct {
 	Store    *store.Store
 	Accounts *accounts.Service
 	Credit   *credit.Service
+	Spend    *spend.Service
 	Hub      *notify.Hub
 	Redis    redis.UniversalClient
 	// Queue is the asynq Redis connection, for the dashboard and queue metrics.
@@ -84,6 +86,9 @@ func New(d Deps, opts Options) http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", readiness(d))
+	if d.Spend != nil {
+		mux.Handle("POST "+streamingIngestPath, ExpendituresHandler(d.Spend, d.Log))
+	}
 	if d.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
 	}
@@ -102,7 +107,7 @@ func New(d Deps, opts Options) http.Handler {
 }
 
 func newGraphQL(d Deps, opts Options, m *metrics) http.Handler {
-	res := &resolvers.Resolver{Accounts: d.Accounts, Credit: d.Credit, Live: d.Hub}
+	res := &resolvers.Resolver{Accounts: d.Accounts, Credit: d.Credit, Spend: d.Spend, Live: d.Hub}
 	cfg := graph.Config{Resolvers: res}
 	setComplexity(&cfg)
 	srv := handler.New(graph.NewExecutableSchema(cfg))
@@ -156,6 +161,9 @@ func setComplexity(cfg *graph.Config) {
 	}
 }
 
+// streamingIngestPath is the REST route of bulk expenditure ingestion.
+const streamingIngestPath = "/v1/expenditures"
+
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 // requestID gives every request an id (the caller's X-Request-ID when it is
@@ -176,6 +184,11 @@ func requestID(next http.Handler) http.Handler {
 // limitBody caps request bodies: JSON at BodyBytes, multipart at UploadBytes.
 func limitBody(l Limits, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == streamingIngestPath {
+			// Bulk ingestion streams millions of records in one request by design.
+			next.ServeHTTP(w, r)
+			return
+		}
 		limit := l.BodyBytes
 		multipart := strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/")
 		if multipart {

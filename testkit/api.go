@@ -17,6 +17,7 @@ import (
 	"partnerd/credit"
 	"partnerd/notify"
 	"partnerd/server"
+	"partnerd/spend"
 	"partnerd/store/storetest"
 )
 
@@ -62,7 +63,7 @@ func NewAPIOn(t testing.TB, tr *Tree, opts server.Options, shared ...*API) *API 
 	hub := notify.NewHub(rdb, prefix, log)
 	t.Cleanup(func() { _ = hub.Close() })
 	reg := prometheus.NewRegistry()
-	h := server.New(server.Deps{Store: tr.Store, Accounts: tr.Accounts, Credit: credit.New(tr.Store, Shanghai), Hub: hub, Redis: rdb, Queue: qopt, Registry: reg, Log: log}, opts)
+	h := server.New(server.Deps{Store: tr.Store, Accounts: tr.Accounts, Credit: credit.New(tr.Store, Shanghai), Spend: spend.New(tr.Store, Shanghai), Hub: hub, Redis: rdb, Queue: qopt, Registry: reg, Log: log}, opts)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &API{Tree: tr, Server: srv, Redis: rdb, RedisURL: redisURL, Prefix: prefix, Hub: hub, Registry: reg}

@@ -22,6 +22,7 @@ import (
 	"partnerd/demo"
 	"partnerd/notify"
 	"partnerd/server"
+	"partnerd/spend"
 	"partnerd/store"
 	"partnerd/workers"
 )
@@ -94,28 +95,37 @@ func seed(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer) 
 		return err
 	}
 	defer st.Close()
-	_, err = loadDemo(ctx, accounts.New(st), log, stdout)
+	_, err = loadDemo(ctx, domain(st, cfg, log), log, stdout)
 	return err
 }
 
 // loadDemo makes sure the platform exists, loads the demo tree into an empty
 // database, and prints a fresh platform admin token.
-func loadDemo(ctx context.Context, svc *accounts.Service, log *slog.Logger, stdout io.Writer) (string, error) {
-	token, err := svc.Bootstrap(ctx, demo.AdminEmail, "Demo Cloud Platform")
+func loadDemo(ctx context.Context, d demo.Services, log *slog.Logger, stdout io.Writer) (string, error) {
+	token, err := d.Accounts.Bootstrap(ctx, demo.AdminEmail, "Demo Cloud Platform")
 	if err != nil {
 		return "", fmt.Errorf("bootstrap demo platform: %w", err)
 	}
-	sum, err := demo.Load(ctx, svc)
+	sum, err := demo.Load(ctx, d)
 	if err != nil {
 		return "", err
 	}
 	if sum.Loaded {
-		log.Info("loaded demo data", "accounts", sum.Accounts, "users", sum.Users)
+		log.Info("loaded demo data", "accounts", sum.Accounts, "users", sum.Users, "expenditures", sum.Expenditures)
 	} else {
 		log.Info("the database already holds a tree; demo data not loaded again")
 	}
 	fmt.Fprintf(stdout, "platform admin (%s) token: %s\n", demo.AdminEmail, token)
 	return token, nil
+}
+
+// domain builds the domain services of one process.
+func domain(st *store.Store, cfg *config, log *slog.Logger) demo.Services {
+	return demo.Services{
+		Accounts: accounts.New(st),
+		Credit:   credit.New(st, cfg.BillingTimezone),
+		Spend:    spend.New(st, cfg.BillingTimezone).WithLogger(log),
+	}
 }
 
 // serve runs the parts of the product this process has, until SIGINT or
@@ -135,14 +145,15 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 	if err != nil {
 		return fmt.Errorf("connect to Redis at REDIS_URL: %w", err)
 	}
-	svc := accounts.New(st)
+	dom := domain(st, cfg, log)
+	svc := dom.Accounts
 	hub := notify.NewHub(rdb, cfg.LivePrefix, log)
 	defer hub.Close()
 	queue := asynq.NewClient(cfg.QueueRedis)
 	defer queue.Close()
 
 	if withDemo {
-		if _, err := loadDemo(ctx, svc, log, stdout); err != nil {
+		if _, err := loadDemo(ctx, dom, log, stdout); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "GraphiQL: %s/  (send the header Authorization: Bearer <token>)\n", cfg.PublicURL)
@@ -166,7 +177,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 	if r.api {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		h := server.New(server.Deps{Store: st, Accounts: svc, Credit: credit.New(st, cfg.BillingTimezone), Hub: hub, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
+		h := server.New(server.Deps{Store: st, Accounts: svc, Credit: dom.Credit, Spend: dom.Spend, Hub: hub, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
 			server.Options{Playground: cfg.Playground, Monitoring: true, Limits: server.Limits{
 				Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, ParserTokens: cfg.MaxTokens, BodyBytes: cfg.MaxBody, UploadBytes: cfg.MaxUpload}})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// section is the table of one scenario.
+type section struct {
+	name   string
+	title  string
+	notes  []string
+	header []string
+	rows   [][]string
+}
+
+func (s *section) markdown() string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\n## %s\n\n", s.title)
+	for _, n := range s.notes {
+		fmt.Fprintf(&sb, "- %s\n", n)
+	}
+	if len(s.notes) > 0 {
+		sb.WriteString("\n")
+	}
+	sb.WriteString("| " + strings.Join(s.header, " | ") + " |\n")
+	sb.WriteString("|" + strings.Repeat(" --- |", len(s.header)) + "\n")
+	for _, r := range s.rows {
+		sb.WriteString("| " + strings.Join(r, " | ") + " |\n")
+	}
+	return sb.String()
+}
+
+// report is the whole results file.
+type report struct {
+	o        *options
+	m        machineInfo
+	at       time.Time
+	sections []*section
+	failures []string
+	took     time.Duration
+}
+
+func newReport(o *options, m machineInfo) *report {
+	return &report{o: o, m: m, at: time.Now().UTC()}
+}
+
+func (r *report) add(s *section) { r.sections = append(r.sections, s) }
+
+func (r *report) fail(name string, err error) {
+	r.failures = append(r.failures, fmt.Sprintf("%s: %v", name, err))
+}
+
+// commandLine is the command that produced the results, quoted for a shell.
+func (r *report) commandLine() string {
+	parts := []string{"go", "run", "./cmd/partnerbench"}
+	for _, a := range r.o.args {
+		parts = append(parts, shellQuote(a))
+	}
+	return strings.Join(parts, " ")
+}
+
+func (r *report) header() string {
+	var sb strings.Builder
+	sb.WriteString("# partnerbench results\n\n")
+	fmt.Fprintf(&sb, "Command: `%s`\n\n", r.commandLine())
+	fmt.Fprintf(&sb, "- Taken: %s\n", r.at.Format(time.RFC3339))
+	fmt.Fprintf(&sb, "- Machine: %d CPUs (%s), %s memory, %s\n", r.m.CPUs, r.m.CPUModel, r.m.Memory, r.m.OS)
+	fmt.Fprintf(&sb, "- PostgreSQL %s, Redis %s, %s\n", r.m.PostgreSQL, r.m.Redis, r.m.Go)
+	mode := "full"
+	if r.o.quick {
+		mode = "quick"
+	}
+	fmt.Fprintf(&sb, "- Settings: %s; seed %d; %d run(s) per figure (median, min, max); load scenarios: %d closed-loop clients over keep-alive HTTP, %s per run after a %s warm-up\n",
+		mode, r.o.seed, r.o.runs, r.o.concurrency, r.o.duration, r.o.warmup)
+	sb.WriteString("- System under test: partnerd's HTTP server (server.New with the deps of cmd/partnerd/run.go, default limits) in the harness process on 127.0.0.1, authenticated as a platform admin, against a fresh database; the load generator runs in the same process and shares the CPUs.\n")
+	return sb.String()
+}
+
+func (r *report) markdown() string {
+	var sb strings.Builder
+	sb.WriteString(r.header())
+	for _, s := range r.sections {
+		sb.WriteString(s.markdown())
+	}
+	if len(r.failures) > 0 {
+		sb.WriteString("\n## Harness errors\n\n")
+		for _, f := range r.failures {
+			fmt.Fprintf(&sb, "- %s\n", f)
+		}
+	}
+	if r.took > 0 {
+		fmt.Fprintf(&sb, "\nThe whole run took %s.\n", r.took)
+	}
+	return sb.String()
+}
+
+// loadSection is the table of a load scenario: throughput, latency and
+// errors over the runs.
+func loadSection(name, title, unit string, notes []string, runs []runResult) *section {
+	rate := spreadBy(runs, runResult.rate)
+	p50 := spreadBy(runs, func(r runResult) float64 { return r.p(50) })
+	p99 := spreadBy(runs, func(r runResult) float64 { return r.p(99) })
+	errs := spreadBy(runs, func(r runResult) float64 { return float64(r.Errors) })
+	reqs := spreadBy(runs, func(r runResult) float64 { return float64(r.Requests) })
+	return &section{name: name, title: title, notes: notes,
+		header: []string{"figure", "median", "min", "max"},
+		rows: [][]string{
+			{unit, num(rate.Median), num(rate.Min), num(rate.Max)},
+			{"p50 latency (ms)", ms(p50.Median), ms(p50.Min), ms(p50.Max)},
+			{"p99 latency (ms)", ms(p99.Median), ms(p99.Min), ms(p99.Max)},
+			{"errors per run", num(errs.Median), num(errs.Min), num(errs.Max)},
+			{"requests per run", num(reqs.Median), num(reqs.Min), num(reqs.Max)},
+		}}
+}
+
+// num formats a figure with thousands separators, no decimals.
+func num(f float64) string { return thousands(int(math.Round(f))) }
+
+func ms(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) }
+
+func pct(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) + "%" }
+
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var out []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	if neg {
+		return "-" + string(out)
+	}
+	return string(out)
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r == '-' || r == '_' || r == '.' || r == '/' || r == ':' || r == '=' || r == ',' || r == '@' ||
+			(r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z'))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
