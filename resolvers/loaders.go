@@ -8,8 +8,8 @@ import (
 
 	"partnerd/accounts"
 	"partnerd/credit"
-	"partnerd/spend"
 	"partnerd/models"
+	"partnerd/spend"
 )
 
 // Loaders batch the per-key fetches of one request (against N+1): each batch
