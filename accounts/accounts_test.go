@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"partnerd/apperr"
 	"partnerd/models"
 	"partnerd/store"
+	"partnerd/store/storetest"
 	"partnerd/testkit"
 )
 
@@ -515,27 +515,9 @@ func TestBootstrap_RefusesAnotherAccountsUser(t *testing.T) {
 	}
 }
 
-// testClock is a clock the test moves.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
 func TestAuthenticate_RefusesRevokedExpiredAndUnknownTokens(t *testing.T) {
 	start := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
-	clk := &testClock{now: start}
+	clk := storetest.NewClock(start)
 	tr := testkit.NewTreeOn(t, testkit.NewStore(t, store.Options{Clock: clk}))
 	ctx := context.Background()
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,48 +15,23 @@ import (
 	"partnerd/credit"
 	"partnerd/models"
 	"partnerd/store"
+	"partnerd/store/storetest"
 	"partnerd/testkit"
 )
 
-var shanghai = mustLocation("Asia/Shanghai")
-
-func mustLocation(name string) *time.Location {
-	loc, err := time.LoadLocation(name)
-	if err != nil {
-		panic(err)
-	}
-	return loc
-}
-
-// testClock is the store clock the test moves.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
+var shanghai = storetest.Shanghai
 
 type fixture struct {
 	*testkit.Tree
 	svc   *credit.Service
-	clock *testClock
+	clock *storetest.Clock
 }
 
 // newFixture builds the standard tree on a store whose clock stands at
 // 2025-03-15 12:00 Beijing time (month 2025-03).
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	clk := &testClock{t: time.Date(2025, 3, 15, 4, 0, 0, 0, time.UTC)}
+	clk := storetest.NewClock(time.Date(2025, 3, 15, 4, 0, 0, 0, time.UTC))
 	st := testkit.NewStore(t, store.Options{Clock: clk})
 	tr := testkit.NewTreeOn(t, st)
 	return &fixture{Tree: tr, svc: credit.New(st, shanghai), clock: clk}

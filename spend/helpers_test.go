@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,45 +21,19 @@ import (
 )
 
 // beijing is the billing time zone of the tests.
-var beijing = mustZone("Asia/Shanghai")
-
-func mustZone(name string) *time.Location {
-	loc, err := time.LoadLocation(name)
-	if err != nil {
-		panic(err)
-	}
-	return loc
-}
-
-// testClock is a store clock the test moves.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t.UTC()
-}
+var beijing = storetest.Shanghai
 
 type fixture struct {
 	*testkit.Tree
 	Spend *spend.Service
-	Clock *testClock
+	Clock *storetest.Clock
 }
 
 // newFixture builds the standard tree on a database of the test's own, with
 // the store clock at start.
 func newFixture(t testing.TB, start time.Time) *fixture {
 	t.Helper()
-	clk := &testClock{t: start.UTC()}
+	clk := storetest.NewClock(start)
 	st := storetest.New(t, store.Options{Clock: clk})
 	tr := testkit.NewTreeOn(t, st)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -7,25 +7,9 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"partnerd/store/storetest"
 )
-
-// fakeClock is a clock the test moves.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
 
 func tickEntries() []Entry {
 	return []Entry{{
@@ -39,7 +23,7 @@ func tickEntries() []Entry {
 func TestTwoSchedulersEnqueueOneTaskPerPeriod(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	clock := &fakeClock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clock := storetest.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	a := NewScheduler(e.client, tickEntries(), clock, e.log)
 	b := NewScheduler(e.client, tickEntries(), clock, e.log)
 
@@ -106,7 +90,7 @@ func TestTwoSchedulersEnqueueOneTaskPerPeriod(t *testing.T) {
 
 func TestSchedulersRun(t *testing.T) {
 	e := newEnv(t)
-	clock := &fakeClock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clock := storetest.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	entries := append(tickEntries(), Entry{
 		Name: "short", Every: time.Second,
 		Task: func(time.Time) *asynq.Task { return asynq.NewTask("test:short", nil) },
