@@ -50,13 +50,9 @@ func (r *accountResolver) children(ctx context.Context, obj *models.Account, kin
 	if !primed {
 		r.lookahead(ctx, page.Accounts)
 	}
-	conn := &graph.AccountConnection{ParentID: obj.ID, Filter: f.Key(), PageInfo: &graph.PageInfo{HasNextPage: page.HasNext}, Edges: make([]*graph.AccountEdge, 0, len(page.Accounts))}
-	for _, a := range page.Accounts {
-		conn.Edges = append(conn.Edges, &graph.AccountEdge{Cursor: encodeCursor(a.ID), Node: a})
-	}
-	if k := len(conn.Edges); k > 0 {
-		conn.PageInfo.EndCursor = &conn.Edges[k-1].Cursor
-	}
+	conn := &graph.AccountConnection{ParentID: obj.ID, Filter: f.Key()}
+	conn.Edges, conn.PageInfo = edges(page.Accounts, page.HasNext, func(a *models.Account) int64 { return a.ID },
+		func(c string, a *models.Account) *graph.AccountEdge { return &graph.AccountEdge{Cursor: c, Node: a} })
 	return conn, nil
 }
 
@@ -87,13 +83,11 @@ func (r *queryResolver) auditLog(ctx context.Context, accountID string, descenda
 	if err != nil {
 		return nil, err
 	}
-	conn := &graph.AuditEntryConnection{PageInfo: &graph.PageInfo{HasNextPage: more}, Edges: make([]*graph.AuditEntryEdge, 0, len(list))}
-	for _, e := range list {
-		conn.Edges = append(conn.Edges, &graph.AuditEntryEdge{Cursor: encodeCursor(e.ID), Node: e})
-	}
-	if k := len(conn.Edges); k > 0 {
-		conn.PageInfo.EndCursor = &conn.Edges[k-1].Cursor
-	}
+	conn := &graph.AuditEntryConnection{}
+	conn.Edges, conn.PageInfo = edges(list, more, func(e *models.AuditEntry) int64 { return e.ID },
+		func(c string, e *models.AuditEntry) *graph.AuditEntryEdge {
+			return &graph.AuditEntryEdge{Cursor: c, Node: e}
+		})
 	return conn, nil
 }
 

@@ -30,12 +30,10 @@ func (r *queryResolver) creditLedger(ctx context.Context, accountID string, firs
 	if err != nil {
 		return nil, err
 	}
-	conn := &graph.CreditLedgerEntryConnection{PageInfo: &graph.PageInfo{HasNextPage: more}, Edges: make([]*graph.CreditLedgerEntryEdge, 0, len(list))}
-	for _, e := range list {
-		conn.Edges = append(conn.Edges, &graph.CreditLedgerEntryEdge{Cursor: encodeCursor(e.ID), Node: e})
-	}
-	if k := len(conn.Edges); k > 0 {
-		conn.PageInfo.EndCursor = &conn.Edges[k-1].Cursor
-	}
+	conn := &graph.CreditLedgerEntryConnection{}
+	conn.Edges, conn.PageInfo = edges(list, more, func(e *models.LedgerEntry) int64 { return e.ID },
+		func(c string, e *models.LedgerEntry) *graph.CreditLedgerEntryEdge {
+			return &graph.CreditLedgerEntryEdge{Cursor: c, Node: e}
+		})
 	return conn, nil
 }

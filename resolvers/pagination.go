@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"partnerd/apperr"
+	"partnerd/graph"
 )
 
 // encodeCursor makes an opaque keyset cursor from a row id.
@@ -41,4 +42,17 @@ func strOr(p *string, def string) string {
 		return def
 	}
 	return *p
+}
+
+// edges turns one keyset page into Relay edges and page info: each edge's
+// cursor is its node's key, the end cursor the last one's.
+func edges[N any, E any](list []N, more bool, key func(N) int64, edge func(cursor string, n N) E) ([]E, *graph.PageInfo) {
+	out := make([]E, 0, len(list))
+	info := &graph.PageInfo{HasNextPage: more}
+	for _, n := range list {
+		c := encodeCursor(key(n))
+		out = append(out, edge(c, n))
+		info.EndCursor = &c
+	}
+	return out, info
 }

@@ -60,13 +60,9 @@ func (r *accountResolver) Users(ctx context.Context, obj *models.Account, first 
 	if err != nil {
 		return nil, err
 	}
-	conn := &graph.UserConnection{AccountID: obj.ID, PageInfo: &graph.PageInfo{HasNextPage: more}, Edges: []*graph.UserEdge{}}
-	for _, u := range list {
-		conn.Edges = append(conn.Edges, &graph.UserEdge{Cursor: encodeCursor(u.ID), Node: u})
-	}
-	if n := len(conn.Edges); n > 0 {
-		conn.PageInfo.EndCursor = &conn.Edges[n-1].Cursor
-	}
+	conn := &graph.UserConnection{AccountID: obj.ID}
+	conn.Edges, conn.PageInfo = edges(list, more, func(u *models.User) int64 { return u.ID },
+		func(c string, u *models.User) *graph.UserEdge { return &graph.UserEdge{Cursor: c, Node: u} })
 	return conn, nil
 }
 
