@@ -113,6 +113,23 @@ func setup(ctx context.Context, o *options, stderr io.Writer) (*bench, error) {
 	if err != nil {
 		return b, fmt.Errorf("--redis-url: %w", err)
 	}
+	// The tests lease Redis database numbers through keys in database 0; take
+	// the same lease so a benchmark never flushes a running test's database.
+	leaseOpts := *ropts
+	leaseOpts.DB = 0
+	lease := redis.NewClient(&leaseOpts)
+	b.closers = append(b.closers, func() { _ = lease.Close() })
+	leaseKey := fmt.Sprintf("partnerd:test:lease:%d", ropts.DB)
+	if ropts.DB != 0 {
+		ok, err := lease.SetNX(ctx, leaseKey, "partnerbench", 2*time.Hour).Result()
+		if err != nil {
+			return b, fmt.Errorf("--redis-url: %w", err)
+		}
+		if !ok {
+			return b, fmt.Errorf("--redis-url: Redis database %d is in use by a running test; pass another database number", ropts.DB)
+		}
+		b.closers = append(b.closers, func() { lease.Del(context.Background(), leaseKey) })
+	}
 	b.rdb = redis.NewClient(ropts)
 	b.closers = append(b.closers, func() { _ = b.rdb.Close() })
 	if err := b.rdb.FlushDB(ctx).Err(); err != nil {
