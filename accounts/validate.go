@@ -52,7 +52,7 @@ func ValidateEmail(field, s string) (string, error) {
 	s = strings.TrimSpace(s)
 	a, err := mail.ParseAddress(s)
 	if err != nil || a.Address != s || a.Name != "" || len(s) > 254 || !strings.Contains(s[strings.LastIndexByte(s, '@')+1:], ".") {
-		return "", apperr.Invalid(field, "%q is not a valid email address", clip(s))
+		return "", apperr.Invalid(field, "%q is not a valid email address", apperr.Clip(s))
 	}
 	return s, nil
 }
@@ -61,7 +61,7 @@ func ValidateEmail(field, s string) (string, error) {
 func ValidatePhone(field, s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if !phonePattern.MatchString(s) {
-		return "", apperr.Invalid(field, "%q is not a phone number in E.164 form such as +8613800138000", clip(s))
+		return "", apperr.Invalid(field, "%q is not a phone number in E.164 form such as +8613800138000", apperr.Clip(s))
 	}
 	return s, nil
 }
@@ -72,7 +72,7 @@ func ValidateCurrency(field, s string) (string, error) {
 		return "CNY", nil
 	}
 	if !iso4217[s] {
-		return "", apperr.Invalid(field, "%q is not an ISO 4217 currency code such as CNY or USD", clip(s))
+		return "", apperr.Invalid(field, "%q is not an ISO 4217 currency code such as CNY or USD", apperr.Clip(s))
 	}
 	return s, nil
 }
@@ -87,7 +87,7 @@ func ValidateTags(field string, tags []Tag) (models.Tags, error) {
 	out := models.Tags{}
 	for _, t := range tags {
 		if !tagKeyPattern.MatchString(t.Key) {
-			return nil, apperr.Invalid(field, "tag key %q must be 1 to 64 letters, digits or _.:/@+-", clip(t.Key))
+			return nil, apperr.Invalid(field, "tag key %q must be 1 to 64 letters, digits or _.:/@+-", apperr.Clip(t.Key))
 		}
 		if !utf8.ValidString(t.Value) || utf8.RuneCountInString(t.Value) > MaxTagValueLen {
 			return nil, apperr.Invalid(field, "tag %q: the value must be at most %d characters", t.Key, MaxTagValueLen)
@@ -108,7 +108,7 @@ func ValidateRoles(roles []models.Role, kind models.AccountKind) (models.Roles, 
 	out := models.Roles{}
 	for _, r := range roles {
 		if !r.IsValid() {
-			return nil, apperr.Invalid("roles", "unknown role %q", clip(string(r)))
+			return nil, apperr.Invalid("roles", "unknown role %q", apperr.Clip(string(r)))
 		}
 		if r == models.RoleReviewer && kind != models.KindPlatform {
 			return nil, apperr.Invalid("roles", "REVIEWER is a role of platform users only")
@@ -128,7 +128,7 @@ func ValidateLocale(s string) (models.Locale, error) {
 	case models.LocaleEnUS, models.LocaleZhCN:
 		return models.Locale(s), nil
 	}
-	return "", apperr.Invalid("locale", "locale %q is not supported: use en-US or zh-CN", clip(s))
+	return "", apperr.Invalid("locale", "locale %q is not supported: use en-US or zh-CN", apperr.Clip(s))
 }
 
 // allowedParents is the parent rules table of DOMAIN.md §1.
@@ -148,11 +148,4 @@ func CanBeChildOf(child, parent models.AccountKind) bool {
 		}
 	}
 	return false
-}
-
-func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
 }

@@ -8,6 +8,7 @@ package apperr
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Code is one of the error codes of CONTRACT.graphqls.
@@ -82,3 +83,12 @@ func As(err error) (*Error, bool) {
 
 // Is reports whether err carries the given code.
 func Is(err error, code Code) bool { return CodeOf(err) == code }
+
+// Clip shortens user input quoted in a message to 40 bytes, without cutting a
+// character in two, so an error never echoes a huge or broken value.
+func Clip(s string) string {
+	if len(s) > 40 {
+		return strings.ToValidUTF8(s[:40], "") + "…"
+	}
+	return s
+}

@@ -21,20 +21,20 @@ func Encode(typ string, key int64) string {
 func Parse(id string) (typ string, key int64, err error) {
 	raw, derr := base64.RawURLEncoding.DecodeString(id)
 	if derr != nil || len(id) > 128 {
-		return "", 0, apperr.Invalid("id", "%q is not a valid ID", clip(id))
+		return "", 0, apperr.Invalid("id", "%q is not a valid ID", apperr.Clip(id))
 	}
 	t, k, ok := strings.Cut(string(raw), ":")
 	if !ok || t == "" {
-		return "", 0, apperr.Invalid("id", "%q is not a valid ID", clip(id))
+		return "", 0, apperr.Invalid("id", "%q is not a valid ID", apperr.Clip(id))
 	}
 	for _, r := range t {
 		if r < 'A' || r > 'z' || (r > 'Z' && r < 'a') {
-			return "", 0, apperr.Invalid("id", "%q is not a valid ID", clip(id))
+			return "", 0, apperr.Invalid("id", "%q is not a valid ID", apperr.Clip(id))
 		}
 	}
 	n, perr := strconv.ParseInt(k, 10, 64)
 	if perr != nil || n <= 0 || strconv.FormatInt(n, 10) != k {
-		return "", 0, apperr.Invalid("id", "%q is not a valid ID", clip(id))
+		return "", 0, apperr.Invalid("id", "%q is not a valid ID", apperr.Clip(id))
 	}
 	return t, n, nil
 }
@@ -64,11 +64,4 @@ func DecodeAll(list []string, typ string) ([]int64, error) {
 		out = append(out, k)
 	}
 	return out, nil
-}
-
-func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
 }

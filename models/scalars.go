@@ -22,7 +22,7 @@ var decimalPattern = regexp.MustCompile(`^-?[0-9]{1,14}(\.[0-9]{1,6})?$`)
 // exponent, NaN or infinity (they cannot be stored in NUMERIC(20,6)).
 func ParseDecimal(s string) (decimal.Decimal, error) {
 	if !decimalPattern.MatchString(s) {
-		return decimal.Decimal{}, apperr.Invalid("", "%q is not a valid amount: write digits with an optional point, at most 14 digits before and 6 after it (e.g. \"1234.50\")", clip(s))
+		return decimal.Decimal{}, apperr.Invalid("", "%q is not a valid amount: write digits with an optional point, at most 14 digits before and 6 after it (e.g. \"1234.50\")", apperr.Clip(s))
 	}
 	return decimal.RequireFromString(s), nil
 }
@@ -71,12 +71,12 @@ type Month struct {
 // ParseMonth parses "YYYY-MM".
 func ParseMonth(s string) (Month, error) {
 	if len(s) != 7 || s[4] != '-' {
-		return Month{}, apperr.Invalid("", "%q is not a month: write YYYY-MM", clip(s))
+		return Month{}, apperr.Invalid("", "%q is not a month: write YYYY-MM", apperr.Clip(s))
 	}
 	y, err1 := strconv.Atoi(s[:4])
 	m, err2 := strconv.Atoi(s[5:])
 	if err1 != nil || err2 != nil || y < 2000 || y > 2999 || m < 1 || m > 12 || strings.ContainsAny(s, "+ ") {
-		return Month{}, apperr.Invalid("", "%q is not a month: write YYYY-MM", clip(s))
+		return Month{}, apperr.Invalid("", "%q is not a month: write YYYY-MM", apperr.Clip(s))
 	}
 	return Month{Year: y, Month: time.Month(m)}, nil
 }
@@ -143,14 +143,7 @@ func UnmarshalTime(v any) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, apperr.Invalid("", "%q is not an RFC 3339 time such as \"2026-01-31T16:00:00Z\"", clip(s))
+		return time.Time{}, apperr.Invalid("", "%q is not an RFC 3339 time such as \"2026-01-31T16:00:00Z\"", apperr.Clip(s))
 	}
 	return t.UTC(), nil
-}
-
-func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
 }

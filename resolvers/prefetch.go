@@ -81,8 +81,10 @@ func (r *accountResolver) prefetchLevel(ctx context.Context, oc *graphql.Operati
 		return
 	}
 	ids := make([]int64, len(nodes))
+	byID := make(map[int64]*models.Account, len(nodes))
 	for i, n := range nodes {
 		ids[i] = n.ID
+		byID[n.ID] = n
 	}
 	for _, f := range fields {
 		switch f.Name {
@@ -107,9 +109,7 @@ func (r *accountResolver) prefetchLevel(ctx context.Context, oc *graphql.Operati
 			k.ParentID = id
 			l.ChildrenPage.Prime(ctx, k, pages[id])
 			l.done.mark(k)
-			if parent := nodeByID(nodes, id); parent != nil {
-				l.Account.Prime(ctx, id, parent)
-			}
+			l.Account.Prime(ctx, id, byID[id])
 			next = append(next, pages[id].Accounts...)
 		}
 		below := nodeFields(oc, f.Selections)
@@ -127,15 +127,6 @@ func (r *accountResolver) prefetchLevel(ctx context.Context, oc *graphql.Operati
 		}
 		r.prefetchLevel(ctx, oc, l, next, below, depth+1)
 	}
-}
-
-func nodeByID(nodes []*models.Account, id int64) *models.Account {
-	for _, n := range nodes {
-		if n.ID == id {
-			return n
-		}
-	}
-	return nil
 }
 
 // childKeyFromArgs reads the children arguments of a selection; false when

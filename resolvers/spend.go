@@ -23,9 +23,6 @@ func (r *accountResolver) spend(ctx context.Context, obj *models.Account, month 
 }
 
 func (r *mutationResolver) recordExpenditures(ctx context.Context, records []*graph.ExpenditureInput) (*graph.IngestResult, error) {
-	if len(records) > spend.MaxGraphQLBatch {
-		return nil, apperr.Invalid("records", "at most %d records per call; stream more through POST /v1/expenditures", spend.MaxGraphQLBatch)
-	}
 	recs := make([]spend.Record, len(records))
 	for i, in := range records {
 		id, err := ids.Decode(in.CustomerID, TypeAccount)
@@ -35,14 +32,7 @@ func (r *mutationResolver) recordExpenditures(ctx context.Context, records []*gr
 		recs[i] = spend.Record{ExternalID: in.ExternalID, CustomerID: id, ProductCode: in.ProductCode, Region: strOr(in.Region, ""),
 			BillingMode: in.BillingMode, UsageAt: in.UsageAt, List: in.ListAmount, Actual: in.ActualAmount}
 	}
-	customers := make([]int64, len(recs))
-	for i, rec := range recs {
-		customers[i] = rec.CustomerID
-	}
-	if err := r.Spend.AuthorizeIngest(ctx, customers); err != nil {
-		return nil, err
-	}
-	res, err := r.Spend.Ingest(ctx, spend.SliceSource(recs))
+	res, err := r.Spend.IngestRecords(ctx, recs)
 	if err != nil {
 		return nil, err
 	}

@@ -85,7 +85,7 @@ func checkRecord(r *Record) string {
 	case !cleanText(r.Region):
 		return "region is not valid UTF-8 text"
 	case !r.BillingMode.IsValid():
-		return fmt.Sprintf("billingMode %q is not one of PAY_PER_USE, SUBSCRIPTION, RESERVED_INSTANCE", clip(string(r.BillingMode)))
+		return fmt.Sprintf("billingMode %q is not one of PAY_PER_USE, SUBSCRIPTION, RESERVED_INSTANCE", apperr.Clip(string(r.BillingMode)))
 	case r.UsageAt.IsZero():
 		return "usageAt is required"
 	case r.UsageAt.UTC().Year() < 2000 || r.UsageAt.UTC().Year() > 2999:
@@ -99,7 +99,7 @@ func checkRecord(r *Record) string {
 
 func checkAmount(field string, d decimal.Decimal) string {
 	if !d.Equal(d.Truncate(6)) || d.Abs().GreaterThanOrEqual(maxAmount) {
-		return fmt.Sprintf("%s %s does not fit: at most 14 digits before the point and 6 after it", field, clip(d.String()))
+		return fmt.Sprintf("%s %s does not fit: at most 14 digits before the point and 6 after it", field, apperr.Clip(d.String()))
 	}
 	return ""
 }
@@ -108,12 +108,6 @@ func checkAmount(field string, d decimal.Decimal) string {
 func cleanText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
 
 // clip shortens s for an error message, on a character boundary.
-func clip(s string) string {
-	if len(s) > 40 {
-		return strings.ToValidUTF8(s[:40], "") + "…"
-	}
-	return s
-}
 
 // SliceSource yields recs in order: the GraphQL recordExpenditures path.
 // Ingest refuses a SliceSource of more than MaxGraphQLBatch records as a
@@ -255,7 +249,7 @@ func parseJSONRecord(b []byte) (Record, string) {
 	}
 	p.ws()
 	if p.i < len(p.b) {
-		return rec, fmt.Sprintf("invalid JSON at byte %d: unexpected %q after the object", p.i+1, clip(string(p.b[p.i:])))
+		return rec, fmt.Sprintf("invalid JSON at byte %d: unexpected %q after the object", p.i+1, apperr.Clip(string(p.b[p.i:])))
 	}
 	switch {
 	case !have.ext:
@@ -557,7 +551,7 @@ func (p *jsonScanner) customerID() (int64, bool, string) {
 		}
 		n, perr := strconv.ParseInt(lit, 10, 64)
 		if perr != nil {
-			return 0, false, fmt.Sprintf("customerId %s is neither an Account ID nor an integer key", clip(lit))
+			return 0, false, fmt.Sprintf("customerId %s is neither an Account ID nor an integer key", apperr.Clip(lit))
 		}
 		return n, true, ""
 	}
@@ -598,7 +592,7 @@ func parseCustomerID(s string) (int64, string) {
 		if apperr.Is(err, apperr.NotFound) {
 			return 0, ""
 		}
-		return 0, fmt.Sprintf("customerId %q is neither an Account ID nor an integer key", clip(s))
+		return 0, fmt.Sprintf("customerId %q is neither an Account ID nor an integer key", apperr.Clip(s))
 	}
 	return id, ""
 }
@@ -617,7 +611,7 @@ func parseAmount(field, s string) (decimal.Decimal, string) {
 func parseUsageAt(s string) (time.Time, string) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, fmt.Sprintf("usageAt %q is not an RFC 3339 time such as \"2026-01-31T16:00:00Z\"", clip(s))
+		return time.Time{}, fmt.Sprintf("usageAt %q is not an RFC 3339 time such as \"2026-01-31T16:00:00Z\"", apperr.Clip(s))
 	}
 	return t.UTC(), ""
 }
@@ -656,7 +650,7 @@ func NewCSVSource(r io.Reader) (Source, error) {
 		return nil, fmt.Errorf("read CSV header: %w", err)
 	}
 	if strings.Join(header, ",") != CSVHeader {
-		return nil, apperr.Invalid("records", "line 1: the CSV header must be exactly %q, got %q", CSVHeader, clip(strings.Join(header, ",")))
+		return nil, apperr.Invalid("records", "line 1: the CSV header must be exactly %q, got %q", CSVHeader, apperr.Clip(strings.Join(header, ",")))
 	}
 	return &csvSource{cr: cr, bounded: bounded, line: 1}, nil
 }

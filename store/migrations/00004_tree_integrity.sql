@@ -3,6 +3,16 @@
 -- parent rules for the account's children, a move recomputes the path and
 -- depth of the account and of its whole subtree, and an account cannot move
 -- under its own descendant.
+-- The parent rules of DOMAIN.md §1, once: may an account of kind child sit
+-- under an account of kind parent?
+CREATE FUNCTION account_kind_fits(child text, parent text) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT (child = 'DISTRIBUTOR' AND parent = 'PLATFORM')
+        OR (child = 'RESELLER'    AND parent IN ('PLATFORM','DISTRIBUTOR'))
+        OR (child = 'CUSTOMER'    AND parent IN ('DISTRIBUTOR','RESELLER'))
+        OR (child = 'PERSONAL'    AND parent = 'PLATFORM')
+$$;
+
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION accounts_check_parent() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -11,11 +21,7 @@ DECLARE
     pdepth int;
 BEGIN
     IF TG_OP = 'UPDATE' AND NEW.kind <> OLD.kind AND EXISTS (
-        SELECT 1 FROM accounts c WHERE c.parent_id = NEW.id AND NOT (
-            (c.kind = 'DISTRIBUTOR' AND NEW.kind = 'PLATFORM') OR
-            (c.kind = 'RESELLER'    AND NEW.kind IN ('PLATFORM','DISTRIBUTOR')) OR
-            (c.kind = 'CUSTOMER'    AND NEW.kind IN ('DISTRIBUTOR','RESELLER')) OR
-            (c.kind = 'PERSONAL'    AND NEW.kind = 'PLATFORM'))
+        SELECT 1 FROM accounts c WHERE c.parent_id = NEW.id AND NOT account_kind_fits(c.kind, NEW.kind)
     ) THEN
         RAISE EXCEPTION 'account % has children that cannot sit under a %', NEW.id, NEW.kind
             USING ERRCODE = 'check_violation', CONSTRAINT = 'accounts_parent_kind';
@@ -36,12 +42,7 @@ BEGIN
         NEW.path := ppath || NEW.id || '/';
         NEW.depth := pdepth + 1;
     END IF;
-    IF NOT (
-        (NEW.kind = 'DISTRIBUTOR' AND pkind = 'PLATFORM') OR
-        (NEW.kind = 'RESELLER'    AND pkind IN ('PLATFORM','DISTRIBUTOR')) OR
-        (NEW.kind = 'CUSTOMER'    AND pkind IN ('DISTRIBUTOR','RESELLER')) OR
-        (NEW.kind = 'PERSONAL'    AND pkind = 'PLATFORM')
-    ) THEN
+    IF NOT account_kind_fits(NEW.kind, pkind) THEN
         RAISE EXCEPTION 'an account of kind % cannot be a child of %', NEW.kind, pkind
             USING ERRCODE = 'check_violation', CONSTRAINT = 'accounts_parent_kind';
     END IF;
@@ -69,3 +70,5 @@ CREATE TRIGGER accounts_move_subtree AFTER UPDATE ON accounts
 -- +goose Down
 DROP TRIGGER accounts_move_subtree ON accounts;
 DROP FUNCTION accounts_move_subtree();
+-- accounts_check_parent keeps its new body (it refers to account_kind_fits)
+-- until 00001's Down drops it.
