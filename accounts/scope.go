@@ -72,6 +72,10 @@ func (s Scope) SQL(pathColumn string) (string, []any) {
 // does not exist: the two are indistinguishable to the caller.
 func NotFound(what string) error { return apperr.NotFoundf("%s not found", what) }
 
+// SubtreeLike is the LIKE pattern (backslash escapes) matching the
+// materialized paths of the account with path and all its descendants.
+func SubtreeLike(path string) string { return likePrefix(path) }
+
 func likePrefix(path string) string {
 	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 	return r.Replace(path) + "%"

@@ -8,6 +8,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"partnerd/models"
+	"partnerd/notify"
 	"partnerd/store"
 )
 
@@ -48,7 +49,7 @@ func UpdateArrears(tx *store.Tx, customerIDs []int64, loc *time.Location) error 
 		if err := tx.DB.Exec(`UPDATE credit_balances SET in_arrears = ?, updated_at = ? WHERE account_id = ?`, now, tx.Now(), r.AccountID).Error; err != nil {
 			return fmt.Errorf("arrears: %w", err)
 		}
-		if err := tx.Emit(ArrearsChanged{CustomerID: r.AccountID, Entered: now, Available: models.FormatDecimal(available), Month: month.String()}); err != nil {
+		if err := tx.Emit(notify.ArrearsChanged{CustomerID: r.AccountID, Entered: now, Available: models.FormatDecimal(available), Month: month.String()}); err != nil {
 			return err
 		}
 	}

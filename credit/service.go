@@ -17,6 +17,7 @@ import (
 	"partnerd/accounts"
 	"partnerd/apperr"
 	"partnerd/models"
+	"partnerd/notify"
 	"partnerd/store"
 )
 
@@ -164,7 +165,7 @@ func (s *Service) SetLimit(ctx context.Context, accountID int64, amount decimal.
 			return err
 		}
 		acct = a
-		return tx.Emit(CreditLimitSet{PartnerID: a.ID, Limit: models.FormatDecimal(amount), Previous: models.FormatDecimal(prev)})
+		return tx.Emit(notify.CreditLimitSet{PartnerID: a.ID, Limit: models.FormatDecimal(amount), Previous: models.FormatDecimal(prev)})
 	})
 	return acct, err
 }
@@ -253,10 +254,10 @@ func (s *Service) move(ctx context.Context, childID int64, amount decimal.Decima
 			return err
 		}
 		action, after := "credit.allocate", map[string]any{"limit": models.FormatDecimal(cb.CreditLimit), "amount": models.FormatDecimal(amount)}
-		var ev store.Event = CreditAllocated{PartnerID: *c.ParentID, ChildID: c.ID, Amount: models.FormatDecimal(amount), Limit: models.FormatDecimal(cb.CreditLimit)}
+		var ev store.Event = notify.CreditAllocated{PartnerID: *c.ParentID, ChildID: c.ID, Amount: models.FormatDecimal(amount), Limit: models.FormatDecimal(cb.CreditLimit)}
 		if kind == models.LedgerReverse {
 			action = "credit.reverse"
-			ev = CreditReversed{PartnerID: *c.ParentID, ChildID: c.ID, Amount: models.FormatDecimal(amount), Limit: models.FormatDecimal(cb.CreditLimit)}
+			ev = notify.CreditReversed{PartnerID: *c.ParentID, ChildID: c.ID, Amount: models.FormatDecimal(amount), Limit: models.FormatDecimal(cb.CreditLimit)}
 		}
 		if err := tx.Audit(action, c.ID, before, after); err != nil {
 			return err

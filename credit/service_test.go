@@ -14,6 +14,7 @@ import (
 	"partnerd/apperr"
 	"partnerd/credit"
 	"partnerd/models"
+	"partnerd/notify"
 	"partnerd/store"
 	"partnerd/store/storetest"
 	"partnerd/testkit"
@@ -637,7 +638,7 @@ func TestUpdateArrears_EmitsOnlyWhenStateFlips(t *testing.T) {
 	if len(evs) != 1 || evs[0].EventType != "credit.arrears_entered" || evs[0].Queue != "critical" {
 		t.Fatalf("events = %+v, want one credit.arrears_entered on the critical queue", evs)
 	}
-	var p credit.ArrearsChanged
+	var p notify.ArrearsChanged
 	if err := json.Unmarshal([]byte(evs[0].Payload), &p); err != nil {
 		t.Fatal(err)
 	}

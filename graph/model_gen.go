@@ -4,6 +4,7 @@ package graph
 
 import (
 	"partnerd/models"
+	"partnerd/notify"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -67,6 +68,17 @@ type CreditLedgerEntryEdge struct {
 	Node   *models.LedgerEntry `json:"node"`
 }
 
+type DeliveryConnection struct {
+	Edges      []*DeliveryEdge `json:"edges"`
+	PageInfo   *PageInfo       `json:"pageInfo"`
+	TotalCount int             `json:"totalCount"`
+}
+
+type DeliveryEdge struct {
+	Cursor string               `json:"cursor"`
+	Node   *notify.DeliveryView `json:"node"`
+}
+
 // One expenditure record from the cloud's billing pipeline; externalId makes it idempotent.
 type ExpenditureInput struct {
 	ExternalID   string             `json:"externalId"`
@@ -77,6 +89,17 @@ type ExpenditureInput struct {
 	UsageAt      time.Time          `json:"usageAt"`
 	ListAmount   decimal.Decimal    `json:"listAmount"`
 	ActualAmount decimal.Decimal    `json:"actualAmount"`
+}
+
+type InboxMessageConnection struct {
+	Edges      []*InboxMessageEdge `json:"edges"`
+	PageInfo   *PageInfo           `json:"pageInfo"`
+	TotalCount int                 `json:"totalCount"`
+}
+
+type InboxMessageEdge struct {
+	Cursor string               `json:"cursor"`
+	Node   *models.InboxMessage `json:"node"`
 }
 
 type IngestError struct {

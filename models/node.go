@@ -9,3 +9,6 @@ func (Account) IsNode() {}
 
 // IsNode marks User as a Node.
 func (User) IsNode() {}
+
+// IsNode marks InboxMessage as a Node.
+func (InboxMessage) IsNode() {}

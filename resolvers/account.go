@@ -66,6 +66,10 @@ func (r *queryResolver) node(ctx context.Context, id string) (models.Node, error
 		return r.Accounts.Get(ctx, key)
 	case TypeUser:
 		return r.Accounts.GetUser(ctx, key)
+	case TypeInboxMessage:
+		return r.Notify.InboxMessage(ctx, key)
+	case TypeDelivery:
+		return r.Notify.Delivery(ctx, key)
 	}
 	return nil, apperr.NotFoundf("nothing found with ID %q", id)
 }

@@ -17,4 +17,5 @@ type Resolver struct {
 	Credit   *credit.Service
 	Spend    *spend.Service
 	Live     *notify.Hub
+	Notify   *notify.Service
 }

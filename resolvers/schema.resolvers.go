@@ -12,6 +12,7 @@ import (
 	"partnerd/graph"
 	"partnerd/ids"
 	"partnerd/models"
+	"partnerd/notify"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -154,6 +155,43 @@ func (r *creditLedgerEntryResolver) To(ctx context.Context, obj *models.LedgerEn
 	return a, err
 }
 
+// ID is the resolver for the id field.
+func (r *deliveryResolver) ID(ctx context.Context, obj *notify.DeliveryView) (string, error) {
+	return ids.Encode(TypeDelivery, obj.ID), nil
+}
+
+// Account is the resolver for the account field.
+func (r *deliveryResolver) Account(ctx context.Context, obj *notify.DeliveryView) (*models.Account, error) {
+	a, err := r.loaders(ctx).Account.Load(ctx, obj.AccountID)()
+	if err == nil && a == nil {
+		err = accounts.NotFound("account")
+	}
+	return a, err
+}
+
+// User is the resolver for the user field.
+func (r *deliveryResolver) User(ctx context.Context, obj *notify.DeliveryView) (*models.User, error) {
+	if obj.UserID == nil {
+		return nil, nil
+	}
+	return r.Accounts.GetUser(ctx, *obj.UserID)
+}
+
+// Locale is the resolver for the locale field.
+func (r *deliveryResolver) Locale(ctx context.Context, obj *notify.DeliveryView) (string, error) {
+	return string(obj.Locale), nil
+}
+
+// ID is the resolver for the id field.
+func (r *inboxMessageResolver) ID(ctx context.Context, obj *models.InboxMessage) (string, error) {
+	return ids.Encode(TypeInboxMessage, obj.ID), nil
+}
+
+// Read is the resolver for the read field.
+func (r *inboxMessageResolver) Read(ctx context.Context, obj *models.InboxMessage) (bool, error) {
+	return obj.ReadAt != nil, nil
+}
+
 // CreateAccount is the resolver for the createAccount field.
 func (r *mutationResolver) CreateAccount(ctx context.Context, input graph.CreateAccountInput) (*models.Account, error) {
 	parentID, err := ids.Decode(input.ParentID, TypeAccount)
@@ -272,6 +310,30 @@ func (r *mutationResolver) RecordExpenditures(ctx context.Context, records []*gr
 	return r.recordExpenditures(ctx, records)
 }
 
+// MarkRead is the resolver for the markRead field.
+func (r *mutationResolver) MarkRead(ctx context.Context, ids []string) (int, error) {
+	return r.markRead(ctx, ids)
+}
+
+// MarkAllRead is the resolver for the markAllRead field.
+func (r *mutationResolver) MarkAllRead(ctx context.Context) (int, error) {
+	return r.Notify.MarkAllRead(ctx)
+}
+
+// SetNotificationPreference is the resolver for the setNotificationPreference field.
+func (r *mutationResolver) SetNotificationPreference(ctx context.Context, eventType string, channel models.Channel, enabled bool) (*notify.Preference, error) {
+	p, err := r.Notify.SetPreference(ctx, eventType, channel, enabled)
+	if err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// ResendDelivery is the resolver for the resendDelivery field.
+func (r *mutationResolver) ResendDelivery(ctx context.Context, id string) (*notify.DeliveryView, error) {
+	return r.resendDelivery(ctx, id)
+}
+
 // Node is the resolver for the node field.
 func (r *queryResolver) Node(ctx context.Context, id string) (models.Node, error) {
 	return r.node(ctx, id)
@@ -301,9 +363,34 @@ func (r *queryResolver) CreditLedger(ctx context.Context, accountID string, firs
 	return r.creditLedger(ctx, accountID, first, after)
 }
 
+// Inbox is the resolver for the inbox field.
+func (r *queryResolver) Inbox(ctx context.Context, unreadOnly *bool, first *int, after *string) (*graph.InboxMessageConnection, error) {
+	return r.inbox(ctx, unreadOnly, first, after)
+}
+
+// UnreadCount is the resolver for the unreadCount field.
+func (r *queryResolver) UnreadCount(ctx context.Context) (int, error) {
+	return r.Notify.UnreadCount(ctx)
+}
+
+// NotificationPreferences is the resolver for the notificationPreferences field.
+func (r *queryResolver) NotificationPreferences(ctx context.Context) ([]*notify.Preference, error) {
+	return r.preferences(ctx)
+}
+
+// Deliveries is the resolver for the deliveries field.
+func (r *queryResolver) Deliveries(ctx context.Context, accountID string, status *models.DeliveryStatus, channel *models.Channel, first *int, after *string) (*graph.DeliveryConnection, error) {
+	return r.deliveries(ctx, accountID, status, channel, first, after)
+}
+
 // AccountUpdated is the resolver for the accountUpdated field.
 func (r *subscriptionResolver) AccountUpdated(ctx context.Context, id string) (<-chan *models.Account, error) {
 	return r.accountUpdated(ctx, id)
+}
+
+// InboxMessageReceived is the resolver for the inboxMessageReceived field.
+func (r *subscriptionResolver) InboxMessageReceived(ctx context.Context) (<-chan *models.InboxMessage, error) {
+	return r.inboxMessageReceived(ctx)
 }
 
 // ID is the resolver for the id field.
@@ -351,6 +438,12 @@ func (r *Resolver) CreditLedgerEntry() graph.CreditLedgerEntryResolver {
 	return &creditLedgerEntryResolver{r}
 }
 
+// Delivery returns graph.DeliveryResolver implementation.
+func (r *Resolver) Delivery() graph.DeliveryResolver { return &deliveryResolver{r} }
+
+// InboxMessage returns graph.InboxMessageResolver implementation.
+func (r *Resolver) InboxMessage() graph.InboxMessageResolver { return &inboxMessageResolver{r} }
+
 // Mutation returns graph.MutationResolver implementation.
 func (r *Resolver) Mutation() graph.MutationResolver { return &mutationResolver{r} }
 
@@ -371,6 +464,8 @@ type (
 	accountConnectionResolver struct{ *Resolver }
 	auditEntryResolver        struct{ *Resolver }
 	creditLedgerEntryResolver struct{ *Resolver }
+	deliveryResolver          struct{ *Resolver }
+	inboxMessageResolver      struct{ *Resolver }
 	mutationResolver          struct{ *Resolver }
 	queryResolver             struct{ *Resolver }
 	subscriptionResolver      struct{ *Resolver }

@@ -49,6 +49,7 @@ type Deps struct {
 	Credit   *credit.Service
 	Spend    *spend.Service
 	Hub      *notify.Hub
+	Notify   *notify.Service
 	Redis    redis.UniversalClient
 	// Queue is the asynq Redis connection, for the dashboard and queue metrics.
 	Queue    asynq.RedisConnOpt
@@ -107,7 +108,7 @@ func New(d Deps, opts Options) http.Handler {
 }
 
 func newGraphQL(d Deps, opts Options, m *metrics) http.Handler {
-	res := &resolvers.Resolver{Accounts: d.Accounts, Credit: d.Credit, Spend: d.Spend, Live: d.Hub}
+	res := &resolvers.Resolver{Accounts: d.Accounts, Credit: d.Credit, Spend: d.Spend, Live: d.Hub, Notify: d.Notify}
 	cfg := graph.Config{Resolvers: res}
 	setComplexity(&cfg)
 	srv := handler.New(graph.NewExecutableSchema(cfg))

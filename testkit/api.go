@@ -30,6 +30,7 @@ type API struct {
 	RedisURL string
 	Prefix   string
 	Hub      *notify.Hub
+	Notify   *notify.Service
 	Registry *prometheus.Registry
 }
 
@@ -63,10 +64,15 @@ func NewAPIOn(t testing.TB, tr *Tree, opts server.Options, shared ...*API) *API 
 	hub := notify.NewHub(rdb, prefix, log)
 	t.Cleanup(func() { _ = hub.Close() })
 	reg := prometheus.NewRegistry()
-	h := server.New(server.Deps{Store: tr.Store, Accounts: tr.Accounts, Credit: credit.New(tr.Store, Shanghai), Spend: spend.New(tr.Store, Shanghai), Hub: hub, Redis: rdb, Queue: qopt, Registry: reg, Log: log}, opts)
+	ns, err := notify.New(tr.Store, notify.Options{Hub: hub, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := server.New(server.Deps{Store: tr.Store, Accounts: tr.Accounts, Credit: credit.New(tr.Store, Shanghai), Spend: spend.New(tr.Store, Shanghai),
+		Hub: hub, Notify: ns, Redis: rdb, Queue: qopt, Registry: reg, Log: log}, opts)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &API{Tree: tr, Server: srv, Redis: rdb, RedisURL: redisURL, Prefix: prefix, Hub: hub, Registry: reg}
+	return &API{Tree: tr, Server: srv, Redis: rdb, RedisURL: redisURL, Prefix: prefix, Hub: hub, Notify: ns, Registry: reg}
 }
 
 // Response is a GraphQL response.

@@ -134,21 +134,42 @@ func (h *handlers) purgeOutbox(ctx context.Context, _ *asynq.Task) error {
 	return nil
 }
 
-// NewServer returns an asynq server on redisOpt serving Queues() with
-// concurrency workers, logging through log. On shutdown it gives running
-// tasks shutdownTimeout to finish. Tasks run at most DefaultTaskTimeout
-// unless enqueued with another timeout (the relay and the scheduler set it).
-func NewServer(redisOpt asynq.RedisConnOpt, concurrency int, shutdownTimeout time.Duration, log *slog.Logger) *asynq.Server {
+// ServerConfig configures NewServer.
+type ServerConfig struct {
+	// Concurrency is how many tasks run at once.
+	Concurrency int
+	// ShutdownTimeout is how long running tasks get to finish on shutdown.
+	ShutdownTimeout time.Duration
+	// RetryDelay schedules retries (nil: RetryDelay).
+	RetryDelay asynq.RetryDelayFunc
+	// Poll is how often idle queues are checked for new tasks (default
+	// 250ms) and due retries moved back to their queues (four times that).
+	Poll time.Duration
+}
+
+// NewServer returns an asynq server on redisOpt serving Queues(), logging
+// through log. Tasks run at most DefaultTaskTimeout unless enqueued with
+// another timeout (the relay and the scheduler set it).
+func NewServer(redisOpt asynq.RedisConnOpt, cfg ServerConfig, log *slog.Logger) *asynq.Server {
 	if log == nil {
 		log = slog.Default()
 	}
+	if cfg.RetryDelay == nil {
+		cfg.RetryDelay = RetryDelay
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 250 * time.Millisecond
+	}
 	log = log.With("component", "asynq")
 	return asynq.NewServer(redisOpt, asynq.Config{
-		Concurrency:     concurrency,
-		Queues:          Queues(),
-		ShutdownTimeout: shutdownTimeout,
-		Logger:          slogAdapter{log: log},
-		LogLevel:        asynqLevel(log),
+		Concurrency:              cfg.Concurrency,
+		Queues:                   Queues(),
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		RetryDelayFunc:           cfg.RetryDelay,
+		TaskCheckInterval:        cfg.Poll,
+		DelayedTaskCheckInterval: 4 * cfg.Poll,
+		Logger:                   slogAdapter{log: log},
+		LogLevel:                 asynqLevel(log),
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 			id, _ := asynq.GetTaskID(ctx)
 			retried, _ := asynq.GetRetryCount(ctx)

@@ -147,7 +147,7 @@ func TestPurgeOutboxDeletesOldDispatchedRows(t *testing.T) {
 
 func TestNewServer(t *testing.T) {
 	e := newEnv(t)
-	srv := NewServer(e.redisOpt, 2, time.Second, e.log)
+	srv := NewServer(e.redisOpt, ServerConfig{Concurrency: 2, ShutdownTimeout: time.Second}, e.log)
 	reg := NewRegistry()
 	got := make(chan OutboxPayload, 1)
 	reg.On("test.event", func(_ context.Context, ev OutboxPayload) error {

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"partnerd/accounts"
+	"partnerd/notify/sms"
 )
 
 // config is the environment of RUNNING.md, parsed and checked once at start.
@@ -33,6 +34,7 @@ type config struct {
 	SMTPTLS           string
 	SMSProvider       string
 	SMSWebhookURL     string
+	SMSAliyun         sms.AliyunConfig
 	BillingTimezone   *time.Location
 	FreezeRetention   time.Duration
 	MigrationTTL      time.Duration
@@ -127,8 +129,27 @@ func loadConfig(lookup env) (*config, error) {
 		if u, perr := url.Parse(c.SMSWebhookURL); c.SMSWebhookURL == "" || perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, bad("SMS_WEBHOOK_URL", "SMS_PROVIDER=webhook needs an http(s) URL")
 		}
+	case "aliyun":
+		c.SMSAliyun = sms.AliyunConfig{
+			AccessKeyID:     lookup.get("SMS_ALIYUN_ACCESS_KEY_ID", ""),
+			AccessKeySecret: lookup.get("SMS_ALIYUN_ACCESS_KEY_SECRET", ""),
+			SignName:        lookup.get("SMS_ALIYUN_SIGN_NAME", ""),
+			TemplateCode:    lookup.get("SMS_ALIYUN_TEMPLATE_CODE", ""),
+			Endpoint:        lookup.get("SMS_ALIYUN_ENDPOINT", ""),
+			RegionID:        lookup.get("SMS_ALIYUN_REGION", ""),
+		}
+		for name, v := range map[string]string{"SMS_ALIYUN_ACCESS_KEY_ID": c.SMSAliyun.AccessKeyID,
+			"SMS_ALIYUN_ACCESS_KEY_SECRET": c.SMSAliyun.AccessKeySecret, "SMS_ALIYUN_SIGN_NAME": c.SMSAliyun.SignName,
+			"SMS_ALIYUN_TEMPLATE_CODE": c.SMSAliyun.TemplateCode} {
+			if v == "" {
+				return nil, bad(name, "SMS_PROVIDER=aliyun needs it")
+			}
+		}
+		if _, perr := sms.New(sms.Config{Provider: "aliyun", Aliyun: c.SMSAliyun}, nil, nil); perr != nil {
+			return nil, bad("SMS_PROVIDER", "aliyun: %v", perr)
+		}
 	default:
-		return nil, bad("SMS_PROVIDER", "%q is not one of log, webhook", c.SMSProvider)
+		return nil, bad("SMS_PROVIDER", "%q is not one of log, webhook, aliyun", c.SMSProvider)
 	}
 
 	tz := lookup.get("BILLING_TIMEZONE", "Asia/Shanghai")

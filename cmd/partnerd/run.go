@@ -21,6 +21,8 @@ import (
 	"partnerd/credit"
 	"partnerd/demo"
 	"partnerd/notify"
+	"partnerd/notify/email"
+	"partnerd/notify/sms"
 	"partnerd/server"
 	"partnerd/spend"
 	"partnerd/store"
@@ -151,6 +153,21 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 	defer hub.Close()
 	queue := asynq.NewClient(cfg.QueueRedis)
 	defer queue.Close()
+	nopts := notify.Options{Hub: hub, Log: log}
+	if r.worker {
+		if nopts.Email, err = email.New(email.Config{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUsername,
+			Password: cfg.SMTPPassword, From: cfg.SMTPFrom, TLS: cfg.SMTPTLS}, log); err != nil {
+			return fmt.Errorf("email: %w", err)
+		}
+		defer nopts.Email.Close()
+		if nopts.SMS, err = sms.New(sms.Config{Provider: cfg.SMSProvider, WebhookURL: cfg.SMSWebhookURL, Aliyun: cfg.SMSAliyun}, nil, log); err != nil {
+			return fmt.Errorf("sms: %w", err)
+		}
+	}
+	notifications, err := notify.New(st, nopts)
+	if err != nil {
+		return err
+	}
 
 	if withDemo {
 		if _, err := loadDemo(ctx, dom, log, stdout); err != nil {
@@ -177,7 +194,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 	if r.api {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		h := server.New(server.Deps{Store: st, Accounts: svc, Credit: dom.Credit, Spend: dom.Spend, Hub: hub, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
+		h := server.New(server.Deps{Store: st, Accounts: svc, Credit: dom.Credit, Spend: dom.Spend, Hub: hub, Notify: notifications, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
 			server.Options{Playground: cfg.Playground, Monitoring: true, Limits: server.Limits{
 				Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, ParserTokens: cfg.MaxTokens, BodyBytes: cfg.MaxBody, UploadBytes: cfg.MaxUpload}})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -199,8 +216,12 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 	var taskSrv *asynq.Server
 	if r.worker {
 		reg := workers.NewRegistry()
-		taskSrv = workers.NewServer(cfg.QueueRedis, cfg.WorkerConcurrency, cfg.ShutdownTimeout, log)
-		if err := taskSrv.Start(workers.NewMux(reg, st, log)); err != nil {
+		nw := workers.NewNotifications(notifications, queue, log)
+		nw.Register(reg)
+		mux := workers.NewMux(reg, st, log)
+		nw.Handle(mux)
+		taskSrv = workers.NewServer(cfg.QueueRedis, workers.ServerConfig{Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: cfg.ShutdownTimeout}, log)
+		if err := taskSrv.Start(mux); err != nil {
 			return fmt.Errorf("start workers: %w", err)
 		}
 		relay := workers.NewRelay(st, queue, hub, log, workers.RelayOptions{})
@@ -208,7 +229,8 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		log.Info("workers started", "concurrency", cfg.WorkerConcurrency)
 	}
 	if r.scheduler {
-		sched := workers.NewScheduler(queue, workers.DefaultEntries(), st.Clock(), log)
+		entries := append(workers.DefaultEntries(), workers.NewNotifications(notifications, queue, log).Entries()...)
+		sched := workers.NewScheduler(queue, entries, st.Clock(), log)
 		goRun("scheduler", sched.Run)
 		log.Info("scheduler started")
 	}

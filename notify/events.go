@@ -1,10 +1,22 @@
-package credit
+package notify
 
-import (
-	"partnerd/accounts"
+import "partnerd/accounts"
+
+// The event types of the notification catalogue. Each is the EventType of
+// one typed event below; NewCatalogue says who is told of it and through
+// which channels by default, and templates/<type>.<locale>.tmpl what they
+// read. Adding one: a constant and its event struct here, one Register line
+// in NewCatalogue, two template files.
+const (
+	EventCreditLimitSet  = "credit.limit_set"
+	EventCreditAllocated = "credit.allocated"
+	EventCreditReversed  = "credit.reversed"
+	EventArrearsEntered  = "credit.arrears_entered"
+	EventArrearsLeft     = "credit.arrears_left"
 )
 
-// CreditLimitSet is emitted when the platform sets a tier-1 partner's limit.
+// CreditLimitSet is emitted when the platform sets a tier-1 partner's credit
+// limit (DOMAIN.md §3).
 type CreditLimitSet struct {
 	PartnerID int64  `json:"partnerId"`
 	Limit     string `json:"limit"`
@@ -12,7 +24,7 @@ type CreditLimitSet struct {
 }
 
 // EventType implements store.Event.
-func (CreditLimitSet) EventType() string { return "credit.limit_set" }
+func (CreditLimitSet) EventType() string { return EventCreditLimitSet }
 
 // EventAccountID implements store.AccountEvent.
 func (e CreditLimitSet) EventAccountID() int64 { return e.PartnerID }
@@ -20,7 +32,8 @@ func (e CreditLimitSet) EventAccountID() int64 { return e.PartnerID }
 // LiveTopics implements store.LiveEvent.
 func (e CreditLimitSet) LiveTopics() []string { return []string{accounts.AccountTopic(e.PartnerID)} }
 
-// CreditAllocated is emitted when a partner allocates credit to a child.
+// CreditAllocated is emitted when a partner allocates credit to a child:
+// Amount is what moved, Limit the child's limit afterwards.
 type CreditAllocated struct {
 	PartnerID int64  `json:"partnerId"`
 	ChildID   int64  `json:"childId"`
@@ -29,7 +42,7 @@ type CreditAllocated struct {
 }
 
 // EventType implements store.Event.
-func (CreditAllocated) EventType() string { return "credit.allocated" }
+func (CreditAllocated) EventType() string { return EventCreditAllocated }
 
 // EventAccountID implements store.AccountEvent.
 func (e CreditAllocated) EventAccountID() int64 { return e.ChildID }
@@ -37,7 +50,8 @@ func (e CreditAllocated) EventAccountID() int64 { return e.ChildID }
 // LiveTopics implements store.LiveEvent.
 func (e CreditAllocated) LiveTopics() []string { return []string{accounts.AccountTopic(e.ChildID)} }
 
-// CreditReversed is emitted when a partner reduces a child's allocation.
+// CreditReversed is emitted when a partner takes credit back from a child:
+// Amount is what moved back, Limit the child's limit afterwards.
 type CreditReversed struct {
 	PartnerID int64  `json:"partnerId"`
 	ChildID   int64  `json:"childId"`
@@ -46,7 +60,7 @@ type CreditReversed struct {
 }
 
 // EventType implements store.Event.
-func (CreditReversed) EventType() string { return "credit.reversed" }
+func (CreditReversed) EventType() string { return EventCreditReversed }
 
 // EventAccountID implements store.AccountEvent.
 func (e CreditReversed) EventAccountID() int64 { return e.ChildID }
@@ -55,8 +69,9 @@ func (e CreditReversed) EventAccountID() int64 { return e.ChildID }
 func (e CreditReversed) LiveTopics() []string { return []string{accounts.AccountTopic(e.ChildID)} }
 
 // ArrearsChanged is emitted when a customer's available credit crosses zero:
-// Entered true when it went below 0 (arrears), false when it came back to
-// 0 or more. The freeze logic consumes it (arrears suspension and recovery).
+// Entered when it went below 0 (arrears), left when it came back to 0 or
+// more (DOMAIN.md §3). The freeze logic consumes it too (arrears suspension
+// and recovery).
 type ArrearsChanged struct {
 	CustomerID int64  `json:"customerId"`
 	Entered    bool   `json:"entered"`
@@ -67,9 +82,9 @@ type ArrearsChanged struct {
 // EventType implements store.Event.
 func (e ArrearsChanged) EventType() string {
 	if e.Entered {
-		return "credit.arrears_entered"
+		return EventArrearsEntered
 	}
-	return "credit.arrears_left"
+	return EventArrearsLeft
 }
 
 // Queue puts arrears on the critical queue: a suspension must act at once.

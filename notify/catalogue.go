@@ -1,0 +1,143 @@
+package notify
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"partnerd/models"
+	"partnerd/store"
+)
+
+// Audience names whose users are told of an event: the users of one account
+// (Account), of an account's parent (ParentOf) or of the platform (Platform)
+// who hold one of Roles. ADMIN always qualifies, except on the platform,
+// where exactly Roles do (so the platform's reviewers are not joined by every
+// platform admin). An account without a qualifying user is told through its
+// contact email and phone and its account-wide inbox.
+type Audience struct {
+	Account  int64
+	ParentOf int64
+	Platform bool
+	Roles    []models.Role
+}
+
+// To is the audience of the users of account id with one of roles (or ADMIN).
+func To(id int64, roles ...models.Role) Audience { return Audience{Account: id, Roles: roles} }
+
+// ToParentOf is the audience of the users of the parent of account id (its
+// partner; for a second-level reseller, its distributor) with one of roles.
+func ToParentOf(id int64, roles ...models.Role) Audience {
+	return Audience{ParentOf: id, Roles: roles}
+}
+
+// ToPlatform is the audience of the platform's users with one of roles.
+func ToPlatform(roles ...models.Role) Audience { return Audience{Platform: true, Roles: roles} }
+
+// Channels is a set of channels, for defaults.
+type Channels []models.Channel
+
+// Has reports whether c is in the set.
+func (cs Channels) Has(c models.Channel) bool { return slices.Contains(cs, c) }
+
+// AllChannels is the default of migrations, freezes, releases and arrears
+// (DOMAIN.md §7).
+func AllChannels() Channels {
+	return Channels{models.ChannelInSite, models.ChannelEmail, models.ChannelSMS}
+}
+
+// InSiteAndEmail is the default of budget alerts and the other money matters
+// (DOMAIN.md §7).
+func InSiteAndEmail() Channels { return Channels{models.ChannelInSite, models.ChannelEmail} }
+
+// Spec is what the catalogue knows of one event type: who is told, and on
+// which channels a user is told unless they chose otherwise.
+type Spec[T store.Event] struct {
+	// Audience lists who is told of e.
+	Audience func(e T) []Audience
+	// Defaults are the channels on by default.
+	Defaults Channels
+}
+
+// entry is a catalogue entry with its event type erased.
+type entry struct {
+	eventType string
+	decode    func(payload json.RawMessage) (any, []Audience, error)
+	defaults  Channels
+	sample    any
+}
+
+// Catalogue is the set of events people are notified of. It is built once by
+// NewCatalogue and read-only afterwards.
+type Catalogue struct {
+	entries map[string]entry
+	order   []string
+}
+
+// Register adds the event type of sample to c with its spec. sample is a
+// realistic instance: the template test renders it in every locale.
+func Register[T store.Event](c *Catalogue, sample T, spec Spec[T]) {
+	typ := sample.EventType()
+	if _, dup := c.entries[typ]; dup {
+		panic("notify: event type registered twice: " + typ)
+	}
+	c.entries[typ] = entry{
+		eventType: typ,
+		defaults:  spec.Defaults,
+		sample:    sample,
+		decode: func(payload json.RawMessage) (any, []Audience, error) {
+			var e T
+			if err := json.Unmarshal(payload, &e); err != nil {
+				return nil, nil, fmt.Errorf("decode %s event: %w", typ, err)
+			}
+			return e, spec.Audience(e), nil
+		},
+	}
+	c.order = append(c.order, typ)
+}
+
+// NewCatalogue returns the catalogue of every event partnerd notifies people
+// of, with its recipients and default channels.
+func NewCatalogue() *Catalogue {
+	c := &Catalogue{entries: map[string]entry{}}
+	fin := models.RoleFinance
+
+	Register(c, CreditLimitSet{PartnerID: 7, Limit: "500000.00", Previous: "300000.00"}, Spec[CreditLimitSet]{
+		Audience: func(e CreditLimitSet) []Audience { return []Audience{To(e.PartnerID, fin)} },
+		Defaults: InSiteAndEmail(),
+	})
+	Register(c, CreditAllocated{PartnerID: 7, ChildID: 42, Amount: "20000.00", Limit: "50000.00"}, Spec[CreditAllocated]{
+		Audience: func(e CreditAllocated) []Audience { return []Audience{To(e.ChildID, fin), To(e.PartnerID, fin)} },
+		Defaults: InSiteAndEmail(),
+	})
+	Register(c, CreditReversed{PartnerID: 7, ChildID: 42, Amount: "5000.00", Limit: "45000.00"}, Spec[CreditReversed]{
+		Audience: func(e CreditReversed) []Audience { return []Audience{To(e.ChildID, fin), To(e.PartnerID, fin)} },
+		Defaults: InSiteAndEmail(),
+	})
+	arrears := Spec[ArrearsChanged]{
+		Audience: func(e ArrearsChanged) []Audience {
+			return []Audience{To(e.CustomerID, fin), ToParentOf(e.CustomerID, fin)}
+		},
+		Defaults: AllChannels(),
+	}
+	Register(c, ArrearsChanged{CustomerID: 42, Entered: true, Available: "-1280.50", Month: "2026-11"}, arrears)
+	Register(c, ArrearsChanged{CustomerID: 42, Entered: false, Available: "3719.50", Month: "2026-11"}, arrears)
+	return c
+}
+
+// Types lists the catalogue's event types in registration order.
+func (c *Catalogue) Types() []string { return slices.Clone(c.order) }
+
+// Has reports whether eventType is in the catalogue.
+func (c *Catalogue) Has(eventType string) bool {
+	_, ok := c.entries[eventType]
+	return ok
+}
+
+// Default reports whether ch is on by default for eventType.
+func (c *Catalogue) Default(eventType string, ch models.Channel) bool {
+	return c.entries[eventType].defaults.Has(ch)
+}
+
+// Sample returns the realistic sample event registered for eventType.
+func (c *Catalogue) Sample(eventType string) any { return c.entries[eventType].sample }

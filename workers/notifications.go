@@ -1,0 +1,177 @@
+package workers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"partnerd/notify"
+)
+
+// Task types of notification delivery.
+const (
+	// TypeDeliver sends one delivery; its payload is a DeliverPayload and its
+	// task ID the delivery's notify.TaskID.
+	TypeDeliver = "notify:deliver"
+	// TypeSweepDeliveries re-enqueues deliveries whose task was lost. It
+	// carries no payload.
+	TypeSweepDeliveries = "notify:sweep-deliveries"
+)
+
+// DeliverPayload is the payload of a TypeDeliver task.
+type DeliverPayload struct {
+	DeliveryID int64 `json:"delivery_id"`
+}
+
+// Delivery task settings.
+const (
+	// DeliverMaxRetry is how often a delivery is retried: with DeliverRetryDelay
+	// that is about a day of attempts before it is marked FAILED.
+	DeliverMaxRetry = 20
+	// DeliverTimeout bounds one delivery attempt (the providers' own
+	// timeouts are shorter).
+	DeliverTimeout = time.Minute
+	// DeliverRetention keeps a completed delivery task (and so its task ID,
+	// refusing a duplicate enqueue) for a day.
+	DeliverRetention = 24 * time.Hour
+	// deliverBackoffBase and deliverBackoffCap bound the exponential backoff.
+	deliverBackoffBase = 10 * time.Second
+	deliverBackoffCap  = 2 * time.Hour
+	// sweepAge is how long a delivery waits before the sweep considers its
+	// task lost; sweepBatch how many one sweep re-enqueues at most.
+	sweepAge   = 5 * time.Minute
+	sweepBatch = 5000
+)
+
+// RetryDelay is the retry schedule of partnerd's tasks: deliveries back off
+// exponentially from 10 s, doubling to a cap of 2 h, with ±20% jitter (about
+// 24 h over DeliverMaxRetry retries); a delivery held by another worker is
+// tried again in 15 s; other tasks use asynq's default.
+func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
+	if t.Type() != TypeDeliver {
+		return asynq.DefaultRetryDelayFunc(n, err, t)
+	}
+	if errors.Is(err, notify.ErrInFlight) {
+		return 15 * time.Second
+	}
+	d := deliverBackoffCap
+	if n < 20 {
+		d = min(deliverBackoffBase<<n, deliverBackoffCap)
+	}
+	jitter := time.Duration(rand.Int64N(int64(d/5)*2+1)) - d/5
+	return d + jitter
+}
+
+// Notifications wires the notification service into the workers: a fan-out
+// consumer for every event of the catalogue, the delivery task handler, and
+// the sweep that re-enqueues deliveries whose task was lost.
+type Notifications struct {
+	svc    *notify.Service
+	client *asynq.Client
+	log    *slog.Logger
+}
+
+// NewNotifications returns the glue between svc and the queue of client.
+func NewNotifications(svc *notify.Service, client *asynq.Client, log *slog.Logger) *Notifications {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Notifications{svc: svc, client: client, log: log.With("component", "notifications")}
+}
+
+// Register adds the fan-out consumer of every catalogue event type and the
+// consumer of resends to reg.
+func (n *Notifications) Register(reg *Registry) {
+	for _, typ := range n.svc.Catalogue().Types() {
+		reg.On(typ, n.fanOut)
+	}
+	reg.On(notify.EventDeliveryResent, n.resent)
+}
+
+// Handle adds the delivery and sweep task handlers to mux.
+func (n *Notifications) Handle(mux *asynq.ServeMux) {
+	mux.HandleFunc(TypeDeliver, n.deliver)
+	mux.HandleFunc(TypeSweepDeliveries, n.sweep)
+}
+
+// Entries are the scheduler entries of notifications: the sweep, every minute.
+func (n *Notifications) Entries() []Entry {
+	return []Entry{{
+		Name:  "sweep-deliveries",
+		Every: time.Minute,
+		Task:  func(time.Time) *asynq.Task { return asynq.NewTask(TypeSweepDeliveries, nil) },
+		Queue: QueueNotifications,
+	}}
+}
+
+// fanOut creates an event's deliveries and enqueues their tasks. If an
+// enqueue fails the event's task is retried: the fan-out creates nothing
+// twice and the enqueue skips tasks that exist.
+func (n *Notifications) fanOut(ctx context.Context, ev OutboxPayload) error {
+	pending, err := n.svc.FanOut(ctx, ev.ID, ev.EventType, ev.Payload)
+	if err != nil {
+		return err
+	}
+	return n.enqueue(ctx, pending)
+}
+
+func (n *Notifications) resent(ctx context.Context, ev OutboxPayload) error {
+	var e notify.DeliveryResent
+	if err := json.Unmarshal(ev.Payload, &e); err != nil {
+		return fmt.Errorf("decode %s: %v: %w", ev.EventType, err, asynq.SkipRetry)
+	}
+	return n.enqueue(ctx, []notify.Pending{{DeliveryID: e.DeliveryID, TaskID: e.TaskID}})
+}
+
+// enqueue enqueues one TypeDeliver task per pending delivery under its task
+// ID; a task that already exists is left alone.
+func (n *Notifications) enqueue(ctx context.Context, pending []notify.Pending) error {
+	for _, p := range pending {
+		payload, err := json.Marshal(DeliverPayload{DeliveryID: p.DeliveryID})
+		if err != nil {
+			return fmt.Errorf("encode delivery task: %w", err)
+		}
+		_, err = n.client.EnqueueContext(ctx, asynq.NewTask(TypeDeliver, payload),
+			asynq.TaskID(p.TaskID),
+			asynq.Queue(QueueNotifications),
+			asynq.MaxRetry(DeliverMaxRetry),
+			asynq.Timeout(DeliverTimeout),
+			asynq.Retention(DeliverRetention))
+		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			return fmt.Errorf("enqueue delivery %d: %w", p.DeliveryID, err)
+		}
+	}
+	return nil
+}
+
+func (n *Notifications) deliver(ctx context.Context, t *asynq.Task) error {
+	var p DeliverPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return fmt.Errorf("decode %s payload: %v: %w", TypeDeliver, err, asynq.SkipRetry)
+	}
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, ok := asynq.GetMaxRetry(ctx)
+	final := ok && retried >= maxRetry
+	err := n.svc.Deliver(ctx, p.DeliveryID, final)
+	if err != nil && permanent(err) {
+		return fmt.Errorf("%w (permanent: %w)", err, asynq.SkipRetry)
+	}
+	return err
+}
+
+func (n *Notifications) sweep(ctx context.Context, _ *asynq.Task) error {
+	stuck, err := n.svc.Stuck(ctx, sweepAge, sweepBatch)
+	if err != nil {
+		return err
+	}
+	if len(stuck) > 0 {
+		n.log.InfoContext(ctx, "re-enqueueing deliveries without a task", "deliveries", len(stuck))
+	}
+	return n.enqueue(ctx, stuck)
+}
