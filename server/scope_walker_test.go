@@ -10,6 +10,7 @@ import (
 
 	"partnerd/ids"
 	"partnerd/models"
+	"partnerd/notify"
 	"partnerd/server"
 	"partnerd/testkit"
 )
@@ -150,6 +151,10 @@ func typeForArg(field, arg string) string {
 	switch {
 	case strings.HasSuffix(arg, "userId"), arg == "userId":
 		return "User"
+	case field == "markRead":
+		return "InboxMessage"
+	case arg == "id" && strings.Contains(strings.ToLower(field), "delivery"):
+		return "Delivery"
 	case arg == "id" && strings.Contains(strings.ToLower(field), "token"):
 		return "ApiToken"
 	case arg == "id" && field == "node":
@@ -240,8 +245,8 @@ func TestScopeWalker_ForeignIDsAreNotFound(t *testing.T) {
 	ctx := context.Background()
 	exercised := map[string]bool{}
 	for _, tc := range cases {
-		foreign := foreignIDs(t, tr, tc.foreign)
-		own := ownIDs(t, tr, tc.caller)
+		foreign := foreignIDs(t, api, tc.foreign)
+		own := ownIDs(t, api, tc.caller)
 		canary := tc.foreign.Account.Name
 		for _, op := range []string{"Query", "Mutation"} {
 			def := w.types[op]
@@ -294,7 +299,7 @@ func TestScopeWalker_ForeignIDsAreNotFound(t *testing.T) {
 	var missing []string
 	for _, op := range []string{"Query", "Mutation"} {
 		for _, f := range w.types[op].Fields {
-			calls, _ := w.calls(op, f, ownIDs(t, tr, tr.D1))
+			calls, _ := w.calls(op, f, ownIDs(t, api, tr.D1))
 			if len(calls) > 0 && !exercised[op+"."+f.Name] {
 				missing = append(missing, op+"."+f.Name)
 			}
@@ -309,18 +314,47 @@ func TestScopeWalker_ForeignIDsAreNotFound(t *testing.T) {
 	}
 }
 
-func foreignIDs(t *testing.T, tr *testkit.Tree, p testkit.Party) idSet {
+func foreignIDs(t *testing.T, api *testkit.API, p testkit.Party) idSet {
 	t.Helper()
+	tr := api.Tree
 	tokID := tokenID(t, tr, p.User)
-	return idSet{"Account": ids.Encode("Account", p.Account.ID), "User": ids.Encode("User", userID(p)), "ApiToken": ids.Encode("ApiToken", tokID)}
+	inbox, delivery := notificationOf(t, api, p)
+	return idSet{"Account": ids.Encode("Account", p.Account.ID), "User": ids.Encode("User", userID(p)), "ApiToken": ids.Encode("ApiToken", tokID),
+		"InboxMessage": ids.Encode("InboxMessage", inbox), "Delivery": ids.Encode("Delivery", delivery)}
 }
 
 // ownIDs are IDs inside the caller's scope: its own account, and a spare
 // user with a spare token (so the control may revoke it harmlessly).
-func ownIDs(t *testing.T, tr *testkit.Tree, p testkit.Party) idSet {
+func ownIDs(t *testing.T, api *testkit.API, p testkit.Party) idSet {
 	t.Helper()
+	tr := api.Tree
 	spare := tr.AddUser(t, p.Account, models.RoleViewer)
-	return idSet{"Account": ids.Encode("Account", p.Account.ID), "User": ids.Encode("User", spare.User.ID), "ApiToken": ids.Encode("ApiToken", tokenID(t, tr, spare.User))}
+	inbox, delivery := notificationOf(t, api, p)
+	return idSet{"Account": ids.Encode("Account", p.Account.ID), "User": ids.Encode("User", spare.User.ID), "ApiToken": ids.Encode("ApiToken", tokenID(t, tr, spare.User)),
+		"InboxMessage": ids.Encode("InboxMessage", inbox), "Delivery": ids.Encode("Delivery", delivery)}
+}
+
+// notificationOf gives party p's admin a notification (fanned out and, in
+// site, delivered) and returns its inbox message and its email delivery.
+func notificationOf(t *testing.T, api *testkit.API, p testkit.Party) (inboxID, deliveryID int64) {
+	t.Helper()
+	ctx := context.Background()
+	payload, _ := json.Marshal(notify.CreditLimitSet{PartnerID: p.Account.ID, Limit: "1.00", Previous: "0.00"})
+	outboxID := 1_000_000 + p.Account.ID
+	pending, err := api.Notify.FanOut(ctx, outboxID, notify.EventCreditLimitSet, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range pending {
+		_ = api.Notify.Deliver(ctx, d.DeliveryID, false) // in-site lands; email has no sender here
+	}
+	var row struct{ Inbox, Delivery int64 }
+	err = api.Tree.Store.DB.Raw(`SELECT (SELECT m.id FROM inbox_messages m JOIN deliveries d ON d.id = m.delivery_id WHERE d.outbox_id = ? LIMIT 1) AS inbox,
+		(SELECT id FROM deliveries WHERE outbox_id = ? AND channel = 'EMAIL' LIMIT 1) AS delivery`, outboxID, outboxID).Scan(&row).Error
+	if err != nil || row.Inbox == 0 || row.Delivery == 0 {
+		t.Fatalf("notification fixture of %s: %+v, %v", p.Account.Name, row, err)
+	}
+	return row.Inbox, row.Delivery
 }
 
 func userID(p testkit.Party) int64 {
