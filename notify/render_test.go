@@ -50,7 +50,9 @@ func TestRender_EveryEventTypeInBothLocales(t *testing.T) {
 				if n := sms.Segments(m.SMS); n > 2 {
 					t.Errorf("SMS takes %d segments: %q", n, m.SMS)
 				}
-				zh := strings.ContainsFunc(m.Subject, func(r rune) bool { return r >= 0x4e00 && r <= 0x9fff && !strings.ContainsRune("华东云联科技有限公司", r) })
+				zh := strings.ContainsFunc(m.Subject, func(r rune) bool {
+					return r >= 0x4e00 && r <= 0x9fff && !strings.ContainsRune("华东云联科技有限公司", r)
+				})
 				if (loc == models.LocaleZhCN) != zh {
 					t.Errorf("subject %q is not in %s", m.Subject, loc)
 				}

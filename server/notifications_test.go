@@ -56,7 +56,9 @@ func TestNotifications_EndToEnd(t *testing.T) {
 	var inbox struct {
 		Inbox struct {
 			TotalCount int
-			Edges      []struct{ Node struct{ ID, Subject, Body string } }
+			Edges      []struct {
+				Node struct{ ID, Subject, Body string }
+			}
 		}
 		UnreadCount int
 	}
@@ -103,9 +105,13 @@ func TestNotifications_EndToEnd(t *testing.T) {
 		ID, Key, EventType, Status, Address, Locale, Subject string
 		Channel                                              models.Channel
 		Attempts                                             int
-		AttemptLog                                           []struct{ N int; Outcome *string; Response string }
-		Account                                              struct{ Name string }
-		User                                                 *struct{ Email string }
+		AttemptLog                                           []struct {
+			N        int
+			Outcome  *string
+			Response string
+		}
+		Account struct{ Name string }
+		User    *struct{ Email string }
 	}
 	var log struct {
 		Deliveries struct {
