@@ -7,10 +7,11 @@ import (
 )
 
 // Why a well-formed record is rejected on its own while the rest of its
-// request is accepted (issue 5, point 6). Their %s are filled in by
-// PostgreSQL's format(): the classification is one set-based statement. The
-// first occurrence of an externalId in a request is the one considered;
-// later ones are rejected. A conflict is reported, not rejected.
+// request is accepted (issue 5, point 6). Both paths use the same texts: the
+// direct path fills their %s in Go, the staged path with PostgreSQL's
+// format() in its one classifying statement. The first occurrence of an
+// externalId in a request is the one considered; later ones are rejected. A
+// conflict is reported, not rejected.
 const (
 	reasonDuplicateInRequest = "duplicate externalId in this request: the record at index %s has it"
 	reasonUnknownCustomer    = "unknown customer"

@@ -1,11 +1,13 @@
 package spend_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -172,4 +174,104 @@ func ndjsonLine(r spend.Record, globalID bool) string {
 		panic(err)
 	}
 	return string(b)
+}
+
+// pathLog records, from the service's log, which path each ingestion took
+// ("direct" or "staged").
+type pathLog struct {
+	mu    sync.Mutex
+	paths []string
+}
+
+func (p *pathLog) Enabled(context.Context, slog.Level) bool { return true }
+func (p *pathLog) WithAttrs([]slog.Attr) slog.Handler       { return p }
+func (p *pathLog) WithGroup(string) slog.Handler            { return p }
+
+func (p *pathLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "expenditures ingested" {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "path" {
+			p.mu.Lock()
+			p.paths = append(p.paths, a.Value.String())
+			p.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+
+// count returns how many ingestions took path.
+func (p *pathLog) count(path string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, q := range p.paths {
+		if q == path {
+			n++
+		}
+	}
+	return n
+}
+
+// service returns another spend service on the fixture's store, whose log
+// records the paths taken.
+func (f *fixture) service() (*spend.Service, *pathLog) {
+	pl := &pathLog{}
+	return spend.New(f.Store, beijing).WithLogger(slog.New(pl)), pl
+}
+
+// ndjsonSource renders recs as an NDJSON stream, the way POST
+// /v1/expenditures passes a body to Ingest.
+func ndjsonSource(recs []spend.Record) spend.Source {
+	var b strings.Builder
+	for _, r := range recs {
+		b.WriteString(ndjsonLine(r, false) + "\n")
+	}
+	return spend.NewNDJSONSource(strings.NewReader(b.String()))
+}
+
+// sums are a month's running totals as spend_totals or owner_spend_totals
+// hold them, keyed "<account>/<month>".
+type sums map[string]string
+
+// consistentTotals checks that the running totals are exactly the sums of
+// the stored records, per customer and month and per owner and month.
+func (f *fixture) consistentTotals(t testing.TB) {
+	t.Helper()
+	for _, q := range []struct{ totals, records string }{
+		{`SELECT customer_id || '/' || month AS k, list_total || ' ' || actual_total || ' ' || prepaid_list || ' ' || records AS v FROM spend_totals`,
+			`SELECT customer_id || '/' || month AS k, sum(list_amount) || ' ' || sum(actual_amount) || ' ' ||
+				coalesce(sum(list_amount) FILTER (WHERE billing_mode <> 'PAY_PER_USE'), 0)::numeric(20,6) || ' ' || count(*) AS v
+			FROM expenditures GROUP BY customer_id, month`},
+		{`SELECT owner_id || '/' || month AS k, list_total || ' ' || actual_total || ' ' || records AS v FROM owner_spend_totals`,
+			`SELECT owner_id || '/' || month AS k, sum(list_amount) || ' ' || sum(actual_amount) || ' ' || count(*) AS v
+			FROM expenditures GROUP BY owner_id, month`},
+	} {
+		got, want := f.keyed(t, q.totals), f.keyed(t, q.records)
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("totals of %s = %q, the stored records sum to %q", k, got[k], v)
+			}
+		}
+		for k, v := range got {
+			if _, ok := want[k]; !ok && !strings.HasPrefix(v, "0.000000 0.000000") {
+				t.Errorf("totals of %s = %q without stored records", k, v)
+			}
+		}
+	}
+}
+
+func (f *fixture) keyed(t testing.TB, q string) sums {
+	t.Helper()
+	var rows []struct{ K, V string }
+	if err := f.Store.DB.Raw(q).Scan(&rows).Error; err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	out := sums{}
+	for _, r := range rows {
+		out[r.K] = r.V
+	}
+	return out
 }

@@ -22,6 +22,12 @@ type Service struct {
 	st  *store.Store
 	loc *time.Location
 	log *slog.Logger
+
+	// Test hooks (export_test.go): the direct path's batch size, a function
+	// run before each of its COPYs, and forcing the staged path.
+	batchSize  int
+	beforeCopy func()
+	staged     bool
 }
 
 // New returns the spend service on st. loc is the billing time zone

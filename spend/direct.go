@@ -1,0 +1,673 @@
+package spend
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/shopspring/decimal"
+
+	"partnerd/models"
+	"partnerd/store"
+)
+
+// The direct path: every record is judged in Go and the new valid ones are
+// copied straight into expenditures, each row written once. It is
+// optimistic: a record another request stores between this one's check and
+// its COPY makes the COPY fail, and Ingest replays the request through the
+// staged path (see staged.go), which is safe against that race.
+
+// errRaced says that a concurrent request stored some of this request's
+// externalIds while it was being written (or that the two deadlocked): the
+// transaction must be rolled back and the request replayed on the staged
+// path.
+var errRaced = errors.New("a concurrent request stored the same externalIds")
+
+// expendituresColumns are the columns the direct path copies.
+var expendituresColumns = []string{"external_id", "customer_id", "owner_id", "product_code", "region",
+	"billing_mode", "usage_at", "month", "list_amount", "actual_amount", "received_at", "adjustment"}
+
+// verdict is what the direct path decided about one record.
+type verdict uint8
+
+const (
+	vNew verdict = iota // valid and not stored: copy it
+	vRepeated
+	vUnknownCustomer
+	vNotCustomer
+	vNegative
+	vAboveList
+	vFuture
+	vDuplicate
+	vConflict
+	vPending // valid so far; its externalId is still to be looked up
+)
+
+// judgement is the direct path's working state for one record of a batch.
+type judgement struct {
+	verdict verdict
+	first   int64  // vRepeated: the index of the first occurrence
+	differs string // vConflict: the fields that differ
+	usage   time.Time
+	month   int32
+	owner   int64
+	list    amount
+	actual  amount
+}
+
+// amount is an exact decimal, also in millionths when those fit an int64
+// (every amount below 9.2 trillion), so the checks and sums of a million
+// records need no big-number arithmetic.
+type amount struct {
+	d      decimal.Decimal
+	micros int64
+	fits   bool
+}
+
+var pow10 = [...]int64{1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18}
+
+func newAmount(d decimal.Decimal) amount {
+	a := amount{d: d}
+	if d.NumDigits() > 18 {
+		return a
+	}
+	c, e := d.CoefficientInt64(), int(d.Exponent())
+	switch {
+	case e == -6:
+		a.micros, a.fits = c, true
+	case e < -6:
+		if k := -6 - e; k < len(pow10) && c%pow10[k] == 0 {
+			a.micros, a.fits = c/pow10[k], true
+		}
+	default:
+		if k := e + 6; k < len(pow10) && c <= math.MaxInt64/pow10[k] && c >= -math.MaxInt64/pow10[k] {
+			a.micros, a.fits = c*pow10[k], true
+		}
+	}
+	return a
+}
+
+func (a amount) negative() bool {
+	if a.fits {
+		return a.micros < 0
+	}
+	return a.d.IsNegative()
+}
+
+func (a amount) greaterThan(b amount) bool {
+	if a.fits && b.fits {
+		return a.micros > b.micros
+	}
+	return a.d.GreaterThan(b.d)
+}
+
+func (a amount) numeric() pgtype.Numeric {
+	return pgtype.Numeric{Int: a.d.Coefficient(), Exp: a.d.Exponent(), Valid: true}
+}
+
+// sum adds amounts exactly: in millionths while they fit an int64, the rest
+// in a decimal.
+type sum struct {
+	micros int64
+	rest   decimal.Decimal
+}
+
+func (s *sum) add(a amount) {
+	if a.fits && a.micros >= 0 && s.micros <= math.MaxInt64-a.micros {
+		s.micros += a.micros
+		return
+	}
+	s.rest = s.rest.Add(a.d)
+}
+
+func (s *sum) total() decimal.Decimal { return s.rest.Add(decimal.New(s.micros, -6)) }
+
+// customerMonth and ownerMonth key the running totals.
+type customerMonth struct {
+	customer int64
+	month    int32
+}
+
+type ownerMonth struct {
+	owner int64
+	month int32
+}
+
+type customerSums struct {
+	list, actual, prepaid sum
+	n                     int64
+}
+
+type ownerSums struct {
+	list, actual sum
+	n            int64
+}
+
+// customer is what the direct path knows of a customer id: its kind ("" for
+// no account), its current parent and its parent history.
+type customer struct {
+	kind    models.AccountKind
+	parent  int64
+	periods []ownerPeriod
+}
+
+// ownerPeriod is one row of account_parent_history: from is when the
+// parent became the owner.
+type ownerPeriod struct {
+	from  time.Time
+	owner int64
+}
+
+// ownerAt is the partner that owned the customer at t: the history row in
+// force then (rows ordered by valid_from and id; each lasts until the next
+// one starts, the first also covers everything before it), or the current
+// parent when there is no history. It is the classify statement's rule.
+func (c *customer) ownerAt(t time.Time) int64 {
+	if len(c.periods) == 0 {
+		return c.parent
+	}
+	i := sort.Search(len(c.periods), func(i int) bool { return c.periods[i].from.After(t) })
+	if i == 0 {
+		return c.periods[0].owner
+	}
+	return c.periods[i-1].owner
+}
+
+// direct is one request on the direct path.
+type direct struct {
+	s      *Service
+	tx     *store.Tx
+	cp     *store.Copier
+	now    time.Time
+	latest time.Time // usage after this is in the future
+	res    *Result
+	n      int64 // records read
+
+	// seen maps every externalId of the request to the index of its first
+	// occurrence: it tells a repeat and names the first one.
+	seen      map[string]int64
+	customers map[int64]*customer
+	issued    map[ownerMonth]bool
+	totals    map[customerMonth]*customerSums
+	owners    map[ownerMonth]*ownerSums
+
+	judged []judgement
+	row    []any
+	steps  map[string]time.Duration
+}
+
+// ingestDirect ingests the batches of f on the direct path, in tx.
+func (s *Service) ingestDirect(ctx context.Context, tx *store.Tx, cp *store.Copier, f *feed) (*Result, error) {
+	now := tx.Now()
+	d := &direct{s: s, tx: tx, cp: cp, now: now, latest: now.Add(futureTolerance).Truncate(time.Microsecond),
+		res: &Result{AsOf: &now}, seen: map[string]int64{}, customers: map[int64]*customer{},
+		issued: map[ownerMonth]bool{}, totals: map[customerMonth]*customerSums{}, owners: map[ownerMonth]*ownerSums{},
+		row: make([]any, len(expendituresColumns)), steps: map[string]time.Duration{}}
+	if err := tx.DB.Exec(`SET LOCAL statement_timeout = '` + ingestStatementTimeout + `'`).Error; err != nil {
+		return nil, err
+	}
+	for {
+		t0 := time.Now()
+		b := f.next()
+		d.steps["wait for records"] += time.Since(t0)
+		if b == nil {
+			break
+		}
+		err := d.batch(ctx, b)
+		f.recycle(b)
+		if err != nil {
+			return nil, err
+		}
+	}
+	<-f.done
+	if f.err != nil {
+		return nil, f.err
+	}
+	if err := d.finish(); err != nil {
+		return nil, err
+	}
+	counts := map[string]int{"records": int(d.n), "accepted": d.res.Accepted,
+		"duplicates": d.res.Duplicates, "conflicts": d.res.Conflicts, "rejected": d.res.Rejected}
+	if err := tx.Audit("expenditures.ingest", 0, nil, counts); err != nil {
+		return nil, err
+	}
+	s.log.DebugContext(ctx, "ingest steps", "path", "direct", "steps", fmt.Sprint(d.steps))
+	return d.res, nil
+}
+
+// raced tells a failure the staged path resolves: the unique index on
+// external_id hit by a concurrent request's committed row, or a deadlock
+// with it.
+func raced(err error) error {
+	if (store.PgCode(err) == "23505" && store.PgConstraint(err) == "expenditures_external_idx") || store.IsRetryable(err) {
+		return fmt.Errorf("%w: %w", errRaced, err)
+	}
+	return err
+}
+
+func (d *direct) step(name string, t0 time.Time) { d.steps[name] += time.Since(t0) }
+
+// batch judges the records of b and copies the new valid ones.
+func (d *direct) batch(ctx context.Context, b *batch) error {
+	t0 := time.Now()
+	d.judged = slices.Grow(d.judged[:0], len(b.recs))[:len(b.recs)]
+	var load []int64
+	for i := range b.recs {
+		r, j := &b.recs[i], &d.judged[i]
+		*j = judgement{verdict: vPending}
+		idx := b.first + int64(i)
+		if first, ok := d.seen[r.ExternalID]; ok {
+			j.verdict, j.first = vRepeated, first
+			continue
+		}
+		d.seen[r.ExternalID] = idx
+		if _, ok := d.customers[r.CustomerID]; !ok {
+			d.customers[r.CustomerID] = nil
+			load = append(load, r.CustomerID)
+		}
+	}
+	d.n += int64(len(b.recs))
+	d.step("judge", t0)
+	if len(load) > 0 {
+		t0 = time.Now()
+		if err := d.loadCustomers(load); err != nil {
+			return err
+		}
+		d.step("load customers", t0)
+	}
+
+	t0 = time.Now()
+	var pending []int
+	var pairs []ownerMonth
+	for i := range b.recs {
+		r, j := &b.recs[i], &d.judged[i]
+		if j.verdict != vPending {
+			continue
+		}
+		c := d.customers[r.CustomerID]
+		j.usage = r.UsageAt.UTC().Truncate(time.Microsecond) // what timestamptz keeps
+		j.list, j.actual = newAmount(r.List), newAmount(r.Actual)
+		switch {
+		case c.kind == "":
+			j.verdict = vUnknownCustomer
+		case c.kind != models.KindCustomer && c.kind != models.KindPersonal:
+			j.verdict = vNotCustomer
+		case j.list.negative() || j.actual.negative():
+			j.verdict = vNegative
+		case j.actual.greaterThan(j.list):
+			j.verdict = vAboveList
+		case j.usage.After(d.latest):
+			j.verdict = vFuture
+		default:
+			j.month = int32(models.MonthOf(j.usage, d.s.loc).Key())
+			j.owner = c.ownerAt(j.usage)
+			pending = append(pending, i)
+			om := ownerMonth{j.owner, j.month}
+			if _, ok := d.issued[om]; !ok {
+				d.issued[om] = false
+				pairs = append(pairs, om)
+			}
+		}
+	}
+	d.step("judge", t0)
+	if len(pairs) > 0 {
+		t0 = time.Now()
+		if err := d.loadIssued(pairs); err != nil {
+			return err
+		}
+		d.step("load issued months", t0)
+	}
+	if len(pending) > 0 {
+		t0 = time.Now()
+		if err := d.lookUpStored(b, pending); err != nil {
+			return err
+		}
+		d.step("look up stored", t0)
+	}
+
+	// Tally in request order, so the kept errors are the first ones.
+	t0 = time.Now()
+	var rows []int
+	for i := range b.recs {
+		r, j := &b.recs[i], &d.judged[i]
+		switch j.verdict {
+		case vPending:
+			j.verdict = vNew
+			rows = append(rows, i)
+			d.add(r, j)
+			continue
+		case vDuplicate:
+			d.res.Duplicates++
+			continue
+		case vConflict:
+			d.res.Conflicts++
+		default:
+			d.res.Rejected++
+		}
+		if len(d.res.Errors) < maxKeptErrors {
+			d.res.Errors = append(d.res.Errors, RecordError{Index: int(b.first) + i, ExternalID: r.ExternalID, Reason: j.reason(r, d.customers)})
+		}
+	}
+	d.step("judge", t0)
+	if len(rows) == 0 {
+		return nil
+	}
+	t0 = time.Now()
+	if d.s.beforeCopy != nil {
+		d.s.beforeCopy()
+	}
+	k := 0
+	n, err := d.cp.CopyFrom(ctx, pgx.Identifier{"expenditures"}, expendituresColumns, pgx.CopyFromFunc(func() ([]any, error) {
+		if k == len(rows) {
+			return nil, nil
+		}
+		r, j := &b.recs[rows[k]], &d.judged[rows[k]]
+		k++
+		row := d.row
+		row[0], row[1], row[2], row[3], row[4], row[5] = r.ExternalID, r.CustomerID, j.owner, r.ProductCode, r.Region, string(r.BillingMode)
+		row[6], row[7], row[8], row[9], row[10], row[11] = j.usage, j.month, j.list.numeric(), j.actual.numeric(), d.now, d.issued[ownerMonth{j.owner, j.month}]
+		return row, nil
+	}))
+	if err != nil {
+		return raced(fmt.Errorf("copy expenditures: %w", err))
+	}
+	if n != int64(len(rows)) {
+		return fmt.Errorf("copy expenditures: %d of %d rows copied", n, len(rows))
+	}
+	d.res.Accepted += len(rows)
+	d.step("copy", t0)
+	return nil
+}
+
+// reason is the text of a rejection or conflict.
+func (j *judgement) reason(r *Record, customers map[int64]*customer) string {
+	switch j.verdict {
+	case vRepeated:
+		return fmt.Sprintf(reasonDuplicateInRequest, strconv.FormatInt(j.first, 10))
+	case vUnknownCustomer:
+		return reasonUnknownCustomer
+	case vNotCustomer:
+		return fmt.Sprintf(reasonNotCustomer, customers[r.CustomerID].kind)
+	case vNegative:
+		return reasonNegative
+	case vAboveList:
+		return reasonActualAboveList
+	case vFuture:
+		return reasonFuture
+	case vConflict:
+		return fmt.Sprintf(reasonConflict, j.differs)
+	}
+	return ""
+}
+
+// add counts an accepted record in the running totals of its customer and
+// owner.
+func (d *direct) add(r *Record, j *judgement) {
+	cm := customerMonth{r.CustomerID, j.month}
+	t := d.totals[cm]
+	if t == nil {
+		t = &customerSums{}
+		d.totals[cm] = t
+	}
+	t.list.add(j.list)
+	t.actual.add(j.actual)
+	if r.BillingMode != models.PayPerUse {
+		t.prepaid.add(j.list)
+	}
+	t.n++
+	om := ownerMonth{j.owner, j.month}
+	o := d.owners[om]
+	if o == nil {
+		o = &ownerSums{}
+		d.owners[om] = o
+	}
+	o.list.add(j.list)
+	o.actual.add(j.actual)
+	o.n++
+}
+
+// query runs a statement with pgx's own parameter types, so a Go slice is
+// sent as one PostgreSQL array (gorm would expand it into a list).
+func (d *direct) query(q string, args ...any) (*sql.Rows, error) {
+	return d.tx.DB.Statement.ConnPool.QueryContext(d.tx.Context(), q, args...)
+}
+
+// loadCustomers caches the kind, parent and parent history of ids.
+func (d *direct) loadCustomers(ids []int64) error {
+	for _, id := range ids {
+		d.customers[id] = &customer{}
+	}
+	rows, err := d.query(`SELECT id, kind, coalesce(parent_id, 0) FROM accounts WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return fmt.Errorf("load customers: %w", err)
+	}
+	for rows.Next() {
+		var id int64
+		var c customer
+		if err := rows.Scan(&id, &c.kind, &c.parent); err != nil {
+			rows.Close()
+			return fmt.Errorf("load customers: %w", err)
+		}
+		*d.customers[id] = c
+	}
+	if err := closeRows(rows); err != nil {
+		return fmt.Errorf("load customers: %w", err)
+	}
+	rows, err = d.query(`SELECT account_id, parent_id, valid_from FROM account_parent_history
+		WHERE account_id = ANY($1) ORDER BY account_id, valid_from, id`, ids)
+	if err != nil {
+		return fmt.Errorf("load parent history: %w", err)
+	}
+	for rows.Next() {
+		var id int64
+		var p ownerPeriod
+		if err := rows.Scan(&id, &p.owner, &p.from); err != nil {
+			rows.Close()
+			return fmt.Errorf("load parent history: %w", err)
+		}
+		c := d.customers[id]
+		c.periods = append(c.periods, p)
+	}
+	if err := closeRows(rows); err != nil {
+		return fmt.Errorf("load parent history: %w", err)
+	}
+	return nil
+}
+
+// loadIssued caches whether the bills of pairs are issued.
+func (d *direct) loadIssued(pairs []ownerMonth) error {
+	owners, months := make([]int64, len(pairs)), make([]int32, len(pairs))
+	for i, p := range pairs {
+		owners[i], months[i] = p.owner, p.month
+	}
+	rows, err := d.query(`SELECT owner_id, month FROM issued_bill_months
+		WHERE (owner_id, month) IN (SELECT * FROM unnest($1::bigint[], $2::int[]))`, owners, months)
+	if err != nil {
+		return fmt.Errorf("load issued bill months: %w", err)
+	}
+	for rows.Next() {
+		var p ownerMonth
+		if err := rows.Scan(&p.owner, &p.month); err != nil {
+			rows.Close()
+			return fmt.Errorf("load issued bill months: %w", err)
+		}
+		d.issued[p] = true
+	}
+	if err := closeRows(rows); err != nil {
+		return fmt.Errorf("load issued bill months: %w", err)
+	}
+	return nil
+}
+
+// lookUpStored looks up which pending records of b have an externalId
+// already stored, and marks each a duplicate (same content) or a conflict
+// (naming the fields that differ, as compareRest does).
+func (d *direct) lookUpStored(b *batch, pending []int) error {
+	exts := make([]string, len(pending))
+	for k, i := range pending {
+		exts[k] = b.recs[i].ExternalID
+	}
+	rows, err := d.query(`SELECT external_id, customer_id, product_code, region, billing_mode, usage_at, list_amount, actual_amount
+		FROM expenditures WHERE external_id = ANY($1)`, exts)
+	if err != nil {
+		return fmt.Errorf("look up stored expenditures: %w", err)
+	}
+	var at map[string]int
+	for rows.Next() {
+		var e struct {
+			ext, product, region, mode string
+			customer                   int64
+			usage                      time.Time
+			list, actual               decimal.Decimal
+		}
+		if err := rows.Scan(&e.ext, &e.customer, &e.product, &e.region, &e.mode, &e.usage, &e.list, &e.actual); err != nil {
+			rows.Close()
+			return fmt.Errorf("look up stored expenditures: %w", err)
+		}
+		if at == nil {
+			at = make(map[string]int, len(pending))
+			for _, i := range pending {
+				at[b.recs[i].ExternalID] = i
+			}
+		}
+		i, ok := at[e.ext]
+		if !ok {
+			continue
+		}
+		r, j := &b.recs[i], &d.judged[i]
+		var differs []string
+		if e.customer != r.CustomerID {
+			differs = append(differs, "customerId")
+		}
+		if e.product != r.ProductCode {
+			differs = append(differs, "productCode")
+		}
+		if e.region != r.Region {
+			differs = append(differs, "region")
+		}
+		if e.mode != string(r.BillingMode) {
+			differs = append(differs, "billingMode")
+		}
+		if !e.usage.Equal(j.usage) {
+			differs = append(differs, "usageAt")
+		}
+		if !e.list.Equal(r.List) {
+			differs = append(differs, "listAmount")
+		}
+		if !e.actual.Equal(r.Actual) {
+			differs = append(differs, "actualAmount")
+		}
+		if len(differs) == 0 {
+			j.verdict = vDuplicate
+		} else {
+			j.verdict, j.differs = vConflict, strings.Join(differs, ", ")
+		}
+	}
+	if err := closeRows(rows); err != nil {
+		return fmt.Errorf("look up stored expenditures: %w", err)
+	}
+	return nil
+}
+
+func closeRows(rows *sql.Rows) error {
+	err := rows.Err()
+	if cerr := rows.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// upsertTotals adds the accepted records to spend_totals, then to
+// owner_spend_totals — the staged path's order, each in key order, so
+// concurrent ingestions lock the rows they share in one order — and returns
+// the new totals of the touched customer months, ordered by customer and
+// month.
+const upsertTotals = `INSERT INTO spend_totals AS t (customer_id, month, list_total, actual_total, prepaid_list, records, last_received_at)
+	SELECT u.customer_id, u.month, u.list::numeric, u.actual::numeric, u.prepaid::numeric, u.n, $7
+	FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::bigint[]) AS u(customer_id, month, list, actual, prepaid, n)
+	ORDER BY u.customer_id, u.month
+	ON CONFLICT (customer_id, month) DO UPDATE SET
+		list_total = t.list_total + EXCLUDED.list_total,
+		actual_total = t.actual_total + EXCLUDED.actual_total,
+		prepaid_list = t.prepaid_list + EXCLUDED.prepaid_list,
+		records = t.records + EXCLUDED.records,
+		last_received_at = greatest(t.last_received_at, EXCLUDED.last_received_at)
+	RETURNING t.customer_id, t.month, t.list_total, t.actual_total, t.records`
+
+const upsertOwnerTotals = `INSERT INTO owner_spend_totals AS o (owner_id, month, list_total, actual_total, records, last_received_at)
+	SELECT u.owner_id, u.month, u.list::numeric, u.actual::numeric, u.n, $6
+	FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::bigint[]) AS u(owner_id, month, list, actual, n)
+	ORDER BY u.owner_id, u.month
+	ON CONFLICT (owner_id, month) DO UPDATE SET
+		list_total = o.list_total + EXCLUDED.list_total,
+		actual_total = o.actual_total + EXCLUDED.actual_total,
+		records = o.records + EXCLUDED.records,
+		last_received_at = greatest(o.last_received_at, EXCLUDED.last_received_at)`
+
+// finish updates the running totals, emits CustomerSpendChanged per
+// customer month touched and re-evaluates those customers' arrears.
+func (d *direct) finish() error {
+	if len(d.totals) == 0 {
+		return nil
+	}
+	t0 := time.Now()
+	var (
+		customers, owners        []int64
+		months, ownerMonths      []int32
+		lists, actuals, prepaids []string
+		counts, ownerCounts      []int64
+		ownerLists, ownerActuals []string
+	)
+	for k, t := range d.totals {
+		customers, months = append(customers, k.customer), append(months, k.month)
+		lists, actuals, prepaids = append(lists, t.list.total().String()), append(actuals, t.actual.total().String()), append(prepaids, t.prepaid.total().String())
+		counts = append(counts, t.n)
+	}
+	for k, o := range d.owners {
+		owners, ownerMonths = append(owners, k.owner), append(ownerMonths, k.month)
+		ownerLists, ownerActuals = append(ownerLists, o.list.total().String()), append(ownerActuals, o.actual.total().String())
+		ownerCounts = append(ownerCounts, o.n)
+	}
+	rows, err := d.query(upsertTotals, customers, months, lists, actuals, prepaids, counts, d.now)
+	if err != nil {
+		return raced(fmt.Errorf("update spend totals: %w", err))
+	}
+	var touched []monthTotals
+	for rows.Next() {
+		var t monthTotals
+		if err := rows.Scan(&t.CustomerID, &t.Month, &t.ListTotal, &t.ActualTotal, &t.Records); err != nil {
+			rows.Close()
+			return fmt.Errorf("update spend totals: %w", err)
+		}
+		touched = append(touched, t)
+	}
+	if err := closeRows(rows); err != nil {
+		return raced(fmt.Errorf("update spend totals: %w", err))
+	}
+	if _, err := d.tx.DB.Statement.ConnPool.ExecContext(d.tx.Context(), upsertOwnerTotals,
+		owners, ownerMonths, ownerLists, ownerActuals, ownerCounts, d.now); err != nil {
+		return raced(fmt.Errorf("update owner spend totals: %w", err))
+	}
+	d.step("totals", t0)
+	t0 = time.Now()
+	sort.Slice(touched, func(a, b int) bool {
+		if touched[a].CustomerID != touched[b].CustomerID {
+			return touched[a].CustomerID < touched[b].CustomerID
+		}
+		return touched[a].Month < touched[b].Month
+	})
+	if err := emitSpendChanged(d.tx, touched, d.s.loc); err != nil {
+		return raced(err)
+	}
+	d.step("events and arrears", t0)
+	return nil
+}
