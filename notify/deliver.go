@@ -53,6 +53,24 @@ const maxResponse = 1000
 // number...) is recorded as FAILED at once and Deliver returns nil. Every
 // attempt is recorded with its time, outcome and the provider's answer.
 func (s *Service) Deliver(ctx context.Context, deliveryID int64, final bool) error {
+	// The common cases are one statement each: claim a PENDING email or SMS,
+	// or write a PENDING in-site message. Anything else (final already, in
+	// flight elsewhere, a lease that ran out) takes the slow path.
+	c, ok, err := s.claimPending(ctx, deliveryID)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return s.send(ctx, c, final)
+	}
+	msg, ok, err := s.writeInbox(ctx, deliveryID)
+	if err != nil {
+		return err
+	}
+	if ok {
+		s.publishInbox(ctx, msg)
+		return nil
+	}
 	var d models.Delivery
 	if err := s.st.DB.WithContext(ctx).First(&d, deliveryID).Error; err != nil {
 		if errors.Is(err, gorm.ErrRecordNotFound) {
@@ -60,63 +78,85 @@ func (s *Service) Deliver(ctx context.Context, deliveryID int64, final bool) err
 		}
 		return fmt.Errorf("load delivery %d: %w", deliveryID, err)
 	}
-	if d.Status == models.DeliverySent || d.Status == models.DeliveryFailed {
+	if d.Status == models.DeliverySent || d.Status == models.DeliveryFailed || d.Channel == models.ChannelInSite {
 		return nil
 	}
-	if d.Channel == models.ChannelInSite {
-		return s.deliverInSite(ctx, deliveryID)
-	}
-	return s.deliverExternal(ctx, deliveryID, final)
-}
-
-// deliverInSite writes the inbox message and marks the delivery SENT in one
-// transaction, then tells live subscribers.
-func (s *Service) deliverInSite(ctx context.Context, id int64) error {
-	var msg *models.InboxMessage
-	err := s.st.InTx(ctx, func(tx *store.Tx) error {
-		msg = nil
-		var d models.Delivery
-		if err := tx.DB.Clauses(clause.Locking{Strength: "UPDATE"}).First(&d, id).Error; err != nil {
-			return fmt.Errorf("lock delivery %d: %w", id, err)
-		}
-		if d.Status != models.DeliveryPending {
-			return nil
-		}
-		now := tx.Now()
-		m := models.InboxMessage{DeliveryID: d.ID, AccountID: d.AccountID, UserID: d.UserID,
-			EventType: d.EventType, Subject: d.Subject, Body: d.BodyText, CreatedAt: now}
-		res := tx.DB.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "delivery_id"}}, DoNothing: true}).
-			Omit("ID", "ReadAt").Create(&m)
-		if res.Error != nil {
-			return fmt.Errorf("write inbox message of delivery %d: %w", id, res.Error)
-		}
-		if res.RowsAffected == 1 {
-			msg = &m
-		}
-		n := d.Attempts + 1
-		outcome := models.OutcomeSent
-		if err := tx.DB.Create(&models.DeliveryAttempt{DeliveryID: d.ID, N: n, Channel: d.Channel,
-			StartedAt: now, FinishedAt: &now, Outcome: &outcome, Response: "inbox message written"}).Error; err != nil {
-			return fmt.Errorf("record attempt of delivery %d: %w", id, err)
-		}
-		return tx.DB.Model(&models.Delivery{}).Where("id = ?", id).Updates(map[string]any{
-			"status": models.DeliverySent, "attempts": n, "sent_at": now, "updated_at": now}).Error
-	})
-	if err != nil {
+	c, err = s.claim(ctx, deliveryID)
+	if err != nil || c.skip {
 		return err
 	}
-	if msg != nil && s.hub != nil {
-		topic := InboxAccountTopic(msg.AccountID)
-		if msg.UserID != nil {
-			topic = InboxUserTopic(*msg.UserID)
-		}
-		// The inbox row is committed; a lost live message only means the
-		// subscriber sees it on its next inbox query.
-		if err := s.hub.Publish(ctx, topic, []byte(strconv.FormatInt(msg.ID, 10))); err != nil {
-			s.log.WarnContext(ctx, "publish inbox message", "delivery_id", id, "err", err)
-		}
+	return s.send(ctx, c, final)
+}
+
+// writeInboxSQL marks a PENDING in-site delivery SENT, records its attempt
+// and writes its inbox message (unique per delivery), all or nothing.
+const writeInboxSQL = `WITH d AS (
+	UPDATE deliveries SET status = 'SENT', attempts = attempts + 1, sent_at = $2, updated_at = $2
+	WHERE id = $1 AND status = 'PENDING' AND channel = 'IN_SITE'
+	RETURNING id, account_id, user_id, event_type, subject, body_text, attempts, channel
+), a AS (
+	INSERT INTO delivery_attempts (delivery_id, n, channel, started_at, finished_at, outcome, response)
+	SELECT id, attempts, channel, $2, $2, 'SENT', 'inbox message written' FROM d
+)
+INSERT INTO inbox_messages (delivery_id, account_id, user_id, event_type, subject, body, created_at)
+SELECT id, account_id, user_id, event_type, subject, body_text, $2 FROM d
+ON CONFLICT (delivery_id) DO NOTHING
+RETURNING id, delivery_id, account_id, user_id, event_type, subject, body, created_at`
+
+// writeInbox delivers a PENDING in-site delivery in one statement: the inbox
+// row and the SENT mark commit together. ok is false when the delivery is
+// not a PENDING in-site one.
+func (s *Service) writeInbox(ctx context.Context, id int64) (*models.InboxMessage, bool, error) {
+	var msgs []models.InboxMessage
+	if err := s.st.DB.WithContext(ctx).Raw(writeInboxSQL, id, s.st.Now()).Scan(&msgs).Error; err != nil {
+		return nil, false, fmt.Errorf("write inbox message of delivery %d: %w", id, err)
 	}
-	return nil
+	if len(msgs) == 0 {
+		return nil, false, nil
+	}
+	return &msgs[0], true, nil
+}
+
+// publishInbox tells the live subscribers of the message's inbox. The row is
+// committed; a lost live message only means the subscriber sees it on its
+// next inbox query.
+func (s *Service) publishInbox(ctx context.Context, msg *models.InboxMessage) {
+	if s.hub == nil {
+		return
+	}
+	topic := InboxAccountTopic(msg.AccountID)
+	if msg.UserID != nil {
+		topic = InboxUserTopic(*msg.UserID)
+	}
+	if err := s.hub.Publish(ctx, topic, []byte(strconv.FormatInt(msg.ID, 10))); err != nil {
+		s.log.WarnContext(ctx, "publish inbox message", "delivery_id", msg.DeliveryID, "err", err)
+	}
+}
+
+// claimPendingSQL claims a PENDING email or SMS delivery for its next
+// attempt and records the attempt as started, in one statement.
+const claimPendingSQL = `WITH d AS (
+	UPDATE deliveries SET status = 'SENDING', attempts = attempts + 1, claimed_until = $3, updated_at = $2
+	WHERE id = $1 AND status = 'PENDING' AND channel <> 'IN_SITE'
+	RETURNING *
+), a AS (
+	INSERT INTO delivery_attempts (delivery_id, n, channel, started_at)
+	SELECT id, attempts, channel, $2 FROM d
+)
+SELECT * FROM d`
+
+// claimPending claims a PENDING email or SMS delivery; ok is false when it
+// is not one.
+func (s *Service) claimPending(ctx context.Context, id int64) (claim, bool, error) {
+	now := s.st.Now()
+	var rows []models.Delivery
+	if err := s.st.DB.WithContext(ctx).Raw(claimPendingSQL, id, now, now.Add(s.lease)).Scan(&rows).Error; err != nil {
+		return claim{}, false, fmt.Errorf("claim delivery %d: %w", id, err)
+	}
+	if len(rows) == 0 {
+		return claim{}, false, nil
+	}
+	return claim{d: rows[0], attempt: rows[0].Attempts}, true, nil
 }
 
 // claim is the outcome of claiming a delivery for an attempt.
@@ -127,13 +167,10 @@ type claim struct {
 	skip    bool // nothing to do (already final, or marked FAILED by the claim)
 }
 
-// deliverExternal sends an EMAIL or SMS delivery: claim, send, record.
-func (s *Service) deliverExternal(ctx context.Context, id int64, final bool) error {
-	c, err := s.claim(ctx, id)
-	if err != nil || c.skip {
-		return err
-	}
+// send sends a claimed EMAIL or SMS delivery and records the outcome.
+func (s *Service) send(ctx context.Context, c claim, final bool) error {
 	d := c.d
+	id := d.ID
 	var (
 		providerID, response string
 		sendErr              error
@@ -245,30 +282,27 @@ func (s *Service) claim(ctx context.Context, id int64) (claim, error) {
 	return c, err
 }
 
+// recordSQL writes an attempt's outcome and the delivery's new status in
+// one statement. Only the claim holder records: a worker whose lease was
+// taken over meanwhile must not overwrite the newer attempt.
+const recordSQL = `WITH a AS (
+	UPDATE delivery_attempts SET outcome = $3, finished_at = $4, response = $5
+	WHERE delivery_id = $1 AND n = $2
+)
+UPDATE deliveries SET status = $6, claimed_until = NULL, updated_at = $4, last_error = $7,
+	sent_at = CASE WHEN $6 = 'SENT' THEN $4::timestamptz END,
+	provider_id = coalesce(nullif($8, ''), provider_id)
+WHERE id = $1 AND attempts = $2 AND status = 'SENDING'`
+
 // record writes an attempt's outcome and the delivery's new status.
 func (s *Service) record(ctx context.Context, d models.Delivery, attempt int, outcome models.DeliveryOutcome,
 	status models.DeliveryStatus, response, providerID string, lastErr *string) error {
-	return s.st.InTx(ctx, func(tx *store.Tx) error {
-		now := tx.Now()
-		if err := tx.DB.Model(&models.DeliveryAttempt{}).Where("delivery_id = ? AND n = ?", d.ID, attempt).
-			Updates(map[string]any{"outcome": outcome, "finished_at": now, "response": response}).Error; err != nil {
-			return fmt.Errorf("record attempt %d of delivery %d: %w", attempt, d.ID, err)
-		}
-		upd := map[string]any{"status": status, "claimed_until": nil, "updated_at": now, "last_error": lastErr}
-		if status == models.DeliverySent {
-			upd["sent_at"] = now
-		}
-		if providerID != "" {
-			upd["provider_id"] = providerID
-		}
-		// Only the claim holder records: a worker whose lease was taken over
-		// meanwhile must not overwrite the newer attempt.
-		res := tx.DB.Model(&models.Delivery{}).Where("id = ? AND attempts = ? AND status = ?", d.ID, attempt, models.DeliverySending).Updates(upd)
-		if res.Error != nil {
-			return fmt.Errorf("record delivery %d: %w", d.ID, res.Error)
-		}
-		return nil
-	})
+	err := s.st.DB.WithContext(ctx).Exec(recordSQL, d.ID, attempt, outcome, s.st.Now(), response,
+		string(status), lastErr, providerID).Error
+	if err != nil {
+		return fmt.Errorf("record attempt %d of delivery %d: %w", attempt, d.ID, err)
+	}
+	return nil
 }
 
 // permanentResponse is the provider's answer carried by a permanent error.

@@ -5,11 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
+	"time"
 
-	"gorm.io/gorm/clause"
+	"gorm.io/gorm"
 
 	"partnerd/models"
-	"partnerd/store"
 )
 
 // FanOut creates the deliveries the outbox event outboxID (of eventType,
@@ -28,106 +29,119 @@ func (s *Service) FanOut(ctx context.Context, outboxID int64, eventType string, 
 	if err != nil {
 		return nil, err
 	}
-	var pending []Pending
-	err = s.st.InTx(ctx, func(tx *store.Tx) error {
-		pending = nil
-		recips, err := resolveAudiences(tx, auds)
-		if err != nil {
-			return err
-		}
-		var userIDs []int64
-		for _, r := range recips {
-			if r.UserID != 0 {
-				userIDs = append(userIDs, r.UserID)
-			}
-		}
-		prefs, err := s.channelsFor(tx, eventType, userIDs)
-		if err != nil {
-			return err
-		}
-		names := accountNames(tx)
-		now := tx.Now()
-		var rows []models.Delivery
-		for _, r := range recips {
-			var rendered *Message
-			for _, ch := range models.AllChannels {
-				on := s.cat.Default(eventType, ch)
-				if r.UserID != 0 {
-					on = prefs[r.UserID][ch]
-				}
-				if !on || (ch != models.ChannelInSite && r.address(ch) == "") {
-					continue
-				}
-				if rendered == nil {
-					m, err := s.render.Render(eventType, r.Locale, event, r.Name, names)
-					if err != nil {
-						return err
-					}
-					rendered = &m
-				}
-				d := models.Delivery{
-					Key:       strconv.FormatInt(outboxID, 10) + ":" + r.key() + ":" + string(ch),
-					OutboxID:  outboxID,
-					EventType: eventType,
-					Channel:   ch,
-					AccountID: r.AccountID,
-					Address:   r.address(ch),
-					Locale:    r.Locale,
-					Subject:   rendered.Subject,
-					BodyText:  rendered.Text,
-					Status:    models.DeliveryPending,
-					CreatedAt: now,
-					UpdatedAt: now,
-				}
-				switch ch {
-				case models.ChannelEmail:
-					d.BodyHTML = rendered.HTML
-				case models.ChannelSMS:
-					d.BodyText = rendered.SMS
-				}
-				if r.UserID != 0 {
-					uid := r.UserID
-					d.UserID = &uid
-				}
-				rows = append(rows, d)
-			}
-		}
-		if len(rows) > 0 {
-			if err := tx.DB.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "key"}}, DoNothing: true}).
-				Omit("ID", "Generation", "Attempts", "ClaimedUntil", "LastError", "ProviderID", "SentAt").
-				Create(&rows).Error; err != nil {
-				return fmt.Errorf("create deliveries of outbox %d: %w", outboxID, err)
-			}
-		}
-		var open []struct {
-			ID         int64
-			Key        string
-			Generation int
-		}
-		if err := tx.DB.Raw(`SELECT id, key, generation FROM deliveries WHERE outbox_id = ? AND status = 'PENDING' ORDER BY id`,
-			outboxID).Scan(&open).Error; err != nil {
-			return fmt.Errorf("list pending deliveries of outbox %d: %w", outboxID, err)
-		}
-		for _, o := range open {
-			pending = append(pending, Pending{DeliveryID: o.ID, TaskID: TaskID(o.Key, o.Generation)})
-		}
-		return nil
-	})
+	db := s.st.DB.WithContext(ctx)
+	recips, names, err := resolveAudiences(db, eventType, auds)
 	if err != nil {
 		return nil, err
+	}
+	lookup := accountNames(db, names)
+	now := s.st.Now()
+	var rows []models.Delivery
+	for _, r := range recips {
+		var rendered *Message
+		for _, ch := range models.AllChannels {
+			on := s.cat.Default(eventType, ch)
+			if r.UserID != 0 {
+				if chosen, ok := r.prefs[ch]; ok {
+					on = chosen
+				}
+			}
+			if !on || (ch != models.ChannelInSite && r.address(ch) == "") {
+				continue
+			}
+			if rendered == nil {
+				m, err := s.render.Render(eventType, r.Locale, event, r.Name, lookup)
+				if err != nil {
+					return nil, err
+				}
+				rendered = &m
+			}
+			d := models.Delivery{
+				Key:       strconv.FormatInt(outboxID, 10) + ":" + r.key() + ":" + string(ch),
+				OutboxID:  outboxID,
+				EventType: eventType,
+				Channel:   ch,
+				AccountID: r.AccountID,
+				Address:   r.address(ch),
+				Locale:    r.Locale,
+				Subject:   rendered.Subject,
+				BodyText:  rendered.Text,
+			}
+			switch ch {
+			case models.ChannelEmail:
+				d.BodyHTML = rendered.HTML
+			case models.ChannelSMS:
+				d.BodyText = rendered.SMS
+			}
+			if r.UserID != 0 {
+				uid := r.UserID
+				d.UserID = &uid
+			}
+			rows = append(rows, d)
+		}
+	}
+	pending, err := insertDeliveries(db, outboxID, rows, now)
+	if err != nil {
+		return nil, fmt.Errorf("create deliveries of outbox %d: %w", outboxID, err)
 	}
 	return pending, nil
 }
 
-// accountNames resolves account names through tx, each account once.
-func accountNames(tx *store.Tx) Names {
-	cache := map[int64]string{}
+// insertDeliveries creates rows (those whose key exists are skipped) and
+// returns every delivery of the outbox event still PENDING, in one
+// statement: the fan-out needs no transaction of its own.
+func insertDeliveries(db *gorm.DB, outboxID int64, rows []models.Delivery, now time.Time) ([]Pending, error) {
+	var (
+		sb   strings.Builder
+		args []any
+	)
+	sb.WriteString(`WITH ins AS (`)
+	if len(rows) > 0 {
+		sb.WriteString(`INSERT INTO deliveries (key, outbox_id, event_type, channel, account_id, user_id, address, locale,
+			subject, body_text, body_html, status, created_at, updated_at) VALUES `)
+		for i, d := range rows {
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?, ?)")
+			args = append(args, d.Key, d.OutboxID, d.EventType, d.Channel, d.AccountID, d.UserID, d.Address, d.Locale,
+				d.Subject, d.BodyText, d.BodyHTML, now, now)
+		}
+		sb.WriteString(` ON CONFLICT (key) DO NOTHING RETURNING id, key, generation`)
+	} else {
+		sb.WriteString(`SELECT id, key, generation FROM deliveries WHERE false`)
+	}
+	// The second half reads the snapshot before the insert: the rows created
+	// earlier for this event that still wait.
+	sb.WriteString(`) SELECT id, key, generation FROM ins
+		UNION ALL SELECT id, key, generation FROM deliveries WHERE outbox_id = ? AND status = 'PENDING'
+		ORDER BY id`)
+	args = append(args, outboxID)
+	var open []struct {
+		ID         int64
+		Key        string
+		Generation int
+	}
+	if err := db.Raw(sb.String(), args...).Scan(&open).Error; err != nil {
+		return nil, err
+	}
+	pending := make([]Pending, len(open))
+	for i, o := range open {
+		pending[i] = Pending{DeliveryID: o.ID, TaskID: TaskID(o.Key, o.Generation)}
+	}
+	return pending, nil
+}
+
+// accountNames resolves account names, those of known first and the others
+// through db, each once.
+func accountNames(db *gorm.DB, known map[int64]string) Names {
+	cache := known
 	return func(id int64) (string, error) {
 		if n, ok := cache[id]; ok {
 			return n, nil
 		}
 		var name string
-		if err := tx.DB.Raw(`SELECT name FROM accounts WHERE id = ?`, id).Scan(&name).Error; err != nil {
+		if err := db.Raw(`SELECT name FROM accounts WHERE id = ?`, id).Scan(&name).Error; err != nil {
 			return "", fmt.Errorf("name of account %d: %w", id, err)
 		}
 		if name == "" {

@@ -100,28 +100,3 @@ func (s *Service) SetPreference(ctx context.Context, eventType string, channel m
 	}
 	return Preference{EventType: eventType, Channel: channel, Enabled: enabled}, nil
 }
-
-// channelsFor returns, per user of userIDs, the channels eventType reaches
-// them on: their choices over the catalogue's defaults.
-func (s *Service) channelsFor(tx *store.Tx, eventType string, userIDs []int64) (map[int64]map[models.Channel]bool, error) {
-	out := make(map[int64]map[models.Channel]bool, len(userIDs))
-	for _, id := range userIDs {
-		m := map[models.Channel]bool{}
-		for _, ch := range models.AllChannels {
-			m[ch] = s.cat.Default(eventType, ch)
-		}
-		out[id] = m
-	}
-	if len(userIDs) == 0 {
-		return out, nil
-	}
-	var rows []preferenceRow
-	if err := tx.DB.Table("notification_preferences").Where("event_type = ? AND user_id IN ?", eventType, userIDs).
-		Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("load notification preferences: %w", err)
-	}
-	for _, r := range rows {
-		out[r.UserID][r.Channel] = r.Enabled
-	}
-	return out, nil
-}

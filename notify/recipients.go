@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
+
+	"gorm.io/gorm"
 
 	"partnerd/models"
-	"partnerd/store"
 )
 
 // Recipient is one party told of an event: a user (UserID set) or, when an
@@ -19,6 +21,8 @@ type Recipient struct {
 	Email     string
 	Phone     string
 	Locale    models.Locale
+	// prefs are the user's choices for the event type, over the defaults.
+	prefs map[models.Channel]bool
 }
 
 // key names the recipient in a delivery key: "u<user id>" or "a<account id>".
@@ -40,60 +44,105 @@ func (r Recipient) address(ch models.Channel) string {
 	return ""
 }
 
+// audienceRow is one account of an audience with one of its users (none:
+// the user columns are NULL) and that user's stored choices for the event
+// type ("EMAIL=false,SMS=true").
+type audienceRow struct {
+	AccountID    int64
+	AccountName  string
+	AccountEmail *string
+	AccountPhone *string
+	UserID       *int64
+	UserName     *string
+	UserEmail    *string
+	UserPhone    *string
+	Locale       *models.Locale
+	Roles        models.Roles
+	Prefs        string
+}
+
+// audienceQuery loads the audience accounts, their users and the users'
+// choices for one event type in one statement.
+const audienceQuery = `SELECT a.id AS account_id, a.name AS account_name, a.email AS account_email, a.phone AS account_phone,
+	u.id AS user_id, u.name AS user_name, u.email AS user_email, u.phone AS user_phone, u.locale, u.roles,
+	coalesce((SELECT string_agg(p.channel || '=' || p.enabled::text, ',') FROM notification_preferences p
+		WHERE p.user_id = u.id AND p.event_type = ?), '') AS prefs
+FROM accounts a LEFT JOIN users u ON u.account_id = a.id
+WHERE a.id IN ?
+ORDER BY a.id, u.id`
+
 // resolveAudiences turns audiences into recipients, each once (a user in two
-// audiences is told once), in a stable order.
-func resolveAudiences(tx *store.Tx, auds []Audience) ([]Recipient, error) {
+// audiences is told once), in a stable order, with each user's choices for
+// eventType; it also returns the names of the accounts it loaded.
+func resolveAudiences(db *gorm.DB, eventType string, auds []Audience) ([]Recipient, map[int64]string, error) {
 	type target struct {
-		account  int64
-		platform bool
-		roles    []models.Role
+		account int64
+		roles   []models.Role
+	}
+	// Parents and the platform first, in one query, when an audience needs them.
+	var parentOf []int64
+	platform := false
+	for _, a := range auds {
+		if a.ParentOf != 0 {
+			parentOf = append(parentOf, a.ParentOf)
+		}
+		platform = platform || a.Platform
+	}
+	parents := map[int64]int64{}
+	var platformID int64
+	if len(parentOf) > 0 || platform {
+		var rows []struct {
+			ID       int64
+			ParentID *int64
+			Kind     models.AccountKind
+		}
+		if len(parentOf) == 0 {
+			parentOf = []int64{0}
+		}
+		if err := db.Raw(`SELECT id, parent_id, kind FROM accounts WHERE id IN ? OR (? AND kind = 'PLATFORM')`, parentOf, platform).
+			Scan(&rows).Error; err != nil {
+			return nil, nil, fmt.Errorf("find parents and platform: %w", err)
+		}
+		for _, r := range rows {
+			if r.ParentID != nil {
+				parents[r.ID] = *r.ParentID
+			}
+			if r.Kind == models.KindPlatform {
+				platformID = r.ID
+			}
+		}
 	}
 	var targets []target
 	for _, a := range auds {
-		t := target{account: a.Account, platform: a.Platform, roles: a.Roles}
+		t := target{account: a.Account, roles: a.Roles}
 		switch {
 		case a.Platform:
-			var id int64
-			if err := tx.DB.Raw(`SELECT id FROM accounts WHERE kind = 'PLATFORM'`).Scan(&id).Error; err != nil {
-				return nil, fmt.Errorf("find the platform: %w", err)
-			}
-			t.account = id
+			t.account = platformID
 		case a.ParentOf != 0:
-			var parent *int64
-			if err := tx.DB.Raw(`SELECT parent_id FROM accounts WHERE id = ?`, a.ParentOf).Scan(&parent).Error; err != nil {
-				return nil, fmt.Errorf("find the parent of %d: %w", a.ParentOf, err)
-			}
-			if parent == nil {
-				continue
-			}
-			t.account = *parent
+			t.account = parents[a.ParentOf]
 		}
 		if t.account == 0 {
 			continue
 		}
-		if !t.platform {
+		if !a.Platform {
 			t.roles = append(slices.Clone(t.roles), models.RoleAdmin)
 		}
 		targets = append(targets, t)
 	}
 	if len(targets) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	accountIDs := make([]int64, 0, len(targets))
 	for _, t := range targets {
 		accountIDs = append(accountIDs, t.account)
 	}
-	var accts []models.Account
-	if err := tx.DB.Where("id IN ?", accountIDs).Find(&accts).Error; err != nil {
-		return nil, fmt.Errorf("load recipient accounts: %w", err)
+	var rows []audienceRow
+	if err := db.Raw(audienceQuery, eventType, accountIDs).Scan(&rows).Error; err != nil {
+		return nil, nil, fmt.Errorf("load recipients: %w", err)
 	}
-	byID := make(map[int64]models.Account, len(accts))
-	for _, a := range accts {
-		byID[a.ID] = a
-	}
-	var users []models.User
-	if err := tx.DB.Where("account_id IN ?", accountIDs).Order("id").Find(&users).Error; err != nil {
-		return nil, fmt.Errorf("load recipient users: %w", err)
+	names := map[int64]string{}
+	for _, r := range rows {
+		names[r.AccountID] = r.AccountName
 	}
 
 	var out []Recipient
@@ -105,35 +154,51 @@ func resolveAudiences(tx *store.Tx, auds []Audience) ([]Recipient, error) {
 		}
 	}
 	for _, t := range targets {
-		acct, ok := byID[t.account]
-		if !ok {
-			continue
-		}
-		found := false
-		for _, u := range users {
-			if u.AccountID != t.account || !slices.ContainsFunc(t.roles, u.Roles.Has) {
+		found, exists := false, false
+		var acct audienceRow
+		for _, r := range rows {
+			if r.AccountID != t.account {
+				continue
+			}
+			exists, acct = true, r
+			if r.UserID == nil || !slices.ContainsFunc(t.roles, r.Roles.Has) {
 				continue
 			}
 			found = true
-			r := Recipient{AccountID: u.AccountID, UserID: u.ID, Name: u.Name, Email: u.Email, Locale: u.Locale}
-			if r.Name == "" {
-				r.Name = u.Email
+			rc := Recipient{AccountID: r.AccountID, UserID: *r.UserID, Name: deref(r.UserName), Email: deref(r.UserEmail),
+				Phone: deref(r.UserPhone), Locale: models.LocaleEnUS, prefs: parsePrefs(r.Prefs)}
+			if r.Locale != nil {
+				rc.Locale = *r.Locale
 			}
-			if u.Phone != nil {
-				r.Phone = *u.Phone
+			if rc.Name == "" {
+				rc.Name = rc.Email
 			}
-			add(r)
+			add(rc)
 		}
-		if !found {
-			r := Recipient{AccountID: acct.ID, Name: acct.Name, Locale: models.LocaleEnUS}
-			if acct.Email != nil {
-				r.Email = *acct.Email
-			}
-			if acct.Phone != nil {
-				r.Phone = *acct.Phone
-			}
-			add(r)
+		if exists && !found {
+			add(Recipient{AccountID: acct.AccountID, Name: acct.AccountName, Email: deref(acct.AccountEmail),
+				Phone: deref(acct.AccountPhone), Locale: models.LocaleEnUS})
 		}
 	}
-	return out, nil
+	return out, names, nil
+}
+
+// parsePrefs reads "EMAIL=false,SMS=true".
+func parsePrefs(s string) map[models.Channel]bool {
+	if s == "" {
+		return nil
+	}
+	out := map[models.Channel]bool{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		out[models.Channel(k)] = v == "true"
+	}
+	return out
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

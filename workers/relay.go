@@ -49,6 +49,9 @@ func (o RelayOptions) withDefaults() RelayOptions {
 	return o
 }
 
+// relayParallelism is how many enqueues of one batch are in flight at once.
+const relayParallelism = 8
+
 // outboxMaxRetry is how often asynq retries an outbox task.
 const outboxMaxRetry = 25
 
@@ -199,11 +202,12 @@ func waitNotifications(ctx context.Context, conn *pgx.Conn, signal func()) error
 
 // RelayOnce relays one batch of pending outbox rows and returns how many it
 // marked dispatched. In one transaction it locks the oldest pending rows
-// (skipping rows another relay holds), enqueues each as its task (a task ID
-// conflict means an earlier attempt enqueued it: it counts as done and is not
-// published again), publishes the live topics of freshly enqueued rows, and
-// marks the rows dispatched. When an enqueue fails it marks the rows enqueued
-// before it and returns the error.
+// (skipping rows another relay holds), enqueues each as its task, a few at a
+// time (a task ID conflict means an earlier attempt enqueued it: it counts as
+// done and is not published again), publishes the live topics of freshly
+// enqueued rows in outbox order, and marks the rows dispatched. When an
+// enqueue fails it marks the others and returns the error: the failed row
+// stays pending for the next batch without holding the rest back.
 func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 	tx, err := r.st.SQL.BeginTx(ctx, nil)
 	if err != nil {
@@ -219,17 +223,41 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 
+	// Enqueue with a few round trips in flight: each is one Redis call.
+	ok := make([]bool, len(batch))
+	fresh := make([]bool, len(batch))
+	errs := make([]error, len(batch))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(relayParallelism, len(batch)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				f, err := r.enqueue(ctx, batch[i])
+				if err != nil {
+					errs[i] = fmt.Errorf("relay outbox: enqueue row %d: %w", batch[i].ID, err)
+					continue
+				}
+				ok[i], fresh[i] = true, f
+			}
+		}()
+	}
+	for i := range batch {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 	done := make([]int64, 0, len(batch))
 	var enqErr error
-	for _, row := range batch {
-		fresh, err := r.enqueue(ctx, row)
-		if err != nil {
-			enqErr = fmt.Errorf("relay outbox: enqueue row %d: %w", row.ID, err)
-			break
-		}
-		done = append(done, row.ID)
-		if fresh {
-			r.publish(ctx, row)
+	for i, row := range batch {
+		if ok[i] {
+			done = append(done, row.ID)
+			if fresh[i] {
+				r.publish(ctx, row) // in outbox order
+			}
+		} else if enqErr == nil {
+			enqErr = errs[i]
 		}
 	}
 	if r.afterEnqueue != nil {

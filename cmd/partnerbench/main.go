@@ -4,7 +4,7 @@
 // keep-alive HTTP and writes the figures as markdown (issue 10; the
 // scenarios of issue 5 first).
 //
-//	go run ./cmd/partnerbench [--quick] [--scenario all|ingest|allocate|point|tree]
+//	go run ./cmd/partnerbench [--quick] [--scenario all|ingest|allocate|point|tree|notify]
 //	    [--database-url postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable]
 //	    [--redis-url redis://127.0.0.1:6379/14] [--runs 3] [--duration 10s]
 //	    [--concurrency 16] [--seed 1] [--out bench-results.md]
@@ -49,7 +49,7 @@ type options struct {
 }
 
 // allScenarios are the scenarios in the order "all" runs them.
-var allScenarios = []string{"ingest", "allocate", "point", "tree"}
+var allScenarios = []string{"ingest", "allocate", "point", "tree", "notify"}
 
 // maxErrorRate is the request error rate above which a run is a harness error.
 const maxErrorRate = 0.01
@@ -222,6 +222,8 @@ func (b *bench) runScenario(ctx context.Context, name string) (*section, error) 
 		sec, err = b.point(ctx)
 	case "tree":
 		sec, err = b.tree(ctx)
+	case "notify":
+		sec, err = b.notify(ctx)
 	default:
 		return nil, fmt.Errorf("unknown scenario %q", name)
 	}
