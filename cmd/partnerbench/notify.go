@@ -227,7 +227,7 @@ func (b *bench) productMail(ctx context.Context, sink *emailtest.Sink, partnerID
 		k := min(perTx, n-done)
 		err := b.st.InTx(ctx, func(tx *store.Tx) error {
 			for i := range k {
-				ev := notify.CreditLimitSet{PartnerID: partnerID, Limit: strconv.Itoa(500000 + done + i) + ".00", Previous: "300000.00"}
+				ev := notify.CreditLimitSet{PartnerID: partnerID, Limit: strconv.Itoa(500000+done+i) + ".00", Previous: "300000.00"}
 				if err := tx.Emit(ev); err != nil {
 					return err
 				}
