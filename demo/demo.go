@@ -14,6 +14,7 @@ import (
 	"partnerd/accounts"
 	"partnerd/credit"
 	"partnerd/models"
+	"partnerd/notify"
 	"partnerd/spend"
 )
 
@@ -22,6 +23,9 @@ type Services struct {
 	Accounts *accounts.Service
 	Credit   *credit.Service
 	Spend    *spend.Service
+	// Notify, when set, writes the in-site messages the demo's changes owe
+	// at once (the workers send the emails and SMS).
+	Notify *notify.Service
 }
 
 // AdminEmail is the demo platform admin.
@@ -34,6 +38,8 @@ type Summary struct {
 	Accounts     int
 	Users        int
 	Expenditures int
+	// InboxMessages is how many in-site messages the changes left.
+	InboxMessages int
 }
 
 // Empty reports whether the tree holds nothing but (at most) the platform.
@@ -101,7 +107,9 @@ var tree = []node{
 // Load creates the demo tree under the platform when the tree is empty, as
 // the system principal: accounts and users, credit limits and allocations,
 // and the last 30 days of expenditures of every customer (Nimbus Games ends
-// up in arrears). The platform must exist (bootstrap).
+// up in arrears), and the inbox messages all of that notifies (credit
+// allocations to the partners and customers, the arrears). The platform must
+// exist (bootstrap).
 func Load(ctx context.Context, d Services) (Summary, error) {
 	svc := d.Accounts
 	ctx = accounts.SystemContext(ctx)
@@ -125,6 +133,11 @@ func Load(ctx context.Context, d Services) (Summary, error) {
 		return sum, fmt.Errorf("demo expenditures: %w", err)
 	}
 	sum.Expenditures = res.Accepted
+	if d.Notify != nil {
+		if sum.InboxMessages, err = d.Notify.NotifyNow(ctx); err != nil {
+			return sum, fmt.Errorf("demo notifications: %w", err)
+		}
+	}
 	return sum, nil
 }
 
@@ -210,4 +223,24 @@ func create(ctx context.Context, d Services, parentID int64, n node, sum *Summar
 		}
 	}
 	return nil
+}
+
+// PartnerAdminEmail is the demo distributor's admin, whose inbox holds the
+// demo's notifications.
+const PartnerAdminEmail = "admin@aurora.example"
+
+// PartnerToken returns a new token for PartnerAdminEmail, valid for ttl.
+func PartnerToken(ctx context.Context, svc *accounts.Service, ttl time.Duration) (string, error) {
+	var id int64
+	if err := svc.Store().DB.WithContext(ctx).Raw(`SELECT id FROM users WHERE lower(email) = ?`, PartnerAdminEmail).Scan(&id).Error; err != nil {
+		return "", fmt.Errorf("find %s: %w", PartnerAdminEmail, err)
+	}
+	if id == 0 {
+		return "", fmt.Errorf("no user %s: the demo data was not loaded", PartnerAdminEmail)
+	}
+	token, _, err := svc.CreateToken(accounts.SystemContext(ctx), id, ttl)
+	if err != nil {
+		return "", fmt.Errorf("token for %s: %w", PartnerAdminEmail, err)
+	}
+	return token, nil
 }

@@ -192,8 +192,9 @@ func (s *Service) Stuck(ctx context.Context, olderThan time.Duration, limit int)
 		ID         int64
 		Key        string
 		Generation int
+		Channel    models.Channel
 	}
-	err := s.st.DB.WithContext(ctx).Raw(`SELECT id, key, generation FROM deliveries
+	err := s.st.DB.WithContext(ctx).Raw(`SELECT id, key, generation, channel FROM deliveries
 		WHERE status IN ('PENDING','SENDING') AND updated_at < ?
 			AND (status = 'PENDING' OR claimed_until < ?)
 		ORDER BY updated_at LIMIT ?`, cutoff, cutoff, limit).Scan(&rows).Error
@@ -202,7 +203,7 @@ func (s *Service) Stuck(ctx context.Context, olderThan time.Duration, limit int)
 	}
 	out := make([]Pending, len(rows))
 	for i, r := range rows {
-		out[i] = Pending{DeliveryID: r.ID, TaskID: TaskID(r.Key, r.Generation)}
+		out[i] = Pending{DeliveryID: r.ID, Channel: r.Channel, TaskID: TaskID(r.Key, r.Generation)}
 	}
 	return out, nil
 }
@@ -233,6 +234,28 @@ func (s *Service) Delivery(ctx context.Context, id int64) (*DeliveryView, error)
 	out := &DeliveryView{Delivery: d}
 	if err := s.st.DB.WithContext(ctx).Where("delivery_id = ?", id).Order("n").Find(&out.AttemptLog).Error; err != nil {
 		return nil, fmt.Errorf("list delivery attempts: %w", err)
+	}
+	return out, nil
+}
+
+// OpenCount is the number of deliveries not yet final, by channel and status
+// (PENDING or SENDING), for metrics: it reads only the open-deliveries index.
+func (s *Service) OpenCount(ctx context.Context) (map[models.Channel]map[models.DeliveryStatus]int64, error) {
+	var rows []struct {
+		Channel models.Channel
+		Status  models.DeliveryStatus
+		N       int64
+	}
+	if err := s.st.DB.WithContext(ctx).Raw(`SELECT channel, status, count(*) AS n FROM deliveries
+		WHERE status IN ('PENDING','SENDING') GROUP BY channel, status`).Scan(&rows).Error; err != nil {
+		return nil, fmt.Errorf("count open deliveries: %w", err)
+	}
+	out := map[models.Channel]map[models.DeliveryStatus]int64{}
+	for _, ch := range models.AllChannels {
+		out[ch] = map[models.DeliveryStatus]int64{models.DeliveryPending: 0, models.DeliverySending: 0}
+	}
+	for _, r := range rows {
+		out[r.Channel][r.Status] = r.N
 	}
 	return out, nil
 }

@@ -107,27 +107,28 @@ func insertDeliveries(db *gorm.DB, outboxID int64, rows []models.Delivery, now t
 			args = append(args, d.Key, d.OutboxID, d.EventType, d.Channel, d.AccountID, d.UserID, d.Address, d.Locale,
 				d.Subject, d.BodyText, d.BodyHTML, now, now)
 		}
-		sb.WriteString(` ON CONFLICT (key) DO NOTHING RETURNING id, key, generation`)
+		sb.WriteString(` ON CONFLICT (key) DO NOTHING RETURNING id, key, generation, channel`)
 	} else {
-		sb.WriteString(`SELECT id, key, generation FROM deliveries WHERE false`)
+		sb.WriteString(`SELECT id, key, generation, channel FROM deliveries WHERE false`)
 	}
 	// The second half reads the snapshot before the insert: the rows created
 	// earlier for this event that still wait.
-	sb.WriteString(`) SELECT id, key, generation FROM ins
-		UNION ALL SELECT id, key, generation FROM deliveries WHERE outbox_id = ? AND status = 'PENDING'
+	sb.WriteString(`) SELECT id, key, generation, channel FROM ins
+		UNION ALL SELECT id, key, generation, channel FROM deliveries WHERE outbox_id = ? AND status = 'PENDING'
 		ORDER BY id`)
 	args = append(args, outboxID)
 	var open []struct {
 		ID         int64
 		Key        string
 		Generation int
+		Channel    models.Channel
 	}
 	if err := db.Raw(sb.String(), args...).Scan(&open).Error; err != nil {
 		return nil, err
 	}
 	pending := make([]Pending, len(open))
 	for i, o := range open {
-		pending[i] = Pending{DeliveryID: o.ID, TaskID: TaskID(o.Key, o.Generation)}
+		pending[i] = Pending{DeliveryID: o.ID, Channel: o.Channel, TaskID: TaskID(o.Key, o.Generation)}
 	}
 	return pending, nil
 }
@@ -150,4 +151,39 @@ func accountNames(db *gorm.DB, known map[int64]string) Names {
 		cache[id] = name
 		return name, nil
 	}
+}
+
+// NotifyNow fans out every outbox event of the catalogue that has no
+// deliveries yet and writes their in-site messages at once, leaving email
+// and SMS to the workers (which find the in-site ones done). The demo data
+// uses it so the inbox holds messages before any worker has run.
+func (s *Service) NotifyNow(ctx context.Context) (int, error) {
+	var rows []struct {
+		ID        int64
+		EventType string
+		Payload   []byte
+	}
+	err := s.st.DB.WithContext(ctx).Raw(`SELECT o.id, o.event_type, o.payload FROM outbox o
+		WHERE o.event_type IN ? AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.outbox_id = o.id)
+		ORDER BY o.id`, s.cat.Types()).Scan(&rows).Error
+	if err != nil {
+		return 0, fmt.Errorf("list outbox events to notify: %w", err)
+	}
+	n := 0
+	for _, r := range rows {
+		pending, err := s.FanOut(ctx, r.ID, r.EventType, r.Payload)
+		if err != nil {
+			return n, err
+		}
+		for _, p := range pending {
+			if p.Channel != models.ChannelInSite {
+				continue
+			}
+			if err := s.Deliver(ctx, p.DeliveryID, false); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
 }

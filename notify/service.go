@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"partnerd/models"
 	"partnerd/notify/email"
 	"partnerd/notify/sms"
 	"partnerd/store"
@@ -74,6 +75,7 @@ func (s *Service) Catalogue() *Catalogue { return s.cat }
 // unique ID (the delivery key, with the generation after a resend).
 type Pending struct {
 	DeliveryID int64
+	Channel    models.Channel
 	TaskID     string
 }
 

@@ -97,6 +97,8 @@ func TestHTTP_Metrics(t *testing.T) {
 		"partnerd_outbox_backlog ",
 		"partnerd_outbox_oldest_age_seconds ",
 		`partnerd_queue_tasks{queue="default",state="pending"} 1`,
+		`partnerd_deliveries_open{channel="EMAIL",status="PENDING"} 0`,
+		`partnerd_deliveries_open{channel="SMS",status="SENDING"} 0`,
 	} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("/metrics lacks %s", want)

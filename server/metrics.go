@@ -10,6 +10,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"partnerd/notify"
 	"partnerd/store"
 )
 
@@ -20,7 +21,7 @@ type metrics struct {
 	httpLatency *prometheus.HistogramVec
 }
 
-func newMetrics(reg *prometheus.Registry, st *store.Store, queue asynq.RedisConnOpt) *metrics {
+func newMetrics(reg *prometheus.Registry, st *store.Store, queue asynq.RedisConnOpt, ns *notify.Service) *metrics {
 	m := &metrics{
 		gqlRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "partnerd_graphql_requests_total", Help: "GraphQL operations by operation name and result code.",
@@ -41,6 +42,9 @@ func newMetrics(reg *prometheus.Registry, st *store.Store, queue asynq.RedisConn
 	reg.MustRegister(&backlogCollector{st: st})
 	if queue != nil {
 		reg.MustRegister(&queueCollector{inspector: asynq.NewInspector(queue)})
+	}
+	if ns != nil {
+		reg.MustRegister(&deliveryCollector{ns: ns})
 	}
 	return m
 }
@@ -144,6 +148,28 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		for state, n := range map[string]int{"pending": info.Pending, "active": info.Active, "scheduled": info.Scheduled,
 			"retry": info.Retry, "archived": info.Archived, "completed": info.Completed} {
 			ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(n), q, state)
+		}
+	}
+}
+
+// deliveryCollector reports the notification deliveries not yet final.
+type deliveryCollector struct{ ns *notify.Service }
+
+var openDeliveriesDesc = prometheus.NewDesc("partnerd_deliveries_open",
+	"Notification deliveries waiting to be sent (PENDING) or in flight (SENDING), by channel.", []string{"channel", "status"}, nil)
+
+func (c *deliveryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- openDeliveriesDesc }
+
+func (c *deliveryCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	counts, err := c.ns.OpenCount(ctx)
+	if err != nil {
+		return
+	}
+	for channel, byStatus := range counts {
+		for status, n := range byStatus {
+			ch <- prometheus.MustNewConstMetric(openDeliveriesDesc, prometheus.GaugeValue, float64(n), string(channel), string(status))
 		}
 	}
 }

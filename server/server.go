@@ -77,7 +77,7 @@ func New(d Deps, opts Options) http.Handler {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	m := newMetrics(d.Registry, d.Store, d.Queue)
+	m := newMetrics(d.Registry, d.Store, d.Queue, d.Notify)
 	gql := newGraphQL(d, opts, m)
 
 	mux := http.NewServeMux()

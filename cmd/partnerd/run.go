@@ -97,7 +97,11 @@ func seed(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer) 
 		return err
 	}
 	defer st.Close()
-	_, err = loadDemo(ctx, domain(st, cfg, log), log, stdout)
+	dom := domain(st, cfg, log)
+	if dom.Notify, err = notify.New(st, notify.Options{Log: log}); err != nil {
+		return err
+	}
+	_, err = loadDemo(ctx, dom, log, stdout)
 	return err
 }
 
@@ -113,11 +117,15 @@ func loadDemo(ctx context.Context, d demo.Services, log *slog.Logger, stdout io.
 		return "", err
 	}
 	if sum.Loaded {
-		log.Info("loaded demo data", "accounts", sum.Accounts, "users", sum.Users, "expenditures", sum.Expenditures)
+		log.Info("loaded demo data", "accounts", sum.Accounts, "users", sum.Users, "expenditures", sum.Expenditures,
+			"inbox_messages", sum.InboxMessages)
 	} else {
 		log.Info("the database already holds a tree; demo data not loaded again")
 	}
 	fmt.Fprintf(stdout, "platform admin (%s) token: %s\n", demo.AdminEmail, token)
+	if partner, err := demo.PartnerToken(ctx, d.Accounts, 30*24*time.Hour); err == nil {
+		fmt.Fprintf(stdout, "distributor admin (%s, with an inbox) token: %s\n", demo.PartnerAdminEmail, partner)
+	}
 	return token, nil
 }
 
@@ -168,6 +176,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 	if err != nil {
 		return err
 	}
+	dom.Notify = notifications
 
 	if withDemo {
 		if _, err := loadDemo(ctx, dom, log, stdout); err != nil {
