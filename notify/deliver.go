@@ -138,7 +138,7 @@ func (s *Service) publishInbox(ctx context.Context, msg *models.InboxMessage) {
 const claimPendingSQL = `WITH d AS (
 	UPDATE deliveries SET status = 'SENDING', attempts = attempts + 1, claimed_until = $3, updated_at = $2
 	WHERE id = $1 AND status = 'PENDING' AND channel <> 'IN_SITE'
-	RETURNING *
+	RETURNING id, key, channel, address, locale, subject, body_text, body_html, attempts
 ), a AS (
 	INSERT INTO delivery_attempts (delivery_id, n, channel, started_at)
 	SELECT id, attempts, channel, $2 FROM d

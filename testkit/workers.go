@@ -96,7 +96,7 @@ func StartWorkers(t testing.TB, tr *Tree, opts WorkerOptions) *Workers {
 	nw.Register(reg)
 	mux := workers.NewMux(reg, tr.Store, log)
 	nw.Handle(mux)
-	srv := workers.NewServer(qopt, workers.ServerConfig{Concurrency: 8, ShutdownTimeout: 5 * time.Second, Poll: 20 * time.Millisecond,
+	srv := workers.NewServer(qopt, workers.ServerConfig{Concurrency: 8, ShutdownTimeout: 5 * time.Second, Poll: 20 * time.Millisecond, RetryPoll: 20 * time.Millisecond,
 		RetryDelay: func(int, error, *asynq.Task) time.Duration { return 20 * time.Millisecond }}, log)
 	if err := srv.Start(mux); err != nil {
 		t.Fatal(err)

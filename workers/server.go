@@ -143,8 +143,11 @@ type ServerConfig struct {
 	// RetryDelay schedules retries (nil: RetryDelay).
 	RetryDelay asynq.RetryDelayFunc
 	// Poll is how often idle queues are checked for new tasks (default
-	// 250ms) and due retries moved back to their queues (four times that).
+	// 50ms: an idle check is one cheap Redis call).
 	Poll time.Duration
+	// RetryPoll is how often due retries and scheduled tasks are moved back
+	// to their queues (default 1s).
+	RetryPoll time.Duration
 }
 
 // NewServer returns an asynq server on redisOpt serving Queues(), logging
@@ -158,7 +161,10 @@ func NewServer(redisOpt asynq.RedisConnOpt, cfg ServerConfig, log *slog.Logger) 
 		cfg.RetryDelay = RetryDelay
 	}
 	if cfg.Poll <= 0 {
-		cfg.Poll = 250 * time.Millisecond
+		cfg.Poll = 50 * time.Millisecond
+	}
+	if cfg.RetryPoll <= 0 {
+		cfg.RetryPoll = time.Second
 	}
 	log = log.With("component", "asynq")
 	return asynq.NewServer(redisOpt, asynq.Config{
@@ -167,7 +173,7 @@ func NewServer(redisOpt asynq.RedisConnOpt, cfg ServerConfig, log *slog.Logger) 
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		RetryDelayFunc:           cfg.RetryDelay,
 		TaskCheckInterval:        cfg.Poll,
-		DelayedTaskCheckInterval: 4 * cfg.Poll,
+		DelayedTaskCheckInterval: cfg.RetryPoll,
 		Logger:                   slogAdapter{log: log},
 		LogLevel:                 asynqLevel(log),
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
