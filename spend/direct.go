@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -62,6 +64,8 @@ type judgement struct {
 	owner   int64
 	list    amount
 	actual  amount
+	// adjustment: the owner's bill of the month is issued.
+	adjustment bool
 }
 
 // amount is an exact decimal, also in millionths when those fit an int64
@@ -110,8 +114,15 @@ func (a amount) greaterThan(b amount) bool {
 	return a.d.GreaterThan(b.d)
 }
 
-func (a amount) numeric() pgtype.Numeric {
-	return pgtype.Numeric{Int: a.d.Coefficient(), Exp: a.d.Exponent(), Valid: true}
+// numeric is a as pgx encodes it; x is reused for its coefficient when that
+// fits an int64 (pgx encodes a row's values before it asks for the next).
+func (a amount) numeric(x *big.Int) pgtype.Numeric {
+	if a.d.NumDigits() <= 18 {
+		x.SetInt64(a.d.CoefficientInt64())
+	} else {
+		x = a.d.Coefficient()
+	}
+	return pgtype.Numeric{Int: x, Exp: a.d.Exponent(), Valid: true}
 }
 
 // sum adds amounts exactly: in millionths while they fit an int64, the rest
@@ -194,39 +205,68 @@ type direct struct {
 
 	// seen maps every externalId of the request to the index of its first
 	// occurrence: it tells a repeat and names the first one.
-	seen      map[string]int64
+	seen      *idSet
 	customers map[int64]*customer
 	issued    map[ownerMonth]bool
 	totals    map[customerMonth]*customerSums
 	owners    map[ownerMonth]*ownerSums
 
-	judged []judgement
-	row    []any
-	steps  map[string]time.Duration
+	// look is a connection of its own for the reads of the next batch
+	// (customers, issued months, stored externalIds), so they overlap the
+	// COPY of this one; nil when the pool had none to spare, and then they
+	// run on the transaction's connection between the COPYs.
+	look *sql.Conn
+	row  []any
+
+	mu    sync.Mutex
+	steps map[string]time.Duration
 }
 
 // ingestDirect ingests the batches of f on the direct path, in tx.
 func (s *Service) ingestDirect(ctx context.Context, tx *store.Tx, cp *store.Copier, f *feed) (*Result, error) {
 	now := tx.Now()
 	d := &direct{s: s, tx: tx, cp: cp, now: now, latest: now.Add(futureTolerance).Truncate(time.Microsecond),
-		res: &Result{AsOf: &now}, seen: map[string]int64{}, customers: map[int64]*customer{},
+		res: &Result{AsOf: &now}, seen: newIDSet(), customers: map[int64]*customer{},
 		issued: map[ownerMonth]bool{}, totals: map[customerMonth]*customerSums{}, owners: map[ownerMonth]*ownerSums{},
 		row: make([]any, len(expendituresColumns)), steps: map[string]time.Duration{}}
 	if err := tx.DB.Exec(`SET LOCAL statement_timeout = '` + ingestStatementTimeout + `'`).Error; err != nil {
 		return nil, err
 	}
-	for {
-		t0 := time.Now()
-		b := f.next()
-		d.steps["wait for records"] += time.Since(t0)
-		if b == nil {
-			break
+	// Waiting for a spare connection is bounded, so ingestions holding their
+	// transaction's connection can never all wait for a second one.
+	lctx, cancel := context.WithTimeout(ctx, lookConnWait)
+	look, err := s.st.SQL.Conn(lctx)
+	cancel()
+	if err == nil {
+		d.look = look
+		defer look.Close()
+	}
+
+	// Prepare batch k+1 while batch k is copied.
+	cur, err := d.next(ctx, f)
+	for cur != nil && err == nil {
+		var next *batch
+		var nerr error
+		var wg sync.WaitGroup
+		if d.look != nil {
+			wg.Go(func() { next, nerr = d.next(ctx, f) })
 		}
-		err := d.batch(ctx, b)
-		f.recycle(b)
-		if err != nil {
-			return nil, err
+		err = d.copy(ctx, cur)
+		wg.Wait()
+		f.recycle(cur)
+		if err == nil && d.look == nil {
+			next, nerr = d.next(ctx, f)
 		}
+		if err == nil {
+			err = nerr
+		}
+		if err != nil && next != nil {
+			f.recycle(next)
+		}
+		cur = next
+	}
+	if err != nil {
+		return nil, err
 	}
 	<-f.done
 	if f.err != nil {
@@ -254,22 +294,42 @@ func raced(err error) error {
 	return err
 }
 
-func (d *direct) step(name string, t0 time.Time) { d.steps[name] += time.Since(t0) }
+func (d *direct) step(name string, t0 time.Time) {
+	d.mu.Lock()
+	d.steps[name] += time.Since(t0)
+	d.mu.Unlock()
+}
 
-// batch judges the records of b and copies the new valid ones.
-func (d *direct) batch(ctx context.Context, b *batch) error {
+// next returns the next batch of the feed, judged, or nil after the last.
+func (d *direct) next(ctx context.Context, f *feed) (*batch, error) {
 	t0 := time.Now()
-	d.judged = slices.Grow(d.judged[:0], len(b.recs))[:len(b.recs)]
+	b := f.next()
+	d.step("wait for records", t0)
+	if b == nil {
+		return nil, nil
+	}
+	if err := d.prepare(ctx, b); err != nil {
+		f.recycle(b)
+		return nil, err
+	}
+	return b, nil
+}
+
+// prepare judges the records of b, tallies them and leaves in b.rows the
+// new valid ones to copy.
+func (d *direct) prepare(ctx context.Context, b *batch) error {
+	t0 := time.Now()
+	b.judged = slices.Grow(b.judged[:0], len(b.recs))[:len(b.recs)]
+	b.rows = b.rows[:0]
 	var load []int64
 	for i := range b.recs {
-		r, j := &b.recs[i], &d.judged[i]
+		r, j := &b.recs[i], &b.judged[i]
 		*j = judgement{verdict: vPending}
 		idx := b.first + int64(i)
-		if first, ok := d.seen[r.ExternalID]; ok {
+		if first, ok := d.seen.firstOrAdd(r.ExternalID, idx); ok {
 			j.verdict, j.first = vRepeated, first
 			continue
 		}
-		d.seen[r.ExternalID] = idx
 		if _, ok := d.customers[r.CustomerID]; !ok {
 			d.customers[r.CustomerID] = nil
 			load = append(load, r.CustomerID)
@@ -279,7 +339,7 @@ func (d *direct) batch(ctx context.Context, b *batch) error {
 	d.step("judge", t0)
 	if len(load) > 0 {
 		t0 = time.Now()
-		if err := d.loadCustomers(load); err != nil {
+		if err := d.loadCustomers(ctx, load); err != nil {
 			return err
 		}
 		d.step("load customers", t0)
@@ -289,7 +349,7 @@ func (d *direct) batch(ctx context.Context, b *batch) error {
 	var pending []int
 	var pairs []ownerMonth
 	for i := range b.recs {
-		r, j := &b.recs[i], &d.judged[i]
+		r, j := &b.recs[i], &b.judged[i]
 		if j.verdict != vPending {
 			continue
 		}
@@ -321,14 +381,14 @@ func (d *direct) batch(ctx context.Context, b *batch) error {
 	d.step("judge", t0)
 	if len(pairs) > 0 {
 		t0 = time.Now()
-		if err := d.loadIssued(pairs); err != nil {
+		if err := d.loadIssued(ctx, pairs); err != nil {
 			return err
 		}
 		d.step("load issued months", t0)
 	}
 	if len(pending) > 0 {
 		t0 = time.Now()
-		if err := d.lookUpStored(b, pending); err != nil {
+		if err := d.lookUpStored(ctx, b, pending); err != nil {
 			return err
 		}
 		d.step("look up stored", t0)
@@ -336,14 +396,14 @@ func (d *direct) batch(ctx context.Context, b *batch) error {
 
 	// Tally in request order, so the kept errors are the first ones.
 	t0 = time.Now()
-	var rows []int
 	for i := range b.recs {
-		r, j := &b.recs[i], &d.judged[i]
+		r, j := &b.recs[i], &b.judged[i]
 		switch j.verdict {
 		case vPending:
-			j.verdict = vNew
-			rows = append(rows, i)
+			j.verdict, j.adjustment = vNew, d.issued[ownerMonth{j.owner, j.month}]
+			b.rows = append(b.rows, i)
 			d.add(r, j)
+			d.res.Accepted++
 			continue
 		case vDuplicate:
 			d.res.Duplicates++
@@ -358,32 +418,38 @@ func (d *direct) batch(ctx context.Context, b *batch) error {
 		}
 	}
 	d.step("judge", t0)
-	if len(rows) == 0 {
+	return nil
+}
+
+// copy copies the new valid records of b into expenditures. Accepted counts
+// them already: if the COPY fails, the request fails.
+func (d *direct) copy(ctx context.Context, b *batch) error {
+	if len(b.rows) == 0 {
 		return nil
 	}
-	t0 = time.Now()
+	t0 := time.Now()
 	if d.s.beforeCopy != nil {
 		d.s.beforeCopy()
 	}
 	k := 0
+	var list, actual big.Int
 	n, err := d.cp.CopyFrom(ctx, pgx.Identifier{"expenditures"}, expendituresColumns, pgx.CopyFromFunc(func() ([]any, error) {
-		if k == len(rows) {
+		if k == len(b.rows) {
 			return nil, nil
 		}
-		r, j := &b.recs[rows[k]], &d.judged[rows[k]]
+		r, j := &b.recs[b.rows[k]], &b.judged[b.rows[k]]
 		k++
 		row := d.row
 		row[0], row[1], row[2], row[3], row[4], row[5] = r.ExternalID, r.CustomerID, j.owner, r.ProductCode, r.Region, string(r.BillingMode)
-		row[6], row[7], row[8], row[9], row[10], row[11] = j.usage, j.month, j.list.numeric(), j.actual.numeric(), d.now, d.issued[ownerMonth{j.owner, j.month}]
+		row[6], row[7], row[8], row[9], row[10], row[11] = j.usage, j.month, j.list.numeric(&list), j.actual.numeric(&actual), d.now, j.adjustment
 		return row, nil
 	}))
 	if err != nil {
 		return raced(fmt.Errorf("copy expenditures: %w", err))
 	}
-	if n != int64(len(rows)) {
-		return fmt.Errorf("copy expenditures: %d of %d rows copied", n, len(rows))
+	if n != int64(len(b.rows)) {
+		return fmt.Errorf("copy expenditures: %d of %d rows copied", n, len(b.rows))
 	}
-	d.res.Accepted += len(rows)
 	d.step("copy", t0)
 	return nil
 }
@@ -435,18 +501,29 @@ func (d *direct) add(r *Record, j *judgement) {
 	o.n++
 }
 
-// query runs a statement with pgx's own parameter types, so a Go slice is
-// sent as one PostgreSQL array (gorm would expand it into a list).
+// read runs a query of prepare on the look-ahead connection, or on the
+// transaction's when there is none. Parameters go to pgx as they are, so a
+// Go slice is sent as one PostgreSQL array (gorm would expand it into a
+// list). The look-ahead connection reads what is committed, which is what
+// these queries need: the request's own rows are told by seen.
+func (d *direct) read(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if d.look != nil {
+		return d.look.QueryContext(ctx, q, args...)
+	}
+	return d.query(q, args...)
+}
+
+// query runs a statement in the transaction, parameters as read passes them.
 func (d *direct) query(q string, args ...any) (*sql.Rows, error) {
 	return d.tx.DB.Statement.ConnPool.QueryContext(d.tx.Context(), q, args...)
 }
 
 // loadCustomers caches the kind, parent and parent history of ids.
-func (d *direct) loadCustomers(ids []int64) error {
+func (d *direct) loadCustomers(ctx context.Context, ids []int64) error {
 	for _, id := range ids {
 		d.customers[id] = &customer{}
 	}
-	rows, err := d.query(`SELECT id, kind, coalesce(parent_id, 0) FROM accounts WHERE id = ANY($1)`, ids)
+	rows, err := d.read(ctx, `SELECT id, kind, coalesce(parent_id, 0) FROM accounts WHERE id = ANY($1)`, ids)
 	if err != nil {
 		return fmt.Errorf("load customers: %w", err)
 	}
@@ -462,7 +539,7 @@ func (d *direct) loadCustomers(ids []int64) error {
 	if err := closeRows(rows); err != nil {
 		return fmt.Errorf("load customers: %w", err)
 	}
-	rows, err = d.query(`SELECT account_id, parent_id, valid_from FROM account_parent_history
+	rows, err = d.read(ctx, `SELECT account_id, parent_id, valid_from FROM account_parent_history
 		WHERE account_id = ANY($1) ORDER BY account_id, valid_from, id`, ids)
 	if err != nil {
 		return fmt.Errorf("load parent history: %w", err)
@@ -484,12 +561,12 @@ func (d *direct) loadCustomers(ids []int64) error {
 }
 
 // loadIssued caches whether the bills of pairs are issued.
-func (d *direct) loadIssued(pairs []ownerMonth) error {
+func (d *direct) loadIssued(ctx context.Context, pairs []ownerMonth) error {
 	owners, months := make([]int64, len(pairs)), make([]int32, len(pairs))
 	for i, p := range pairs {
 		owners[i], months[i] = p.owner, p.month
 	}
-	rows, err := d.query(`SELECT owner_id, month FROM issued_bill_months
+	rows, err := d.read(ctx, `SELECT owner_id, month FROM issued_bill_months
 		WHERE (owner_id, month) IN (SELECT * FROM unnest($1::bigint[], $2::int[]))`, owners, months)
 	if err != nil {
 		return fmt.Errorf("load issued bill months: %w", err)
@@ -511,12 +588,12 @@ func (d *direct) loadIssued(pairs []ownerMonth) error {
 // lookUpStored looks up which pending records of b have an externalId
 // already stored, and marks each a duplicate (same content) or a conflict
 // (naming the fields that differ, as compareRest does).
-func (d *direct) lookUpStored(b *batch, pending []int) error {
+func (d *direct) lookUpStored(ctx context.Context, b *batch, pending []int) error {
 	exts := make([]string, len(pending))
 	for k, i := range pending {
 		exts[k] = b.recs[i].ExternalID
 	}
-	rows, err := d.query(`SELECT external_id, customer_id, product_code, region, billing_mode, usage_at, list_amount, actual_amount
+	rows, err := d.read(ctx, `SELECT external_id, customer_id, product_code, region, billing_mode, usage_at, list_amount, actual_amount
 		FROM expenditures WHERE external_id = ANY($1)`, exts)
 	if err != nil {
 		return fmt.Errorf("look up stored expenditures: %w", err)
@@ -543,7 +620,7 @@ func (d *direct) lookUpStored(b *batch, pending []int) error {
 		if !ok {
 			continue
 		}
-		r, j := &b.recs[i], &d.judged[i]
+		r, j := &b.recs[i], &b.judged[i]
 		var differs []string
 		if e.customer != r.CustomerID {
 			differs = append(differs, "customerId")

@@ -16,6 +16,9 @@ import (
 type batch struct {
 	recs  []Record
 	first int64
+	// The direct path's verdicts on recs and the indexes of those to copy.
+	judged []judgement
+	rows   []int
 }
 
 // feed reads a request's source in a goroutine of its own, in batches, so
@@ -24,8 +27,9 @@ type batch struct {
 // source is written to a spool file as it is read.
 //
 // The consumer receives batches from next and hands each one back with
-// recycle once done with it; at most three batches exist at a time, so the
-// feed's memory does not grow with the request (the spool is on disk).
+// recycle once done with it; at most feedBatches batches exist at a time,
+// so the feed's memory does not grow with the request (the spool is on
+// disk).
 type feed struct {
 	batches chan *batch
 	free    chan *batch
@@ -42,10 +46,14 @@ type feed struct {
 	stopOnce sync.Once
 }
 
+// feedBatches is how many batches a feed fills and recycles: one being
+// read, one waiting, one being judged and one being copied.
+const feedBatches = 4
+
 // startFeed starts reading src in batches of size records.
 func (s *Service) startFeed(ctx context.Context, src Source, size int) (*feed, error) {
-	f := &feed{batches: make(chan *batch, 1), free: make(chan *batch, 3), done: make(chan struct{})}
-	for range 3 {
+	f := &feed{batches: make(chan *batch, 1), free: make(chan *batch, feedBatches), done: make(chan struct{})}
+	for range feedBatches {
 		f.free <- &batch{recs: make([]Record, 0, size)}
 	}
 	if ss, ok := src.(*sliceSource); ok {

@@ -38,6 +38,9 @@ const (
 	// enough that parsing the next batch overlaps the database work of this
 	// one.
 	directBatch = 20_000
+	// lookConnWait bounds the wait of the direct path for a second
+	// connection, the one its reads run on while it copies.
+	lookConnWait = 100 * time.Millisecond
 	// maxReplays bounds the attempts of a replayed request on the staged
 	// path that fail on a serialization failure or deadlock.
 	maxReplays = 4
