@@ -108,7 +108,7 @@ RETURNING id, delivery_id, account_id, user_id, event_type, subject, body, creat
 // not a PENDING in-site one.
 func (s *Service) writeInbox(ctx context.Context, id int64) (*models.InboxMessage, bool, error) {
 	var msgs []models.InboxMessage
-	if err := s.st.DB.WithContext(ctx).Raw(writeInboxSQL, id, s.st.Now()).Scan(&msgs).Error; err != nil {
+	if err := store.Select(s.st.DB.WithContext(ctx), &msgs, writeInboxSQL, id, s.st.Now()); err != nil {
 		return nil, false, fmt.Errorf("write inbox message of delivery %d: %w", id, err)
 	}
 	if len(msgs) == 0 {
@@ -150,7 +150,7 @@ SELECT * FROM d`
 func (s *Service) claimPending(ctx context.Context, id int64) (claim, bool, error) {
 	now := s.st.Now()
 	var rows []models.Delivery
-	if err := s.st.DB.WithContext(ctx).Raw(claimPendingSQL, id, now, now.Add(s.lease)).Scan(&rows).Error; err != nil {
+	if err := store.Select(s.st.DB.WithContext(ctx), &rows, claimPendingSQL, id, now, now.Add(s.lease)); err != nil {
 		return claim{}, false, fmt.Errorf("claim delivery %d: %w", id, err)
 	}
 	if len(rows) == 0 {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"partnerd/accounts"
 	"partnerd/models"
 	"partnerd/notify"
 	"partnerd/notify/email"
@@ -36,7 +37,31 @@ type noDedupe struct{ sms.Provider }
 
 func (noDedupe) Deduplicates() bool { return false }
 
-func newOnceEnv(t *testing.T, dedupe bool) *onceEnv {
+func newOnceEnv(t *testing.T, dedupe bool) *onceEnv { return newOnceEnvWith(t, dedupe) }
+
+// newOnceEnvTB is the environment of the benchmarks: the customer's admin
+// gets credit.limit_set by email only.
+func newOnceEnvTB(b *testing.B) *onceEnv {
+	e := newOnceEnvWith(b, true)
+	var u models.User
+	if err := e.tr.Store.DB.Where("account_id = ?", e.cust.ID).First(&u).Error; err != nil {
+		b.Fatal(err)
+	}
+	token, _, err := e.tr.Accounts.CreateToken(e.tr.Platform.Ctx, u.ID, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := e.tr.Accounts.Authenticate(context.Background(), token)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := e.svc.SetPreference(accounts.WithPrincipal(context.Background(), p), notify.EventCreditLimitSet, models.ChannelInSite, false); err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
+func newOnceEnvWith(t testing.TB, dedupe bool) *onceEnv {
 	clock := storetest.NewClock(time.Date(2026, 11, 20, 2, 0, 0, 0, time.UTC))
 	e := &onceEnv{clock: clock}
 	e.tr = testkit.NewTreeOn(t, storetest.New(t, store.Options{Clock: clock}))

@@ -11,6 +11,7 @@ import (
 	"gorm.io/gorm"
 
 	"partnerd/models"
+	"partnerd/store"
 )
 
 // FanOut creates the deliveries the outbox event outboxID (of eventType,
@@ -123,7 +124,7 @@ func insertDeliveries(db *gorm.DB, outboxID int64, rows []models.Delivery, now t
 		Generation int
 		Channel    models.Channel
 	}
-	if err := db.Raw(sb.String(), args...).Scan(&open).Error; err != nil {
+	if err := store.Select(db, &open, sb.String(), args...); err != nil {
 		return nil, err
 	}
 	pending := make([]Pending, len(open))

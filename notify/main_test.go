@@ -13,7 +13,7 @@ import (
 )
 
 // emit commits ev through the outbox, as a domain change would.
-func emit(t *testing.T, st *store.Store, ev store.Event) {
+func emit(t testing.TB, st *store.Store, ev store.Event) {
 	t.Helper()
 	if err := st.InTx(context.Background(), func(tx *store.Tx) error { return tx.Emit(ev) }); err != nil {
 		t.Fatal(err)
@@ -22,7 +22,7 @@ func emit(t *testing.T, st *store.Store, ev store.Event) {
 
 // customer creates a customer under parent with the given users (no user
 // from testkit.Add: the roles are the test's).
-func customer(t *testing.T, tr *testkit.Tree, parent int64, name string, email, phone *string) *models.Account {
+func customer(t testing.TB, tr *testkit.Tree, parent int64, name string, email, phone *string) *models.Account {
 	t.Helper()
 	a, err := tr.Accounts.Create(tr.Platform.Ctx, accounts.CreateInput{Kind: models.KindCustomer, ParentID: parent, Name: name, Email: email, Phone: phone})
 	if err != nil {
@@ -34,7 +34,7 @@ func customer(t *testing.T, tr *testkit.Tree, parent int64, name string, email, 
 func ptr[T any](v T) *T { return &v }
 
 // user adds a user with a phone and locale.
-func user(t *testing.T, tr *testkit.Tree, acct int64, phone, locale string, roles ...models.Role) testkit.Party {
+func user(t testing.TB, tr *testkit.Tree, acct int64, phone, locale string, roles ...models.Role) testkit.Party {
 	t.Helper()
 	in := accounts.CreateUserInput{AccountID: acct, Roles: roles, Locale: locale, Name: "User " + string(roles[0])}
 	if phone != "" {

@@ -9,6 +9,7 @@ import (
 	"gorm.io/gorm"
 
 	"partnerd/models"
+	"partnerd/store"
 )
 
 // Recipient is one party told of an event: a user (UserID set) or, when an
@@ -137,7 +138,7 @@ func resolveAudiences(db *gorm.DB, eventType string, auds []Audience) ([]Recipie
 		accountIDs = append(accountIDs, t.account)
 	}
 	var rows []audienceRow
-	if err := db.Raw(audienceQuery, eventType, accountIDs).Scan(&rows).Error; err != nil {
+	if err := store.Select(db, &rows, audienceQuery, eventType, accountIDs); err != nil {
 		return nil, nil, fmt.Errorf("load recipients: %w", err)
 	}
 	names := map[int64]string{}

@@ -1,6 +1,10 @@
 package store
 
-import "strconv"
+import (
+	"strconv"
+
+	"gorm.io/gorm"
+)
 
 // Int64Array renders ids as a PostgreSQL array literal ("{1,2,3}") for
 // "= ANY(?::bigint[])": gorm would expand a Go slice into a list instead.
@@ -14,4 +18,22 @@ func Int64Array(ids []int64) string {
 		b = strconv.AppendInt(b, id, 10)
 	}
 	return string(append(b, '}'))
+}
+
+// Select runs a raw query on db and scans its rows into dest (a pointer to a
+// struct or a slice of structs, matched by column name). It is gorm's
+// Raw(...).Scan without the SQL text gorm renders for its trace recorder on
+// every Scan, for the hot paths (deliveries, fan-out).
+func Select(db *gorm.DB, dest any, sql string, args ...any) error {
+	rows, err := db.Raw(sql, args...).Rows()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	if rows.Next() {
+		if err := db.ScanRows(rows, dest); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }

@@ -1,0 +1,33 @@
+package notify_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"partnerd/models"
+	"partnerd/notify"
+)
+
+// BenchmarkFanOutAndDeliverEmail is one event owing one email, fanned out
+// and delivered to a local SMTP server, without the queue: the database and
+// SMTP cost of one notification.
+func BenchmarkFanOutAndDeliverEmail(b *testing.B) {
+	e := newOnceEnvTB(b)
+	payload, _ := json.Marshal(notify.CreditLimitSet{PartnerID: e.cust.ID, Limit: "1.00", Previous: "0.00"})
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := range b.N {
+		pending, err := e.svc.FanOut(ctx, int64(1_000_000+i), notify.EventCreditLimitSet, payload)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, p := range pending {
+			if p.Channel == models.ChannelEmail {
+				if err := e.svc.Deliver(ctx, p.DeliveryID, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+}
