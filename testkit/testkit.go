@@ -107,20 +107,7 @@ func (tr *Tree) Add(t testing.TB, parentID int64, kind models.AccountKind, name 
 // party acting as that user.
 func (tr *Tree) AddUser(t testing.TB, a *models.Account, roles ...models.Role) Party {
 	t.Helper()
-	u, err := tr.Accounts.CreateUser(tr.Platform.Ctx, accounts.CreateUserInput{
-		AccountID: a.ID, Email: uniqueEmail(a.ID, roles), Roles: roles})
-	if err != nil {
-		t.Fatalf("create user: %v", err)
-	}
-	token, _, err := tr.Accounts.CreateToken(tr.Platform.Ctx, u.ID, 0)
-	if err != nil {
-		t.Fatalf("create token: %v", err)
-	}
-	p, err := tr.Accounts.Authenticate(context.Background(), token)
-	if err != nil {
-		t.Fatalf("authenticate: %v", err)
-	}
-	return Party{Account: a, User: u, Token: token, Ctx: accounts.WithPrincipal(context.Background(), p)}
+	return tr.addUser(t, accounts.CreateUserInput{AccountID: a.ID, Roles: roles}, a)
 }
 
 func uniqueEmail(accountID int64, roles []models.Role) string {

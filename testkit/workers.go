@@ -147,6 +147,12 @@ func (w *Workers) WaitDeliveries(t testing.TB, tr *Tree, eventType string, n int
 // email when Email is empty) and returns the party acting as that user.
 func (tr *Tree) AddUserWith(t testing.TB, in accounts.CreateUserInput) Party {
 	t.Helper()
+	return tr.addUser(t, in, nil)
+}
+
+// addUser creates the user and its token; acct is its account, loaded when nil.
+func (tr *Tree) addUser(t testing.TB, in accounts.CreateUserInput, acct *models.Account) Party {
+	t.Helper()
 	if in.Email == "" {
 		in.Email = uniqueEmail(in.AccountID, in.Roles)
 	}
@@ -162,11 +168,12 @@ func (tr *Tree) AddUserWith(t testing.TB, in accounts.CreateUserInput) Party {
 	if err != nil {
 		t.Fatalf("authenticate: %v", err)
 	}
-	a, err := tr.Accounts.Get(tr.Platform.Ctx, in.AccountID)
-	if err != nil {
-		t.Fatal(err)
+	if acct == nil {
+		if acct, err = tr.Accounts.Get(tr.Platform.Ctx, in.AccountID); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return Party{Account: a, User: u, Token: token, Ctx: accounts.WithPrincipal(context.Background(), p)}
+	return Party{Account: acct, User: u, Token: token, Ctx: accounts.WithPrincipal(context.Background(), p)}
 }
 
 // SMSPost is one request the SMS sink received.
