@@ -84,11 +84,20 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
+// appendDecimal writes d as its exponent and, when it fits an int64 (every
+// amount but those with many trailing zeros), its coefficient; else as its
+// MarshalBinary form.
 func appendDecimal(b []byte, d decimal.Decimal) ([]byte, error) {
+	if d.NumDigits() <= 18 {
+		b = append(b, 0)
+		b = binary.AppendVarint(b, int64(d.Exponent()))
+		return binary.AppendVarint(b, d.CoefficientInt64()), nil
+	}
 	m, err := d.MarshalBinary()
 	if err != nil {
 		return nil, fmt.Errorf("ingestion spool: %w", err)
 	}
+	b = append(b, 1)
 	b = binary.AppendUvarint(b, uint64(len(m)))
 	return append(b, m...), nil
 }
@@ -166,6 +175,18 @@ func (s *spoolSource) string() (string, error) {
 
 func (s *spoolSource) decimal() (decimal.Decimal, error) {
 	var d decimal.Decimal
+	form, err := s.r.ReadByte()
+	if err != nil {
+		return d, err
+	}
+	if form == 0 {
+		exp, err := binary.ReadVarint(s.r)
+		if err != nil {
+			return d, err
+		}
+		c, err := binary.ReadVarint(s.r)
+		return decimal.New(c, int32(exp)), err
+	}
 	b, err := s.bytes()
 	if err == nil {
 		err = d.UnmarshalBinary(b)
