@@ -517,8 +517,7 @@ func (d *direct) lookUpStored(ctx context.Context, b *batch, pending []int) erro
 	for k, i := range pending {
 		exts[k] = b.recs[i].ExternalID
 	}
-	rows, err := d.read(ctx, `SELECT external_id, customer_id, product_code, region, billing_mode, usage_at, list_amount, actual_amount
-		FROM expenditures WHERE external_id = ANY($1)`, exts)
+	rows, err := d.read(ctx, lookUpStored, exts)
 	if err != nil {
 		return fmt.Errorf("look up stored expenditures: %w", err)
 	}
@@ -578,6 +577,22 @@ func (d *direct) lookUpStored(ctx context.Context, b *batch, pending []int) erro
 	}
 	return nil
 }
+
+// lookUpStored returns the stored expenditures of the externalIds $1. The
+// index probe per externalId (about 2.5 µs each) runs only when a stored
+// externalId lies between the least and the greatest of $1 in the index's
+// order, which one probe tells (the first stored externalId from the least
+// on, an ordered index scan with LIMIT 1, so that no plan can turn it into
+// a scan of the table): a batch of new externalIds that increase, as a
+// pipeline's sequence or time-based ids do, is told stored-free at once. The
+// bounds are computed by PostgreSQL, in the collation of the index, so the
+// test is exact.
+const lookUpStored = `WITH r AS MATERIALIZED (SELECT min(i) AS lo, max(i) AS hi FROM unnest($1::text[]) i)
+	SELECT external_id, customer_id, product_code, region, billing_mode, usage_at, list_amount, actual_amount
+	FROM expenditures
+	WHERE external_id = ANY($1)
+		AND (SELECT x.external_id FROM expenditures x WHERE x.external_id >= (SELECT lo FROM r)
+			ORDER BY x.external_id LIMIT 1) <= (SELECT hi FROM r)`
 
 func closeRows(rows *sql.Rows) error {
 	err := rows.Err()

@@ -194,3 +194,35 @@ func TestIngest_KeepsTheFirst1000Errors(t *testing.T) {
 		}
 	}
 }
+
+// TestIngest_StoredAtTheBoundsOfABatch: the look-up of stored externalIds
+// skips the probes when none is stored between a batch's least and greatest
+// externalId; a stored one at either bound, or between them, is still found.
+func TestIngest_StoredAtTheBoundsOfABatch(t *testing.T) {
+	f := newFixture(t, now)
+	c1 := f.C1.Account.ID
+	f.ingest(t, rec("b-5", c1, "2026-03-01T00:00:00Z", "1", "1"), rec("d-5", c1, "2026-03-01T00:00:00Z", "1", "1"),
+		rec("f-5", c1, "2026-03-01T00:00:00Z", "1", "1"))
+	svc, paths := f.service()
+	spend.SetBatchSize(svc, 2)
+	res, err := svc.Ingest(f.Platform.Ctx, spend.SliceSource([]spend.Record{
+		rec("a-1", c1, "2026-03-01T00:00:00Z", "1", "1"), rec("b-5", c1, "2026-03-01T00:00:00Z", "1", "1"), // stored at the top
+		rec("d-5", c1, "2026-03-01T00:00:00Z", "2", "1"), rec("e-1", c1, "2026-03-01T00:00:00Z", "1", "1"), // at the bottom, other content
+		rec("c-1", c1, "2026-03-01T00:00:00Z", "1", "1"), rec("c-9", c1, "2026-03-01T00:00:00Z", "1", "1"), // none between
+		rec("a-9", c1, "2026-03-01T00:00:00Z", "1", "1"), rec("z-1", c1, "2026-03-01T00:00:00Z", "1", "1"), // stored ones between, not these
+		rec("e-9", c1, "2026-03-01T00:00:00Z", "1", "1"), rec("f-5", c1, "2026-03-01T00:00:00Z", "1", "1"), // stored at the top again
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCounts(t, res, 7, 2, 1, 0)
+	if paths.count("direct") != 1 { // a stored record the look-up missed would fail the COPY and be replayed
+		t.Errorf("paths %v, want the direct path alone", paths.paths)
+	}
+	if len(res.Errors) != 1 || res.Errors[0].Index != 2 {
+		t.Errorf("errors %+v, want the conflict at index 2", res.Errors)
+	}
+	if tot := f.totals(t, c1, 202603); tot.Records != 10 {
+		t.Errorf("totals count %d records, want 10", tot.Records)
+	}
+}
