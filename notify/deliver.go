@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
 	"partnerd/apperr"
@@ -53,39 +53,37 @@ const maxResponse = 1000
 // number...) is recorded as FAILED at once and Deliver returns nil. Every
 // attempt is recorded with its time, outcome and the provider's answer.
 func (s *Service) Deliver(ctx context.Context, deliveryID int64, final bool) error {
-	// The common cases are one statement each: claim a PENDING email or SMS,
-	// or write a PENDING in-site message. Anything else (final already, in
-	// flight elsewhere, a lease that ran out) takes the slow path.
-	c, ok, err := s.claimPending(ctx, deliveryID)
+	// The common cases are one statement each: claim a PENDING email or SMS
+	// (which also tells the state of any other delivery), or write a PENDING
+	// in-site message. A delivery in flight elsewhere or whose lease ran out
+	// takes the slow path.
+	batch, cur, err := s.claimPending(ctx, deliveryID)
 	if err != nil {
 		return err
 	}
-	if ok {
-		return s.send(ctx, c, final)
+	if len(batch) > 0 {
+		return s.sendBatch(ctx, batch, final)
 	}
-	msg, ok, err := s.writeInbox(ctx, deliveryID)
-	if err != nil {
-		return err
-	}
-	if ok {
-		s.publishInbox(ctx, msg)
+	switch {
+	case cur == nil:
+		return apperr.NotFoundf("delivery %d not found", deliveryID)
+	case cur.Status == models.DeliverySent || cur.Status == models.DeliveryFailed:
 		return nil
-	}
-	var d models.Delivery
-	if err := s.st.DB.WithContext(ctx).First(&d, deliveryID).Error; err != nil {
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return apperr.NotFoundf("delivery %d not found", deliveryID)
+	case cur.Channel == models.ChannelInSite:
+		msg, ok, err := s.writeInbox(ctx, deliveryID)
+		if err != nil {
+			return err
 		}
-		return fmt.Errorf("load delivery %d: %w", deliveryID, err)
-	}
-	if d.Status == models.DeliverySent || d.Status == models.DeliveryFailed || d.Channel == models.ChannelInSite {
+		if ok {
+			s.publishInbox(ctx, msg)
+		}
 		return nil
 	}
-	c, err = s.claim(ctx, deliveryID)
+	c, err := s.claim(ctx, deliveryID)
 	if err != nil || c.skip {
 		return err
 	}
-	return s.send(ctx, c, final)
+	return s.sendBatch(ctx, []claim{c}, final)
 }
 
 // writeInboxSQL marks a PENDING in-site delivery SENT, records its attempt
@@ -133,30 +131,70 @@ func (s *Service) publishInbox(ctx context.Context, msg *models.InboxMessage) {
 	}
 }
 
+// emailBatch is how many emails waiting for their first attempt one
+// delivery task claims and sends at once, its own included: one commit
+// claims them all and one records them all. The others' own tasks then find
+// them done.
+const emailBatch = 16
+
 // claimPendingSQL claims a PENDING email or SMS delivery for its next
-// attempt and records the attempt as started, in one statement.
-const claimPendingSQL = `WITH d AS (
-	UPDATE deliveries SET status = 'SENDING', attempts = attempts + 1, claimed_until = $3, updated_at = $2
-	WHERE id = $1 AND status = 'PENDING' AND channel <> 'IN_SITE'
-	RETURNING id, key, channel, address, locale, subject, body_text, body_html, attempts
+// attempt, and with an email up to $4 other emails waiting for their first
+// attempt (oldest first, skipping any another worker holds), recording each
+// attempt as started, in one statement. The claimed rows come back with
+// claimed true; when the delivery asked for was not claimed, its row comes
+// back alone, claimed false, with its status as cur.
+const claimPendingSQL = `WITH own AS (
+	SELECT id, channel FROM deliveries WHERE id = $1 AND status = 'PENDING' AND channel <> 'IN_SITE' FOR UPDATE
+), more AS (
+	SELECT id FROM deliveries
+	WHERE status = 'PENDING' AND channel = 'EMAIL' AND attempts = 0 AND id <> $1
+		AND EXISTS (SELECT 1 FROM own WHERE channel = 'EMAIL')
+	ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED
+), d AS (
+	UPDATE deliveries x SET status = 'SENDING', attempts = x.attempts + 1, claimed_until = $3, updated_at = $2
+	WHERE x.id IN (SELECT id FROM own UNION ALL SELECT id FROM more) AND x.status = 'PENDING'
+	RETURNING x.id, x.key, x.channel, x.address, x.locale, x.subject, x.body_text, x.body_html, x.attempts
 ), a AS (
 	INSERT INTO delivery_attempts (delivery_id, n, channel, started_at)
 	SELECT id, attempts, channel, $2 FROM d
 )
-SELECT * FROM d`
+SELECT d.*, true AS claimed, 'SENDING' AS cur FROM d
+UNION ALL
+SELECT id, key, channel, address, locale, subject, body_text, body_html, attempts, false, status
+FROM deliveries WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM d WHERE d.id = $1)`
 
-// claimPending claims a PENDING email or SMS delivery; ok is false when it
-// is not one.
-func (s *Service) claimPending(ctx context.Context, id int64) (claim, bool, error) {
+// claimedRow is a row of claimPendingSQL.
+type claimedRow struct {
+	models.Delivery
+	Claimed bool
+	Cur     models.DeliveryStatus
+}
+
+// claimPending claims a PENDING email or SMS delivery, with a batch of other
+// emails when it is one, the delivery asked for first. When it claims
+// nothing it returns the delivery's current state instead (nil when there is
+// no such delivery).
+func (s *Service) claimPending(ctx context.Context, id int64) ([]claim, *models.Delivery, error) {
 	now := s.st.Now()
-	var rows []models.Delivery
-	if err := store.Select(s.st.DB.WithContext(ctx), &rows, claimPendingSQL, id, now, now.Add(s.lease)); err != nil {
-		return claim{}, false, fmt.Errorf("claim delivery %d: %w", id, err)
+	var rows []claimedRow
+	if err := store.Select(s.st.DB.WithContext(ctx), &rows, claimPendingSQL, id, now, now.Add(s.lease), emailBatch-1); err != nil {
+		return nil, nil, fmt.Errorf("claim delivery %d: %w", id, err)
 	}
-	if len(rows) == 0 {
-		return claim{}, false, nil
+	var out []claim
+	for _, r := range rows {
+		if !r.Claimed {
+			d := r.Delivery
+			d.Status = r.Cur
+			return nil, &d, nil
+		}
+		c := claim{d: r.Delivery, attempt: r.Attempts}
+		if r.ID == id {
+			out = append([]claim{c}, out...)
+		} else {
+			out = append(out, c)
+		}
 	}
-	return claim{d: rows[0], attempt: rows[0].Attempts}, true, nil
+	return out, nil, nil
 }
 
 // claim is the outcome of claiming a delivery for an attempt.
@@ -167,74 +205,105 @@ type claim struct {
 	skip    bool // nothing to do (already final, or marked FAILED by the claim)
 }
 
-// send sends a claimed EMAIL or SMS delivery and records the outcome.
-func (s *Service) send(ctx context.Context, c claim, final bool) error {
+// outcome is how one claimed attempt ended, ready to record.
+type outcome struct {
+	c          claim
+	outcome    models.DeliveryOutcome
+	status     models.DeliveryStatus
+	response   string
+	providerID string
+	lastErr    *string
+	err        error // the provider's error, when the attempt failed
+}
+
+// sendBatch sends claimed EMAIL or SMS deliveries (at once, the senders
+// bound their connections) and records every outcome in one statement. The
+// first claim is the task's own: final applies to it, and its retryable
+// failure is returned so the queue retries it; the others' own tasks find
+// them recorded.
+func (s *Service) sendBatch(ctx context.Context, claims []claim, final bool) error {
+	outs := make([]outcome, len(claims))
+	var wg sync.WaitGroup
+	for i, c := range claims {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i] = s.attempt(ctx, c, final && i == 0)
+		}()
+	}
+	wg.Wait()
+	if s.afterSend != nil {
+		for _, o := range outs {
+			if o.err == nil {
+				if err := s.afterSend(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	// The providers have answered: record it even if the task was cancelled.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if err := s.record(rctx, outs); err != nil {
+		return err
+	}
+	for _, o := range outs {
+		if o.status == models.DeliveryFailed {
+			s.log.WarnContext(ctx, "delivery failed", "delivery_id", o.c.d.ID, "channel", o.c.d.Channel, "attempt", o.c.attempt, "err", o.err)
+		}
+	}
+	if own := outs[0]; own.status == models.DeliveryPending {
+		return fmt.Errorf("deliver %s %d (attempt %d): %w", own.c.d.Channel, own.c.d.ID, own.c.attempt, own.err)
+	}
+	return nil
+}
+
+// attempt makes one claimed attempt and says how it ended: SENT; FAILED for
+// a permanent failure, or a retryable one on the final retry; else back to
+// PENDING for a retry.
+func (s *Service) attempt(ctx context.Context, c claim, final bool) outcome {
 	d := c.d
-	id := d.ID
-	var (
-		providerID, response string
-		sendErr              error
-	)
+	o := outcome{c: c, outcome: models.OutcomeSent, status: models.DeliverySent}
 	switch d.Channel {
 	case models.ChannelEmail:
 		if s.mail == nil {
-			sendErr = errors.New("this process has no email sender")
+			o.err = errors.New("this process has no email sender")
 			break
 		}
 		var res email.Result
-		res, sendErr = s.mail.Send(ctx, email.Message{Key: d.Key, To: d.Address, Subject: d.Subject,
+		res, o.err = s.mail.Send(ctx, email.Message{Key: d.Key, To: d.Address, Subject: d.Subject,
 			Text: d.BodyText, HTML: d.BodyHTML, Locale: string(d.Locale)})
-		response = res.Response
+		o.response = res.Response
 	case models.ChannelSMS:
 		if s.sms == nil {
-			sendErr = errors.New("this process has no SMS provider")
+			o.err = errors.New("this process has no SMS provider")
 			break
 		}
 		var res sms.Result
-		res, sendErr = s.sms.Send(ctx, sms.Message{ID: d.Key, To: d.Address, Text: d.BodyText})
-		providerID, response = res.ProviderID, res.Response
+		res, o.err = s.sms.Send(ctx, sms.Message{ID: d.Key, To: d.Address, Text: d.BodyText})
+		o.providerID, o.response = res.ProviderID, res.Response
 	}
-	if sendErr == nil && s.afterSend != nil {
-		if err := s.afterSend(); err != nil {
-			return err
+	if o.err != nil {
+		msg := o.err.Error()
+		o.lastErr = &msg
+		if resp := permanentResponse(o.err); resp != "" {
+			o.response = resp
 		}
-	}
-
-	outcome := models.OutcomeSent
-	status := models.DeliverySent
-	var lastErr *string
-	if sendErr != nil {
-		msg := sendErr.Error()
-		lastErr = &msg
-		if resp := permanentResponse(sendErr); resp != "" {
-			response = resp
-		}
-		if response == "" {
-			response = msg
+		if o.response == "" {
+			o.response = msg
 		}
 		switch {
-		case email.IsPermanent(sendErr) || sms.IsPermanent(sendErr):
-			outcome, status = models.OutcomeFailed, models.DeliveryFailed
+		case email.IsPermanent(o.err) || sms.IsPermanent(o.err):
+			o.outcome, o.status = models.OutcomeFailed, models.DeliveryFailed
 		case final:
-			outcome, status = models.OutcomeFailed, models.DeliveryFailed
-			response = "gave up after the last retry: " + response
+			o.outcome, o.status = models.OutcomeFailed, models.DeliveryFailed
+			o.response = "gave up after the last retry: " + o.response
 		default:
-			outcome, status = models.OutcomeRetry, models.DeliveryPending
+			o.outcome, o.status = models.OutcomeRetry, models.DeliveryPending
 		}
 	}
-	// The provider has answered: record it even if the task was cancelled.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-	defer cancel()
-	if err := s.record(rctx, d, c.attempt, outcome, status, truncate(response), providerID, lastErr); err != nil {
-		return err
-	}
-	if status == models.DeliveryPending {
-		return fmt.Errorf("deliver %s %d (attempt %d): %w", d.Channel, id, c.attempt, sendErr)
-	}
-	if status == models.DeliveryFailed {
-		s.log.WarnContext(ctx, "delivery failed", "delivery_id", id, "channel", d.Channel, "attempt", c.attempt, "err", sendErr)
-	}
-	return nil
+	o.response = truncate(o.response)
+	return o
 }
 
 // claim takes the delivery for one attempt: PENDING, or SENDING with a lease
@@ -282,25 +351,37 @@ func (s *Service) claim(ctx context.Context, id int64) (claim, error) {
 	return c, err
 }
 
-// recordSQL writes an attempt's outcome and the delivery's new status in
-// one statement. Only the claim holder records: a worker whose lease was
-// taken over meanwhile must not overwrite the newer attempt.
-const recordSQL = `WITH a AS (
-	UPDATE delivery_attempts SET outcome = $3, finished_at = $4, response = $5
-	WHERE delivery_id = $1 AND n = $2
+// recordSQL writes the outcomes of attempts and the deliveries' new
+// statuses in one statement (arrays, one element per attempt). Only the claim
+// holder records: a worker whose lease was taken over meanwhile must not
+// overwrite the newer attempt.
+const recordSQL = `WITH v AS (
+	SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+		AS v(id, n, outcome, response, status, last_error, provider_id)
+), a AS (
+	UPDATE delivery_attempts t SET outcome = v.outcome, finished_at = $8, response = v.response
+	FROM v WHERE t.delivery_id = v.id AND t.n = v.n
 )
-UPDATE deliveries SET status = $6, claimed_until = NULL, updated_at = $4, last_error = $7,
-	sent_at = CASE WHEN $6 = 'SENT' THEN $4::timestamptz END,
-	provider_id = coalesce(nullif($8, ''), provider_id)
-WHERE id = $1 AND attempts = $2 AND status = 'SENDING'`
+UPDATE deliveries d SET status = v.status, claimed_until = NULL, updated_at = $8,
+	last_error = nullif(v.last_error, ''),
+	sent_at = CASE WHEN v.status = 'SENT' THEN $8::timestamptz END,
+	provider_id = coalesce(nullif(v.provider_id, ''), d.provider_id)
+FROM v WHERE d.id = v.id AND d.attempts = v.n AND d.status = 'SENDING'`
 
-// record writes an attempt's outcome and the delivery's new status.
-func (s *Service) record(ctx context.Context, d models.Delivery, attempt int, outcome models.DeliveryOutcome,
-	status models.DeliveryStatus, response, providerID string, lastErr *string) error {
-	err := s.st.DB.WithContext(ctx).Exec(recordSQL, d.ID, attempt, outcome, s.st.Now(), response,
-		string(status), lastErr, providerID).Error
-	if err != nil {
-		return fmt.Errorf("record attempt %d of delivery %d: %w", attempt, d.ID, err)
+// record writes the outcomes of attempts.
+func (s *Service) record(ctx context.Context, outs []outcome) error {
+	n := len(outs)
+	ids, attempts := make([]int64, n), make([]int32, n)
+	outcomes, responses, statuses, lastErrs, providers := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for i, o := range outs {
+		ids[i], attempts[i] = o.c.d.ID, int32(o.c.attempt)
+		outcomes[i], responses[i], statuses[i], providers[i] = string(o.outcome), o.response, string(o.status), o.providerID
+		if o.lastErr != nil {
+			lastErrs[i] = *o.lastErr
+		}
+	}
+	if _, err := s.st.SQL.ExecContext(ctx, recordSQL, ids, attempts, outcomes, responses, statuses, lastErrs, providers, s.st.Now()); err != nil {
+		return fmt.Errorf("record %d attempts (delivery %d first): %w", n, ids[0], err)
 	}
 	return nil
 }

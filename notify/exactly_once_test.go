@@ -30,6 +30,8 @@ type onceEnv struct {
 	smtp  *emailtest.Sink
 	sms   *testkit.SMSSink
 	cust  *models.Account
+	// adminEmail is the customer's admin's address.
+	adminEmail string
 }
 
 // noDedupe is an SMS provider that does not drop a repeated id.
@@ -41,7 +43,7 @@ func newOnceEnv(t *testing.T, dedupe bool) *onceEnv { return newOnceEnvWith(t, d
 
 // newOnceEnvTB is the environment of the benchmarks: the customer's admin
 // gets credit.limit_set by email only.
-func newOnceEnvTB(b *testing.B) *onceEnv {
+func newOnceEnvTB(b testing.TB) *onceEnv {
 	e := newOnceEnvWith(b, true)
 	var u models.User
 	if err := e.tr.Store.DB.Where("account_id = ?", e.cust.ID).First(&u).Error; err != nil {
@@ -84,7 +86,7 @@ func newOnceEnvWith(t testing.TB, dedupe bool) *onceEnv {
 		t.Fatal(err)
 	}
 	e.cust = customer(t, e.tr, e.tr.D1.Account.ID, "Once Co", nil, nil)
-	user(t, e.tr, e.cust.ID, "+8613800138031", "en-US", models.RoleAdmin)
+	e.adminEmail = user(t, e.tr, e.cust.ID, "+8613800138031", "en-US", models.RoleAdmin).User.Email
 	return e
 }
 
@@ -109,6 +111,18 @@ func (e *onceEnv) fanOut(t *testing.T) map[models.Channel]int64 {
 	}
 	if len(out) != 3 || len(list) != 3 {
 		t.Fatalf("deliveries %+v", list)
+	}
+	return out
+}
+
+// mails are the emails the sink got for the customer's admin (a delivery
+// task may send other waiting emails, the partner's among them, in its batch).
+func (e *onceEnv) mails() []emailtest.Received {
+	var out []emailtest.Received
+	for _, m := range e.smtp.Messages() {
+		if len(m.To) == 1 && m.To[0] == e.adminEmail {
+			out = append(out, m)
+		}
 	}
 	return out
 }
@@ -150,8 +164,8 @@ func TestDeliver_DuplicateTasksSendOnce(t *testing.T) {
 	wg.Wait()
 	var inbox int64
 	e.tr.Store.DB.Table("inbox_messages").Where("delivery_id = ?", ids[models.ChannelInSite]).Count(&inbox)
-	if inbox != 1 || e.smtp.Count() != 1 || len(e.sms.Posts()) != 1 {
-		t.Fatalf("inbox %d, emails %d, SMS posts %d", inbox, e.smtp.Count(), len(e.sms.Posts()))
+	if mails := e.mails(); inbox != 1 || len(mails) != 1 || len(e.sms.Posts()) != 1 {
+		t.Fatalf("inbox %d, emails %d, SMS posts %d", inbox, len(mails), len(e.sms.Posts()))
 	}
 	for ch, id := range ids {
 		if d := e.status(t, id); d.Status != models.DeliverySent || d.Attempts != 1 {
@@ -200,7 +214,7 @@ func TestDeliver_WorkerDiesAfterSend(t *testing.T) {
 	if len(posts) != 2 || posts[0].ID != posts[1].ID || len(e.sms.Delivered()) != 1 {
 		t.Fatalf("SMS posts %+v", posts)
 	}
-	mails := e.smtp.Messages()
+	mails := e.mails()
 	if len(mails) != 2 || mails[0].MessageID != mails[1].MessageID {
 		t.Fatalf("emails %d (the resend must carry the same Message-ID)", len(mails))
 	}
@@ -255,15 +269,15 @@ func TestDeliver_CancelledMidwayThenRetried(t *testing.T) {
 		t.Fatalf("after the retry: %s", d.Status)
 	}
 	seen := map[string]bool{}
-	for _, m := range e.smtp.Messages() {
+	for _, m := range e.mails() {
 		seen[m.MessageID] = true
 	}
 	if len(seen) != 1 {
 		t.Fatalf("%d distinct emails", len(seen))
 	}
 	// Delivered again (a duplicated task): nothing more is sent.
-	before := e.smtp.Count()
-	if err := e.svc.Deliver(context.Background(), ids[models.ChannelEmail], false); err != nil || e.smtp.Count() != before {
+	before := len(e.mails())
+	if err := e.svc.Deliver(context.Background(), ids[models.ChannelEmail], false); err != nil || len(e.mails()) != before {
 		t.Fatalf("duplicate task sent again: %v", err)
 	}
 }
@@ -278,5 +292,47 @@ func TestDeliver_LastRetryFails(t *testing.T) {
 	}
 	if d := e.status(t, ids[models.ChannelSMS]); d.Status != models.DeliveryFailed {
 		t.Fatalf("%s", d.Status)
+	}
+}
+
+// One delivery task sends a batch of the emails waiting for their first
+// attempt (one commit claims them, one records them); the batch members'
+// own tasks then find them sent. Every email goes out once.
+func TestDeliver_EmailBatch(t *testing.T) {
+	e := newOnceEnvTB(t)
+	payload, _ := json.Marshal(notify.CreditLimitSet{PartnerID: e.cust.ID, Limit: "1.00", Previous: "0.00"})
+	var ids []int64
+	for i := range 20 {
+		pending, err := e.svc.FanOut(context.Background(), int64(500+i), notify.EventCreditLimitSet, payload)
+		if err != nil || len(pending) != 1 || pending[0].Channel != models.ChannelEmail {
+			t.Fatalf("fan-out %d: %+v, %v", i, pending, err)
+		}
+		ids = append(ids, pending[0].DeliveryID)
+	}
+	if err := e.svc.Deliver(context.Background(), ids[5], false); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(e.mails()); got != 16 {
+		t.Fatalf("one task sent %d emails, want a batch of 16", got)
+	}
+	for _, id := range ids {
+		if err := e.svc.Deliver(context.Background(), id, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	for _, m := range e.mails() {
+		if seen[m.MessageID] {
+			t.Fatalf("%s sent twice", m.MessageID)
+		}
+		seen[m.MessageID] = true
+	}
+	if len(seen) != 20 {
+		t.Fatalf("%d emails", len(seen))
+	}
+	for _, id := range ids {
+		if d := e.status(t, id); d.Status != models.DeliverySent || d.Attempts != 1 {
+			t.Fatalf("delivery %d: %s after %d attempts", id, d.Status, d.Attempts)
+		}
 	}
 }

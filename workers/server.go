@@ -14,6 +14,7 @@ import (
 
 	"partnerd/accounts"
 	"partnerd/apperr"
+	"partnerd/notify"
 	"partnerd/store"
 )
 
@@ -181,7 +182,10 @@ func NewServer(redisOpt asynq.RedisConnOpt, cfg ServerConfig, log *slog.Logger) 
 			retried, _ := asynq.GetRetryCount(ctx)
 			maxRetry, _ := asynq.GetMaxRetry(ctx)
 			level := slog.LevelWarn
-			if errors.Is(err, asynq.SkipRetry) || retried >= maxRetry {
+			switch {
+			case errors.Is(err, notify.ErrInFlight):
+				level = slog.LevelDebug // another task is sending it: this one looks again later
+			case errors.Is(err, asynq.SkipRetry) || retried >= maxRetry:
 				level = slog.LevelError
 			}
 			log.Log(ctx, level, "task failed", "type", t.Type(), "task_id", id,
