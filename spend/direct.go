@@ -129,7 +129,9 @@ type direct struct {
 
 	// seen maps every externalId of the request to the index of its first
 	// occurrence: it tells a repeat and names the first one.
-	seen      *idSet
+	seen *idSet
+	// lo and hi bound the externalIds copied so far (see lookUpStored).
+	lo, hi    string
 	customers map[int64]*customer
 	issued    map[ownerMonth]bool
 	totals    map[customerMonth]*customerSums
@@ -514,10 +516,28 @@ func (d *direct) loadIssued(ctx context.Context, pairs []ownerMonth) error {
 // (naming the fields that differ, as compareRest does).
 func (d *direct) lookUpStored(ctx context.Context, b *batch, pending []int) error {
 	exts := make([]string, len(pending))
+	lo, hi := b.recs[pending[0]].ExternalID, b.recs[pending[0]].ExternalID
 	for k, i := range pending {
-		exts[k] = b.recs[i].ExternalID
+		ext := b.recs[i].ExternalID
+		exts[k] = ext
+		lo, hi = min(lo, ext), max(hi, ext)
 	}
-	rows, err := d.read(ctx, lookUpStored, exts)
+	// The bounds test walks the index from the least externalId to the
+	// first committed one, past the uncommitted rows of this request's
+	// earlier batches: only worth it when their externalIds (in byte order,
+	// which is the index's order in the C and C.UTF-8 collations; in another
+	// it is only a guess, and the answer is exact either way) are all outside
+	// this batch's bounds.
+	q := lookUpStoredEach
+	if d.hi == "" || hi < d.lo || lo > d.hi {
+		q = lookUpStored
+	}
+	if d.hi == "" {
+		d.lo, d.hi = lo, hi
+	} else {
+		d.lo, d.hi = min(d.lo, lo), max(d.hi, hi)
+	}
+	rows, err := d.read(ctx, q, exts)
 	if err != nil {
 		return fmt.Errorf("look up stored expenditures: %w", err)
 	}
@@ -578,21 +598,29 @@ func (d *direct) lookUpStored(ctx context.Context, b *batch, pending []int) erro
 	return nil
 }
 
+// lookUpStoredEach returns the stored expenditures of the externalIds $1,
+// one index probe each.
+const lookUpStoredEach = `SELECT external_id, customer_id, product_code, region, billing_mode, usage_at, list_amount, actual_amount
+	FROM expenditures WHERE external_id = ANY($1)`
+
 // lookUpStored returns the stored expenditures of the externalIds $1. The
 // index probe per externalId (about 2.5 µs each) runs only when a stored
 // externalId lies between the least and the greatest of $1 in the index's
-// order, which one probe tells (the first stored externalId from the least
-// on, an ordered index scan with LIMIT 1, so that no plan can turn it into
-// a scan of the table): a batch of new externalIds that increase, as a
+// order, which one ordered index scan tells (ORDER BY ... LIMIT 1, so that
+// no plan can turn it into a scan of the table; a BETWEEN under EXISTS let
+// the generic plan do that): a batch of new externalIds that increase, as a
 // pipeline's sequence or time-based ids do, is told stored-free at once. The
 // bounds are computed by PostgreSQL, in the collation of the index, so the
-// test is exact.
+// test is exact. The scan passes over the uncommitted rows between the
+// bounds (a concurrent request's), so it costs at most what the probes
+// would.
 const lookUpStored = `WITH r AS MATERIALIZED (SELECT min(i) AS lo, max(i) AS hi FROM unnest($1::text[]) i)
 	SELECT external_id, customer_id, product_code, region, billing_mode, usage_at, list_amount, actual_amount
 	FROM expenditures
 	WHERE external_id = ANY($1)
-		AND (SELECT x.external_id FROM expenditures x WHERE x.external_id >= (SELECT lo FROM r)
-			ORDER BY x.external_id LIMIT 1) <= (SELECT hi FROM r)`
+		AND (SELECT x.external_id FROM expenditures x
+			WHERE x.external_id >= (SELECT lo FROM r) AND x.external_id <= (SELECT hi FROM r)
+			ORDER BY x.external_id LIMIT 1) IS NOT NULL`
 
 func closeRows(rows *sql.Rows) error {
 	err := rows.Err()
