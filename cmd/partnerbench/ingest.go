@@ -44,6 +44,9 @@ type recordGen struct {
 	anchor time.Time
 	span   int64 // seconds
 	loc    *time.Location
+	// random makes the externalIds of a run random (16 hex digits of a hash
+	// of i) instead of increasing with i.
+	random bool
 }
 
 type genRecord struct {
@@ -76,8 +79,12 @@ func (g *recordGen) record(i int) genRecord {
 	}
 	list := int64(1 + h%500_000)                // 0.01 .. 5,000.00
 	actual := list * int64(70+(h2>>8)%31) / 100 // 70% .. 100% of list
+	id := fmt.Sprintf("%09d", i)
+	if g.random {
+		id = fmt.Sprintf("%016x", splitmix(h2^uint64(i)))
+	}
 	return genRecord{
-		externalID:  "pb" + strconv.FormatUint(g.seed, 10) + "-r" + strconv.Itoa(g.run) + "-" + fmt.Sprintf("%09d", i),
+		externalID:  "pb" + strconv.FormatUint(g.seed, 10) + "-r" + strconv.Itoa(g.run) + "-" + id,
 		customerID:  g.customers[(h>>20)%uint64(len(g.customers))],
 		product:     products[(h>>40)%uint64(len(products))],
 		region:      regions[(h2>>20)%uint64(len(regions))],
@@ -268,7 +275,7 @@ func (b *bench) ingest(ctx context.Context) (*section, error) {
 	sec := &section{name: "ingest"}
 	for run := 1; run <= o.runs; run++ {
 		g := &recordGen{seed: o.seed, run: run, customers: fx.Customers, owner: fx.Distributor,
-			anchor: anchor, span: 27 * 86400, loc: b.loc}
+			anchor: anchor, span: 27 * 86400, loc: b.loc, random: o.randomIDs}
 		checkpoint(ctx, conn)
 		ht, err := b.ingestHTTP(ctx, g, o.records, fmt.Sprintf("ingest HTTP run %d/%d", run, o.runs))
 		if err != nil {
@@ -296,9 +303,13 @@ func (b *bench) ingest(ctx context.Context) (*section, error) {
 		verdict = "missed"
 	}
 	sec.title = fmt.Sprintf("ingest: %s records per run over POST /v1/expenditures vs raw COPY", thousands(o.records))
+	order := "increasing within a run (a zero-padded counter)"
+	if o.randomIDs {
+		order = "in random order within a run (16 hex digits of a hash, `--random-ids`)"
+	}
 	sec.notes = []string{
-		fmt.Sprintf("%s expenditure records per run for the %s customers of one distributor (customers created through accounts.Service.Create as the platform admin), usage times spread over the previous calendar month, externalIds prefixed with the run number so no run replays another.",
-			thousands(o.records), thousands(len(fx.Customers))),
+		fmt.Sprintf("%s expenditure records per run for the %s customers of one distributor (customers created through accounts.Service.Create as the platform admin), usage times spread over the previous calendar month, externalIds prefixed with the run number so no run replays another, %s.",
+			thousands(o.records), thousands(len(fx.Customers)), order),
 		"HTTP: one `POST /v1/expenditures` request, `Content-Type: application/x-ndjson`, generated on the fly through an `io.Pipe` (never held in memory), platform admin token; the request must answer 200 with every record accepted.",
 		"Floor: a raw pgx `CopyFrom` (binary COPY) of the same rows, already attributed, into `bare_expenditures` (`CREATE TABLE bare_expenditures (LIKE expenditures INCLUDING ALL)`: the same indexes, no foreign keys, no staging, no totals, no events). Both tables grow by the same rows each run; a `CHECKPOINT` precedes each measurement.",
 	}

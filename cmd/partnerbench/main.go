@@ -8,6 +8,7 @@
 //	    [--database-url postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable]
 //	    [--redis-url redis://127.0.0.1:6379/14] [--runs 3] [--duration 10s]
 //	    [--concurrency 16] [--seed 1] [--out bench-results.md]
+//	    [--records 1000000] [--random-ids]
 //
 // Every figure is the median of --runs runs, with their min and max. The
 // exit status is non-zero only when the harness itself fails (the database
@@ -43,6 +44,7 @@ type options struct {
 	out         string
 	seed        uint64
 	records     int
+	randomIDs   bool
 	logLevel    slog.Level
 	cpuProfile  string
 	args        []string
@@ -73,6 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.out, "out", "bench-results.md", "markdown file the tables are written to")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the generated data and of the random choices of the clients")
 	fs.IntVar(&o.records, "records", 0, "ingest: records per run (default 1,000,000; --quick: 20,000)")
+	fs.BoolVar(&o.randomIDs, "random-ids", false, "ingest: externalIds in random order (as UUIDs would be) instead of increasing")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the process (server and load generator) over the scenarios to this file")
 	fs.StringVar(&logLevel, "log-level", "warn", "level of the product server's log on stderr: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
