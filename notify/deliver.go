@@ -69,6 +69,8 @@ func (s *Service) Deliver(ctx context.Context, deliveryID int64, final bool) err
 		return apperr.NotFoundf("delivery %d not found", deliveryID)
 	case cur.Status == models.DeliverySent || cur.Status == models.DeliveryFailed:
 		return nil
+	case cur.Status == models.DeliverySending && cur.ClaimedUntil != nil && cur.ClaimedUntil.After(s.st.Now()):
+		return ErrInFlight
 	case cur.Channel == models.ChannelInSite:
 		msg, ok, err := s.writeInbox(ctx, deliveryID)
 		if err != nil {
@@ -139,7 +141,8 @@ const emailBatch = 16
 
 // claimPendingSQL claims a PENDING email or SMS delivery for its next
 // attempt, and with an email up to $4 other emails waiting for their first
-// attempt (oldest first, skipping any another worker holds), recording each
+// attempt (newest first: their own tasks are the last in the queue, so they
+// run once the batch is done; skipping any another worker holds), recording each
 // attempt as started, in one statement. The claimed rows come back with
 // claimed true; when the delivery asked for was not claimed, its row comes
 // back alone, claimed false, with its status as cur.
@@ -149,7 +152,7 @@ const claimPendingSQL = `WITH own AS (
 	SELECT id FROM deliveries
 	WHERE status = 'PENDING' AND channel = 'EMAIL' AND attempts = 0 AND id <> $1
 		AND EXISTS (SELECT 1 FROM own WHERE channel = 'EMAIL')
-	ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED
+	ORDER BY id DESC LIMIT $4 FOR UPDATE SKIP LOCKED
 ), d AS (
 	UPDATE deliveries x SET status = 'SENDING', attempts = x.attempts + 1, claimed_until = $3, updated_at = $2
 	WHERE x.id IN (SELECT id FROM own UNION ALL SELECT id FROM more) AND x.status = 'PENDING'
@@ -158,9 +161,9 @@ const claimPendingSQL = `WITH own AS (
 	INSERT INTO delivery_attempts (delivery_id, n, channel, started_at)
 	SELECT id, attempts, channel, $2 FROM d
 )
-SELECT d.*, true AS claimed, 'SENDING' AS cur FROM d
+SELECT d.*, NULL::timestamptz AS claimed_until, true AS claimed, 'SENDING' AS cur FROM d
 UNION ALL
-SELECT id, key, channel, address, locale, subject, body_text, body_html, attempts, false, status
+SELECT id, key, channel, address, locale, subject, body_text, body_html, attempts, claimed_until, false, status
 FROM deliveries WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM d WHERE d.id = $1)`
 
 // claimedRow is a row of claimPendingSQL.

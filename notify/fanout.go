@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,84 +15,145 @@ import (
 	"partnerd/store"
 )
 
-// FanOut creates the deliveries the outbox event outboxID (of eventType,
-// with its JSON payload) owes: one per recipient the catalogue names and
-// channel the recipient's preferences enable, each rendered in the
-// recipient's locale, under the unique key "<outbox id>:<recipient>:<channel>".
-// It is idempotent: run again for the same event, it creates nothing twice.
-// It returns the event's deliveries that still wait to be sent, for the
-// caller to enqueue. Event types outside the catalogue owe nothing.
-func (s *Service) FanOut(ctx context.Context, outboxID int64, eventType string, payload json.RawMessage) ([]Pending, error) {
-	ent, ok := s.cat.entries[eventType]
-	if !ok {
-		return nil, nil
-	}
-	event, auds, err := ent.decode(payload)
-	if err != nil {
-		return nil, err
-	}
-	db := s.st.DB.WithContext(ctx)
-	recips, names, err := resolveAudiences(db, eventType, auds)
-	if err != nil {
-		return nil, err
-	}
-	lookup := accountNames(db, names)
-	now := s.st.Now()
-	var rows []models.Delivery
-	for _, r := range recips {
-		var rendered *Message
-		for _, ch := range models.AllChannels {
-			on := s.cat.Default(eventType, ch)
-			if r.UserID != 0 {
-				if chosen, ok := r.prefs[ch]; ok {
-					on = chosen
-				}
-			}
-			if !on || (ch != models.ChannelInSite && r.address(ch) == "") {
-				continue
-			}
-			if rendered == nil {
-				m, err := s.render.Render(eventType, r.Locale, event, r.Name, lookup)
-				if err != nil {
-					return nil, err
-				}
-				rendered = &m
-			}
-			d := models.Delivery{
-				Key:       strconv.FormatInt(outboxID, 10) + ":" + r.key() + ":" + string(ch),
-				OutboxID:  outboxID,
-				EventType: eventType,
-				Channel:   ch,
-				AccountID: r.AccountID,
-				Address:   r.address(ch),
-				Locale:    r.Locale,
-				Subject:   rendered.Subject,
-				BodyText:  rendered.Text,
-			}
-			switch ch {
-			case models.ChannelEmail:
-				d.BodyHTML = rendered.HTML
-			case models.ChannelSMS:
-				d.BodyText = rendered.SMS
-			}
-			if r.UserID != 0 {
-				uid := r.UserID
-				d.UserID = &uid
-			}
-			rows = append(rows, d)
-		}
-	}
-	pending, err := insertDeliveries(db, outboxID, rows, now)
-	if err != nil {
-		return nil, fmt.Errorf("create deliveries of outbox %d: %w", outboxID, err)
-	}
-	return pending, nil
+// Event is a committed outbox event to fan out.
+type Event struct {
+	OutboxID int64
+	Type     string
+	Payload  json.RawMessage
 }
 
+// FanOut creates the deliveries the outbox event outboxID (of eventType,
+// with its JSON payload) owes; see FanOutBatch.
+func (s *Service) FanOut(ctx context.Context, outboxID int64, eventType string, payload json.RawMessage) ([]Pending, error) {
+	return s.FanOutBatch(ctx, []Event{{OutboxID: outboxID, Type: eventType, Payload: payload}})
+}
+
+// FanOutBatch creates the deliveries the outbox events owe: one per
+// recipient the catalogue names and channel the recipient's preferences
+// enable, each rendered in the recipient's locale, under the unique key
+// "<outbox id>:<recipient>:<channel>". It is idempotent: run again for the
+// same events, it creates nothing twice. It returns the events' deliveries
+// that still wait to be sent, for the caller to enqueue. Event types outside
+// the catalogue owe nothing. A batch costs the same few statements as one
+// event: the recipients of all are loaded together and the deliveries
+// inserted together.
+func (s *Service) FanOutBatch(ctx context.Context, events []Event) ([]Pending, error) {
+	type decoded struct {
+		Event
+		value any
+		auds  []Audience
+	}
+	var (
+		list  []decoded
+		types []string
+		all   []Audience
+		ids   []int64
+	)
+	for _, ev := range events {
+		ent, ok := s.cat.entries[ev.Type]
+		if !ok {
+			continue
+		}
+		value, auds, err := ent.decode(ev.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("outbox %d: %w", ev.OutboxID, err)
+		}
+		list = append(list, decoded{Event: ev, value: value, auds: auds})
+		if !slices.Contains(types, ev.Type) {
+			types = append(types, ev.Type)
+		}
+		all = append(all, auds...)
+		ids = append(ids, ev.OutboxID)
+	}
+	if len(list) == 0 {
+		return nil, nil
+	}
+	db := s.st.DB.WithContext(ctx)
+	set, err := loadAudiences(db, types, all)
+	if err != nil {
+		return nil, err
+	}
+	lookup := accountNames(db, set.names)
+	now := s.st.Now()
+	var rows []models.Delivery
+	for _, ev := range list {
+		for _, r := range set.recipients(ev.Type, ev.auds) {
+			var rendered *Message
+			for _, ch := range models.AllChannels {
+				on := s.cat.Default(ev.Type, ch)
+				if r.UserID != 0 {
+					if chosen, ok := r.prefs[ch]; ok {
+						on = chosen
+					}
+				}
+				if !on || (ch != models.ChannelInSite && r.address(ch) == "") {
+					continue
+				}
+				if rendered == nil {
+					m, err := s.render.Render(ev.Type, r.Locale, ev.value, r.Name, lookup)
+					if err != nil {
+						return nil, fmt.Errorf("outbox %d: %w", ev.OutboxID, err)
+					}
+					rendered = &m
+				}
+				d := models.Delivery{
+					Key:       strconv.FormatInt(ev.OutboxID, 10) + ":" + r.key() + ":" + string(ch),
+					OutboxID:  ev.OutboxID,
+					EventType: ev.Type,
+					Channel:   ch,
+					AccountID: r.AccountID,
+					Address:   r.address(ch),
+					Locale:    r.Locale,
+					Subject:   rendered.Subject,
+					BodyText:  rendered.Text,
+				}
+				switch ch {
+				case models.ChannelEmail:
+					d.BodyHTML = rendered.HTML
+				case models.ChannelSMS:
+					d.BodyText = rendered.SMS
+				}
+				if r.UserID != 0 {
+					uid := r.UserID
+					d.UserID = &uid
+				}
+				rows = append(rows, d)
+			}
+		}
+	}
+	var pending []Pending
+	for i := 0; i < len(rows) || i == 0; i += insertChunk {
+		chunk := rows[i:min(i+insertChunk, len(rows))]
+		var chunkIDs []int64
+		if i+insertChunk >= len(rows) {
+			chunkIDs = ids // the last statement also lists what earlier runs left pending
+		}
+		p, err := insertDeliveries(db, chunkIDs, chunk, now)
+		if err != nil {
+			return nil, fmt.Errorf("create deliveries of %d events (outbox %d first): %w", len(list), ids[0], err)
+		}
+		pending = append(pending, p...)
+	}
+	// The last statement also sees what the earlier chunks inserted.
+	seen := make(map[int64]bool, len(pending))
+	out := pending[:0]
+	for _, p := range pending {
+		if !seen[p.DeliveryID] {
+			seen[p.DeliveryID] = true
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// insertChunk bounds the rows of one INSERT (13 parameters each).
+const insertChunk = 1000
+
 // insertDeliveries creates rows (those whose key exists are skipped) and
-// returns every delivery of the outbox event still PENDING, in one
-// statement: the fan-out needs no transaction of its own.
-func insertDeliveries(db *gorm.DB, outboxID int64, rows []models.Delivery, now time.Time) ([]Pending, error) {
+// returns them with the deliveries of the outbox events outboxIDs that are
+// still PENDING from earlier runs, in one statement: the fan-out needs no
+// transaction of its own.
+func insertDeliveries(db *gorm.DB, outboxIDs []int64, rows []models.Delivery, now time.Time) ([]Pending, error) {
 	var (
 		sb   strings.Builder
 		args []any
@@ -113,11 +175,13 @@ func insertDeliveries(db *gorm.DB, outboxID int64, rows []models.Delivery, now t
 		sb.WriteString(`SELECT id, key, generation, channel FROM deliveries WHERE false`)
 	}
 	// The second half reads the snapshot before the insert: the rows created
-	// earlier for this event that still wait.
-	sb.WriteString(`) SELECT id, key, generation, channel FROM ins
-		UNION ALL SELECT id, key, generation, channel FROM deliveries WHERE outbox_id = ? AND status = 'PENDING'
-		ORDER BY id`)
-	args = append(args, outboxID)
+	// earlier for these events that still wait.
+	sb.WriteString(`) SELECT id, key, generation, channel FROM ins`)
+	if len(outboxIDs) > 0 {
+		sb.WriteString(` UNION ALL SELECT id, key, generation, channel FROM deliveries WHERE outbox_id IN ? AND status = 'PENDING'`)
+		args = append(args, outboxIDs)
+	}
+	sb.WriteString(` ORDER BY id`)
 	var open []struct {
 		ID         int64
 		Key        string

@@ -47,7 +47,7 @@ func (r Recipient) address(ch models.Channel) string {
 
 // audienceRow is one account of an audience with one of its users (none:
 // the user columns are NULL) and that user's stored choices for the event
-// type ("EMAIL=false,SMS=true").
+// types of the batch ("credit.allocated|EMAIL=false,...").
 type audienceRow struct {
 	AccountID    int64
 	AccountName  string
@@ -63,89 +63,80 @@ type audienceRow struct {
 }
 
 // audienceQuery loads the audience accounts, their users and the users'
-// choices for one event type in one statement.
+// choices for the given event types in one statement.
 const audienceQuery = `SELECT a.id AS account_id, a.name AS account_name, a.email AS account_email, a.phone AS account_phone,
 	u.id AS user_id, u.name AS user_name, u.email AS user_email, u.phone AS user_phone, u.locale, u.roles,
-	coalesce((SELECT string_agg(p.channel || '=' || p.enabled::text, ',') FROM notification_preferences p
-		WHERE p.user_id = u.id AND p.event_type = ?), '') AS prefs
+	coalesce((SELECT string_agg(p.event_type || '|' || p.channel || '=' || p.enabled::text, ',') FROM notification_preferences p
+		WHERE p.user_id = u.id AND p.event_type IN ?), '') AS prefs
 FROM accounts a LEFT JOIN users u ON u.account_id = a.id
 WHERE a.id IN ?
 ORDER BY a.id, u.id`
 
-// resolveAudiences turns audiences into recipients, each once (a user in two
-// audiences is told once), in a stable order, with each user's choices for
-// eventType; it also returns the names of the accounts it loaded.
-func resolveAudiences(db *gorm.DB, eventType string, auds []Audience) ([]Recipient, map[int64]string, error) {
-	type target struct {
-		account int64
-		roles   []models.Role
-	}
-	// Parents and the platform first, in one query, when an audience needs them.
-	var parentOf []int64
+// audiences holds what the recipients of a batch of events are resolved
+// from: the audience accounts with their users and choices, each account's
+// parent and the platform.
+type audiences struct {
+	rows     map[int64][]audienceRow
+	parents  map[int64]int64
+	platform int64
+	names    map[int64]string
+}
+
+// loadAudiences loads, in at most two queries, everything the audiences of a
+// batch of events (of eventTypes) need.
+func loadAudiences(db *gorm.DB, eventTypes []string, auds []Audience) (*audiences, error) {
+	set := &audiences{rows: map[int64][]audienceRow{}, parents: map[int64]int64{}, names: map[int64]string{}}
+	var parentOf, direct []int64
 	platform := false
 	for _, a := range auds {
-		if a.ParentOf != 0 {
+		switch {
+		case a.Platform:
+			platform = true
+		case a.ParentOf != 0:
 			parentOf = append(parentOf, a.ParentOf)
+		case a.Account != 0:
+			direct = append(direct, a.Account)
 		}
-		platform = platform || a.Platform
 	}
-	parents := map[int64]int64{}
-	var platformID int64
 	if len(parentOf) > 0 || platform {
 		var rows []struct {
 			ID       int64
 			ParentID *int64
 			Kind     models.AccountKind
 		}
-		if len(parentOf) == 0 {
-			parentOf = []int64{0}
-		}
-		if err := db.Raw(`SELECT id, parent_id, kind FROM accounts WHERE id IN ? OR (? AND kind = 'PLATFORM')`, parentOf, platform).
-			Scan(&rows).Error; err != nil {
-			return nil, nil, fmt.Errorf("find parents and platform: %w", err)
+		ids := append(parentOf, 0)
+		if err := store.Select(db, &rows, `SELECT id, parent_id, kind FROM accounts WHERE id IN ? OR (? AND kind = 'PLATFORM')`, ids, platform); err != nil {
+			return nil, fmt.Errorf("find parents and platform: %w", err)
 		}
 		for _, r := range rows {
 			if r.ParentID != nil {
-				parents[r.ID] = *r.ParentID
+				set.parents[r.ID] = *r.ParentID
+				direct = append(direct, *r.ParentID)
 			}
 			if r.Kind == models.KindPlatform {
-				platformID = r.ID
+				set.platform = r.ID
+				direct = append(direct, r.ID)
 			}
 		}
 	}
-	var targets []target
-	for _, a := range auds {
-		t := target{account: a.Account, roles: a.Roles}
-		switch {
-		case a.Platform:
-			t.account = platformID
-		case a.ParentOf != 0:
-			t.account = parents[a.ParentOf]
-		}
-		if t.account == 0 {
-			continue
-		}
-		if !a.Platform {
-			t.roles = append(slices.Clone(t.roles), models.RoleAdmin)
-		}
-		targets = append(targets, t)
-	}
-	if len(targets) == 0 {
-		return nil, nil, nil
-	}
-	accountIDs := make([]int64, 0, len(targets))
-	for _, t := range targets {
-		accountIDs = append(accountIDs, t.account)
+	if len(direct) == 0 {
+		return set, nil
 	}
 	var rows []audienceRow
-	if err := store.Select(db, &rows, audienceQuery, eventType, accountIDs); err != nil {
-		return nil, nil, fmt.Errorf("load recipients: %w", err)
+	if err := store.Select(db, &rows, audienceQuery, eventTypes, direct); err != nil {
+		return nil, fmt.Errorf("load recipients: %w", err)
 	}
-	names := map[int64]string{}
 	for _, r := range rows {
-		names[r.AccountID] = r.AccountName
+		set.rows[r.AccountID] = append(set.rows[r.AccountID], r)
+		set.names[r.AccountID] = r.AccountName
 	}
+	return set, nil
+}
 
+// recipients turns the audiences of one event into recipients, each once (a
+// user in two audiences is told once), in a stable order, with each user's
+// choices for eventType.
+func (set *audiences) recipients(eventType string, auds []Audience) []Recipient {
 	var out []Recipient
 	seen := map[string]bool{}
 	add := func(r Recipient) {
@@ -154,20 +145,29 @@ func resolveAudiences(db *gorm.DB, eventType string, auds []Audience) ([]Recipie
 			out = append(out, r)
 		}
 	}
-	for _, t := range targets {
-		found, exists := false, false
-		var acct audienceRow
+	for _, a := range auds {
+		account, roles := a.Account, a.Roles
+		switch {
+		case a.Platform:
+			account = set.platform
+		case a.ParentOf != 0:
+			account = set.parents[a.ParentOf]
+		}
+		rows := set.rows[account]
+		if account == 0 || len(rows) == 0 {
+			continue
+		}
+		if !a.Platform {
+			roles = append(slices.Clone(roles), models.RoleAdmin)
+		}
+		found := false
 		for _, r := range rows {
-			if r.AccountID != t.account {
-				continue
-			}
-			exists, acct = true, r
-			if r.UserID == nil || !slices.ContainsFunc(t.roles, r.Roles.Has) {
+			if r.UserID == nil || !slices.ContainsFunc(roles, r.Roles.Has) {
 				continue
 			}
 			found = true
 			rc := Recipient{AccountID: r.AccountID, UserID: *r.UserID, Name: deref(r.UserName), Email: deref(r.UserEmail),
-				Phone: deref(r.UserPhone), Locale: models.LocaleEnUS, prefs: parsePrefs(r.Prefs)}
+				Phone: deref(r.UserPhone), Locale: models.LocaleEnUS, prefs: parsePrefs(r.Prefs, eventType)}
 			if r.Locale != nil {
 				rc.Locale = *r.Locale
 			}
@@ -176,21 +176,27 @@ func resolveAudiences(db *gorm.DB, eventType string, auds []Audience) ([]Recipie
 			}
 			add(rc)
 		}
-		if exists && !found {
+		if !found {
+			acct := rows[0]
 			add(Recipient{AccountID: acct.AccountID, Name: acct.AccountName, Email: deref(acct.AccountEmail),
 				Phone: deref(acct.AccountPhone), Locale: models.LocaleEnUS})
 		}
 	}
-	return out, names, nil
+	return out
 }
 
-// parsePrefs reads "EMAIL=false,SMS=true".
-func parsePrefs(s string) map[models.Channel]bool {
+// parsePrefs reads the choices for eventType out of
+// "credit.allocated|EMAIL=false,credit.allocated|SMS=true,...".
+func parsePrefs(s, eventType string) map[models.Channel]bool {
 	if s == "" {
 		return nil
 	}
 	out := map[models.Channel]bool{}
-	for _, kv := range strings.Split(s, ",") {
+	for _, item := range strings.Split(s, ",") {
+		typ, kv, _ := strings.Cut(item, "|")
+		if typ != eventType {
+			continue
+		}
 		k, v, _ := strings.Cut(kv, "=")
 		out[models.Channel(k)] = v == "true"
 	}

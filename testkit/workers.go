@@ -103,7 +103,7 @@ func StartWorkers(t testing.TB, tr *Tree, opts WorkerOptions) *Workers {
 	}
 	t.Cleanup(srv.Shutdown)
 	ctx, cancel := context.WithCancel(context.Background())
-	relay := workers.NewRelay(tr.Store, w.Queue, w.Hub, log, workers.RelayOptions{Sweep: 50 * time.Millisecond})
+	relay := workers.NewRelay(tr.Store, w.Queue, w.Hub, log, workers.RelayOptions{Sweep: 50 * time.Millisecond, Notifications: nw, Registry: reg})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

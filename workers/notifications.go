@@ -68,9 +68,10 @@ func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
 	return d + jitter
 }
 
-// Notifications wires the notification service into the workers: a fan-out
-// consumer for every event of the catalogue, the delivery task handler, and
-// the sweep that re-enqueues deliveries whose task was lost.
+// Notifications wires the notification service into the workers: the
+// relay's fan-out of the catalogue's events (RelayOptions.Notifications),
+// the delivery task handler, resends, and the sweep that re-enqueues
+// deliveries whose task was lost.
 type Notifications struct {
 	svc    *notify.Service
 	client *asynq.Client
@@ -85,12 +86,10 @@ func NewNotifications(svc *notify.Service, client *asynq.Client, log *slog.Logge
 	return &Notifications{svc: svc, client: client, log: log.With("component", "notifications")}
 }
 
-// Register adds the fan-out consumer of every catalogue event type and the
-// consumer of resends to reg.
+// Register adds the consumer of resends to reg. The events of the catalogue
+// are fanned out by the relay (RelayOptions.Notifications), a batch at a
+// time.
 func (n *Notifications) Register(reg *Registry) {
-	for _, typ := range n.svc.Catalogue().Types() {
-		reg.On(typ, n.fanOut)
-	}
 	reg.On(notify.EventDeliveryResent, n.resent)
 }
 
@@ -110,17 +109,6 @@ func (n *Notifications) Entries() []Entry {
 	}}
 }
 
-// fanOut creates an event's deliveries and enqueues their tasks. If an
-// enqueue fails the event's task is retried: the fan-out creates nothing
-// twice and the enqueue skips tasks that exist.
-func (n *Notifications) fanOut(ctx context.Context, ev OutboxPayload) error {
-	pending, err := n.svc.FanOut(ctx, ev.ID, ev.EventType, ev.Payload)
-	if err != nil {
-		return err
-	}
-	return n.enqueue(ctx, pending)
-}
-
 func (n *Notifications) resent(ctx context.Context, ev OutboxPayload) error {
 	var e notify.DeliveryResent
 	if err := json.Unmarshal(ev.Payload, &e); err != nil {
@@ -130,12 +118,15 @@ func (n *Notifications) resent(ctx context.Context, ev OutboxPayload) error {
 }
 
 // enqueue enqueues one TypeDeliver task per pending delivery under its task
-// ID; a task that already exists is left alone.
+// ID, a few at a time; a task that already exists is left alone.
 func (n *Notifications) enqueue(ctx context.Context, pending []notify.Pending) error {
-	for _, p := range pending {
+	errs := make([]error, len(pending))
+	parallel(len(pending), relayParallelism, func(i int) {
+		p := pending[i]
 		payload, err := json.Marshal(DeliverPayload{DeliveryID: p.DeliveryID})
 		if err != nil {
-			return fmt.Errorf("encode delivery task: %w", err)
+			errs[i] = fmt.Errorf("encode delivery task: %w", err)
+			return
 		}
 		_, err = n.client.EnqueueContext(ctx, asynq.NewTask(TypeDeliver, payload),
 			asynq.TaskID(p.TaskID),
@@ -144,10 +135,10 @@ func (n *Notifications) enqueue(ctx context.Context, pending []notify.Pending) e
 			asynq.Timeout(DeliverTimeout),
 			asynq.Retention(DeliverRetention))
 		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-			return fmt.Errorf("enqueue delivery %d: %w", p.DeliveryID, err)
+			errs[i] = fmt.Errorf("enqueue delivery %d: %w", p.DeliveryID, err)
 		}
-	}
-	return nil
+	})
+	return errors.Join(errs...)
 }
 
 func (n *Notifications) deliver(ctx context.Context, t *asynq.Task) error {

@@ -31,6 +31,13 @@ type RelayOptions struct {
 	Retention time.Duration
 	// TaskTimeout bounds one run of an outbox task (default DefaultTaskTimeout).
 	TaskTimeout time.Duration
+	// Notifications, when set, fans out the batch's events of the
+	// notification catalogue right here, all at once, and enqueues their
+	// delivery tasks; such a row gets an outbox task only when Registry has
+	// consumers for its type. Without it nobody is notified.
+	Notifications *Notifications
+	// Registry tells which event types have consumers (see Notifications).
+	Registry *Registry
 }
 
 func (o RelayOptions) withDefaults() RelayOptions {
@@ -223,31 +230,44 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 
+	// Notifications first: the catalogue's events of the whole batch are
+	// fanned out together and their deliveries enqueued; a row whose type
+	// has no other consumer needs no task of its own.
+	needsTask := make([]bool, len(batch))
+	var events []notify.Event
+	for i, row := range batch {
+		notifies := r.opts.Notifications != nil && r.opts.Notifications.svc.Catalogue().Has(row.EventType)
+		if notifies {
+			events = append(events, notify.Event{OutboxID: row.ID, Type: row.EventType, Payload: row.Payload})
+		}
+		needsTask[i] = !notifies || (r.opts.Registry != nil && len(r.opts.Registry.Consumers(row.EventType)) > 0)
+	}
+	if len(events) > 0 {
+		pending, err := r.opts.Notifications.svc.FanOutBatch(ctx, events)
+		if err == nil {
+			err = r.opts.Notifications.enqueue(ctx, pending)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("relay outbox: notifications of %d events: %w", len(events), err)
+		}
+	}
+
 	// Enqueue with a few round trips in flight: each is one Redis call.
 	ok := make([]bool, len(batch))
 	fresh := make([]bool, len(batch))
 	errs := make([]error, len(batch))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(relayParallelism, len(batch)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				f, err := r.enqueue(ctx, batch[i])
-				if err != nil {
-					errs[i] = fmt.Errorf("relay outbox: enqueue row %d: %w", batch[i].ID, err)
-					continue
-				}
-				ok[i], fresh[i] = true, f
-			}
-		}()
-	}
-	for i := range batch {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	parallel(len(batch), relayParallelism, func(i int) {
+		if !needsTask[i] {
+			ok[i], fresh[i] = true, true
+			return
+		}
+		f, err := r.enqueue(ctx, batch[i])
+		if err != nil {
+			errs[i] = fmt.Errorf("relay outbox: enqueue row %d: %w", batch[i].ID, err)
+			return
+		}
+		ok[i], fresh[i] = true, f
+	})
 	done := make([]int64, 0, len(batch))
 	var enqErr error
 	for i, row := range batch {
@@ -365,4 +385,24 @@ func (r *Relay) publish(ctx context.Context, row outboxRow) {
 // oldest is, for metrics and alerts.
 func (r *Relay) Backlog(ctx context.Context) (count int64, oldestAge time.Duration, err error) {
 	return r.st.OutboxBacklog(ctx)
+}
+
+// parallel runs f(0) … f(n-1) on at most width goroutines and waits for them.
+func parallel(n, width int, f func(i int)) {
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(width, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				f(i)
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 }

@@ -159,7 +159,7 @@ func (b *bench) startWorkers(ctx context.Context, svc *notify.Service) (func(), 
 		return nil, fmt.Errorf("start workers: %w", err)
 	}
 	rctx, cancel := context.WithCancel(ctx)
-	relay := workers.NewRelay(b.st, client, b.hub, b.log, workers.RelayOptions{})
+	relay := workers.NewRelay(b.st, client, b.hub, b.log, workers.RelayOptions{Notifications: nw, Registry: reg})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
