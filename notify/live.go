@@ -40,6 +40,26 @@ func (h *Hub) Publish(ctx context.Context, topic string, msg []byte) error {
 	return h.rdb.Publish(ctx, h.prefix+topic, msg).Err()
 }
 
+// LiveMessage is one message for PublishAll.
+type LiveMessage struct {
+	Topic string
+	Data  []byte
+}
+
+// PublishAll sends the messages, in order, in one round trip to Redis.
+func (h *Hub) PublishAll(ctx context.Context, msgs []LiveMessage) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	_, err := h.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, m := range msgs {
+			p.Publish(ctx, h.prefix+m.Topic, m.Data)
+		}
+		return nil
+	})
+	return err
+}
+
 // Subscribe returns a channel of the messages published on topic until ctx
 // ends. A slow subscriber loses messages rather than stalling the others
 // (the buffer holds 64); subscribers reload state on each message anyway.

@@ -52,13 +52,15 @@ const (
 // RetryDelay is the retry schedule of partnerd's tasks: deliveries back off
 // exponentially from 10 s, doubling to a cap of 2 h, with ±20% jitter (about
 // 24 h over DeliverMaxRetry retries); a delivery held by another worker is
-// tried again in 15 s; other tasks use asynq's default.
+// tried again after 1 s, doubling to 30 s; other tasks use asynq's default.
 func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
 	if t.Type() != TypeDeliver {
 		return asynq.DefaultRetryDelayFunc(n, err, t)
 	}
 	if errors.Is(err, notify.ErrInFlight) {
-		return 15 * time.Second
+		// Usually a batch that is about to record it: look again soon, then
+		// less often (a dead worker's lease runs for minutes).
+		return min(time.Second<<min(n, 5), 30*time.Second)
 	}
 	d := deliverBackoffCap
 	if n < 20 {

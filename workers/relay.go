@@ -269,16 +269,20 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		ok[i], fresh[i] = true, f
 	})
 	done := make([]int64, 0, len(batch))
+	var live []outboxRow
 	var enqErr error
 	for i, row := range batch {
 		if ok[i] {
 			done = append(done, row.ID)
-			if fresh[i] {
-				r.publish(ctx, row) // in outbox order
+			if fresh[i] && row.Topics != "" {
+				live = append(live, row)
 			}
 		} else if enqErr == nil {
 			enqErr = errs[i]
 		}
+	}
+	if len(live) > 0 {
+		r.publish(ctx, live) // in outbox order, one round trip
 	}
 	if r.afterEnqueue != nil {
 		if err := r.afterEnqueue(); err != nil {
@@ -370,14 +374,18 @@ func (r *Relay) enqueue(ctx context.Context, row outboxRow) (bool, error) {
 
 // publish sends row's payload to each of its live topics. Live updates are
 // best effort: a failure is logged, never returned.
-func (r *Relay) publish(ctx context.Context, row outboxRow) {
+func (r *Relay) publish(ctx context.Context, rows []outboxRow) {
 	if r.hub == nil {
 		return
 	}
-	for _, topic := range strings.Fields(row.Topics) {
-		if err := r.hub.Publish(ctx, topic, row.Payload); err != nil {
-			r.log.Warn("publish live event", "id", row.ID, "topic", topic, "err", err)
+	var msgs []notify.LiveMessage
+	for _, row := range rows {
+		for _, topic := range strings.Fields(row.Topics) {
+			msgs = append(msgs, notify.LiveMessage{Topic: topic, Data: row.Payload})
 		}
+	}
+	if err := r.hub.PublishAll(ctx, msgs); err != nil {
+		r.log.Warn("publish live events", "rows", len(rows), "first", rows[0].ID, "err", err)
 	}
 }
 

@@ -77,6 +77,10 @@ type conn struct {
 func newSMTPSender(cfg Config, from *netmail.Address, log *slog.Logger) (*smtpSender, error) {
 	opts := []mail.Option{
 		mail.WithTimeout(cfg.Timeout),
+		// No NOOP before each message: a dead pooled connection shows at
+		// MAIL FROM, before any of the message is handed over, and the
+		// message is then sent on another (see deadBeforeHandover).
+		mail.WithoutNoop(),
 		mail.WithTLSConfig(&tls.Config{
 			ServerName:         cfg.Host,
 			MinVersion:         tls.VersionTLS12,
