@@ -134,13 +134,13 @@ func (b *bench) notify(ctx context.Context) (*section, error) {
 	}
 	sec.title = fmt.Sprintf("notify: %s emails per run through the product vs a bare go-mail loop", thousands(n))
 	sec.notes = []string{
-		fmt.Sprintf("Product: %s `credit.limit_set` events emitted through `store.Tx.Emit` in transactions of 500, for a distributor whose one admin turned in-site off, so each event owes one email; timed from the first commit until the SMTP server has accepted every message and every queue is empty (all the tasks the emails caused have run). In the same process: the outbox relay, an asynq worker server with the product's default concurrency (%d) and handlers (fan-out, delivery), and the product's email sender (go-mail, its default pool of 4 connections).", thousands(n), workerConcurrency),
+		fmt.Sprintf("Product: %s `credit.limit_set` events emitted through `store.Tx.Emit` in transactions of 500, for a distributor whose one admin turned in-site off, so each event owes one email; timed from the first commit until the SMTP server has accepted every message and every queue is empty (all the tasks the emails caused have run). In the same process, as `partnerd worker` runs them: the outbox relay (which fans the events out, a batch at a time, and enqueues one delivery task per email), an asynq worker server with the product's default concurrency (%d) running the delivery tasks, and the product's email sender (go-mail, its default pool of 4 connections).", thousands(n), workerConcurrency),
 		"Floor: one go-mail client on one connection sending the same rendered message (subject, text and HTML bodies, Message-ID) to the same address in a loop.",
 		"Both send to the same local SMTP server (emersion/go-smtp, no TLS, no auth, a fresh one each run), which parses every message; the bare loop runs first in each run.",
 	}
 	sec.header = []string{"path", "emails/s (median)", "min", "max"}
 	sec.rows = [][]string{
-		{"product: emit → relay → asynq → fan-out → delivery → go-mail", num(ps.Median), num(ps.Min), num(ps.Max)},
+		{"product: emit → relay (fan-out) → asynq → delivery → go-mail", num(ps.Median), num(ps.Min), num(ps.Max)},
 		{"bare go-mail loop, one connection", num(bs.Median), num(bs.Min), num(bs.Max)},
 		{"product / bare", pct(rs.Median), pct(rs.Min), pct(rs.Max) + " (target ≥ 50%: " + verdict + ")"},
 	}
