@@ -242,21 +242,17 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		}
 		needsTask[i] = !notifies || (r.opts.Registry != nil && len(r.opts.Registry.Consumers(row.EventType)) > 0)
 	}
-	if len(events) > 0 {
-		pending, err := r.opts.Notifications.svc.FanOutBatch(ctx, events)
-		if err == nil {
-			err = r.opts.Notifications.enqueue(ctx, pending)
-		}
-		if err != nil {
-			return 0, fmt.Errorf("relay outbox: notifications of %d events: %w", len(events), err)
-		}
-	}
+	failed := r.notify(ctx, events)
 
 	// Enqueue with a few round trips in flight: each is one Redis call.
 	ok := make([]bool, len(batch))
 	fresh := make([]bool, len(batch))
 	errs := make([]error, len(batch))
 	parallel(len(batch), relayParallelism, func(i int) {
+		if err, bad := failed[batch[i].ID]; bad {
+			errs[i] = err // stays pending, retried with the next batches
+			return
+		}
 		if !needsTask[i] {
 			ok[i], fresh[i] = true, true
 			return
@@ -393,6 +389,37 @@ func (r *Relay) publish(ctx context.Context, rows []outboxRow) {
 // oldest is, for metrics and alerts.
 func (r *Relay) Backlog(ctx context.Context) (count int64, oldestAge time.Duration, err error) {
 	return r.st.OutboxBacklog(ctx)
+}
+
+// notify fans out the notification events of a batch and enqueues their
+// deliveries, and returns the events it could not handle with why. When the
+// batch fails as a whole it tries each event on its own, so one event that
+// cannot be fanned out (a bug, a payload it cannot read) holds back neither
+// the others nor the rest of the outbox.
+func (r *Relay) notify(ctx context.Context, events []notify.Event) map[int64]error {
+	if len(events) == 0 {
+		return nil
+	}
+	n := r.opts.Notifications
+	run := func(evs []notify.Event) error {
+		pending, err := n.svc.FanOutBatch(ctx, evs)
+		if err == nil {
+			err = n.enqueue(ctx, pending)
+		}
+		return err
+	}
+	if err := run(events); err == nil {
+		return nil
+	} else if len(events) == 1 {
+		return map[int64]error{events[0].OutboxID: fmt.Errorf("relay outbox: notifications of row %d: %w", events[0].OutboxID, err)}
+	}
+	failed := map[int64]error{}
+	for _, ev := range events {
+		if err := run([]notify.Event{ev}); err != nil {
+			failed[ev.OutboxID] = fmt.Errorf("relay outbox: notifications of row %d: %w", ev.OutboxID, err)
+		}
+	}
+	return failed
 }
 
 // parallel runs f(0) … f(n-1) on at most width goroutines and waits for them.

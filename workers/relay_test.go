@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"partnerd/notify"
 	"partnerd/store"
 )
 
@@ -310,5 +311,54 @@ func TestNotifyWakesRun(t *testing.T) {
 	}
 	if got := e.tasks(); got != 4 {
 		t.Fatalf("tasks = %d, want 4", got)
+	}
+}
+
+// rawEvent is an event whose payload is given as is.
+type rawEvent struct {
+	typ string
+	raw string
+}
+
+func (e rawEvent) EventType() string            { return e.typ }
+func (e rawEvent) MarshalJSON() ([]byte, error) { return []byte(e.raw), nil }
+
+// An event of the notification catalogue that cannot be fanned out stays
+// pending and holds back neither the other notifications of its batch nor
+// the other events.
+func TestRelayNotificationThatFailsHoldsNothingBack(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	svc, err := notify.New(e.st, notify.Options{Log: e.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw := NewNotifications(svc, e.client, e.log)
+	e.emit(ctx, testEvent{N: 1})
+	if err := e.st.InTx(ctx, func(tx *store.Tx) error {
+		for _, ev := range []store.Event{
+			rawEvent{notify.EventCreditLimitSet, `{"partnerId": 999999, "limit": "1.00", "previous": "0.00"}`},
+			rawEvent{notify.EventCreditLimitSet, `{"partnerId": "not a number"}`},
+			rawEvent{notify.EventCreditAllocated, `{"partnerId": 999998, "childId": 999997, "amount": "1.00", "limit": "1.00"}`},
+		} {
+			if err := tx.Emit(ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r := NewRelay(e.st, e.client, nil, e.log, RelayOptions{Notifications: nw, Registry: NewRegistry()})
+	n, err := r.RelayOnce(ctx)
+	if err == nil || n != 3 {
+		t.Fatalf("RelayOnce = %d, %v; want 3 and the bad row's error", n, err)
+	}
+	if _, pending := e.outbox(ctx); pending != 1 {
+		t.Fatalf("pending rows = %d, want the bad one only", pending)
+	}
+	// Notification rows without other consumers get no outbox task.
+	if got := e.tasks(); got != 1 {
+		t.Fatalf("tasks = %d, want 1 (the test event)", got)
 	}
 }
