@@ -95,6 +95,23 @@ func TestLive_FanOutAcrossServers(t *testing.T) {
 	t.Cleanup(cancel)
 	go func() { _ = relay.Run(ctx) }()
 
+	// The fixture's own changes are still on their way through the relay;
+	// let them pass first, or their live events would reach the subscriber.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, _, err := tr.Store.OutboxBacklog(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the relay left %d outbox rows", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
 	ws, err := dialWS(t, b, tr.D1.Token)
 	if err != nil {
 		t.Fatalf("connection_init: %v", err)
@@ -103,7 +120,7 @@ func TestLive_FanOutAcrossServers(t *testing.T) {
 	ws.send(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{
 		"query": `subscription($id: ID!) { accountUpdated(id: $id) { id name email tags { key value } } }`, "variables": map[string]any{"id": c1}}})
 	topic := accounts.AccountTopic(tr.C1.Account.ID)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(5 * time.Second)
 	for b.Hub.Subscribers(topic) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the subscription never registered on server B")
