@@ -372,16 +372,17 @@ func compareStored(tx *store.Tx, rest int64) (dup, conf int, conflicts []RecordE
 // arrears (credit.UpdateArrears emits ArrearsChanged when one flips).
 func emitSpendChanged(tx *store.Tx, touched []monthTotals, loc *time.Location) error {
 	customers := make([]int64, 0, len(touched))
+	evs := make([]store.Event, 0, len(touched))
 	for i, t := range touched {
 		m := models.Month{Year: t.Month / 100, Month: time.Month(t.Month % 100)}
-		ev := CustomerSpendChanged{CustomerID: t.CustomerID, Month: m.String(),
-			List: models.FormatDecimal(t.ListTotal), Actual: models.FormatDecimal(t.ActualTotal), Records: t.Records}
-		if err := tx.Emit(ev); err != nil {
-			return err
-		}
+		evs = append(evs, CustomerSpendChanged{CustomerID: t.CustomerID, Month: m.String(),
+			List: models.FormatDecimal(t.ListTotal), Actual: models.FormatDecimal(t.ActualTotal), Records: t.Records})
 		if i == 0 || touched[i-1].CustomerID != t.CustomerID {
 			customers = append(customers, t.CustomerID)
 		}
+	}
+	if err := tx.Emit(evs...); err != nil {
+		return err
 	}
 	return credit.UpdateArrears(tx, customers, loc)
 }

@@ -143,39 +143,50 @@ func summary(v any) (json.RawMessage, error) {
 	return b, nil
 }
 
-// Emit writes an outbox row for ev. It commits with the change; the relay
-// turns it into exactly one queue task after the commit.
-func (tx *Tx) Emit(ev Event) error {
-	payload, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("emit %s: %w", ev.EventType(), err)
+// Emit writes an outbox row for each event, in one statement. The rows
+// commit with the change; the relay turns each into exactly one queue task
+// after the commit.
+func (tx *Tx) Emit(evs ...Event) error {
+	if len(evs) == 0 {
+		return nil
 	}
-	row := models.OutboxEvent{
-		EventType: ev.EventType(),
-		Queue:     "default",
-		Payload:   payload,
-		RequestID: RequestID(tx.ctx),
-		CreatedAt: tx.Now(),
+	rows := make([]models.OutboxEvent, len(evs))
+	for i, ev := range evs {
+		payload, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("emit %s: %w", ev.EventType(), err)
+		}
+		row := models.OutboxEvent{
+			EventType: ev.EventType(),
+			Queue:     "default",
+			Payload:   payload,
+			RequestID: RequestID(tx.ctx),
+			CreatedAt: tx.Now(),
+		}
+		if q, ok := ev.(QueuedEvent); ok && q.Queue() != "" {
+			row.Queue = q.Queue()
+		}
+		if a, ok := ev.(AccountEvent); ok && a.EventAccountID() != 0 {
+			id := a.EventAccountID()
+			row.AccountID = &id
+		}
+		if l, ok := ev.(LiveEvent); ok {
+			row.Topics = strings.Join(l.LiveTopics(), " ")
+		}
+		rows[i] = row
 	}
-	if q, ok := ev.(QueuedEvent); ok && q.Queue() != "" {
-		row.Queue = q.Queue()
-	}
-	if a, ok := ev.(AccountEvent); ok && a.EventAccountID() != 0 {
-		id := a.EventAccountID()
-		row.AccountID = &id
-	}
-	if l, ok := ev.(LiveEvent); ok {
-		row.Topics = strings.Join(l.LiveTopics(), " ")
-	}
-	if err := tx.DB.Create(&row).Error; err != nil {
-		return fmt.Errorf("emit %s: %w", ev.EventType(), err)
+	if err := tx.DB.CreateInBatches(rows, emitBatch).Error; err != nil {
+		return fmt.Errorf("emit %d events (%s first): %w", len(evs), evs[0].EventType(), err)
 	}
 	if !tx.notified {
-		// NOTIFY is transactional: the relay wakes only once the row is visible.
+		// NOTIFY is transactional: the relay wakes only once the rows are visible.
 		if err := tx.DB.Exec("SELECT pg_notify(?, '')", OutboxChannel).Error; err != nil {
-			return fmt.Errorf("emit %s: notify: %w", ev.EventType(), err)
+			return fmt.Errorf("emit %s: notify: %w", evs[0].EventType(), err)
 		}
 		tx.notified = true
 	}
 	return nil
 }
+
+// emitBatch bounds the rows of one outbox INSERT.
+const emitBatch = 1000

@@ -134,7 +134,7 @@ func (b *bench) notify(ctx context.Context) (*section, error) {
 	}
 	sec.title = fmt.Sprintf("notify: %s emails per run through the product vs a bare go-mail loop", thousands(n))
 	sec.notes = []string{
-		fmt.Sprintf("Product: %s `credit.limit_set` events emitted through `store.Tx.Emit` in transactions of 500, for a distributor whose one admin turned in-site off, so each event owes one email; timed from the first commit until the SMTP server has accepted every message and every queue is empty (all the tasks the emails caused have run). In the same process, as `partnerd worker` runs them: the outbox relay (which fans the events out, a batch at a time, and enqueues one delivery task per email), an asynq worker server with the product's default concurrency (%d) running the delivery tasks, and the product's email sender (go-mail, its default pool of 4 connections).", thousands(n), workerConcurrency),
+		fmt.Sprintf("Product: %s `credit.limit_set` events emitted through `store.Tx.Emit` in transactions of 500 (one statement each), for a distributor whose one admin turned in-site off, so each event owes one email; timed from the first commit until the SMTP server has accepted every message and every queue is empty (all the tasks the emails caused have run). In the same process, as `partnerd worker` runs them: the outbox relay (which fans the events out, a batch at a time, and enqueues one delivery task per email), an asynq worker server with the product's default concurrency (%d) running the delivery tasks, and the product's email sender (go-mail, its default pool of 4 connections).", thousands(n), workerConcurrency),
 		"Floor: one go-mail client on one connection sending the same rendered message (subject, text and HTML bodies, Message-ID) to the same address in a loop.",
 		"Both send to the same local SMTP server (emersion/go-smtp, no TLS, no auth, a fresh one each run), which parses every message; the bare loop runs first in each run.",
 	}
@@ -243,13 +243,11 @@ func (b *bench) productMail(ctx context.Context, sink *emailtest.Sink, insp *asy
 	for done := 0; done < n; {
 		k := min(perTx, n-done)
 		err := b.st.InTx(ctx, func(tx *store.Tx) error {
+			evs := make([]store.Event, k)
 			for i := range k {
-				ev := notify.CreditLimitSet{PartnerID: partnerID, Limit: strconv.Itoa(500000+done+i) + ".00", Previous: "300000.00"}
-				if err := tx.Emit(ev); err != nil {
-					return err
-				}
+				evs[i] = notify.CreditLimitSet{PartnerID: partnerID, Limit: strconv.Itoa(500000+done+i) + ".00", Previous: "300000.00"}
 			}
-			return nil
+			return tx.Emit(evs...)
 		})
 		if err != nil {
 			return 0, fmt.Errorf("emit: %w", err)
