@@ -1,6 +1,8 @@
 package notify_test
 
 import (
+	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,9 @@ import (
 	"partnerd/notify/email"
 	"partnerd/notify/email/emailtest"
 	"partnerd/testkit"
+	"partnerd/workers"
+
+	"github.com/hibiken/asynq"
 )
 
 // An event with three recipients: every channel each one's preferences and
@@ -288,4 +293,45 @@ func find(t *testing.T, list []models.Delivery, ch models.Channel) models.Delive
 	}
 	t.Fatalf("no %s delivery", ch)
 	return models.Delivery{}
+}
+
+// The sweep finds deliveries whose task was lost or can no longer run (here:
+// never enqueued, and archived) and gives them a task again.
+func TestSweep_ReenqueuesLostAndArchivedTasks(t *testing.T) {
+	tr := testkit.NewTree(t)
+	w := testkit.StartWorkers(t, tr, testkit.WorkerOptions{})
+	x := customer(t, tr, tr.D1.Account.ID, "Lost Co", nil, nil)
+	user(t, tr, x.ID, "", "en-US", models.RoleAdmin)
+	payload, _ := json.Marshal(notify.CreditLimitSet{PartnerID: x.ID, Limit: "1.00", Previous: "0.00"})
+	pending, err := w.Notify.FanOut(context.Background(), 777, notify.EventCreditLimitSet, payload)
+	if err != nil || len(pending) != 2 {
+		t.Fatalf("fan-out: %+v, %v", pending, err)
+	}
+	for _, p := range pending {
+		if p.Channel != models.ChannelEmail {
+			continue
+		}
+		if _, err := w.Queue.Enqueue(asynq.NewTask("test:never", nil), asynq.TaskID(p.TaskID),
+			asynq.Queue(workers.QueueNotifications), asynq.ProcessIn(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Inspect.ArchiveTask(workers.QueueNotifications, p.TaskID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tr.Store.DB.Exec(`UPDATE deliveries SET updated_at = now() - interval '10 minutes' WHERE outbox_id = 777`).Error; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Queue.Enqueue(asynq.NewTask(workers.TypeSweepDeliveries, nil), asynq.Queue(workers.QueueNotifications)); err != nil {
+		t.Fatal(err)
+	}
+	list := w.WaitDeliveries(t, tr, notify.EventCreditLimitSet, 2, wait)
+	for _, d := range list {
+		if d.OutboxID == 777 && d.Status != models.DeliverySent {
+			t.Fatalf("%s is %s", d.Key, d.Status)
+		}
+	}
+	if len(w.SMTP.Messages()) != 1 {
+		t.Fatalf("%d emails", len(w.SMTP.Messages()))
+	}
 }

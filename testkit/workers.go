@@ -92,7 +92,7 @@ func StartWorkers(t testing.TB, tr *Tree, opts WorkerOptions) *Workers {
 	w.Inspect = asynq.NewInspector(qopt)
 	t.Cleanup(func() { _ = w.Inspect.Close() })
 	reg := workers.NewRegistry()
-	nw := workers.NewNotifications(w.Notify, w.Queue, log)
+	nw := workers.NewNotifications(w.Notify, w.Queue, log).WithInspector(w.Inspect)
 	nw.Register(reg)
 	mux := workers.NewMux(reg, tr.Store, log)
 	nw.Handle(mux)

@@ -77,6 +77,7 @@ func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
 type Notifications struct {
 	svc    *notify.Service
 	client *asynq.Client
+	insp   *asynq.Inspector
 	log    *slog.Logger
 }
 
@@ -86,6 +87,14 @@ func NewNotifications(svc *notify.Service, client *asynq.Client, log *slog.Logge
 		log = slog.Default()
 	}
 	return &Notifications{svc: svc, client: client, log: log.With("component", "notifications")}
+}
+
+// WithInspector lets the sweep replace a delivery's task that asynq has
+// archived (its retries ran out before the delivery was final) or kept as
+// completed, so the delivery gets a task again.
+func (n *Notifications) WithInspector(insp *asynq.Inspector) *Notifications {
+	n.insp = insp
+	return n
 }
 
 // Register adds the consumer of resends to reg. The events of the catalogue
@@ -165,6 +174,19 @@ func (n *Notifications) sweep(ctx context.Context, _ *asynq.Task) error {
 	}
 	if len(stuck) > 0 {
 		n.log.InfoContext(ctx, "re-enqueueing deliveries without a task", "deliveries", len(stuck))
+	}
+	if n.insp != nil {
+		// A task that can no longer run (archived) or has run (completed)
+		// while its delivery still waits holds the task ID: free it.
+		for _, p := range stuck {
+			info, err := n.insp.GetTaskInfo(QueueNotifications, p.TaskID)
+			if err != nil || (info.State != asynq.TaskStateArchived && info.State != asynq.TaskStateCompleted) {
+				continue
+			}
+			if err := n.insp.DeleteTask(QueueNotifications, p.TaskID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+				return fmt.Errorf("free the task of delivery %d: %w", p.DeliveryID, err)
+			}
+		}
 	}
 	return n.enqueue(ctx, stuck)
 }

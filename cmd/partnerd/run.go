@@ -225,7 +225,9 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 	var taskSrv *asynq.Server
 	if r.worker {
 		reg := workers.NewRegistry()
-		nw := workers.NewNotifications(notifications, queue, log)
+		insp := asynq.NewInspector(cfg.QueueRedis)
+		defer insp.Close()
+		nw := workers.NewNotifications(notifications, queue, log).WithInspector(insp)
 		nw.Register(reg)
 		mux := workers.NewMux(reg, st, log)
 		nw.Handle(mux)
