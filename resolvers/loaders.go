@@ -133,3 +133,13 @@ func (r *Resolver) loaders(ctx context.Context) *Loaders {
 	}
 	return r.WithLoaders(ctx).Value(loadersKey{}).(*Loaders)
 }
+
+// account loads one account through the request's loader; a missing one
+// (or one outside the caller's scope) is NOT_FOUND.
+func (r *Resolver) account(ctx context.Context, id int64) (*models.Account, error) {
+	a, err := r.loaders(ctx).Account.Load(ctx, id)()
+	if err == nil && a == nil {
+		err = accounts.NotFound("account")
+	}
+	return a, err
+}

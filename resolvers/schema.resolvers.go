@@ -162,11 +162,7 @@ func (r *deliveryResolver) ID(ctx context.Context, obj *notify.DeliveryView) (st
 
 // Account is the resolver for the account field.
 func (r *deliveryResolver) Account(ctx context.Context, obj *notify.DeliveryView) (*models.Account, error) {
-	a, err := r.loaders(ctx).Account.Load(ctx, obj.AccountID)()
-	if err == nil && a == nil {
-		err = accounts.NotFound("account")
-	}
-	return a, err
+	return r.account(ctx, obj.AccountID)
 }
 
 // User is the resolver for the user field.
@@ -400,11 +396,7 @@ func (r *userResolver) ID(ctx context.Context, obj *models.User) (string, error)
 
 // Account is the resolver for the account field.
 func (r *userResolver) Account(ctx context.Context, obj *models.User) (*models.Account, error) {
-	a, err := r.loaders(ctx).Account.Load(ctx, obj.AccountID)()
-	if err == nil && a == nil {
-		err = accounts.NotFound("account")
-	}
-	return a, err
+	return r.account(ctx, obj.AccountID)
 }
 
 // Roles is the resolver for the roles field.

@@ -137,8 +137,11 @@ func TestNotifications_EndToEnd(t *testing.T) {
 
 	// A customer's admin cannot resend its partner's deliveries; the
 	// partner's admin resends the FAILED one and it goes out.
-	if r := api.Do(t, tr.C3.Token, `mutation($id: ID!) { resendDelivery(id: $id) { status } }`, map[string]any{"id": failed.ID}); r.Code() != "NOT_FOUND" && failed.Account.Name != tr.C3.Account.Name {
-		t.Fatalf("C3 resent a delivery outside its scope: %s", r.Code())
+	// (Which email the server refused depends on the order of sending.)
+	if failed.Account.Name != tr.C3.Account.Name {
+		if r := api.Do(t, tr.C3.Token, `mutation($id: ID!) { resendDelivery(id: $id) { status } }`, map[string]any{"id": failed.ID}); r.Code() != "NOT_FOUND" {
+			t.Fatalf("C3 resent a delivery outside its scope: %s", r.Code())
+		}
 	}
 	var resent struct{ ResendDelivery struct{ Status string } }
 	api.MustDo(t, tr.D1.Token, `mutation($id: ID!) { resendDelivery(id: $id) { status } }`, map[string]any{"id": failed.ID}, &resent)

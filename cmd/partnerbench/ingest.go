@@ -293,15 +293,7 @@ func (b *bench) ingest(ctx context.Context) (*section, error) {
 			run, o.runs, hr, ht.Seconds(), cr, ct.Seconds(), 100*hr/cr)
 	}
 	hs, cs := spreadOf(httpRates), spreadOf(copyRates)
-	ratios := make([]float64, len(httpRates))
-	for i := range httpRates {
-		ratios[i] = 100 * httpRates[i] / copyRates[i]
-	}
-	rs := spreadOf(ratios)
-	verdict := "met"
-	if rs.Median < 50 {
-		verdict = "missed"
-	}
+	rs, verdict := ratioOf(httpRates, copyRates, 50)
 	sec.title = fmt.Sprintf("ingest: %s records per run over POST /v1/expenditures vs raw COPY", thousands(o.records))
 	order := "increasing within a run (a zero-padded counter)"
 	if o.randomIDs {

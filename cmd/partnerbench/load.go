@@ -203,3 +203,17 @@ func spreadBy(runs []runResult, f func(runResult) float64) spread {
 	}
 	return spreadOf(vals)
 }
+
+// ratioOf returns the spread of a[i]/b[i] in percent and whether its median
+// meets the target percentage.
+func ratioOf(a, b []float64, target float64) (spread, string) {
+	ratios := make([]float64, len(a))
+	for i := range a {
+		ratios[i] = 100 * a[i] / b[i]
+	}
+	rs := spreadOf(ratios)
+	if rs.Median < target {
+		return rs, "missed"
+	}
+	return rs, "met"
+}

@@ -123,15 +123,7 @@ func (b *bench) notify(ctx context.Context) (*section, error) {
 			run, b.o.runs, pr, pt.Seconds(), br, bt.Seconds(), 100*pr/br)
 	}
 	ps, bs := spreadOf(productRates), spreadOf(bareRates)
-	ratios := make([]float64, len(productRates))
-	for i := range ratios {
-		ratios[i] = 100 * productRates[i] / bareRates[i]
-	}
-	rs := spreadOf(ratios)
-	verdict := "met"
-	if rs.Median < 50 {
-		verdict = "missed"
-	}
+	rs, verdict := ratioOf(productRates, bareRates, 50)
 	sec.title = fmt.Sprintf("notify: %s emails per run through the product vs a bare go-mail loop", thousands(n))
 	sec.notes = []string{
 		fmt.Sprintf("Product: %s `credit.limit_set` events emitted through `store.Tx.Emit` in transactions of 500 (one statement each), for a distributor whose one admin turned in-site off, so each event owes one email; timed from the first commit until the SMTP server has accepted every message and every queue is empty (all the tasks the emails caused have run). In the same process, as `partnerd worker` runs them: the outbox relay (which fans the events out, a batch at a time, and enqueues one delivery task per email), an asynq worker server with the product's default concurrency (%d) running the delivery tasks, and the product's email sender (go-mail, its default pool of 4 connections).", thousands(n), workerConcurrency),
