@@ -60,7 +60,11 @@ type DeliveryPage struct {
 // partner or of the platform, within their scope (an account outside it is
 // NOT_FOUND). after is the ID of the last delivery of the previous page.
 func (s *Service) Deliveries(ctx context.Context, accountID int64, f DeliveryFilter, first int, after int64) (*DeliveryPage, error) {
-	sc, path, err := s.accountInScope(ctx, s.st.DB.WithContext(ctx), accountID)
+	sc, err := accounts.ScopeOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	acct, err := accounts.GetInScope(s.st.DB.WithContext(ctx), sc, accountID)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +75,7 @@ func (s *Service) Deliveries(ctx context.Context, accountID int64, f DeliveryFil
 		return nil, err
 	}
 	q := s.st.DB.WithContext(ctx).Table("deliveries d").Joins("JOIN accounts a ON a.id = d.account_id").
-		Where("a.path LIKE ?", accounts.SubtreeLike(path))
+		Where("a.path LIKE ?", accounts.SubtreeLike(acct.Path))
 	if f.Status != nil {
 		q = q.Where("d.status = ?", *f.Status)
 	}
@@ -92,22 +96,8 @@ func (s *Service) Deliveries(ctx context.Context, accountID int64, f DeliveryFil
 	if len(rows) > first {
 		rows, page.HasNext = rows[:first], true
 	}
-	ids := make([]int64, len(rows))
-	for i, d := range rows {
-		ids[i] = d.ID
-	}
-	var attempts []models.DeliveryAttempt
-	if len(ids) > 0 {
-		if err := s.st.DB.WithContext(ctx).Where("delivery_id IN ?", ids).Order("delivery_id, n").Find(&attempts).Error; err != nil {
-			return nil, fmt.Errorf("list delivery attempts: %w", err)
-		}
-	}
-	byDelivery := map[int64][]models.DeliveryAttempt{}
-	for _, a := range attempts {
-		byDelivery[a.DeliveryID] = append(byDelivery[a.DeliveryID], a)
-	}
-	for _, d := range rows {
-		page.Deliveries = append(page.Deliveries, DeliveryView{Delivery: d, AttemptLog: byDelivery[d.ID]})
+	if page.Deliveries, err = s.withAttempts(ctx, rows); err != nil {
+		return nil, err
 	}
 	return page, nil
 }
@@ -119,21 +109,8 @@ func (s *Service) Deliveries(ctx context.Context, accountID int64, f DeliveryFil
 func (s *Service) Resend(ctx context.Context, id int64) (*DeliveryView, error) {
 	var out DeliveryView
 	err := s.st.InTx(ctx, func(tx *store.Tx) error {
-		var d models.Delivery
-		if err := tx.DB.Clauses(clause.Locking{Strength: "UPDATE"}).First(&d, id).Error; err != nil {
-			if errors.Is(err, gorm.ErrRecordNotFound) {
-				return apperr.NotFoundf("delivery not found")
-			}
-			return fmt.Errorf("lock delivery %d: %w", id, err)
-		}
-		sc, _, err := s.accountInScope(ctx, tx.DB, d.AccountID)
+		d, err := deliveryInScope(ctx, tx.DB.Clauses(clause.Locking{Strength: "UPDATE"}), id, accounts.PermManageUsers)
 		if err != nil {
-			if apperr.CodeOf(err) == apperr.NotFound {
-				return apperr.NotFoundf("delivery not found")
-			}
-			return err
-		}
-		if err := sc.Require(accounts.PermManageUsers); err != nil {
 			return err
 		}
 		if d.Status != models.DeliveryFailed {
@@ -151,33 +128,69 @@ func (s *Service) Resend(ctx context.Context, id int64) (*DeliveryView, error) {
 			map[string]any{"deliveryId": id, "status": d.Status, "generation": d.Generation}); err != nil {
 			return err
 		}
-		out = DeliveryView{Delivery: d}
+		out = DeliveryView{Delivery: *d}
 		return tx.Emit(DeliveryResent{DeliveryID: id, TaskID: TaskID(d.Key, d.Generation), AccountID: d.AccountID})
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := s.st.DB.WithContext(ctx).Where("delivery_id = ?", id).Order("n").Find(&out.AttemptLog).Error; err != nil {
-		return nil, fmt.Errorf("list delivery attempts: %w", err)
+	list, err := s.withAttempts(ctx, []models.Delivery{out.Delivery})
+	if err != nil {
+		return nil, err
 	}
-	return &out, nil
+	return &list[0], nil
 }
 
-// accountInScope returns the caller's scope and the path of accountID, or
-// NOT_FOUND when the account is outside the scope or does not exist.
-func (s *Service) accountInScope(ctx context.Context, db *gorm.DB, accountID int64) (accounts.Scope, string, error) {
+// deliveryInScope loads delivery id through db when the caller's scope holds
+// its recipient's account (NOT_FOUND otherwise, as for a delivery that does
+// not exist) and the caller may do perm.
+func deliveryInScope(ctx context.Context, db *gorm.DB, id int64, perm accounts.Permission) (*models.Delivery, error) {
 	sc, err := accounts.ScopeOf(ctx)
 	if err != nil {
-		return sc, "", err
+		return nil, err
 	}
-	var path string
-	if err := db.Raw(`SELECT path FROM accounts WHERE id = ?`, accountID).Scan(&path).Error; err != nil {
-		return sc, "", fmt.Errorf("load account %d: %w", accountID, err)
+	var d models.Delivery
+	if err := db.First(&d, id).Error; err != nil {
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return nil, apperr.NotFoundf("delivery not found")
+		}
+		return nil, fmt.Errorf("load delivery %d: %w", id, err)
 	}
-	if path == "" || !sc.Contains(path) {
-		return sc, "", accounts.NotFound("account")
+	if _, err := accounts.GetInScope(db.Session(&gorm.Session{NewDB: true}), sc, d.AccountID); err != nil {
+		if apperr.CodeOf(err) == apperr.NotFound {
+			return nil, apperr.NotFoundf("delivery not found")
+		}
+		return nil, err
 	}
-	return sc, path, nil
+	if err := sc.Require(perm); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// withAttempts pairs deliveries with their attempts, oldest first, in one
+// query.
+func (s *Service) withAttempts(ctx context.Context, list []models.Delivery) ([]DeliveryView, error) {
+	out := make([]DeliveryView, len(list))
+	if len(list) == 0 {
+		return out, nil
+	}
+	ids := make([]int64, len(list))
+	for i, d := range list {
+		ids[i] = d.ID
+	}
+	var attempts []models.DeliveryAttempt
+	if err := s.st.DB.WithContext(ctx).Where("delivery_id IN ?", ids).Order("delivery_id, n").Find(&attempts).Error; err != nil {
+		return nil, fmt.Errorf("list delivery attempts: %w", err)
+	}
+	byDelivery := map[int64][]models.DeliveryAttempt{}
+	for _, a := range attempts {
+		byDelivery[a.DeliveryID] = append(byDelivery[a.DeliveryID], a)
+	}
+	for i, d := range list {
+		out[i] = DeliveryView{Delivery: d, AttemptLog: byDelivery[d.ID]}
+	}
+	return out, nil
 }
 
 // Stuck returns the deliveries that should have a queue task by now but may
@@ -214,28 +227,15 @@ func (DeliveryView) IsNode() {}
 // Delivery returns one delivery with its attempts, for an admin (ADMIN)
 // whose scope holds the recipient's account; any other is NOT_FOUND.
 func (s *Service) Delivery(ctx context.Context, id int64) (*DeliveryView, error) {
-	var d models.Delivery
-	if err := s.st.DB.WithContext(ctx).First(&d, id).Error; err != nil {
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return nil, apperr.NotFoundf("delivery not found")
-		}
-		return nil, fmt.Errorf("load delivery %d: %w", id, err)
-	}
-	sc, _, err := s.accountInScope(ctx, s.st.DB.WithContext(ctx), d.AccountID)
+	d, err := deliveryInScope(ctx, s.st.DB.WithContext(ctx), id, accounts.PermAudit)
 	if err != nil {
-		if apperr.CodeOf(err) == apperr.NotFound {
-			return nil, apperr.NotFoundf("delivery not found")
-		}
 		return nil, err
 	}
-	if err := sc.Require(accounts.PermAudit); err != nil {
+	list, err := s.withAttempts(ctx, []models.Delivery{*d})
+	if err != nil {
 		return nil, err
 	}
-	out := &DeliveryView{Delivery: d}
-	if err := s.st.DB.WithContext(ctx).Where("delivery_id = ?", id).Order("n").Find(&out.AttemptLog).Error; err != nil {
-		return nil, fmt.Errorf("list delivery attempts: %w", err)
-	}
-	return out, nil
+	return &list[0], nil
 }
 
 // OpenCount is the number of deliveries not yet final, by channel and status
