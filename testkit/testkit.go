@@ -110,6 +110,39 @@ func (tr *Tree) AddUser(t testing.TB, a *models.Account, roles ...models.Role) P
 	return tr.addUser(t, accounts.CreateUserInput{AccountID: a.ID, Roles: roles}, a)
 }
 
+// AddUserWith creates a user from in (AccountID and Roles required; a unique
+// email when Email is empty) and returns the party acting as that user.
+func (tr *Tree) AddUserWith(t testing.TB, in accounts.CreateUserInput) Party {
+	t.Helper()
+	return tr.addUser(t, in, nil)
+}
+
+// addUser creates the user and its token; acct is its account, loaded when nil.
+func (tr *Tree) addUser(t testing.TB, in accounts.CreateUserInput, acct *models.Account) Party {
+	t.Helper()
+	if in.Email == "" {
+		in.Email = uniqueEmail(in.AccountID, in.Roles)
+	}
+	u, err := tr.Accounts.CreateUser(tr.Platform.Ctx, in)
+	if err != nil {
+		t.Fatalf("create user: %v", err)
+	}
+	token, _, err := tr.Accounts.CreateToken(tr.Platform.Ctx, u.ID, 0)
+	if err != nil {
+		t.Fatalf("create token: %v", err)
+	}
+	p, err := tr.Accounts.Authenticate(context.Background(), token)
+	if err != nil {
+		t.Fatalf("authenticate: %v", err)
+	}
+	if acct == nil {
+		if acct, err = tr.Accounts.Get(tr.Platform.Ctx, in.AccountID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return Party{Account: acct, User: u, Token: token, Ctx: accounts.WithPrincipal(context.Background(), p)}
+}
+
 func uniqueEmail(accountID int64, roles []models.Role) string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)

@@ -14,7 +14,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"partnerd/accounts"
 	"partnerd/models"
 	"partnerd/notify"
 	"partnerd/notify/email"
@@ -141,39 +140,6 @@ func (w *Workers) WaitDeliveries(t testing.TB, tr *Tree, eventType string, n int
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// AddUserWith creates a user from in (AccountID and Roles required; a unique
-// email when Email is empty) and returns the party acting as that user.
-func (tr *Tree) AddUserWith(t testing.TB, in accounts.CreateUserInput) Party {
-	t.Helper()
-	return tr.addUser(t, in, nil)
-}
-
-// addUser creates the user and its token; acct is its account, loaded when nil.
-func (tr *Tree) addUser(t testing.TB, in accounts.CreateUserInput, acct *models.Account) Party {
-	t.Helper()
-	if in.Email == "" {
-		in.Email = uniqueEmail(in.AccountID, in.Roles)
-	}
-	u, err := tr.Accounts.CreateUser(tr.Platform.Ctx, in)
-	if err != nil {
-		t.Fatalf("create user: %v", err)
-	}
-	token, _, err := tr.Accounts.CreateToken(tr.Platform.Ctx, u.ID, 0)
-	if err != nil {
-		t.Fatalf("create token: %v", err)
-	}
-	p, err := tr.Accounts.Authenticate(context.Background(), token)
-	if err != nil {
-		t.Fatalf("authenticate: %v", err)
-	}
-	if acct == nil {
-		if acct, err = tr.Accounts.Get(tr.Platform.Ctx, in.AccountID); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return Party{Account: acct, User: u, Token: token, Ctx: accounts.WithPrincipal(context.Background(), p)}
 }
 
 // SMSPost is one request the SMS sink received.
