@@ -639,23 +639,13 @@ const upsertTotals = `INSERT INTO spend_totals AS t (customer_id, month, list_to
 	SELECT u.customer_id, u.month, u.list::numeric, u.actual::numeric, u.prepaid::numeric, u.n, $7
 	FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::bigint[]) AS u(customer_id, month, list, actual, prepaid, n)
 	ORDER BY u.customer_id, u.month
-	ON CONFLICT (customer_id, month) DO UPDATE SET
-		list_total = t.list_total + EXCLUDED.list_total,
-		actual_total = t.actual_total + EXCLUDED.actual_total,
-		prepaid_list = t.prepaid_list + EXCLUDED.prepaid_list,
-		records = t.records + EXCLUDED.records,
-		last_received_at = greatest(t.last_received_at, EXCLUDED.last_received_at)
-	RETURNING t.customer_id, t.month, t.list_total, t.actual_total, t.records`
+` + addToCustomerTotals
 
 const upsertOwnerTotals = `INSERT INTO owner_spend_totals AS o (owner_id, month, list_total, actual_total, records, last_received_at)
 	SELECT u.owner_id, u.month, u.list::numeric, u.actual::numeric, u.n, $6
 	FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::bigint[]) AS u(owner_id, month, list, actual, n)
 	ORDER BY u.owner_id, u.month
-	ON CONFLICT (owner_id, month) DO UPDATE SET
-		list_total = o.list_total + EXCLUDED.list_total,
-		actual_total = o.actual_total + EXCLUDED.actual_total,
-		records = o.records + EXCLUDED.records,
-		last_received_at = greatest(o.last_received_at, EXCLUDED.last_received_at)`
+` + addToOwnerTotals
 
 // finish updates the running totals, emits CustomerSpendChanged per
 // customer month touched and re-evaluates those customers' arrears.

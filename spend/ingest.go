@@ -216,3 +216,22 @@ func mergeErrors(a, b []RecordError) []RecordError {
 	}
 	return out
 }
+
+// addToCustomerTotals and addToOwnerTotals end the upserts of the running
+// totals that both ingestion paths make: an existing month's totals grow by
+// what the insert brings (never replaced), and the customer upsert returns
+// the new totals.
+const (
+	addToCustomerTotals = `	ON CONFLICT (customer_id, month) DO UPDATE SET
+		list_total = t.list_total + EXCLUDED.list_total,
+		actual_total = t.actual_total + EXCLUDED.actual_total,
+		prepaid_list = t.prepaid_list + EXCLUDED.prepaid_list,
+		records = t.records + EXCLUDED.records,
+		last_received_at = greatest(t.last_received_at, EXCLUDED.last_received_at)
+	RETURNING t.customer_id, t.month, t.list_total, t.actual_total, t.records`
+	addToOwnerTotals = `	ON CONFLICT (owner_id, month) DO UPDATE SET
+		list_total = o.list_total + EXCLUDED.list_total,
+		actual_total = o.actual_total + EXCLUDED.actual_total,
+		records = o.records + EXCLUDED.records,
+		last_received_at = greatest(o.last_received_at, EXCLUDED.last_received_at)`
+)

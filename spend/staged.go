@@ -113,11 +113,7 @@ const storeValid = `WITH ins AS (
 	SELECT owner_id, month, sum(list_amount), sum(actual_amount), count(*), ? FROM ins
 	GROUP BY owner_id, month
 	ORDER BY owner_id, month
-	ON CONFLICT (owner_id, month) DO UPDATE SET
-		list_total = o.list_total + EXCLUDED.list_total,
-		actual_total = o.actual_total + EXCLUDED.actual_total,
-		records = o.records + EXCLUDED.records,
-		last_received_at = greatest(o.last_received_at, EXCLUDED.last_received_at)
+` + addToOwnerTotals + `
 ), added AS (
 	SELECT customer_id, month, sum(list_amount) AS list, sum(actual_amount) AS actual,
 		coalesce(sum(list_amount) FILTER (WHERE billing_mode <> 'PAY_PER_USE'), 0) AS prepaid,
@@ -128,13 +124,7 @@ const storeValid = `WITH ins AS (
 	INSERT INTO spend_totals AS t (customer_id, month, list_total, actual_total, prepaid_list, records, last_received_at)
 	SELECT customer_id, month, list, actual, prepaid, n, ? FROM added
 	ORDER BY customer_id, month
-	ON CONFLICT (customer_id, month) DO UPDATE SET
-		list_total = t.list_total + EXCLUDED.list_total,
-		actual_total = t.actual_total + EXCLUDED.actual_total,
-		prepaid_list = t.prepaid_list + EXCLUDED.prepaid_list,
-		records = t.records + EXCLUDED.records,
-		last_received_at = greatest(t.last_received_at, EXCLUDED.last_received_at)
-	RETURNING t.customer_id, t.month, t.list_total, t.actual_total, t.records
+` + addToCustomerTotals + `
 ), rest AS (
 	INSERT INTO ` + restTable + `
 	SELECT c.idx, c.external_id, c.customer_id, c.product_code, c.region, c.billing_mode, c.usage_at,
