@@ -110,8 +110,10 @@ func (n *Notifications) Handle(mux *asynq.ServeMux) {
 	mux.HandleFunc(TypeSweepDeliveries, n.sweep)
 }
 
-// Entries are the scheduler entries of notifications: the sweep, every minute.
-func (n *Notifications) Entries() []Entry {
+// NotificationEntries are the scheduler entries of notifications: the
+// delivery sweep, every minute. A scheduler needs no notification service
+// to enqueue it.
+func NotificationEntries() []Entry {
 	return []Entry{{
 		Name:  "sweep-deliveries",
 		Every: time.Minute,

@@ -240,7 +240,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		log.Info("workers started", "concurrency", cfg.WorkerConcurrency)
 	}
 	if r.scheduler {
-		entries := append(workers.DefaultEntries(), workers.NewNotifications(notifications, queue, log).Entries()...)
+		entries := append(workers.DefaultEntries(), workers.NotificationEntries()...)
 		sched := workers.NewScheduler(queue, entries, st.Clock(), log)
 		goRun("scheduler", sched.Run)
 		log.Info("scheduler started")
