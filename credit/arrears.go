@@ -7,6 +7,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"partnerd/guard"
 	"partnerd/models"
 	"partnerd/notify"
 	"partnerd/store"
@@ -16,7 +17,9 @@ import (
 // arrears this month (available credit = allocated credit − this month's
 // actual consumption < 0, DOMAIN.md §3) and emits ArrearsChanged for each
 // one whose state flipped. It locks the customers' credit rows in id order,
-// so concurrent callers never deadlock. Non-customers are ignored.
+// so concurrent callers never deadlock. Non-customers are ignored. Then it
+// brings the customers' purchase guard rows up to date (guard.Sync): every
+// change of a customer's credit or spend comes through here.
 func UpdateArrears(tx *store.Tx, customerIDs []int64, loc *time.Location) error {
 	if len(customerIDs) == 0 {
 		return nil
@@ -53,5 +56,5 @@ func UpdateArrears(tx *store.Tx, customerIDs []int64, loc *time.Location) error 
 			return err
 		}
 	}
-	return nil
+	return guard.Sync(tx, loc, ids...)
 }

@@ -16,6 +16,7 @@ import (
 
 	"partnerd/accounts"
 	"partnerd/apperr"
+	"partnerd/guard"
 	"partnerd/models"
 	"partnerd/notify"
 	"partnerd/store"
@@ -307,9 +308,15 @@ func (s *Service) SetExemption(ctx context.Context, customerID int64, postpaid, 
 			return fmt.Errorf("set exemption: %w", err)
 		}
 		acct = c
-		return tx.Audit("credit.arrears_exemption", c.ID,
+		if err := tx.Audit("credit.arrears_exemption", c.ID,
 			map[string]any{"postpaid": b.ExemptPostpaid, "prepaid": b.ExemptPrepaid},
-			map[string]any{"postpaid": postpaid, "prepaid": prepaid})
+			map[string]any{"postpaid": postpaid, "prepaid": prepaid}); err != nil {
+			return err
+		}
+		if err := tx.Emit(ExemptionSet{CustomerID: c.ID, Postpaid: postpaid, Prepaid: prepaid}); err != nil {
+			return err
+		}
+		return guard.Sync(tx, s.loc, c.ID)
 	})
 	return acct, err
 }

@@ -13,6 +13,7 @@ import (
 
 	"partnerd/accounts"
 	"partnerd/credit"
+	"partnerd/guard"
 	"partnerd/models"
 	"partnerd/notify"
 	"partnerd/spend"
@@ -23,6 +24,7 @@ type Services struct {
 	Accounts *accounts.Service
 	Credit   *credit.Service
 	Spend    *spend.Service
+	Guard    *guard.Service
 	// Notify, when set, writes the in-site messages the demo's changes owe
 	// at once (the workers send the emails and SMS).
 	Notify *notify.Service

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"partnerd/credit"
+	"partnerd/guard"
 	"partnerd/models"
 	"partnerd/notify"
 	"strconv"
@@ -35,11 +36,14 @@ type ResolverRoot interface {
 	Account() AccountResolver
 	AccountConnection() AccountConnectionResolver
 	AuditEntry() AuditEntryResolver
+	Budget() BudgetResolver
 	CreditLedgerEntry() CreditLedgerEntryResolver
 	Delivery() DeliveryResolver
 	InboxMessage() InboxMessageResolver
 	Mutation() MutationResolver
+	PurchaseDecision() PurchaseDecisionResolver
 	Query() QueryResolver
+	Resource() ResourceResolver
 	Subscription() SubscriptionResolver
 	User() UserResolver
 	UserConnection() UserConnectionResolver
@@ -52,18 +56,23 @@ type ComplexityRoot struct {
 	Account struct {
 		Arrears          func(childComplexity int) int
 		ArrearsExemption func(childComplexity int) int
+		Budget           func(childComplexity int) int
 		Children         func(childComplexity int, kind *models.AccountKind, status *models.AccountStatus, search *string, first *int, after *string) int
 		CreatedAt        func(childComplexity int) int
 		Credit           func(childComplexity int) int
 		Currency         func(childComplexity int) int
+		DataDeletedAt    func(childComplexity int) int
 		Email            func(childComplexity int) int
 		FrozenAt         func(childComplexity int) int
+		FrozenReason     func(childComplexity int) int
 		ID               func(childComplexity int) int
 		InArrears        func(childComplexity int) int
 		Kind             func(childComplexity int) int
 		Name             func(childComplexity int) int
 		Parent           func(childComplexity int) int
 		Phone            func(childComplexity int) int
+		ReleaseAt        func(childComplexity int) int
+		Resources        func(childComplexity int, status *models.ResourceStatus, first *int, after *string) int
 		Spend            func(childComplexity int, month *models.Month) int
 		Status           func(childComplexity int) int
 		Tags             func(childComplexity int) int
@@ -112,6 +121,17 @@ type ComplexityRoot struct {
 	AuditEntryEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	Budget struct {
+		Amount          func(childComplexity int) int
+		Exceeded        func(childComplexity int) int
+		OverspendAction func(childComplexity int) int
+		Spent           func(childComplexity int) int
+		StartedAt       func(childComplexity int) int
+		Thresholds      func(childComplexity int) int
+		Type            func(childComplexity int) int
+		UsedPercent     func(childComplexity int) int
 	}
 
 	Credit struct {
@@ -221,19 +241,25 @@ type ComplexityRoot struct {
 
 	Mutation struct {
 		AllocateCredit            func(childComplexity int, childID string, amount decimal.Decimal) int
+		AuthorizePurchase         func(childComplexity int, customerID string, billingMode models.BillingMode, listAmount decimal.Decimal) int
+		ClearBudget               func(childComplexity int, customerID string) int
 		CreateAPIToken            func(childComplexity int, userID string, ttlHours *int) int
 		CreateAccount             func(childComplexity int, input CreateAccountInput) int
 		CreateUser                func(childComplexity int, accountID string, email string, phone *string, roles []models.Role, name *string, locale *string) int
+		FreezeAccount             func(childComplexity int, accountID string, mode models.FreezeMode) int
 		MarkAllRead               func(childComplexity int) int
 		MarkRead                  func(childComplexity int, ids []string) int
 		RecordExpenditures        func(childComplexity int, records []*ExpenditureInput) int
+		RegisterResource          func(childComplexity int, customerID string, productCode string, externalID string) int
 		ResendDelivery            func(childComplexity int, id string) int
 		ReverseCredit             func(childComplexity int, childID string, amount decimal.Decimal) int
 		RevokeAPIToken            func(childComplexity int, id string) int
 		SetAccountTags            func(childComplexity int, accountID string, tags []*TagInput) int
 		SetArrearsExemption       func(childComplexity int, customerID string, postpaid bool, prepaid bool) int
+		SetBudget                 func(childComplexity int, input BudgetInput) int
 		SetCreditLimit            func(childComplexity int, accountID string, amount decimal.Decimal) int
 		SetNotificationPreference func(childComplexity int, eventType string, channel models.Channel, enabled bool) int
+		UnfreezeAccount           func(childComplexity int, accountID string) int
 		UpdateAccount             func(childComplexity int, id string, input UpdateAccountInput) int
 	}
 
@@ -249,6 +275,11 @@ type ComplexityRoot struct {
 		HasNextPage func(childComplexity int) int
 	}
 
+	PurchaseDecision struct {
+		Allowed func(childComplexity int) int
+		Reason  func(childComplexity int) int
+	}
+
 	Query struct {
 		Account                 func(childComplexity int, id string) int
 		AuditLog                func(childComplexity int, accountID string, includeDescendants *bool, first *int, after *string) int
@@ -259,6 +290,27 @@ type ComplexityRoot struct {
 		Node                    func(childComplexity int, id string) int
 		NotificationPreferences func(childComplexity int) int
 		UnreadCount             func(childComplexity int) int
+	}
+
+	Resource struct {
+		Account     func(childComplexity int) int
+		CreatedAt   func(childComplexity int) int
+		ExternalID  func(childComplexity int) int
+		ID          func(childComplexity int) int
+		ProductCode func(childComplexity int) int
+		ReleasedAt  func(childComplexity int) int
+		Status      func(childComplexity int) int
+	}
+
+	ResourceConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	ResourceEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	Spend struct {
@@ -319,6 +371,8 @@ type AccountResolver interface {
 	InArrears(ctx context.Context, obj *models.Account) (bool, error)
 	Arrears(ctx context.Context, obj *models.Account) (*decimal.Decimal, error)
 	Spend(ctx context.Context, obj *models.Account, month *models.Month) (*Spend, error)
+	Budget(ctx context.Context, obj *models.Account) (*guard.BudgetView, error)
+	Resources(ctx context.Context, obj *models.Account, status *models.ResourceStatus, first *int, after *string) (*ResourceConnection, error)
 }
 type AccountConnectionResolver interface {
 	TotalCount(ctx context.Context, obj *AccountConnection) (int, error)
@@ -330,6 +384,9 @@ type AuditEntryResolver interface {
 
 	Before(ctx context.Context, obj *models.AuditEntry) (*string, error)
 	After(ctx context.Context, obj *models.AuditEntry) (*string, error)
+}
+type BudgetResolver interface {
+	Thresholds(ctx context.Context, obj *guard.BudgetView) ([]int, error)
 }
 type CreditLedgerEntryResolver interface {
 	ID(ctx context.Context, obj *models.LedgerEntry) (string, error)
@@ -361,11 +418,20 @@ type MutationResolver interface {
 	AllocateCredit(ctx context.Context, childID string, amount decimal.Decimal) (*models.Account, error)
 	ReverseCredit(ctx context.Context, childID string, amount decimal.Decimal) (*models.Account, error)
 	SetArrearsExemption(ctx context.Context, customerID string, postpaid bool, prepaid bool) (*models.Account, error)
+	SetBudget(ctx context.Context, input BudgetInput) (*models.Account, error)
+	ClearBudget(ctx context.Context, customerID string) (*models.Account, error)
+	FreezeAccount(ctx context.Context, accountID string, mode models.FreezeMode) (*models.Account, error)
+	UnfreezeAccount(ctx context.Context, accountID string) (*models.Account, error)
+	AuthorizePurchase(ctx context.Context, customerID string, billingMode models.BillingMode, listAmount decimal.Decimal) (*guard.Decision, error)
+	RegisterResource(ctx context.Context, customerID string, productCode string, externalID string) (*models.Resource, error)
 	RecordExpenditures(ctx context.Context, records []*ExpenditureInput) (*IngestResult, error)
 	MarkRead(ctx context.Context, ids []string) (int, error)
 	MarkAllRead(ctx context.Context) (int, error)
 	SetNotificationPreference(ctx context.Context, eventType string, channel models.Channel, enabled bool) (*notify.Preference, error)
 	ResendDelivery(ctx context.Context, id string) (*notify.DeliveryView, error)
+}
+type PurchaseDecisionResolver interface {
+	Reason(ctx context.Context, obj *guard.Decision) (*string, error)
 }
 type QueryResolver interface {
 	Node(ctx context.Context, id string) (models.Node, error)
@@ -377,6 +443,10 @@ type QueryResolver interface {
 	UnreadCount(ctx context.Context) (int, error)
 	NotificationPreferences(ctx context.Context) ([]*notify.Preference, error)
 	Deliveries(ctx context.Context, accountID string, status *models.DeliveryStatus, channel *models.Channel, first *int, after *string) (*DeliveryConnection, error)
+}
+type ResourceResolver interface {
+	ID(ctx context.Context, obj *models.Resource) (string, error)
+	Account(ctx context.Context, obj *models.Resource) (*models.Account, error)
 }
 type SubscriptionResolver interface {
 	AccountUpdated(ctx context.Context, id string) (<-chan *models.Account, error)
@@ -423,6 +493,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.ArrearsExemption(childComplexity), true
+	case "Account.budget":
+		if e.ComplexityRoot.Account.Budget == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Account.Budget(childComplexity), true
 	case "Account.children":
 		if e.ComplexityRoot.Account.Children == nil {
 			break
@@ -452,6 +528,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.Currency(childComplexity), true
+	case "Account.dataDeletedAt":
+		if e.ComplexityRoot.Account.DataDeletedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Account.DataDeletedAt(childComplexity), true
 	case "Account.email":
 		if e.ComplexityRoot.Account.Email == nil {
 			break
@@ -464,6 +546,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.FrozenAt(childComplexity), true
+	case "Account.frozenReason":
+		if e.ComplexityRoot.Account.FrozenReason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Account.FrozenReason(childComplexity), true
 	case "Account.id":
 		if e.ComplexityRoot.Account.ID == nil {
 			break
@@ -500,6 +588,23 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.Phone(childComplexity), true
+	case "Account.releaseAt":
+		if e.ComplexityRoot.Account.ReleaseAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Account.ReleaseAt(childComplexity), true
+	case "Account.resources":
+		if e.ComplexityRoot.Account.Resources == nil {
+			break
+		}
+
+		args, err := ec.field_Account_resources_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Account.Resources(childComplexity, args["status"].(*models.ResourceStatus), args["first"].(*int), args["after"].(*string)), true
 	case "Account.spend":
 		if e.ComplexityRoot.Account.Spend == nil {
 			break
@@ -679,6 +784,55 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AuditEntryEdge.Node(childComplexity), true
+
+	case "Budget.amount":
+		if e.ComplexityRoot.Budget.Amount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Budget.Amount(childComplexity), true
+	case "Budget.exceeded":
+		if e.ComplexityRoot.Budget.Exceeded == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Budget.Exceeded(childComplexity), true
+	case "Budget.overspendAction":
+		if e.ComplexityRoot.Budget.OverspendAction == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Budget.OverspendAction(childComplexity), true
+	case "Budget.spent":
+		if e.ComplexityRoot.Budget.Spent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Budget.Spent(childComplexity), true
+	case "Budget.startedAt":
+		if e.ComplexityRoot.Budget.StartedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Budget.StartedAt(childComplexity), true
+	case "Budget.thresholds":
+		if e.ComplexityRoot.Budget.Thresholds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Budget.Thresholds(childComplexity), true
+	case "Budget.type":
+		if e.ComplexityRoot.Budget.Type == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Budget.Type(childComplexity), true
+	case "Budget.usedPercent":
+		if e.ComplexityRoot.Budget.UsedPercent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Budget.UsedPercent(childComplexity), true
 
 	case "Credit.allocatable":
 		if e.ComplexityRoot.Credit.Allocatable == nil {
@@ -1100,6 +1254,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.AllocateCredit(childComplexity, args["childId"].(string), args["amount"].(decimal.Decimal)), true
+	case "Mutation.authorizePurchase":
+		if e.ComplexityRoot.Mutation.AuthorizePurchase == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_authorizePurchase_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.AuthorizePurchase(childComplexity, args["customerId"].(string), args["billingMode"].(models.BillingMode), args["listAmount"].(decimal.Decimal)), true
+	case "Mutation.clearBudget":
+		if e.ComplexityRoot.Mutation.ClearBudget == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_clearBudget_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ClearBudget(childComplexity, args["customerId"].(string)), true
 	case "Mutation.createApiToken":
 		if e.ComplexityRoot.Mutation.CreateAPIToken == nil {
 			break
@@ -1133,6 +1309,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateUser(childComplexity, args["accountId"].(string), args["email"].(string), args["phone"].(*string), args["roles"].([]models.Role), args["name"].(*string), args["locale"].(*string)), true
+	case "Mutation.freezeAccount":
+		if e.ComplexityRoot.Mutation.FreezeAccount == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_freezeAccount_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.FreezeAccount(childComplexity, args["accountId"].(string), args["mode"].(models.FreezeMode)), true
 	case "Mutation.markAllRead":
 		if e.ComplexityRoot.Mutation.MarkAllRead == nil {
 			break
@@ -1161,6 +1348,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RecordExpenditures(childComplexity, args["records"].([]*ExpenditureInput)), true
+	case "Mutation.registerResource":
+		if e.ComplexityRoot.Mutation.RegisterResource == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_registerResource_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RegisterResource(childComplexity, args["customerId"].(string), args["productCode"].(string), args["externalId"].(string)), true
 	case "Mutation.resendDelivery":
 		if e.ComplexityRoot.Mutation.ResendDelivery == nil {
 			break
@@ -1216,6 +1414,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SetArrearsExemption(childComplexity, args["customerId"].(string), args["postpaid"].(bool), args["prepaid"].(bool)), true
+	case "Mutation.setBudget":
+		if e.ComplexityRoot.Mutation.SetBudget == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setBudget_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetBudget(childComplexity, args["input"].(BudgetInput)), true
 	case "Mutation.setCreditLimit":
 		if e.ComplexityRoot.Mutation.SetCreditLimit == nil {
 			break
@@ -1238,6 +1447,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SetNotificationPreference(childComplexity, args["eventType"].(string), args["channel"].(models.Channel), args["enabled"].(bool)), true
+	case "Mutation.unfreezeAccount":
+		if e.ComplexityRoot.Mutation.UnfreezeAccount == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_unfreezeAccount_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UnfreezeAccount(childComplexity, args["accountId"].(string)), true
 	case "Mutation.updateAccount":
 		if e.ComplexityRoot.Mutation.UpdateAccount == nil {
 			break
@@ -1287,6 +1507,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.PageInfo.HasNextPage(childComplexity), true
+
+	case "PurchaseDecision.allowed":
+		if e.ComplexityRoot.PurchaseDecision.Allowed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PurchaseDecision.Allowed(childComplexity), true
+	case "PurchaseDecision.reason":
+		if e.ComplexityRoot.PurchaseDecision.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PurchaseDecision.Reason(childComplexity), true
 
 	case "Query.account":
 		if e.ComplexityRoot.Query.Account == nil {
@@ -1373,6 +1606,81 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.UnreadCount(childComplexity), true
+
+	case "Resource.account":
+		if e.ComplexityRoot.Resource.Account == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Resource.Account(childComplexity), true
+	case "Resource.createdAt":
+		if e.ComplexityRoot.Resource.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Resource.CreatedAt(childComplexity), true
+	case "Resource.externalId":
+		if e.ComplexityRoot.Resource.ExternalID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Resource.ExternalID(childComplexity), true
+	case "Resource.id":
+		if e.ComplexityRoot.Resource.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Resource.ID(childComplexity), true
+	case "Resource.productCode":
+		if e.ComplexityRoot.Resource.ProductCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Resource.ProductCode(childComplexity), true
+	case "Resource.releasedAt":
+		if e.ComplexityRoot.Resource.ReleasedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Resource.ReleasedAt(childComplexity), true
+	case "Resource.status":
+		if e.ComplexityRoot.Resource.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Resource.Status(childComplexity), true
+
+	case "ResourceConnection.edges":
+		if e.ComplexityRoot.ResourceConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ResourceConnection.Edges(childComplexity), true
+	case "ResourceConnection.pageInfo":
+		if e.ComplexityRoot.ResourceConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ResourceConnection.PageInfo(childComplexity), true
+	case "ResourceConnection.totalCount":
+		if e.ComplexityRoot.ResourceConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ResourceConnection.TotalCount(childComplexity), true
+
+	case "ResourceEdge.cursor":
+		if e.ComplexityRoot.ResourceEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ResourceEdge.Cursor(childComplexity), true
+	case "ResourceEdge.node":
+		if e.ComplexityRoot.ResourceEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ResourceEdge.Node(childComplexity), true
 
 	case "Spend.actual":
 		if e.ComplexityRoot.Spend.Actual == nil {
@@ -1520,6 +1828,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	ec := newExecutionContext(opCtx, e, make(chan graphql.DeferredResult))
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
+			graphql.NewInputUnmarshaler("BudgetInput", ec.unmarshalInputBudgetInput),
 			graphql.NewInputUnmarshaler("CreateAccountInput", ec.unmarshalInputCreateAccountInput),
 			graphql.NewInputUnmarshaler("ExpenditureInput", ec.unmarshalInputExpenditureInput),
 			graphql.NewInputUnmarshaler("TagInput", ec.unmarshalInputTagInput),
@@ -1638,6 +1947,15 @@ enum AccountKind { PLATFORM DISTRIBUTOR RESELLER CUSTOMER PERSONAL }
 enum AccountStatus { ACTIVE FROZEN FROZEN_WITH_RESOURCES }
 enum Role { ADMIN FINANCE OPERATOR VIEWER REVIEWER }
 enum BillingMode { PAY_PER_USE SUBSCRIPTION RESERVED_INSTANCE }
+"MONTHLY restarts at the start of each month in Beijing time; ONE_TIME counts from when it was set and never restarts."
+enum BudgetType { MONTHLY ONE_TIME }
+"What happens when a customer's spend reaches its budget, besides refusing SUBSCRIPTION and RESERVED_INSTANCE purchases."
+enum OverspendAction { NONE FREEZE_ACCOUNT FREEZE_ACCOUNT_AND_RESOURCES }
+"ACCOUNT: no purchases, renewals or changes; resources keep running. ACCOUNT_AND_RESOURCES: resources are stopped too, and released after the retention period."
+enum FreezeMode { ACCOUNT ACCOUNT_AND_RESOURCES }
+"Why an account is frozen: by its partner (MANUAL), over budget (OVERSPEND), in arrears (ARREARS), or a new customer awaiting its budget (NEW_CUSTOMER)."
+enum FrozenReason { MANUAL OVERSPEND ARREARS NEW_CUSTOMER }
+enum ResourceStatus { RUNNING STOPPED RELEASED }
 
 "One party of the reseller tree."
 type Account implements Node {
@@ -1652,6 +1970,12 @@ type Account implements Node {
   currency: String!
   status: AccountStatus!
   frozenAt: Time
+  "Why the account is frozen; null while ACTIVE."
+  frozenReason: FrozenReason
+  "When a FROZEN_WITH_RESOURCES account's resources will be released, unless unfrozen first."
+  releaseAt: Time
+  "When the account's resources were released and its data deleted (irreversible); null before."
+  dataDeletedAt: Time
   "The parent account, when it is in the caller's scope (a partner does not see above itself)."
   parent: Account
   "Depth below PLATFORM: 1 for distributors and single-tier resellers, 2 below them."
@@ -1671,7 +1995,45 @@ type Account implements Node {
   arrears: Decimal!
   "Spend at list and actual prices in a month (default: the current month)."
   spend(month: Month): Spend!
+  "Customers: the budget its partner set, with the spend of its current period; null when none."
+  budget: Budget
+  "Customers and personal accounts: their cloud resources, oldest first."
+  resources(status: ResourceStatus, first: Int = 50, after: String): ResourceConnection!
 }
+
+"A customer's budget at list price (DOMAIN.md §4)."
+type Budget {
+  type: BudgetType!
+  amount: Decimal!
+  "Alert thresholds in percent of amount, ascending."
+  thresholds: [Int!]!
+  overspendAction: OverspendAction!
+  "List-price spend counted against this budget in its current period."
+  spent: Decimal!
+  "spent / amount * 100, two decimals."
+  usedPercent: Decimal!
+  "spent >= amount: SUBSCRIPTION and RESERVED_INSTANCE purchases are refused."
+  exceeded: Boolean!
+  "When the budget was set (a ONE_TIME budget counts from here)."
+  startedAt: Time!
+}
+
+"A cloud resource of a customer, as far as freezes need it."
+type Resource implements Node {
+  id: ID!
+  account: Account!
+  productCode: String!
+  "The cloud console's identifier of the resource."
+  externalId: String!
+  status: ResourceStatus!
+  createdAt: Time!
+  releasedAt: Time
+}
+type ResourceConnection { edges: [ResourceEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type ResourceEdge { cursor: String! node: Resource! }
+
+"The answer to a purchase authorization. reason, when denied: ACCOUNT_FROZEN, ARREARS_SUSPENDED, BUDGET_EXCEEDED or INSUFFICIENT_CREDIT."
+type PurchaseDecision { allowed: Boolean! reason: String }
 
 "A customer's spend in a billing month; asOf is when the newest record counted was received."
 type Spend { month: Month! list: Decimal! actual: Decimal! asOf: Time }
@@ -1791,6 +2153,9 @@ type IngestResult {
 }
 type IngestError { index: Int! externalId: String! reason: String! }
 
+"A customer's budget. thresholds: each 1..1000, unique; default 50, 80, 100. overspendAction: default NONE."
+input BudgetInput { customerId: ID! type: BudgetType! amount: Decimal! thresholds: [Int!] overspendAction: OverspendAction }
+
 enum Channel { IN_SITE EMAIL SMS }
 
 "An in-site notification in the caller's inbox."
@@ -1869,6 +2234,18 @@ type Mutation {
   "By the child's partner: never below what the child consumed this month or allocated onward."
   reverseCredit(childId: ID!, amount: Decimal!): Account!
   setArrearsExemption(customerId: ID!, postpaid: Boolean!, prepaid: Boolean!): Account!
+  "By the customer's partner (ADMIN or FINANCE): sets or changes the budget; thresholds are evaluated again at once."
+  setBudget(input: BudgetInput!): Account!
+  "Removes the customer's budget."
+  clearBudget(customerId: ID!): Account!
+  "By the customer's partner (ADMIN or OPERATOR)."
+  freezeAccount(accountId: ID!, mode: FreezeMode!): Account!
+  "By the customer's partner (ADMIN or OPERATOR). PRECONDITION_FAILED without a budget, or in arrears without an exemption."
+  unfreezeAccount(accountId: ID!): Account!
+  "Whether a customer may buy: asked by the cloud console before every purchase (also POST /v1/purchase-authorizations)."
+  authorizePurchase(customerId: ID!, billingMode: BillingMode!, listAmount: Decimal!): PurchaseDecision!
+  "The cloud console (a platform ADMIN or OPERATOR) records a resource it created for a customer; idempotent on externalId."
+  registerResource(customerId: ID!, productCode: String!, externalId: String!): Resource!
   "The billing pipeline (platform ADMIN or FINANCE): at most 5,000 records per call; POST /v1/expenditures streams more."
   recordExpenditures(records: [ExpenditureInput!]!): IngestResult!
 
@@ -1914,6 +2291,12 @@ func (ec *executionContext) childFields_Account(ctx context.Context, field graph
 		return ec.fieldContext_Account_status(ctx, field)
 	case "frozenAt":
 		return ec.fieldContext_Account_frozenAt(ctx, field)
+	case "frozenReason":
+		return ec.fieldContext_Account_frozenReason(ctx, field)
+	case "releaseAt":
+		return ec.fieldContext_Account_releaseAt(ctx, field)
+	case "dataDeletedAt":
+		return ec.fieldContext_Account_dataDeletedAt(ctx, field)
 	case "parent":
 		return ec.fieldContext_Account_parent(ctx, field)
 	case "tier":
@@ -1936,6 +2319,10 @@ func (ec *executionContext) childFields_Account(ctx context.Context, field graph
 		return ec.fieldContext_Account_arrears(ctx, field)
 	case "spend":
 		return ec.fieldContext_Account_spend(ctx, field)
+	case "budget":
+		return ec.fieldContext_Account_budget(ctx, field)
+	case "resources":
+		return ec.fieldContext_Account_resources(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Account", field.Name)
 }
@@ -2024,6 +2411,28 @@ func (ec *executionContext) childFields_AuditEntryEdge(ctx context.Context, fiel
 		return ec.fieldContext_AuditEntryEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type AuditEntryEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_Budget(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "type":
+		return ec.fieldContext_Budget_type(ctx, field)
+	case "amount":
+		return ec.fieldContext_Budget_amount(ctx, field)
+	case "thresholds":
+		return ec.fieldContext_Budget_thresholds(ctx, field)
+	case "overspendAction":
+		return ec.fieldContext_Budget_overspendAction(ctx, field)
+	case "spent":
+		return ec.fieldContext_Budget_spent(ctx, field)
+	case "usedPercent":
+		return ec.fieldContext_Budget_usedPercent(ctx, field)
+	case "exceeded":
+		return ec.fieldContext_Budget_exceeded(ctx, field)
+	case "startedAt":
+		return ec.fieldContext_Budget_startedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Budget", field.Name)
 }
 
 func (ec *executionContext) childFields_Credit(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2260,6 +2669,58 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
 }
 
+func (ec *executionContext) childFields_PurchaseDecision(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "allowed":
+		return ec.fieldContext_PurchaseDecision_allowed(ctx, field)
+	case "reason":
+		return ec.fieldContext_PurchaseDecision_reason(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PurchaseDecision", field.Name)
+}
+
+func (ec *executionContext) childFields_Resource(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Resource_id(ctx, field)
+	case "account":
+		return ec.fieldContext_Resource_account(ctx, field)
+	case "productCode":
+		return ec.fieldContext_Resource_productCode(ctx, field)
+	case "externalId":
+		return ec.fieldContext_Resource_externalId(ctx, field)
+	case "status":
+		return ec.fieldContext_Resource_status(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Resource_createdAt(ctx, field)
+	case "releasedAt":
+		return ec.fieldContext_Resource_releasedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Resource", field.Name)
+}
+
+func (ec *executionContext) childFields_ResourceConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_ResourceConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_ResourceConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_ResourceConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ResourceConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_ResourceEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_ResourceEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_ResourceEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ResourceEdge", field.Name)
+}
+
 func (ec *executionContext) childFields_Spend(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "month":
@@ -2490,6 +2951,36 @@ func (ec *executionContext) field_Account_children_args(ctx context.Context, raw
 	return args, nil
 }
 
+func (ec *executionContext) field_Account_resources_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) (*models.ResourceStatus, error) {
+			return ec.unmarshalOResourceStatus2ᚖpartnerdᚋmodelsᚐResourceStatus(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Account_spend_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -2545,6 +3036,50 @@ func (ec *executionContext) field_Mutation_allocateCredit_args(ctx context.Conte
 		return nil, err
 	}
 	args["amount"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_authorizePurchase_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "customerId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["customerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "billingMode",
+		func(ctx context.Context, v any) (models.BillingMode, error) {
+			return ec.unmarshalNBillingMode2partnerdᚋmodelsᚐBillingMode(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["billingMode"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "listAmount",
+		func(ctx context.Context, v any) (decimal.Decimal, error) {
+			return ec.unmarshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["listAmount"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_clearBudget_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "customerId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["customerId"] = arg0
 	return args, nil
 }
 
@@ -2638,6 +3173,28 @@ func (ec *executionContext) field_Mutation_createUser_args(ctx context.Context, 
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_freezeAccount_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "accountId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["accountId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "mode",
+		func(ctx context.Context, v any) (models.FreezeMode, error) {
+			return ec.unmarshalNFreezeMode2partnerdᚋmodelsᚐFreezeMode(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["mode"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_markRead_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -2663,6 +3220,36 @@ func (ec *executionContext) field_Mutation_recordExpenditures_args(ctx context.C
 		return nil, err
 	}
 	args["records"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_registerResource_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "customerId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["customerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "productCode",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["productCode"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "externalId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["externalId"] = arg2
 	return args, nil
 }
 
@@ -2768,6 +3355,20 @@ func (ec *executionContext) field_Mutation_setArrearsExemption_args(ctx context.
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_setBudget_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (BudgetInput, error) {
+			return ec.unmarshalNBudgetInput2partnerdᚋgraphᚐBudgetInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_setCreditLimit_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -2817,6 +3418,20 @@ func (ec *executionContext) field_Mutation_setNotificationPreference_args(ctx co
 		return nil, err
 	}
 	args["enabled"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_unfreezeAccount_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "accountId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["accountId"] = arg0
 	return args, nil
 }
 
@@ -3300,6 +3915,75 @@ func (ec *executionContext) fieldContext_Account_frozenAt(_ context.Context, fie
 	return graphql.NewScalarFieldContext("Account", field, false, false, "Time")
 }
 
+func (ec *executionContext) _Account_frozenReason(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_frozenReason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FrozenReason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.FrozenReason) graphql.Marshaler {
+			return ec.marshalOFrozenReason2ᚖpartnerdᚋmodelsᚐFrozenReason(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Account_frozenReason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Account", field, false, false, "FrozenReason")
+}
+
+func (ec *executionContext) _Account_releaseAt(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_releaseAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReleaseAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Account_releaseAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Account", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Account_dataDeletedAt(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_dataDeletedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DataDeletedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Account_dataDeletedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Account", field, false, false, "Time")
+}
+
 func (ec *executionContext) _Account_parent(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3646,6 +4330,82 @@ func (ec *executionContext) fieldContext_Account_spend(ctx context.Context, fiel
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Account_spend_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Account_budget(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_budget(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Account().Budget(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *guard.BudgetView) graphql.Marshaler {
+			return ec.marshalOBudget2ᚖpartnerdᚋguardᚐBudgetView(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Account_budget(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Account",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Budget(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Account_resources(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_resources(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Account().Resources(ctx, obj, fc.Args["status"].(*models.ResourceStatus), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ResourceConnection) graphql.Marshaler {
+			return ec.marshalNResourceConnection2ᚖpartnerdᚋgraphᚐResourceConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Account_resources(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Account",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ResourceConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Account_resources_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -4219,6 +4979,190 @@ func (ec *executionContext) fieldContext_AuditEntryEdge_node(_ context.Context, 
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _Budget_type(ctx context.Context, field graphql.CollectedField, obj *guard.BudgetView) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Budget_type(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Type, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v models.BudgetType) graphql.Marshaler {
+			return ec.marshalNBudgetType2partnerdᚋmodelsᚐBudgetType(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Budget_type(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Budget", field, false, false, "BudgetType")
+}
+
+func (ec *executionContext) _Budget_amount(ctx context.Context, field graphql.CollectedField, obj *guard.BudgetView) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Budget_amount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Amount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Budget_amount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Budget", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Budget_thresholds(ctx context.Context, field graphql.CollectedField, obj *guard.BudgetView) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Budget_thresholds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Budget().Thresholds(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []int) graphql.Marshaler {
+			return ec.marshalNInt2ᚕintᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Budget_thresholds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Budget", field, true, true, "Int")
+}
+
+func (ec *executionContext) _Budget_overspendAction(ctx context.Context, field graphql.CollectedField, obj *guard.BudgetView) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Budget_overspendAction(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OverspendAction, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v models.OverspendAction) graphql.Marshaler {
+			return ec.marshalNOverspendAction2partnerdᚋmodelsᚐOverspendAction(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Budget_overspendAction(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Budget", field, false, false, "OverspendAction")
+}
+
+func (ec *executionContext) _Budget_spent(ctx context.Context, field graphql.CollectedField, obj *guard.BudgetView) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Budget_spent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Spent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Budget_spent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Budget", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Budget_usedPercent(ctx context.Context, field graphql.CollectedField, obj *guard.BudgetView) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Budget_usedPercent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UsedPercent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Budget_usedPercent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Budget", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Budget_exceeded(ctx context.Context, field graphql.CollectedField, obj *guard.BudgetView) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Budget_exceeded(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Exceeded, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Budget_exceeded(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Budget", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Budget_startedAt(ctx context.Context, field graphql.CollectedField, obj *guard.BudgetView) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Budget_startedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StartedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Budget_startedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Budget", field, false, false, "Time")
 }
 
 func (ec *executionContext) _Credit_limit(ctx context.Context, field graphql.CollectedField, obj *credit.View) (ret graphql.Marshaler) {
@@ -6314,6 +7258,270 @@ func (ec *executionContext) fieldContext_Mutation_setArrearsExemption(ctx contex
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_setBudget(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setBudget(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetBudget(ctx, fc.Args["input"].(BudgetInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setBudget(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setBudget_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_clearBudget(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_clearBudget(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ClearBudget(ctx, fc.Args["customerId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_clearBudget(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_clearBudget_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_freezeAccount(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_freezeAccount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().FreezeAccount(ctx, fc.Args["accountId"].(string), fc.Args["mode"].(models.FreezeMode))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_freezeAccount(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_freezeAccount_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_unfreezeAccount(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_unfreezeAccount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UnfreezeAccount(ctx, fc.Args["accountId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_unfreezeAccount(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_unfreezeAccount_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_authorizePurchase(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_authorizePurchase(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().AuthorizePurchase(ctx, fc.Args["customerId"].(string), fc.Args["billingMode"].(models.BillingMode), fc.Args["listAmount"].(decimal.Decimal))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *guard.Decision) graphql.Marshaler {
+			return ec.marshalNPurchaseDecision2ᚖpartnerdᚋguardᚐDecision(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_authorizePurchase(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PurchaseDecision(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_authorizePurchase_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_registerResource(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_registerResource(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RegisterResource(ctx, fc.Args["customerId"].(string), fc.Args["productCode"].(string), fc.Args["externalId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Resource) graphql.Marshaler {
+			return ec.marshalNResource2ᚖpartnerdᚋmodelsᚐResource(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_registerResource(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Resource(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_registerResource_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_recordExpenditures(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6649,6 +7857,52 @@ func (ec *executionContext) _PageInfo_endCursor(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_PageInfo_endCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "String")
+}
+
+func (ec *executionContext) _PurchaseDecision_allowed(ctx context.Context, field graphql.CollectedField, obj *guard.Decision) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PurchaseDecision_allowed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Allowed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PurchaseDecision_allowed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PurchaseDecision", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _PurchaseDecision_reason(ctx context.Context, field graphql.CollectedField, obj *guard.Decision) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PurchaseDecision_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PurchaseDecision().Reason(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PurchaseDecision_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PurchaseDecision", field, true, true, "String")
 }
 
 func (ec *executionContext) _Query_node(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -7073,6 +8327,318 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields___Schema(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Resource_id(ctx context.Context, field graphql.CollectedField, obj *models.Resource) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Resource_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Resource().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Resource_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Resource", field, true, true, "ID")
+}
+
+func (ec *executionContext) _Resource_account(ctx context.Context, field graphql.CollectedField, obj *models.Resource) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Resource_account(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Resource().Account(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Resource_account(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Resource",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Resource_productCode(ctx context.Context, field graphql.CollectedField, obj *models.Resource) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Resource_productCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProductCode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Resource_productCode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Resource", field, false, false, "String")
+}
+
+func (ec *executionContext) _Resource_externalId(ctx context.Context, field graphql.CollectedField, obj *models.Resource) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Resource_externalId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExternalID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Resource_externalId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Resource", field, false, false, "String")
+}
+
+func (ec *executionContext) _Resource_status(ctx context.Context, field graphql.CollectedField, obj *models.Resource) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Resource_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v models.ResourceStatus) graphql.Marshaler {
+			return ec.marshalNResourceStatus2partnerdᚋmodelsᚐResourceStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Resource_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Resource", field, false, false, "ResourceStatus")
+}
+
+func (ec *executionContext) _Resource_createdAt(ctx context.Context, field graphql.CollectedField, obj *models.Resource) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Resource_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Resource_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Resource", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Resource_releasedAt(ctx context.Context, field graphql.CollectedField, obj *models.Resource) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Resource_releasedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReleasedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Resource_releasedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Resource", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ResourceConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ResourceConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ResourceConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ResourceEdge) graphql.Marshaler {
+			return ec.marshalNResourceEdge2ᚕᚖpartnerdᚋgraphᚐResourceEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ResourceConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ResourceConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ResourceEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ResourceConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ResourceConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ResourceConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ResourceConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ResourceConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ResourceConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ResourceConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ResourceConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ResourceConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ResourceConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ResourceEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ResourceEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ResourceEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ResourceEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ResourceEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _ResourceEdge_node(ctx context.Context, field graphql.CollectedField, obj *ResourceEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ResourceEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Resource) graphql.Marshaler {
+			return ec.marshalNResource2ᚖpartnerdᚋmodelsᚐResource(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ResourceEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ResourceEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Resource(ctx, field)
 		},
 	}
 	return fc, nil
@@ -8700,6 +10266,76 @@ func (ec *executionContext) fieldContext___Type_isOneOf(_ context.Context, field
 
 // region    **************************** input.gotpl *****************************
 
+func (ec *executionContext) unmarshalInputBudgetInput(ctx context.Context, obj any) (BudgetInput, error) {
+	var it BudgetInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"customerId", "type", "amount", "thresholds", "overspendAction"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "customerId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("customerId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CustomerID = data
+		case "type":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("type"))
+			data, err := ec.unmarshalNBudgetType2partnerdᚋmodelsᚐBudgetType(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Type = data
+		case "amount":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("amount"))
+			data, err := ec.unmarshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Amount = data
+		case "thresholds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("thresholds"))
+			data, err := ec.unmarshalOInt2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Thresholds = data
+		case "overspendAction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("overspendAction"))
+			data, err := ec.unmarshalOOverspendAction2ᚖpartnerdᚋmodelsᚐOverspendAction(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OverspendAction = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalBudgetInput unmarshals raw into the BudgetInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalBudgetInput(ctx context.Context, raw any) (BudgetInput, error) {
+	var out BudgetInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "BudgetInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputCreateAccountInput(ctx context.Context, obj any) (CreateAccountInput, error) {
 	var it CreateAccountInput
 	if obj == nil {
@@ -8995,6 +10631,13 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._User(ctx, sel, obj)
+	case models.Resource:
+		return ec._Resource(ctx, sel, &obj)
+	case *models.Resource:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._Resource(ctx, sel, obj)
 	case models.InboxMessage:
 		return ec._InboxMessage(ctx, sel, &obj)
 	case *models.InboxMessage:
@@ -9081,6 +10724,21 @@ func (ec *executionContext) _Account(ctx context.Context, sel ast.SelectionSet, 
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "frozenReason":
+			out.Values[i] = ec._Account_frozenReason(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "releaseAt":
+			out.Values[i] = ec._Account_releaseAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "dataDeletedAt":
+			out.Values[i] = ec._Account_dataDeletedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		case "parent":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, false,
@@ -9145,6 +10803,18 @@ func (ec *executionContext) _Account(ctx context.Context, sel ast.SelectionSet, 
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Account_spend(ctx, field, obj)
+				})
+		case "budget":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_budget(ctx, field, obj)
+				})
+		case "resources":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_resources(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -9456,6 +11126,75 @@ func (ec *executionContext) _AuditEntryEdge(ctx context.Context, sel ast.Selecti
 			out.Values[i] = ec._AuditEntryEdge_node(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var budgetImplementors = []string{"Budget"}
+
+func (ec *executionContext) _Budget(ctx context.Context, sel ast.SelectionSet, obj *guard.BudgetView) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, budgetImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Budget")
+		case "type":
+			out.Values[i] = ec._Budget_type(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "amount":
+			out.Values[i] = ec._Budget_amount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "thresholds":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Budget_thresholds(ctx, field, obj)
+				})
+		case "overspendAction":
+			out.Values[i] = ec._Budget_overspendAction(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "spent":
+			out.Values[i] = ec._Budget_spent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "usedPercent":
+			out.Values[i] = ec._Budget_usedPercent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "exceeded":
+			out.Values[i] = ec._Budget_exceeded(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "startedAt":
+			out.Values[i] = ec._Budget_startedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -10266,6 +12005,48 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "setBudget":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setBudget(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "clearBudget":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_clearBudget(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "freezeAccount":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_freezeAccount(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unfreezeAccount":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_unfreezeAccount(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "authorizePurchase":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_authorizePurchase(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "registerResource":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_registerResource(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "recordExpenditures":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_recordExpenditures(ctx, field)
@@ -10404,6 +12185,45 @@ func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet,
 	return out
 }
 
+var purchaseDecisionImplementors = []string{"PurchaseDecision"}
+
+func (ec *executionContext) _PurchaseDecision(ctx context.Context, sel ast.SelectionSet, obj *guard.Decision) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, purchaseDecisionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PurchaseDecision")
+		case "allowed":
+			out.Values[i] = ec._PurchaseDecision_allowed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "reason":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PurchaseDecision_reason(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var queryImplementors = []string{"Query"}
 
 func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -10490,6 +12310,152 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			})
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var resourceImplementors = []string{"Resource", "Node"}
+
+func (ec *executionContext) _Resource(ctx context.Context, sel ast.SelectionSet, obj *models.Resource) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, resourceImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Resource")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Resource_id(ctx, field, obj)
+				})
+		case "account":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Resource_account(ctx, field, obj)
+				})
+		case "productCode":
+			out.Values[i] = ec._Resource_productCode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "externalId":
+			out.Values[i] = ec._Resource_externalId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._Resource_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._Resource_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "releasedAt":
+			out.Values[i] = ec._Resource_releasedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var resourceConnectionImplementors = []string{"ResourceConnection"}
+
+func (ec *executionContext) _ResourceConnection(ctx context.Context, sel ast.SelectionSet, obj *ResourceConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, resourceConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ResourceConnection")
+		case "edges":
+			out.Values[i] = ec._ResourceConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._ResourceConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._ResourceConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var resourceEdgeImplementors = []string{"ResourceEdge"}
+
+func (ec *executionContext) _ResourceEdge(ctx context.Context, sel ast.SelectionSet, obj *ResourceEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, resourceEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ResourceEdge")
+		case "cursor":
+			out.Values[i] = ec._ResourceEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._ResourceEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -11287,6 +13253,26 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 	return res
 }
 
+func (ec *executionContext) unmarshalNBudgetInput2partnerdᚋgraphᚐBudgetInput(ctx context.Context, v any) (BudgetInput, error) {
+	res, err := ec.unmarshalInputBudgetInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNBudgetType2partnerdᚋmodelsᚐBudgetType(ctx context.Context, v any) (models.BudgetType, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := models.BudgetType(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNBudgetType2partnerdᚋmodelsᚐBudgetType(ctx context.Context, sel ast.SelectionSet, v models.BudgetType) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "BudgetType!")
+	}
+	return res
+}
+
 func (ec *executionContext) unmarshalNChannel2partnerdᚋmodelsᚐChannel(ctx context.Context, v any) (models.Channel, error) {
 	tmp, err := graphql.UnmarshalString(v)
 	res := models.Channel(tmp)
@@ -11496,6 +13482,21 @@ func (ec *executionContext) unmarshalNExpenditureInput2ᚖpartnerdᚋgraphᚐExp
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) unmarshalNFreezeMode2partnerdᚋmodelsᚐFreezeMode(ctx context.Context, v any) (models.FreezeMode, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := models.FreezeMode(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNFreezeMode2partnerdᚋmodelsᚐFreezeMode(ctx context.Context, sel ast.SelectionSet, v models.FreezeMode) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "FreezeMode!")
+	}
+	return res
+}
+
 func (ec *executionContext) unmarshalNID2string(ctx context.Context, v any) (string, error) {
 	res, err := graphql.UnmarshalID(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -11625,6 +13626,35 @@ func (ec *executionContext) marshalNInt2int(ctx context.Context, sel ast.Selecti
 	return res
 }
 
+func (ec *executionContext) unmarshalNInt2ᚕintᚄ(ctx context.Context, v any) ([]int, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]int, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNInt2int(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalNInt2ᚕintᚄ(ctx context.Context, sel ast.SelectionSet, v []int) graphql.Marshaler {
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNInt2int(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) unmarshalNMonth2partnerdᚋmodelsᚐMonth(ctx context.Context, v any) (models.Month, error) {
 	res, err := models.UnmarshalMonth(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -11663,12 +13693,90 @@ func (ec *executionContext) marshalNNotificationPreference2ᚖpartnerdᚋnotify�
 	return ec._NotificationPreference(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNOverspendAction2partnerdᚋmodelsᚐOverspendAction(ctx context.Context, v any) (models.OverspendAction, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := models.OverspendAction(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNOverspendAction2partnerdᚋmodelsᚐOverspendAction(ctx context.Context, sel ast.SelectionSet, v models.OverspendAction) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "OverspendAction!")
+	}
+	return res
+}
+
 func (ec *executionContext) marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx context.Context, sel ast.SelectionSet, v *PageInfo) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "PageInfo!")
 		return graphql.Null
 	}
 	return ec._PageInfo(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPurchaseDecision2ᚖpartnerdᚋguardᚐDecision(ctx context.Context, sel ast.SelectionSet, v *guard.Decision) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PurchaseDecision!")
+		return graphql.Null
+	}
+	return ec._PurchaseDecision(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNResource2ᚖpartnerdᚋmodelsᚐResource(ctx context.Context, sel ast.SelectionSet, v *models.Resource) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Resource!")
+		return graphql.Null
+	}
+	return ec._Resource(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNResourceConnection2ᚖpartnerdᚋgraphᚐResourceConnection(ctx context.Context, sel ast.SelectionSet, v *ResourceConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ResourceConnection!")
+		return graphql.Null
+	}
+	return ec._ResourceConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNResourceEdge2ᚕᚖpartnerdᚋgraphᚐResourceEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*ResourceEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNResourceEdge2ᚖpartnerdᚋgraphᚐResourceEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNResourceEdge2ᚖpartnerdᚋgraphᚐResourceEdge(ctx context.Context, sel ast.SelectionSet, v *ResourceEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ResourceEdge!")
+		return graphql.Null
+	}
+	return ec._ResourceEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNResourceStatus2partnerdᚋmodelsᚐResourceStatus(ctx context.Context, v any) (models.ResourceStatus, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := models.ResourceStatus(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNResourceStatus2partnerdᚋmodelsᚐResourceStatus(ctx context.Context, sel ast.SelectionSet, v models.ResourceStatus) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "ResourceStatus!")
+	}
+	return res
 }
 
 func (ec *executionContext) unmarshalNRole2partnerdᚋmodelsᚐRole(ctx context.Context, v any) (models.Role, error) {
@@ -12057,6 +14165,13 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	return res
 }
 
+func (ec *executionContext) marshalOBudget2ᚖpartnerdᚋguardᚐBudgetView(ctx context.Context, sel ast.SelectionSet, v *guard.BudgetView) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Budget(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOChannel2ᚖpartnerdᚋmodelsᚐChannel(ctx context.Context, v any) (*models.Channel, error) {
 	if v == nil {
 		return nil, nil
@@ -12132,6 +14247,60 @@ func (ec *executionContext) marshalODeliveryStatus2ᚖpartnerdᚋmodelsᚐDelive
 	return res
 }
 
+func (ec *executionContext) unmarshalOFrozenReason2ᚖpartnerdᚋmodelsᚐFrozenReason(ctx context.Context, v any) (*models.FrozenReason, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := graphql.UnmarshalString(v)
+	res := models.FrozenReason(tmp)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOFrozenReason2ᚖpartnerdᚋmodelsᚐFrozenReason(ctx context.Context, sel ast.SelectionSet, v *models.FrozenReason) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(string(*v))
+	return res
+}
+
+func (ec *executionContext) unmarshalOInt2ᚕintᚄ(ctx context.Context, v any) ([]int, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]int, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNInt2int(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOInt2ᚕintᚄ(ctx context.Context, sel ast.SelectionSet, v []int) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNInt2int(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) unmarshalOInt2ᚖint(ctx context.Context, v any) (*int, error) {
 	if v == nil {
 		return nil, nil
@@ -12173,6 +14342,44 @@ func (ec *executionContext) marshalONode2partnerdᚋmodelsᚐNode(ctx context.Co
 		return graphql.Null
 	}
 	return ec._Node(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOOverspendAction2ᚖpartnerdᚋmodelsᚐOverspendAction(ctx context.Context, v any) (*models.OverspendAction, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := graphql.UnmarshalString(v)
+	res := models.OverspendAction(tmp)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOOverspendAction2ᚖpartnerdᚋmodelsᚐOverspendAction(ctx context.Context, sel ast.SelectionSet, v *models.OverspendAction) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(string(*v))
+	return res
+}
+
+func (ec *executionContext) unmarshalOResourceStatus2ᚖpartnerdᚋmodelsᚐResourceStatus(ctx context.Context, v any) (*models.ResourceStatus, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := graphql.UnmarshalString(v)
+	res := models.ResourceStatus(tmp)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOResourceStatus2ᚖpartnerdᚋmodelsᚐResourceStatus(ctx context.Context, sel ast.SelectionSet, v *models.ResourceStatus) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(string(*v))
+	return res
 }
 
 func (ec *executionContext) unmarshalOString2ᚖstring(ctx context.Context, v any) (*string, error) {

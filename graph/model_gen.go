@@ -48,6 +48,15 @@ type AuditEntryEdge struct {
 	Node   *models.AuditEntry `json:"node"`
 }
 
+// A customer's budget. thresholds: each 1..1000, unique; default 50, 80, 100. overspendAction: default NONE.
+type BudgetInput struct {
+	CustomerID      string                  `json:"customerId"`
+	Type            models.BudgetType       `json:"type"`
+	Amount          decimal.Decimal         `json:"amount"`
+	Thresholds      []int                   `json:"thresholds,omitempty"`
+	OverspendAction *models.OverspendAction `json:"overspendAction,omitempty"`
+}
+
 type CreateAccountInput struct {
 	Kind     models.AccountKind `json:"kind"`
 	ParentID string             `json:"parentId"`
@@ -129,6 +138,17 @@ type PageInfo struct {
 }
 
 type Query struct {
+}
+
+type ResourceConnection struct {
+	Edges      []*ResourceEdge `json:"edges"`
+	PageInfo   *PageInfo       `json:"pageInfo"`
+	TotalCount int             `json:"totalCount"`
+}
+
+type ResourceEdge struct {
+	Cursor string           `json:"cursor"`
+	Node   *models.Resource `json:"node"`
 }
 
 // A customer's spend in a billing month; asOf is when the newest record counted was received.

@@ -80,9 +80,14 @@ type Account struct {
 	Status       AccountStatus
 	FrozenAt     *time.Time
 	FrozenReason *FrozenReason
-	Tags         Tags
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// ReleaseAt: when a FROZEN_WITH_RESOURCES account's resources are
+	// released unless it is unfrozen first.
+	ReleaseAt *time.Time
+	// DataDeletedAt: when the account's data was deleted at its release.
+	DataDeletedAt *time.Time
+	Tags          Tags
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
 // TableName is the accounts table.

@@ -12,3 +12,6 @@ func (User) IsNode() {}
 
 // IsNode marks InboxMessage as a Node.
 func (InboxMessage) IsNode() {}
+
+// IsNode marks Resource as a Node.
+func (Resource) IsNode() {}

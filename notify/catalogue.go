@@ -122,6 +122,40 @@ func NewCatalogue() *Catalogue {
 	}
 	Register(c, ArrearsChanged{CustomerID: 42, Entered: true, Available: "-1280.50", Month: "2026-11"}, arrears)
 	Register(c, ArrearsChanged{CustomerID: 42, Entered: false, Available: "3719.50", Month: "2026-11"}, arrears)
+
+	ops := models.RoleOperator
+	Register(c, BudgetThresholdCrossed{CustomerID: 42, BudgetID: 3, BudgetType: "MONTHLY", Period: "2026-11",
+		Threshold: 80, Spent: "8120.00", Amount: "10000.00", UsedPercent: "81.20"}, Spec[BudgetThresholdCrossed]{
+		Audience: func(e BudgetThresholdCrossed) []Audience {
+			return []Audience{To(e.CustomerID, fin), ToParentOf(e.CustomerID, fin)}
+		},
+		Defaults: InSiteAndEmail(),
+	})
+	Register(c, AccountFrozen{AccountID: 42, Mode: "ACCOUNT_AND_RESOURCES", Reason: "OVERSPEND",
+		FrozenAt: "2026-11-20T08:00:00Z", ReleaseAt: "2026-11-27T08:00:00Z", Resources: 12}, Spec[AccountFrozen]{
+		Audience: func(e AccountFrozen) []Audience {
+			return []Audience{To(e.AccountID, ops, fin), ToParentOf(e.AccountID, ops, fin)}
+		},
+		Defaults: AllChannels(),
+	})
+	Register(c, AccountUnfrozen{AccountID: 42, Reason: "OVERSPEND", Automatic: false, Resources: 12}, Spec[AccountUnfrozen]{
+		Audience: func(e AccountUnfrozen) []Audience {
+			return []Audience{To(e.AccountID, ops, fin), ToParentOf(e.AccountID, ops, fin)}
+		},
+		Defaults: AllChannels(),
+	})
+	Register(c, ReleaseReminder{AccountID: 42, ReleaseAt: "2026-11-27T08:00:00Z", DaysLeft: 3, Resources: 12}, Spec[ReleaseReminder]{
+		Audience: func(e ReleaseReminder) []Audience {
+			return []Audience{To(e.AccountID, ops, fin), ToParentOf(e.AccountID, ops, fin)}
+		},
+		Defaults: AllChannels(),
+	})
+	Register(c, ResourcesReleased{AccountID: 42, ReleasedAt: "2026-11-27T08:00:00Z", Resources: 12}, Spec[ResourcesReleased]{
+		Audience: func(e ResourcesReleased) []Audience {
+			return []Audience{To(e.AccountID, ops, fin), ToParentOf(e.AccountID, ops, fin)}
+		},
+		Defaults: AllChannels(),
+	})
 	return c
 }
 

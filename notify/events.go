@@ -95,3 +95,129 @@ func (e ArrearsChanged) EventAccountID() int64 { return e.CustomerID }
 
 // LiveTopics implements store.LiveEvent.
 func (e ArrearsChanged) LiveTopics() []string { return []string{accounts.AccountTopic(e.CustomerID)} }
+
+// The event types of budgets, freezes and resource releases (DOMAIN.md §4).
+const (
+	EventBudgetThreshold   = "budget.threshold_crossed"
+	EventAccountFrozen     = "account.frozen"
+	EventAccountUnfrozen   = "account.unfrozen"
+	EventReleaseReminder   = "resources.release_reminder"
+	EventResourcesReleased = "resources.released"
+)
+
+// BudgetThresholdCrossed is emitted once per budget, period and threshold,
+// when the customer's spend in the budget's period reaches Threshold percent
+// of the budget (DOMAIN.md §4).
+type BudgetThresholdCrossed struct {
+	CustomerID int64 `json:"customerId"`
+	BudgetID   int64 `json:"budgetId"`
+	// BudgetType is MONTHLY or ONE_TIME.
+	BudgetType string `json:"budgetType"`
+	// Period is the Beijing-time month "YYYY-MM" of a MONTHLY budget, or,
+	// for a ONE_TIME budget, the Beijing date "YYYY-MM-DD" it was set (it
+	// counts from then on).
+	Period    string `json:"period"`
+	Threshold int    `json:"threshold"`
+	// Spent and Amount are list-price amounts; UsedPercent has two decimals.
+	Spent       string `json:"spent"`
+	Amount      string `json:"amount"`
+	UsedPercent string `json:"usedPercent"`
+}
+
+// EventType implements store.Event.
+func (BudgetThresholdCrossed) EventType() string { return EventBudgetThreshold }
+
+// EventAccountID implements store.AccountEvent.
+func (e BudgetThresholdCrossed) EventAccountID() int64 { return e.CustomerID }
+
+// LiveTopics implements store.LiveEvent.
+func (e BudgetThresholdCrossed) LiveTopics() []string {
+	return []string{accounts.AccountTopic(e.CustomerID)}
+}
+
+// AccountFrozen is emitted when an account is frozen, or a frozen account's
+// resources are stopped too. Mode is ACCOUNT or ACCOUNT_AND_RESOURCES; Reason
+// is MANUAL, OVERSPEND, ARREARS or NEW_CUSTOMER; ReleaseAt (RFC 3339, UTC) is
+// set with ACCOUNT_AND_RESOURCES: when the resources are released unless the
+// account is unfrozen first.
+type AccountFrozen struct {
+	AccountID int64  `json:"accountId"`
+	Mode      string `json:"mode"`
+	Reason    string `json:"reason"`
+	FrozenAt  string `json:"frozenAt"`
+	ReleaseAt string `json:"releaseAt,omitempty"`
+	// Resources is how many running resources were stopped.
+	Resources int `json:"resources"`
+}
+
+// EventType implements store.Event.
+func (AccountFrozen) EventType() string { return EventAccountFrozen }
+
+// Queue puts freezes on the critical queue: their consumer schedules the
+// release of the resources.
+func (AccountFrozen) Queue() string { return "critical" }
+
+// EventAccountID implements store.AccountEvent.
+func (e AccountFrozen) EventAccountID() int64 { return e.AccountID }
+
+// LiveTopics implements store.LiveEvent.
+func (e AccountFrozen) LiveTopics() []string { return []string{accounts.AccountTopic(e.AccountID)} }
+
+// AccountUnfrozen is emitted when a frozen account becomes ACTIVE again:
+// by its partner, or Automatic when an arrears suspension ends. Reason is the
+// reason it had been frozen for; Resources is how many stopped resources
+// were started again.
+type AccountUnfrozen struct {
+	AccountID int64  `json:"accountId"`
+	Reason    string `json:"reason"`
+	Automatic bool   `json:"automatic"`
+	Resources int    `json:"resources"`
+}
+
+// EventType implements store.Event.
+func (AccountUnfrozen) EventType() string { return EventAccountUnfrozen }
+
+// EventAccountID implements store.AccountEvent.
+func (e AccountUnfrozen) EventAccountID() int64 { return e.AccountID }
+
+// LiveTopics implements store.LiveEvent.
+func (e AccountUnfrozen) LiveTopics() []string { return []string{accounts.AccountTopic(e.AccountID)} }
+
+// ReleaseReminder is emitted DaysLeft days before a FROZEN_WITH_RESOURCES
+// account's resources are released (3 and 1, DOMAIN.md §4). ReleaseAt is
+// RFC 3339, UTC.
+type ReleaseReminder struct {
+	AccountID int64  `json:"accountId"`
+	ReleaseAt string `json:"releaseAt"`
+	DaysLeft  int    `json:"daysLeft"`
+	Resources int    `json:"resources"`
+}
+
+// EventType implements store.Event.
+func (ReleaseReminder) EventType() string { return EventReleaseReminder }
+
+// EventAccountID implements store.AccountEvent.
+func (e ReleaseReminder) EventAccountID() int64 { return e.AccountID }
+
+// ResourcesReleased is emitted when a FROZEN_WITH_RESOURCES account reached
+// its release time: its resources were released and its data deleted,
+// irreversibly. ReleasedAt is RFC 3339, UTC.
+type ResourcesReleased struct {
+	AccountID  int64  `json:"accountId"`
+	ReleasedAt string `json:"releasedAt"`
+	Resources  int    `json:"resources"`
+}
+
+// EventType implements store.Event.
+func (ResourcesReleased) EventType() string { return EventResourcesReleased }
+
+// Queue puts releases on the critical queue.
+func (ResourcesReleased) Queue() string { return "critical" }
+
+// EventAccountID implements store.AccountEvent.
+func (e ResourcesReleased) EventAccountID() int64 { return e.AccountID }
+
+// LiveTopics implements store.LiveEvent.
+func (e ResourcesReleased) LiveTopics() []string {
+	return []string{accounts.AccountTopic(e.AccountID)}
+}

@@ -7,6 +7,7 @@ import (
 	htmltemplate "html/template"
 	"strings"
 	texttemplate "text/template"
+	"time"
 
 	"github.com/shopspring/decimal"
 
@@ -45,7 +46,7 @@ type Renderer struct {
 // and fails if one is missing or lacks a part.
 func NewRenderer(c *Catalogue) (*Renderer, error) {
 	r := &Renderer{text: map[string]*texttemplate.Template{}, html: map[string]*htmltemplate.Template{}}
-	funcs := map[string]any{"money": money}
+	funcs := map[string]any{"money": money, "beijing": beijing}
 	for _, typ := range c.Types() {
 		for _, loc := range Locales() {
 			name := templateName(typ, loc)
@@ -186,4 +187,24 @@ func money(s string) string {
 		out = "-" + out
 	}
 	return out
+}
+
+// beijingZone is Beijing time, in which people read the times of events.
+var beijingZone = func() *time.Location {
+	loc, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		return time.FixedZone("CST", 8*3600)
+	}
+	return loc
+}()
+
+// beijing formats an RFC 3339 time in Beijing time
+// ("2026-11-20T08:00:00Z" → "2026-11-20 16:00 (UTC+08:00)"); text that is
+// not an RFC 3339 time is returned as is.
+func beijing(s string) string {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return s
+	}
+	return t.In(beijingZone).Format("2006-01-02 15:04 (UTC-07:00)")
 }

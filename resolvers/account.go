@@ -70,6 +70,8 @@ func (r *queryResolver) node(ctx context.Context, id string) (models.Node, error
 		return r.Notify.InboxMessage(ctx, key)
 	case TypeDelivery:
 		return r.Notify.Delivery(ctx, key)
+	case TypeResource:
+		return r.Guard.Resource(ctx, key)
 	}
 	return nil, apperr.NotFoundf("nothing found with ID %q", id)
 }

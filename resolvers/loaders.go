@@ -8,6 +8,7 @@ import (
 
 	"partnerd/accounts"
 	"partnerd/credit"
+	"partnerd/guard"
 	"partnerd/models"
 	"partnerd/spend"
 )
@@ -20,6 +21,7 @@ type Loaders struct {
 	ChildrenCount *dataloader.Loader[childKey, int]
 	Credit        *dataloader.Loader[int64, credit.View]
 	Spend         *dataloader.Loader[spendKey, spend.Totals]
+	Budget        *dataloader.Loader[int64, *guard.BudgetView]
 	done          *prefetched
 }
 
@@ -70,7 +72,8 @@ func (r *Resolver) WithLoaders(ctx context.Context) context.Context {
 			}
 			return out
 		}, dataloader.WithWait[int64, credit.View](batchWait)),
-		done: &prefetched{keys: map[childKey]bool{}},
+		done:   &prefetched{keys: map[childKey]bool{}},
+		Budget: r.newBudgetLoader(),
 		Account: dataloader.NewBatchedLoader(func(ctx context.Context, keys []int64) []*dataloader.Result[*models.Account] {
 			m, err := svc.GetMany(ctx, keys)
 			out := make([]*dataloader.Result[*models.Account], len(keys))

@@ -7,6 +7,7 @@ package resolvers
 import (
 	"partnerd/accounts"
 	"partnerd/credit"
+	"partnerd/guard"
 	"partnerd/notify"
 	"partnerd/spend"
 )
@@ -18,4 +19,5 @@ type Resolver struct {
 	Spend    *spend.Service
 	Live     *notify.Hub
 	Notify   *notify.Service
+	Guard    *guard.Service
 }

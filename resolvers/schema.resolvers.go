@@ -10,6 +10,7 @@ import (
 	"partnerd/accounts"
 	"partnerd/credit"
 	"partnerd/graph"
+	"partnerd/guard"
 	"partnerd/ids"
 	"partnerd/models"
 	"partnerd/notify"
@@ -105,6 +106,16 @@ func (r *accountResolver) Spend(ctx context.Context, obj *models.Account, month 
 	return r.spend(ctx, obj, month)
 }
 
+// Budget is the resolver for the budget field.
+func (r *accountResolver) Budget(ctx context.Context, obj *models.Account) (*guard.BudgetView, error) {
+	return r.budget(ctx, obj)
+}
+
+// Resources is the resolver for the resources field.
+func (r *accountResolver) Resources(ctx context.Context, obj *models.Account, status *models.ResourceStatus, first *int, after *string) (*graph.ResourceConnection, error) {
+	return r.resources(ctx, obj, status, first, after)
+}
+
 // TotalCount is the resolver for the totalCount field.
 func (r *accountConnectionResolver) TotalCount(ctx context.Context, obj *graph.AccountConnection) (int, error) {
 	return r.loaders(ctx).ChildrenCount.Load(ctx, childKey{ParentID: obj.ParentID, Filter: accounts.ChildFilterFromKey(obj.Filter)})()
@@ -131,6 +142,11 @@ func (r *auditEntryResolver) Before(ctx context.Context, obj *models.AuditEntry)
 // After is the resolver for the after field.
 func (r *auditEntryResolver) After(ctx context.Context, obj *models.AuditEntry) (*string, error) {
 	return jsonText(obj.After), nil
+}
+
+// Thresholds is the resolver for the thresholds field.
+func (r *budgetResolver) Thresholds(ctx context.Context, obj *guard.BudgetView) ([]int, error) {
+	return []int(obj.Thresholds), nil
 }
 
 // ID is the resolver for the id field.
@@ -301,6 +317,52 @@ func (r *mutationResolver) SetArrearsExemption(ctx context.Context, customerID s
 	return r.Credit.SetExemption(ctx, key, postpaid, prepaid)
 }
 
+// SetBudget is the resolver for the setBudget field.
+func (r *mutationResolver) SetBudget(ctx context.Context, input graph.BudgetInput) (*models.Account, error) {
+	return r.setBudget(ctx, input)
+}
+
+// ClearBudget is the resolver for the clearBudget field.
+func (r *mutationResolver) ClearBudget(ctx context.Context, customerID string) (*models.Account, error) {
+	key, err := ids.Decode(customerID, TypeAccount)
+	if err != nil {
+		return nil, err
+	}
+	return r.Guard.ClearBudget(ctx, key)
+}
+
+// FreezeAccount is the resolver for the freezeAccount field.
+func (r *mutationResolver) FreezeAccount(ctx context.Context, accountID string, mode models.FreezeMode) (*models.Account, error) {
+	key, err := ids.Decode(accountID, TypeAccount)
+	if err != nil {
+		return nil, err
+	}
+	return r.Guard.Freeze(ctx, key, mode)
+}
+
+// UnfreezeAccount is the resolver for the unfreezeAccount field.
+func (r *mutationResolver) UnfreezeAccount(ctx context.Context, accountID string) (*models.Account, error) {
+	key, err := ids.Decode(accountID, TypeAccount)
+	if err != nil {
+		return nil, err
+	}
+	return r.Guard.Unfreeze(ctx, key)
+}
+
+// AuthorizePurchase is the resolver for the authorizePurchase field.
+func (r *mutationResolver) AuthorizePurchase(ctx context.Context, customerID string, billingMode models.BillingMode, listAmount decimal.Decimal) (*guard.Decision, error) {
+	return r.authorizePurchase(ctx, customerID, billingMode, listAmount)
+}
+
+// RegisterResource is the resolver for the registerResource field.
+func (r *mutationResolver) RegisterResource(ctx context.Context, customerID string, productCode string, externalID string) (*models.Resource, error) {
+	key, err := ids.Decode(customerID, TypeAccount)
+	if err != nil {
+		return nil, err
+	}
+	return r.Guard.RegisterResource(ctx, key, productCode, externalID)
+}
+
 // RecordExpenditures is the resolver for the recordExpenditures field.
 func (r *mutationResolver) RecordExpenditures(ctx context.Context, records []*graph.ExpenditureInput) (*graph.IngestResult, error) {
 	return r.recordExpenditures(ctx, records)
@@ -328,6 +390,14 @@ func (r *mutationResolver) SetNotificationPreference(ctx context.Context, eventT
 // ResendDelivery is the resolver for the resendDelivery field.
 func (r *mutationResolver) ResendDelivery(ctx context.Context, id string) (*notify.DeliveryView, error) {
 	return r.resendDelivery(ctx, id)
+}
+
+// Reason is the resolver for the reason field.
+func (r *purchaseDecisionResolver) Reason(ctx context.Context, obj *guard.Decision) (*string, error) {
+	if obj.Allowed {
+		return nil, nil
+	}
+	return &obj.Reason, nil
 }
 
 // Node is the resolver for the node field.
@@ -379,6 +449,16 @@ func (r *queryResolver) Deliveries(ctx context.Context, accountID string, status
 	return r.deliveries(ctx, accountID, status, channel, first, after)
 }
 
+// ID is the resolver for the id field.
+func (r *resourceResolver) ID(ctx context.Context, obj *models.Resource) (string, error) {
+	return ids.Encode(TypeResource, obj.ID), nil
+}
+
+// Account is the resolver for the account field.
+func (r *resourceResolver) Account(ctx context.Context, obj *models.Resource) (*models.Account, error) {
+	return r.account(ctx, obj.CustomerID)
+}
+
 // AccountUpdated is the resolver for the accountUpdated field.
 func (r *subscriptionResolver) AccountUpdated(ctx context.Context, id string) (<-chan *models.Account, error) {
 	return r.accountUpdated(ctx, id)
@@ -425,6 +505,9 @@ func (r *Resolver) AccountConnection() graph.AccountConnectionResolver {
 // AuditEntry returns graph.AuditEntryResolver implementation.
 func (r *Resolver) AuditEntry() graph.AuditEntryResolver { return &auditEntryResolver{r} }
 
+// Budget returns graph.BudgetResolver implementation.
+func (r *Resolver) Budget() graph.BudgetResolver { return &budgetResolver{r} }
+
 // CreditLedgerEntry returns graph.CreditLedgerEntryResolver implementation.
 func (r *Resolver) CreditLedgerEntry() graph.CreditLedgerEntryResolver {
 	return &creditLedgerEntryResolver{r}
@@ -439,8 +522,16 @@ func (r *Resolver) InboxMessage() graph.InboxMessageResolver { return &inboxMess
 // Mutation returns graph.MutationResolver implementation.
 func (r *Resolver) Mutation() graph.MutationResolver { return &mutationResolver{r} }
 
+// PurchaseDecision returns graph.PurchaseDecisionResolver implementation.
+func (r *Resolver) PurchaseDecision() graph.PurchaseDecisionResolver {
+	return &purchaseDecisionResolver{r}
+}
+
 // Query returns graph.QueryResolver implementation.
 func (r *Resolver) Query() graph.QueryResolver { return &queryResolver{r} }
+
+// Resource returns graph.ResourceResolver implementation.
+func (r *Resolver) Resource() graph.ResourceResolver { return &resourceResolver{r} }
 
 // Subscription returns graph.SubscriptionResolver implementation.
 func (r *Resolver) Subscription() graph.SubscriptionResolver { return &subscriptionResolver{r} }
@@ -455,11 +546,14 @@ type (
 	accountResolver           struct{ *Resolver }
 	accountConnectionResolver struct{ *Resolver }
 	auditEntryResolver        struct{ *Resolver }
+	budgetResolver            struct{ *Resolver }
 	creditLedgerEntryResolver struct{ *Resolver }
 	deliveryResolver          struct{ *Resolver }
 	inboxMessageResolver      struct{ *Resolver }
 	mutationResolver          struct{ *Resolver }
+	purchaseDecisionResolver  struct{ *Resolver }
 	queryResolver             struct{ *Resolver }
+	resourceResolver          struct{ *Resolver }
 	subscriptionResolver      struct{ *Resolver }
 	userResolver              struct{ *Resolver }
 	userConnectionResolver    struct{ *Resolver }

@@ -35,6 +35,7 @@ import (
 	"partnerd/apperr"
 	"partnerd/credit"
 	"partnerd/graph"
+	"partnerd/guard"
 	"partnerd/models"
 	"partnerd/notify"
 	"partnerd/resolvers"
@@ -50,6 +51,7 @@ type Deps struct {
 	Spend    *spend.Service
 	Hub      *notify.Hub
 	Notify   *notify.Service
+	Guard    *guard.Service
 	Redis    redis.UniversalClient
 	// Queue is the asynq Redis connection, for the dashboard and queue metrics.
 	Queue    asynq.RedisConnOpt
@@ -90,6 +92,14 @@ func New(d Deps, opts Options) http.Handler {
 	if d.Spend != nil {
 		mux.Handle("POST "+streamingIngestPath, ExpendituresHandler(d.Spend, d.Log))
 	}
+	if d.Guard != nil {
+		mux.Handle("POST "+purchaseAuthorizationsPath, PurchaseHandler(d.Guard, d.Log))
+		if d.Registry != nil {
+			if err := d.Guard.RegisterMetrics(d.Registry); err != nil {
+				d.Log.Error("register purchase metrics", "err", err)
+			}
+		}
+	}
 	if d.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
 	}
@@ -108,7 +118,7 @@ func New(d Deps, opts Options) http.Handler {
 }
 
 func newGraphQL(d Deps, opts Options, m *metrics) http.Handler {
-	res := &resolvers.Resolver{Accounts: d.Accounts, Credit: d.Credit, Spend: d.Spend, Live: d.Hub, Notify: d.Notify}
+	res := &resolvers.Resolver{Accounts: d.Accounts, Credit: d.Credit, Spend: d.Spend, Live: d.Hub, Notify: d.Notify, Guard: d.Guard}
 	cfg := graph.Config{Resolvers: res}
 	setComplexity(&cfg)
 	srv := handler.New(graph.NewExecutableSchema(cfg))

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"partnerd/credit"
+	"partnerd/guard"
 	"partnerd/notify"
 	"partnerd/server"
 	"partnerd/spend"
@@ -31,6 +32,7 @@ type API struct {
 	Prefix   string
 	Hub      *notify.Hub
 	Notify   *notify.Service
+	Guard    *guard.Service
 	Registry *prometheus.Registry
 }
 
@@ -68,11 +70,12 @@ func NewAPIOn(t testing.TB, tr *Tree, opts server.Options, shared ...*API) *API 
 	if err != nil {
 		t.Fatal(err)
 	}
+	gs := guard.New(tr.Store, guard.Options{Location: Shanghai, Log: log})
 	h := server.New(server.Deps{Store: tr.Store, Accounts: tr.Accounts, Credit: credit.New(tr.Store, Shanghai), Spend: spend.New(tr.Store, Shanghai),
-		Hub: hub, Notify: ns, Redis: rdb, Queue: qopt, Registry: reg, Log: log}, opts)
+		Hub: hub, Notify: ns, Guard: gs, Redis: rdb, Queue: qopt, Registry: reg, Log: log}, opts)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &API{Tree: tr, Server: srv, Redis: rdb, RedisURL: redisURL, Prefix: prefix, Hub: hub, Notify: ns, Registry: reg}
+	return &API{Tree: tr, Server: srv, Redis: rdb, RedisURL: redisURL, Prefix: prefix, Hub: hub, Notify: ns, Guard: gs, Registry: reg}
 }
 
 // Response is a GraphQL response.

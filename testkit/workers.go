@@ -14,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"partnerd/guard"
 	"partnerd/models"
 	"partnerd/notify"
 	"partnerd/notify/email"
@@ -36,6 +37,7 @@ type Workers struct {
 	RedisURL string
 	Prefix   string
 	Hub      *notify.Hub
+	Guard    *guard.Service
 }
 
 // WorkerOptions tune StartWorkers; the zero value is fine.
@@ -44,6 +46,9 @@ type WorkerOptions struct {
 	SendLease time.Duration
 	// RedisURL and Prefix share the Redis database of an API (NewAPIOn).
 	RedisURL, Prefix string
+	// Guard is the guard service the workers enforce with (default: one
+	// with the default FREEZE_RETENTION in Beijing time).
+	Guard *guard.Service
 }
 
 // StartWorkers starts the relay and a worker server on tr's database. Task
@@ -95,6 +100,13 @@ func StartWorkers(t testing.TB, tr *Tree, opts WorkerOptions) *Workers {
 	nw.Register(reg)
 	mux := workers.NewMux(reg, tr.Store, log)
 	nw.Handle(mux)
+	w.Guard = opts.Guard
+	if w.Guard == nil {
+		w.Guard = guard.New(tr.Store, guard.Options{Location: Shanghai, Log: log})
+	}
+	gw := workers.NewGuard(w.Guard, w.Queue, log)
+	gw.Register(reg)
+	gw.Handle(mux)
 	srv := workers.NewServer(qopt, workers.ServerConfig{Concurrency: 8, ShutdownTimeout: 5 * time.Second, Poll: 20 * time.Millisecond, RetryPoll: 20 * time.Millisecond,
 		RetryDelay: func(int, error, *asynq.Task) time.Duration { return 20 * time.Millisecond }}, log)
 	if err := srv.Start(mux); err != nil {

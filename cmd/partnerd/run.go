@@ -20,6 +20,7 @@ import (
 	"partnerd/accounts"
 	"partnerd/credit"
 	"partnerd/demo"
+	"partnerd/guard"
 	"partnerd/notify"
 	"partnerd/notify/email"
 	"partnerd/notify/sms"
@@ -135,6 +136,7 @@ func domain(st *store.Store, cfg *config, log *slog.Logger) demo.Services {
 		Accounts: accounts.New(st),
 		Credit:   credit.New(st, cfg.BillingTimezone),
 		Spend:    spend.New(st, cfg.BillingTimezone).WithLogger(log),
+		Guard:    guard.New(st, guard.Options{Location: cfg.BillingTimezone, Retention: cfg.FreezeRetention, Log: log}),
 	}
 }
 
@@ -203,7 +205,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 	if r.api {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		h := server.New(server.Deps{Store: st, Accounts: svc, Credit: dom.Credit, Spend: dom.Spend, Hub: hub, Notify: notifications, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
+		h := server.New(server.Deps{Store: st, Accounts: svc, Credit: dom.Credit, Spend: dom.Spend, Hub: hub, Notify: notifications, Guard: dom.Guard, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
 			server.Options{Playground: cfg.Playground, Monitoring: true, Limits: server.Limits{
 				Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, ParserTokens: cfg.MaxTokens, BodyBytes: cfg.MaxBody, UploadBytes: cfg.MaxUpload}})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -231,6 +233,9 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		nw.Register(reg)
 		mux := workers.NewMux(reg, st, log)
 		nw.Handle(mux)
+		gw := workers.NewGuard(dom.Guard, queue, log)
+		gw.Register(reg)
+		gw.Handle(mux)
 		taskSrv = workers.NewServer(cfg.QueueRedis, workers.ServerConfig{Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: cfg.ShutdownTimeout}, log)
 		if err := taskSrv.Start(mux); err != nil {
 			return fmt.Errorf("start workers: %w", err)
@@ -240,7 +245,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		log.Info("workers started", "concurrency", cfg.WorkerConcurrency)
 	}
 	if r.scheduler {
-		entries := append(workers.DefaultEntries(), workers.NotificationEntries()...)
+		entries := append(append(workers.DefaultEntries(), workers.NotificationEntries()...), workers.GuardEntries()...)
 		sched := workers.NewScheduler(queue, entries, st.Clock(), log)
 		goRun("scheduler", sched.Run)
 		log.Info("scheduler started")
