@@ -40,6 +40,8 @@ type Summary struct {
 	Accounts     int
 	Users        int
 	Expenditures int
+	// Budgets is how many customers got a budget (and were unfrozen).
+	Budgets int
 	// InboxMessages is how many in-site messages the changes left.
 	InboxMessages int
 }
@@ -108,8 +110,9 @@ var tree = []node{
 
 // Load creates the demo tree under the platform when the tree is empty, as
 // the system principal: accounts and users, credit limits and allocations,
-// and the last 30 days of expenditures of every customer (Nimbus Games ends
-// up in arrears), and the inbox messages all of that notifies (credit
+// budgets (one exceeded, see demoBudgets; Pioneer Labs stays frozen as a new
+// customer), and the last 30 days of expenditures of every customer (Nimbus
+// Games ends up in arrears, suspended), and the inbox messages all of that notifies (credit
 // allocations to the partners and customers, the arrears). The platform must
 // exist (bootstrap).
 func Load(ctx context.Context, d Services) (Summary, error) {
@@ -130,17 +133,74 @@ func Load(ctx context.Context, d Services) (Summary, error) {
 			return sum, err
 		}
 	}
+	if err := budgets(ctx, d, customers, &sum); err != nil {
+		return sum, err
+	}
 	res, err := d.Spend.Ingest(ctx, spend.SliceSource(expenditures(customers, d.Accounts.Store().Now())))
 	if err != nil {
 		return sum, fmt.Errorf("demo expenditures: %w", err)
 	}
 	sum.Expenditures = res.Accepted
+	if d.Guard != nil {
+		// What the workers would do on the ingestion's events, done here so
+		// the demo is in its final state without them.
+		for _, c := range customers {
+			if err := d.Guard.Evaluate(ctx, c.ID); err != nil {
+				return sum, fmt.Errorf("demo budget of %q: %w", c.Name, err)
+			}
+			if err := d.Guard.ReconcileArrears(ctx, c.ID); err != nil {
+				return sum, fmt.Errorf("demo arrears of %q: %w", c.Name, err)
+			}
+		}
+	}
 	if d.Notify != nil {
 		if sum.InboxMessages, err = d.Notify.NotifyNow(ctx); err != nil {
 			return sum, fmt.Errorf("demo notifications: %w", err)
 		}
 	}
 	return sum, nil
+}
+
+// demoBudgets are the demo customers' budgets: Kite Analytics' small one is
+// exceeded by its spend (prepaid purchases refused, no action), Harbor
+// Logistics would be frozen with its resources past its budget, Orion Media
+// has a one-time budget. Pioneer Labs gets none and stays FROZEN as a new
+// customer awaiting its budget.
+var demoBudgets = map[string]guard.BudgetInput{
+	"Harbor Logistics": {Type: models.BudgetMonthly, Amount: decimal.RequireFromString("50000"), OverspendAction: models.OverspendFreezeWithResources},
+	"Kite Analytics":   {Type: models.BudgetMonthly, Amount: decimal.RequireFromString("100"), Thresholds: []int{50, 80, 100}},
+	"Lumen Retail":     {Type: models.BudgetMonthly, Amount: decimal.RequireFromString("20000"), OverspendAction: models.OverspendFreeze},
+	"Meridian Health":  {Type: models.BudgetMonthly, Amount: decimal.RequireFromString("30000")},
+	"Nimbus Games":     {Type: models.BudgetMonthly, Amount: decimal.RequireFromString("80000"), OverspendAction: models.OverspendFreeze},
+	"Orion Media":      {Type: models.BudgetOneTime, Amount: decimal.RequireFromString("40000")},
+}
+
+// budgets sets the demo budgets, unfreezes the customers that have one and
+// registers a few resources (with Guard set).
+func budgets(ctx context.Context, d Services, customers []*models.Account, sum *Summary) error {
+	if d.Guard == nil {
+		return nil
+	}
+	for _, c := range customers {
+		in, ok := demoBudgets[c.Name]
+		if !ok {
+			continue
+		}
+		in.CustomerID = c.ID
+		if _, err := d.Guard.SetBudget(ctx, in); err != nil {
+			return fmt.Errorf("demo budget of %q: %w", c.Name, err)
+		}
+		if _, err := d.Guard.Unfreeze(ctx, c.ID); err != nil {
+			return fmt.Errorf("demo unfreeze of %q: %w", c.Name, err)
+		}
+		sum.Budgets++
+		for i := 1; i <= 2; i++ {
+			if _, err := d.Guard.RegisterResource(ctx, c.ID, "ecs.g7.large", fmt.Sprintf("i-demo-%d-%d", c.ID, i)); err != nil {
+				return fmt.Errorf("demo resource of %q: %w", c.Name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // expenditures makes 30 days of usage for each customer: daily pay-per-use

@@ -7,6 +7,7 @@ import (
 	"partnerd/accounts"
 	"partnerd/credit"
 	"partnerd/demo"
+	"partnerd/guard"
 	"partnerd/notify"
 	"partnerd/spend"
 	"partnerd/store"
@@ -27,13 +28,46 @@ func TestLoad_TreeCreditSpendAndInbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := demo.Services{Accounts: svc, Credit: credit.New(st, testkit.Shanghai), Spend: spend.New(st, testkit.Shanghai), Notify: ns}
+	d := demo.Services{Accounts: svc, Credit: credit.New(st, testkit.Shanghai), Spend: spend.New(st, testkit.Shanghai), Notify: ns,
+		Guard: guard.New(st, guard.Options{Location: testkit.Shanghai})}
 	sum, err := demo.Load(ctx, d)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !sum.Loaded || sum.Accounts < 10 || sum.Expenditures == 0 || sum.InboxMessages == 0 {
 		t.Fatalf("summary %+v", sum)
+	}
+	// Budgets: one exceeded, a frozen customer awaiting its budget, and the
+	// heavy spender suspended for arrears.
+	var states []struct {
+		Name, Status string
+		Reason       *string
+		Exceeded     bool
+	}
+	if err := st.DB.Raw(`SELECT a.name, a.status, a.frozen_reason AS reason,
+			coalesce(g.budget_amount <= g.month_list, false) AS exceeded
+		FROM accounts a JOIN purchase_guards g ON g.customer_id = a.id WHERE a.kind = 'CUSTOMER' ORDER BY a.id`).Scan(&states).Error; err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, s := range states {
+		v := s.Status
+		if s.Reason != nil {
+			v += "/" + *s.Reason
+		}
+		if s.Exceeded {
+			v += "/exceeded"
+		}
+		got[s.Name] = v
+	}
+	for name, want := range map[string]string{"Kite Analytics": "ACTIVE/exceeded", "Pioneer Labs": "FROZEN/NEW_CUSTOMER",
+		"Nimbus Games": "FROZEN/ARREARS", "Harbor Logistics": "ACTIVE"} {
+		if got[name] != want {
+			t.Errorf("%s: %s, want %s", name, got[name], want)
+		}
+	}
+	if sum.Budgets != 6 {
+		t.Errorf("%d budgets", sum.Budgets)
 	}
 	token, err := demo.PartnerToken(ctx, svc, 0)
 	if err != nil {

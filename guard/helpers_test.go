@@ -2,9 +2,9 @@ package guard_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
-	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
