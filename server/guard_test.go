@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopspring/decimal"
+
+	"partnerd/guard"
 	"partnerd/ids"
 	"partnerd/models"
 	"partnerd/notify"
@@ -166,7 +169,7 @@ func TestGuard_EndToEnd(t *testing.T) {
 		t.Fatalf("frozen: %s", d)
 	}
 	// The partner and the customer are told of the thresholds and the freeze.
-	w.WaitDeliveries(t, tr, notify.EventAccountFrozen, 4, 20*time.Second)    // C3 admin, D1 admin: in-site, email (no phones)
+	w.WaitDeliveries(t, tr, notify.EventAccountFrozen, 4, 20*time.Second)   // C3 admin, D1 admin: in-site, email (no phones)
 	w.WaitDeliveries(t, tr, notify.EventBudgetThreshold, 8, 20*time.Second) // 50 and 100, both sides, in-site and email
 
 	// Metrics count the denials by reason.
@@ -183,9 +186,50 @@ func TestGuard_EndToEnd(t *testing.T) {
 		}
 	}
 	// clearBudget through GraphQL.
-	var cleared struct{ ClearBudget struct{ Budget *json.RawMessage } }
+	var cleared struct {
+		ClearBudget struct{ Budget *json.RawMessage }
+	}
 	api.MustDo(t, tr.D1.Token, `mutation($id: ID!) { clearBudget(customerId: $id) { budget { amount } } }`, map[string]any{"id": c3}, &cleared)
 	if cleared.ClearBudget.Budget != nil {
 		t.Fatalf("budget after clear: %s", *cleared.ClearBudget.Budget)
+	}
+}
+
+// A freeze with resources is released at its time by the queue's wake-up
+// (asynq ProcessAt), without waiting for the minute's sweep.
+func TestGuard_ReleaseWakeUp(t *testing.T) {
+	tr := testkit.NewTree(t)
+	g := guard.New(tr.Store, guard.Options{Location: testkit.Shanghai, Retention: 1500 * time.Millisecond})
+	testkit.StartWorkers(t, tr, testkit.WorkerOptions{Guard: g})
+	c := tr.C3.Account.ID
+	if _, err := g.SetBudget(tr.D1.Ctx, guard.BudgetInput{CustomerID: c, Type: models.BudgetMonthly, Amount: decimal.NewFromInt(100)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Unfreeze(tr.D1.Ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.RegisterResource(tr.Platform.Ctx, c, "ecs", "i-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Freeze(tr.D1.Ctx, c, models.FreezeAccountAndResources); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var status string
+		if err := tr.Store.DB.Raw(`SELECT status FROM resources WHERE customer_id = ?`, c).Scan(&status).Error; err != nil {
+			t.Fatal(err)
+		}
+		if status == "RELEASED" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("resource still %s 10s after a 1.5s retention", status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var deleted bool
+	if err := tr.Store.DB.Raw(`SELECT data_deleted_at IS NOT NULL FROM accounts WHERE id = ?`, c).Scan(&deleted).Error; err != nil || !deleted {
+		t.Fatalf("data not marked deleted (%v)", err)
 	}
 }

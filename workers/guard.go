@@ -125,8 +125,11 @@ func (g *Guard) frozen(ctx context.Context, ev OutboxPayload) error {
 		return err
 	}
 	for _, j := range jobs {
+		// asynq keeps the time of a scheduled task in whole seconds and may
+		// run it up to a second early: wake up a second late instead.
+		at := j.DueAt.Truncate(time.Second).Add(time.Second)
 		_, err := g.client.EnqueueContext(ctx, asynq.NewTask(TypeFreezeDue, nil),
-			asynq.TaskID("freeze-job:"+strconv.FormatInt(j.ID, 10)), asynq.ProcessAt(j.DueAt),
+			asynq.TaskID("freeze-job:"+strconv.FormatInt(j.ID, 10)), asynq.ProcessAt(at),
 			asynq.Queue(QueueCritical), asynq.Retention(24*time.Hour))
 		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 			return fmt.Errorf("enqueue wake-up of freeze job %d: %w", j.ID, err)

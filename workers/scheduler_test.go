@@ -123,3 +123,42 @@ func TestDefaultEntries(t *testing.T) {
 		t.Fatalf("task type %s", task.Type())
 	}
 }
+
+// The guard's sweeps with two schedulers at once: one task per entry and
+// period, on the entry's queue.
+func TestGuardEntries_TwoSchedulers(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	clock := storetest.NewClock(time.Date(2026, 11, 30, 16, 0, 0, 0, time.UTC)) // Beijing midnight, December 1st
+	a := NewScheduler(e.client, GuardEntries(), clock, e.log)
+	b := NewScheduler(e.client, GuardEntries(), clock, e.log)
+	for round := 0; round < 3; round++ {
+		var wg sync.WaitGroup
+		for _, s := range []*Scheduler{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := s.Tick(ctx, clock.Now()); err != nil {
+					t.Errorf("Tick: %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+		clock.Advance(10 * time.Second)
+	}
+	types := map[string]int{}
+	for _, q := range []string{QueueCritical, QueueDefault} {
+		for _, ti := range e.pending(q) {
+			types[ti.Type+"@"+q]++
+		}
+	}
+	want := map[string]int{TypeFreezeDue + "@critical": 1, TypeSweepEnforcement + "@critical": 1, TypeSweepThresholds + "@default": 1}
+	if len(types) != len(want) {
+		t.Fatalf("tasks %v, want %v", types, want)
+	}
+	for k, n := range want {
+		if types[k] != n {
+			t.Fatalf("tasks %v, want %v", types, want)
+		}
+	}
+}
