@@ -17,7 +17,9 @@ import (
 // and changes; ACCOUNT_AND_RESOURCES also stops its running resources and
 // schedules their release (and the data's deletion) after FREEZE_RETENTION,
 // with reminders 3 days and 1 day before. Freezing again in the status the
-// account already has changes nothing; a FROZEN account can be frozen with
+// account already has changes nothing, except that a freeze for another
+// reason (arrears, overspend, a new customer) becomes the partner's own
+// (MANUAL: the end of arrears no longer lifts it); a FROZEN account can be frozen with
 // its resources (the release counts from then); a FROZEN_WITH_RESOURCES one
 // cannot be frozen back to ACCOUNT (PRECONDITION_FAILED: unfreeze it).
 func (s *Service) Freeze(ctx context.Context, accountID int64, mode models.FreezeMode) (*models.Account, error) {
@@ -36,8 +38,12 @@ func (s *Service) Freeze(ctx context.Context, accountID int64, mode models.Freez
 		}
 		out = a
 		switch {
-		case a.Status == mode.Status():
+		case a.Status == mode.Status() && a.FrozenReason != nil && *a.FrozenReason == models.FrozenManual:
 			return nil
+		case a.Status == mode.Status():
+			// Frozen for another reason already: the partner's freeze takes
+			// it over, so the end of arrears no longer lifts it.
+			return s.takeOver(tx, a)
 		case a.Status == models.StatusFrozenWithResources:
 			return apperr.Preconditionf("the account's resources are stopped; unfreeze it to start them again")
 		}
@@ -159,6 +165,24 @@ func (s *Service) freeze(tx *store.Tx, a *models.Account, mode models.FreezeMode
 		return err
 	}
 	s.log.InfoContext(tx.Context(), "account frozen", "account_id", a.ID, "mode", mode, "reason", reason, "request_id", store.RequestID(tx.Context()))
+	return Sync(tx, s.loc, a.ID)
+}
+
+// takeOver makes the freeze of a (locked by the caller, frozen for another
+// reason) the partner's own: reason MANUAL, nothing else changes.
+func (s *Service) takeOver(tx *store.Tx, a *models.Account) error {
+	before := statusSummary(a)
+	reason := models.FrozenManual
+	if err := tx.DB.Exec(`UPDATE accounts SET frozen_reason = ?, updated_at = ? WHERE id = ?`, reason, tx.Now(), a.ID).Error; err != nil {
+		return fmt.Errorf("freeze account %d: %w", a.ID, err)
+	}
+	a.FrozenReason, a.UpdatedAt = &reason, tx.Now()
+	if err := tx.Audit("account.freeze", a.ID, before, statusSummary(a)); err != nil {
+		return err
+	}
+	if err := tx.Emit(accounts.AccountChanged{AccountID: a.ID, Change: "status"}); err != nil {
+		return err
+	}
 	return Sync(tx, s.loc, a.ID)
 }
 

@@ -362,3 +362,26 @@ func TestArrears_SuspensionAndLift(t *testing.T) {
 		t.Fatalf("after the rollover sweep: %s", a.Status)
 	}
 }
+
+// A partner's freeze of a customer suspended for arrears takes it over: the
+// end of the arrears no longer lifts it.
+func TestFreeze_TakesOverAnArrearsSuspension(t *testing.T) {
+	f := newFixture(t)
+	c := f.C1.Account.ID
+	f.fund(t, "100")
+	f.budget(t, f.R1, c, models.BudgetMonthly, "100000", "")
+	f.unfreeze(t, f.R1, c)
+	f.ingest(t, c, models.PayPerUse, "150", f.clock.Now())
+	must(t, "reconcile", f.guard.ReconcileArrears(bg(), c))
+	_, err := f.guard.Freeze(f.R1.Ctx, c, models.FreezeAccount)
+	must(t, "freeze", err)
+	if a := account(t, f.Store, c); *a.FrozenReason != models.FrozenManual {
+		t.Fatalf("reason %s", *a.FrozenReason)
+	}
+	_, err = f.credit.SetExemption(f.R1.Ctx, c, true, true)
+	must(t, "exemption", err)
+	must(t, "reconcile", f.guard.ReconcileArrears(bg(), c))
+	if a := account(t, f.Store, c); a.Status != models.StatusFrozen {
+		t.Fatalf("the partner's freeze was lifted: %s", a.Status)
+	}
+}
