@@ -13,6 +13,7 @@ import (
 
 	"partnerd/accounts"
 	"partnerd/credit"
+	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/models"
 	"partnerd/notify"
@@ -25,6 +26,8 @@ type Services struct {
 	Credit   *credit.Service
 	Spend    *spend.Service
 	Guard    *guard.Service
+	// Groups, when set, makes a billing group of two of Beacon's customers.
+	Groups *groups.Service
 	// Notify, when set, writes the in-site messages the demo's changes owe
 	// at once (the workers send the emails and SMS).
 	Notify *notify.Service
@@ -135,6 +138,15 @@ func Load(ctx context.Context, d Services) (Summary, error) {
 	}
 	if err := budgets(ctx, d, customers, &sum); err != nil {
 		return sum, err
+	}
+	if d.Groups != nil {
+		byName := map[string]int64{}
+		for _, c := range customers {
+			byName[c.Name] = c.ID
+		}
+		if _, err := d.Groups.Create(ctx, groups.KindGroup, "Beacon key accounts", byName["Harbor Logistics"], []int64{byName["Kite Analytics"]}); err != nil {
+			return sum, fmt.Errorf("demo billing group: %w", err)
+		}
 	}
 	res, err := d.Spend.Ingest(ctx, spend.SliceSource(expenditures(customers, d.Accounts.Store().Now())))
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"partnerd/accounts"
 	"partnerd/credit"
 	"partnerd/demo"
+	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/notify"
 	"partnerd/spend"
@@ -29,7 +30,7 @@ func TestLoad_TreeCreditSpendAndInbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := demo.Services{Accounts: svc, Credit: credit.New(st, testkit.Shanghai), Spend: spend.New(st, testkit.Shanghai), Notify: ns,
-		Guard: guard.New(st, guard.Options{Location: testkit.Shanghai})}
+		Guard: guard.New(st, guard.Options{Location: testkit.Shanghai}), Groups: groups.New(st)}
 	sum, err := demo.Load(ctx, d)
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +66,10 @@ func TestLoad_TreeCreditSpendAndInbox(t *testing.T) {
 		if got[name] != want {
 			t.Errorf("%s: %s, want %s", name, got[name], want)
 		}
+	}
+	var members int64
+	if err := st.DB.Raw(`SELECT count(*) FROM customer_group_members`).Scan(&members).Error; err != nil || members != 2 {
+		t.Errorf("demo group members: %d (%v)", members, err)
 	}
 	if sum.Budgets != 6 {
 		t.Errorf("%d budgets", sum.Budgets)

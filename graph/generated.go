@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"partnerd/credit"
+	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/models"
 	"partnerd/notify"
@@ -38,12 +39,14 @@ type ResolverRoot interface {
 	AuditEntry() AuditEntryResolver
 	Budget() BudgetResolver
 	CreditLedgerEntry() CreditLedgerEntryResolver
+	CustomerGroup() CustomerGroupResolver
 	Delivery() DeliveryResolver
 	InboxMessage() InboxMessageResolver
 	Mutation() MutationResolver
 	PurchaseDecision() PurchaseDecisionResolver
 	Query() QueryResolver
 	Resource() ResourceResolver
+	SharingUnit() SharingUnitResolver
 	Subscription() SubscriptionResolver
 	User() UserResolver
 	UserConnection() UserConnectionResolver
@@ -61,10 +64,13 @@ type ComplexityRoot struct {
 		CreatedAt        func(childComplexity int) int
 		Credit           func(childComplexity int) int
 		Currency         func(childComplexity int) int
+		CustomerGroup    func(childComplexity int) int
+		CustomerGroups   func(childComplexity int, first *int, after *string) int
 		DataDeletedAt    func(childComplexity int) int
 		Email            func(childComplexity int) int
 		FrozenAt         func(childComplexity int) int
 		FrozenReason     func(childComplexity int) int
+		GroupRole        func(childComplexity int) int
 		ID               func(childComplexity int) int
 		InArrears        func(childComplexity int) int
 		Kind             func(childComplexity int) int
@@ -73,6 +79,8 @@ type ComplexityRoot struct {
 		Phone            func(childComplexity int) int
 		ReleaseAt        func(childComplexity int) int
 		Resources        func(childComplexity int, status *models.ResourceStatus, first *int, after *string) int
+		SharingUnit      func(childComplexity int) int
+		SharingUnits     func(childComplexity int, first *int, after *string) int
 		Spend            func(childComplexity int, month *models.Month) int
 		Status           func(childComplexity int) int
 		Tags             func(childComplexity int) int
@@ -167,6 +175,26 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	CustomerGroup struct {
+		Administrator func(childComplexity int) int
+		CreatedAt     func(childComplexity int) int
+		ID            func(childComplexity int) int
+		Members       func(childComplexity int) int
+		Name          func(childComplexity int) int
+		Partner       func(childComplexity int) int
+	}
+
+	CustomerGroupConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	CustomerGroupEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	Delivery struct {
 		Account    func(childComplexity int) int
 		Address    func(childComplexity int) int
@@ -240,17 +268,25 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
+		AddGroupMember            func(childComplexity int, groupID string, accountID string) int
+		AddSharingUnitMember      func(childComplexity int, unitID string, accountID string) int
 		AllocateCredit            func(childComplexity int, childID string, amount decimal.Decimal) int
 		AuthorizePurchase         func(childComplexity int, customerID string, billingMode models.BillingMode, listAmount decimal.Decimal) int
 		ClearBudget               func(childComplexity int, customerID string) int
 		CreateAPIToken            func(childComplexity int, userID string, ttlHours *int) int
 		CreateAccount             func(childComplexity int, input CreateAccountInput) int
+		CreateCustomerGroup       func(childComplexity int, name string, administratorID string, memberIds []string) int
+		CreateSharingUnit         func(childComplexity int, name string, memberIds []string) int
 		CreateUser                func(childComplexity int, accountID string, email string, phone *string, roles []models.Role, name *string, locale *string) int
+		DeleteCustomerGroup       func(childComplexity int, id string) int
+		DeleteSharingUnit         func(childComplexity int, id string) int
 		FreezeAccount             func(childComplexity int, accountID string, mode models.FreezeMode) int
 		MarkAllRead               func(childComplexity int) int
 		MarkRead                  func(childComplexity int, ids []string) int
 		RecordExpenditures        func(childComplexity int, records []*ExpenditureInput) int
 		RegisterResource          func(childComplexity int, customerID string, productCode string, externalID string) int
+		RemoveGroupMember         func(childComplexity int, groupID string, accountID string) int
+		RemoveSharingUnitMember   func(childComplexity int, unitID string, accountID string) int
 		ResendDelivery            func(childComplexity int, id string) int
 		ReverseCredit             func(childComplexity int, childID string, amount decimal.Decimal) int
 		RevokeAPIToken            func(childComplexity int, id string) int
@@ -309,6 +345,25 @@ type ComplexityRoot struct {
 	}
 
 	ResourceEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	SharingUnit struct {
+		CreatedAt func(childComplexity int) int
+		ID        func(childComplexity int) int
+		Members   func(childComplexity int) int
+		Name      func(childComplexity int) int
+		Partner   func(childComplexity int) int
+	}
+
+	SharingUnitConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	SharingUnitEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
 	}
@@ -373,6 +428,11 @@ type AccountResolver interface {
 	Spend(ctx context.Context, obj *models.Account, month *models.Month) (*Spend, error)
 	Budget(ctx context.Context, obj *models.Account) (*guard.BudgetView, error)
 	Resources(ctx context.Context, obj *models.Account, status *models.ResourceStatus, first *int, after *string) (*ResourceConnection, error)
+	GroupRole(ctx context.Context, obj *models.Account) (models.GroupRole, error)
+	CustomerGroup(ctx context.Context, obj *models.Account) (*groups.Group, error)
+	SharingUnit(ctx context.Context, obj *models.Account) (*groups.Unit, error)
+	CustomerGroups(ctx context.Context, obj *models.Account, first *int, after *string) (*CustomerGroupConnection, error)
+	SharingUnits(ctx context.Context, obj *models.Account, first *int, after *string) (*SharingUnitConnection, error)
 }
 type AccountConnectionResolver interface {
 	TotalCount(ctx context.Context, obj *AccountConnection) (int, error)
@@ -393,6 +453,13 @@ type CreditLedgerEntryResolver interface {
 
 	From(ctx context.Context, obj *models.LedgerEntry) (*models.Account, error)
 	To(ctx context.Context, obj *models.LedgerEntry) (*models.Account, error)
+}
+type CustomerGroupResolver interface {
+	ID(ctx context.Context, obj *groups.Group) (string, error)
+
+	Partner(ctx context.Context, obj *groups.Group) (*models.Account, error)
+	Administrator(ctx context.Context, obj *groups.Group) (*models.Account, error)
+	Members(ctx context.Context, obj *groups.Group) ([]*models.Account, error)
 }
 type DeliveryResolver interface {
 	ID(ctx context.Context, obj *notify.DeliveryView) (string, error)
@@ -424,6 +491,14 @@ type MutationResolver interface {
 	UnfreezeAccount(ctx context.Context, accountID string) (*models.Account, error)
 	AuthorizePurchase(ctx context.Context, customerID string, billingMode models.BillingMode, listAmount decimal.Decimal) (*guard.Decision, error)
 	RegisterResource(ctx context.Context, customerID string, productCode string, externalID string) (*models.Resource, error)
+	CreateCustomerGroup(ctx context.Context, name string, administratorID string, memberIds []string) (*groups.Group, error)
+	AddGroupMember(ctx context.Context, groupID string, accountID string) (*groups.Group, error)
+	RemoveGroupMember(ctx context.Context, groupID string, accountID string) (*groups.Group, error)
+	DeleteCustomerGroup(ctx context.Context, id string) (bool, error)
+	CreateSharingUnit(ctx context.Context, name string, memberIds []string) (*groups.Unit, error)
+	AddSharingUnitMember(ctx context.Context, unitID string, accountID string) (*groups.Unit, error)
+	RemoveSharingUnitMember(ctx context.Context, unitID string, accountID string) (*groups.Unit, error)
+	DeleteSharingUnit(ctx context.Context, id string) (bool, error)
 	RecordExpenditures(ctx context.Context, records []*ExpenditureInput) (*IngestResult, error)
 	MarkRead(ctx context.Context, ids []string) (int, error)
 	MarkAllRead(ctx context.Context) (int, error)
@@ -447,6 +522,12 @@ type QueryResolver interface {
 type ResourceResolver interface {
 	ID(ctx context.Context, obj *models.Resource) (string, error)
 	Account(ctx context.Context, obj *models.Resource) (*models.Account, error)
+}
+type SharingUnitResolver interface {
+	ID(ctx context.Context, obj *groups.Unit) (string, error)
+
+	Partner(ctx context.Context, obj *groups.Unit) (*models.Account, error)
+	Members(ctx context.Context, obj *groups.Unit) ([]*models.Account, error)
 }
 type SubscriptionResolver interface {
 	AccountUpdated(ctx context.Context, id string) (<-chan *models.Account, error)
@@ -528,6 +609,23 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.Currency(childComplexity), true
+	case "Account.customerGroup":
+		if e.ComplexityRoot.Account.CustomerGroup == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Account.CustomerGroup(childComplexity), true
+	case "Account.customerGroups":
+		if e.ComplexityRoot.Account.CustomerGroups == nil {
+			break
+		}
+
+		args, err := ec.field_Account_customerGroups_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Account.CustomerGroups(childComplexity, args["first"].(*int), args["after"].(*string)), true
 	case "Account.dataDeletedAt":
 		if e.ComplexityRoot.Account.DataDeletedAt == nil {
 			break
@@ -552,6 +650,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.FrozenReason(childComplexity), true
+	case "Account.groupRole":
+		if e.ComplexityRoot.Account.GroupRole == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Account.GroupRole(childComplexity), true
 	case "Account.id":
 		if e.ComplexityRoot.Account.ID == nil {
 			break
@@ -605,6 +709,23 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.Resources(childComplexity, args["status"].(*models.ResourceStatus), args["first"].(*int), args["after"].(*string)), true
+	case "Account.sharingUnit":
+		if e.ComplexityRoot.Account.SharingUnit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Account.SharingUnit(childComplexity), true
+	case "Account.sharingUnits":
+		if e.ComplexityRoot.Account.SharingUnits == nil {
+			break
+		}
+
+		args, err := ec.field_Account_sharingUnits_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Account.SharingUnits(childComplexity, args["first"].(*int), args["after"].(*string)), true
 	case "Account.spend":
 		if e.ComplexityRoot.Account.Spend == nil {
 			break
@@ -964,6 +1085,75 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CreditLedgerEntryEdge.Node(childComplexity), true
 
+	case "CustomerGroup.administrator":
+		if e.ComplexityRoot.CustomerGroup.Administrator == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerGroup.Administrator(childComplexity), true
+	case "CustomerGroup.createdAt":
+		if e.ComplexityRoot.CustomerGroup.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerGroup.CreatedAt(childComplexity), true
+	case "CustomerGroup.id":
+		if e.ComplexityRoot.CustomerGroup.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerGroup.ID(childComplexity), true
+	case "CustomerGroup.members":
+		if e.ComplexityRoot.CustomerGroup.Members == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerGroup.Members(childComplexity), true
+	case "CustomerGroup.name":
+		if e.ComplexityRoot.CustomerGroup.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerGroup.Name(childComplexity), true
+	case "CustomerGroup.partner":
+		if e.ComplexityRoot.CustomerGroup.Partner == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerGroup.Partner(childComplexity), true
+
+	case "CustomerGroupConnection.edges":
+		if e.ComplexityRoot.CustomerGroupConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerGroupConnection.Edges(childComplexity), true
+	case "CustomerGroupConnection.pageInfo":
+		if e.ComplexityRoot.CustomerGroupConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerGroupConnection.PageInfo(childComplexity), true
+	case "CustomerGroupConnection.totalCount":
+		if e.ComplexityRoot.CustomerGroupConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerGroupConnection.TotalCount(childComplexity), true
+
+	case "CustomerGroupEdge.cursor":
+		if e.ComplexityRoot.CustomerGroupEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerGroupEdge.Cursor(childComplexity), true
+	case "CustomerGroupEdge.node":
+		if e.ComplexityRoot.CustomerGroupEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerGroupEdge.Node(childComplexity), true
+
 	case "Delivery.account":
 		if e.ComplexityRoot.Delivery.Account == nil {
 			break
@@ -1243,6 +1433,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.IngestResult.Rejected(childComplexity), true
 
+	case "Mutation.addGroupMember":
+		if e.ComplexityRoot.Mutation.AddGroupMember == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_addGroupMember_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.AddGroupMember(childComplexity, args["groupId"].(string), args["accountId"].(string)), true
+	case "Mutation.addSharingUnitMember":
+		if e.ComplexityRoot.Mutation.AddSharingUnitMember == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_addSharingUnitMember_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.AddSharingUnitMember(childComplexity, args["unitId"].(string), args["accountId"].(string)), true
 	case "Mutation.allocateCredit":
 		if e.ComplexityRoot.Mutation.AllocateCredit == nil {
 			break
@@ -1298,6 +1510,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateAccount(childComplexity, args["input"].(CreateAccountInput)), true
+	case "Mutation.createCustomerGroup":
+		if e.ComplexityRoot.Mutation.CreateCustomerGroup == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createCustomerGroup_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateCustomerGroup(childComplexity, args["name"].(string), args["administratorId"].(string), args["memberIds"].([]string)), true
+	case "Mutation.createSharingUnit":
+		if e.ComplexityRoot.Mutation.CreateSharingUnit == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createSharingUnit_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateSharingUnit(childComplexity, args["name"].(string), args["memberIds"].([]string)), true
 	case "Mutation.createUser":
 		if e.ComplexityRoot.Mutation.CreateUser == nil {
 			break
@@ -1309,6 +1543,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateUser(childComplexity, args["accountId"].(string), args["email"].(string), args["phone"].(*string), args["roles"].([]models.Role), args["name"].(*string), args["locale"].(*string)), true
+	case "Mutation.deleteCustomerGroup":
+		if e.ComplexityRoot.Mutation.DeleteCustomerGroup == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deleteCustomerGroup_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeleteCustomerGroup(childComplexity, args["id"].(string)), true
+	case "Mutation.deleteSharingUnit":
+		if e.ComplexityRoot.Mutation.DeleteSharingUnit == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deleteSharingUnit_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeleteSharingUnit(childComplexity, args["id"].(string)), true
 	case "Mutation.freezeAccount":
 		if e.ComplexityRoot.Mutation.FreezeAccount == nil {
 			break
@@ -1359,6 +1615,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RegisterResource(childComplexity, args["customerId"].(string), args["productCode"].(string), args["externalId"].(string)), true
+	case "Mutation.removeGroupMember":
+		if e.ComplexityRoot.Mutation.RemoveGroupMember == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_removeGroupMember_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RemoveGroupMember(childComplexity, args["groupId"].(string), args["accountId"].(string)), true
+	case "Mutation.removeSharingUnitMember":
+		if e.ComplexityRoot.Mutation.RemoveSharingUnitMember == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_removeSharingUnitMember_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RemoveSharingUnitMember(childComplexity, args["unitId"].(string), args["accountId"].(string)), true
 	case "Mutation.resendDelivery":
 		if e.ComplexityRoot.Mutation.ResendDelivery == nil {
 			break
@@ -1682,6 +1960,69 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.ResourceEdge.Node(childComplexity), true
 
+	case "SharingUnit.createdAt":
+		if e.ComplexityRoot.SharingUnit.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SharingUnit.CreatedAt(childComplexity), true
+	case "SharingUnit.id":
+		if e.ComplexityRoot.SharingUnit.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SharingUnit.ID(childComplexity), true
+	case "SharingUnit.members":
+		if e.ComplexityRoot.SharingUnit.Members == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SharingUnit.Members(childComplexity), true
+	case "SharingUnit.name":
+		if e.ComplexityRoot.SharingUnit.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SharingUnit.Name(childComplexity), true
+	case "SharingUnit.partner":
+		if e.ComplexityRoot.SharingUnit.Partner == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SharingUnit.Partner(childComplexity), true
+
+	case "SharingUnitConnection.edges":
+		if e.ComplexityRoot.SharingUnitConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SharingUnitConnection.Edges(childComplexity), true
+	case "SharingUnitConnection.pageInfo":
+		if e.ComplexityRoot.SharingUnitConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SharingUnitConnection.PageInfo(childComplexity), true
+	case "SharingUnitConnection.totalCount":
+		if e.ComplexityRoot.SharingUnitConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SharingUnitConnection.TotalCount(childComplexity), true
+
+	case "SharingUnitEdge.cursor":
+		if e.ComplexityRoot.SharingUnitEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SharingUnitEdge.Cursor(childComplexity), true
+	case "SharingUnitEdge.node":
+		if e.ComplexityRoot.SharingUnitEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SharingUnitEdge.Node(childComplexity), true
+
 	case "Spend.actual":
 		if e.ComplexityRoot.Spend.Actual == nil {
 			break
@@ -1956,6 +2297,8 @@ enum FreezeMode { ACCOUNT ACCOUNT_AND_RESOURCES }
 "Why an account is frozen: by its partner (MANUAL), over budget (OVERSPEND), in arrears (ARREARS), or a new customer awaiting its budget (NEW_CUSTOMER)."
 enum FrozenReason { MANUAL OVERSPEND ARREARS NEW_CUSTOMER }
 enum ResourceStatus { RUNNING STOPPED RELEASED }
+"A customer's place in a billing group."
+enum GroupRole { NONE ADMINISTRATOR MEMBER }
 
 "One party of the reseller tree."
 type Account implements Node {
@@ -1999,7 +2342,40 @@ type Account implements Node {
   budget: Budget
   "Customers and personal accounts: their cloud resources, oldest first."
   resources(status: ResourceStatus, first: Int = 50, after: String): ResourceConnection!
+  "Customers: the account's role in a billing group."
+  groupRole: GroupRole!
+  "Customers: the billing group it is in, when the caller sees its partner."
+  customerGroup: CustomerGroup
+  "Customers: the savings-plan shared unit it is in, when the caller sees its partner."
+  sharingUnit: SharingUnit
+  "Partners: the billing groups of their customers, oldest first."
+  customerGroups(first: Int = 50, after: String): CustomerGroupConnection!
+  "Partners: the savings-plan shared units of their customers, oldest first."
+  sharingUnits(first: Int = 50, after: String): SharingUnitConnection!
 }
+
+"A billing group: customers of one partner with one administrator among them. A customer is in at most one."
+type CustomerGroup implements Node {
+  id: ID!
+  name: String!
+  partner: Account!
+  administrator: Account!
+  "Every member, the administrator included, by id."
+  members: [Account!]!
+  createdAt: Time!
+}
+type CustomerGroupConnection { edges: [CustomerGroupEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type CustomerGroupEdge { cursor: String! node: CustomerGroup! }
+"A savings-plan shared unit: customers of one partner sharing a savings plan. A customer is in at most one."
+type SharingUnit implements Node {
+  id: ID!
+  name: String!
+  partner: Account!
+  members: [Account!]!
+  createdAt: Time!
+}
+type SharingUnitConnection { edges: [SharingUnitEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type SharingUnitEdge { cursor: String! node: SharingUnit! }
 
 "A customer's budget at list price (DOMAIN.md §4)."
 type Budget {
@@ -2246,6 +2622,18 @@ type Mutation {
   authorizePurchase(customerId: ID!, billingMode: BillingMode!, listAmount: Decimal!): PurchaseDecision!
   "The cloud console (a platform ADMIN or OPERATOR) records a resource it created for a customer; idempotent on externalId."
   registerResource(customerId: ID!, productCode: String!, externalId: String!): Resource!
+  "By the customers' partner (ADMIN or OPERATOR): a billing group of sibling customers; the administrator is a member."
+  createCustomerGroup(name: String!, administratorId: ID!, memberIds: [ID!]!): CustomerGroup!
+  addGroupMember(groupId: ID!, accountId: ID!): CustomerGroup!
+  "The administrator cannot be removed (PRECONDITION_FAILED): delete the group instead."
+  removeGroupMember(groupId: ID!, accountId: ID!): CustomerGroup!
+  deleteCustomerGroup(id: ID!): Boolean!
+  "By the customers' partner (ADMIN or OPERATOR): a savings-plan shared unit of sibling customers."
+  createSharingUnit(name: String!, memberIds: [ID!]!): SharingUnit!
+  addSharingUnitMember(unitId: ID!, accountId: ID!): SharingUnit!
+  "The last member cannot be removed (PRECONDITION_FAILED): delete the unit instead."
+  removeSharingUnitMember(unitId: ID!, accountId: ID!): SharingUnit!
+  deleteSharingUnit(id: ID!): Boolean!
   "The billing pipeline (platform ADMIN or FINANCE): at most 5,000 records per call; POST /v1/expenditures streams more."
   recordExpenditures(records: [ExpenditureInput!]!): IngestResult!
 
@@ -2323,6 +2711,16 @@ func (ec *executionContext) childFields_Account(ctx context.Context, field graph
 		return ec.fieldContext_Account_budget(ctx, field)
 	case "resources":
 		return ec.fieldContext_Account_resources(ctx, field)
+	case "groupRole":
+		return ec.fieldContext_Account_groupRole(ctx, field)
+	case "customerGroup":
+		return ec.fieldContext_Account_customerGroup(ctx, field)
+	case "sharingUnit":
+		return ec.fieldContext_Account_sharingUnit(ctx, field)
+	case "customerGroups":
+		return ec.fieldContext_Account_customerGroups(ctx, field)
+	case "sharingUnits":
+		return ec.fieldContext_Account_sharingUnits(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Account", field.Name)
 }
@@ -2499,6 +2897,46 @@ func (ec *executionContext) childFields_CreditLedgerEntryEdge(ctx context.Contex
 		return ec.fieldContext_CreditLedgerEntryEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CreditLedgerEntryEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_CustomerGroup(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_CustomerGroup_id(ctx, field)
+	case "name":
+		return ec.fieldContext_CustomerGroup_name(ctx, field)
+	case "partner":
+		return ec.fieldContext_CustomerGroup_partner(ctx, field)
+	case "administrator":
+		return ec.fieldContext_CustomerGroup_administrator(ctx, field)
+	case "members":
+		return ec.fieldContext_CustomerGroup_members(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_CustomerGroup_createdAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CustomerGroup", field.Name)
+}
+
+func (ec *executionContext) childFields_CustomerGroupConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_CustomerGroupConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_CustomerGroupConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_CustomerGroupConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CustomerGroupConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_CustomerGroupEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_CustomerGroupEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_CustomerGroupEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CustomerGroupEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_Delivery(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2719,6 +3157,44 @@ func (ec *executionContext) childFields_ResourceEdge(ctx context.Context, field 
 		return ec.fieldContext_ResourceEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ResourceEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_SharingUnit(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_SharingUnit_id(ctx, field)
+	case "name":
+		return ec.fieldContext_SharingUnit_name(ctx, field)
+	case "partner":
+		return ec.fieldContext_SharingUnit_partner(ctx, field)
+	case "members":
+		return ec.fieldContext_SharingUnit_members(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_SharingUnit_createdAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SharingUnit", field.Name)
+}
+
+func (ec *executionContext) childFields_SharingUnitConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_SharingUnitConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_SharingUnitConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_SharingUnitConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SharingUnitConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_SharingUnitEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_SharingUnitEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_SharingUnitEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SharingUnitEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_Spend(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2951,6 +3427,28 @@ func (ec *executionContext) field_Account_children_args(ctx context.Context, raw
 	return args, nil
 }
 
+func (ec *executionContext) field_Account_customerGroups_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Account_resources_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -2978,6 +3476,28 @@ func (ec *executionContext) field_Account_resources_args(ctx context.Context, ra
 		return nil, err
 	}
 	args["after"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Account_sharingUnits_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
 	return args, nil
 }
 
@@ -3014,6 +3534,50 @@ func (ec *executionContext) field_Account_users_args(ctx context.Context, rawArg
 		return nil, err
 	}
 	args["after"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_addGroupMember_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "groupId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["groupId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "accountId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["accountId"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_addSharingUnitMember_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "unitId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["unitId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "accountId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["accountId"] = arg1
 	return args, nil
 }
 
@@ -3119,6 +3683,58 @@ func (ec *executionContext) field_Mutation_createApiToken_args(ctx context.Conte
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_createCustomerGroup_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "administratorId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["administratorId"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "memberIds",
+		func(ctx context.Context, v any) ([]string, error) {
+			return ec.unmarshalNID2ᚕstringᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["memberIds"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_createSharingUnit_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "memberIds",
+		func(ctx context.Context, v any) ([]string, error) {
+			return ec.unmarshalNID2ᚕstringᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["memberIds"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createUser_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -3170,6 +3786,34 @@ func (ec *executionContext) field_Mutation_createUser_args(ctx context.Context, 
 		return nil, err
 	}
 	args["locale"] = arg5
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_deleteCustomerGroup_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_deleteSharingUnit_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
 	return args, nil
 }
 
@@ -3250,6 +3894,50 @@ func (ec *executionContext) field_Mutation_registerResource_args(ctx context.Con
 		return nil, err
 	}
 	args["externalId"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_removeGroupMember_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "groupId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["groupId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "accountId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["accountId"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_removeSharingUnitMember_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "unitId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["unitId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "accountId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["accountId"] = arg1
 	return args, nil
 }
 
@@ -4406,6 +5094,181 @@ func (ec *executionContext) fieldContext_Account_resources(ctx context.Context, 
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Account_resources_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Account_groupRole(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_groupRole(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Account().GroupRole(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v models.GroupRole) graphql.Marshaler {
+			return ec.marshalNGroupRole2partnerdᚋmodelsᚐGroupRole(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Account_groupRole(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Account", field, true, true, "GroupRole")
+}
+
+func (ec *executionContext) _Account_customerGroup(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_customerGroup(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Account().CustomerGroup(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *groups.Group) graphql.Marshaler {
+			return ec.marshalOCustomerGroup2ᚖpartnerdᚋgroupsᚐGroup(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Account_customerGroup(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Account",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CustomerGroup(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Account_sharingUnit(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_sharingUnit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Account().SharingUnit(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *groups.Unit) graphql.Marshaler {
+			return ec.marshalOSharingUnit2ᚖpartnerdᚋgroupsᚐUnit(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Account_sharingUnit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Account",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SharingUnit(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Account_customerGroups(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_customerGroups(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Account().CustomerGroups(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *CustomerGroupConnection) graphql.Marshaler {
+			return ec.marshalNCustomerGroupConnection2ᚖpartnerdᚋgraphᚐCustomerGroupConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Account_customerGroups(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Account",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CustomerGroupConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Account_customerGroups_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Account_sharingUnits(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_sharingUnits(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Account().SharingUnits(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *SharingUnitConnection) graphql.Marshaler {
+			return ec.marshalNSharingUnitConnection2ᚖpartnerdᚋgraphᚐSharingUnitConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Account_sharingUnits(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Account",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SharingUnitConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Account_sharingUnits_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -5688,6 +6551,313 @@ func (ec *executionContext) fieldContext_CreditLedgerEntryEdge_node(_ context.Co
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_CreditLedgerEntry(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerGroup_id(ctx context.Context, field graphql.CollectedField, obj *groups.Group) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerGroup_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CustomerGroup().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerGroup_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerGroup", field, true, true, "ID")
+}
+
+func (ec *executionContext) _CustomerGroup_name(ctx context.Context, field graphql.CollectedField, obj *groups.Group) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerGroup_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerGroup_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerGroup", field, false, false, "String")
+}
+
+func (ec *executionContext) _CustomerGroup_partner(ctx context.Context, field graphql.CollectedField, obj *groups.Group) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerGroup_partner(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CustomerGroup().Partner(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerGroup_partner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerGroup",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerGroup_administrator(ctx context.Context, field graphql.CollectedField, obj *groups.Group) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerGroup_administrator(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CustomerGroup().Administrator(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerGroup_administrator(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerGroup",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerGroup_members(ctx context.Context, field graphql.CollectedField, obj *groups.Group) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerGroup_members(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CustomerGroup().Members(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚕᚖpartnerdᚋmodelsᚐAccountᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerGroup_members(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerGroup",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerGroup_createdAt(ctx context.Context, field graphql.CollectedField, obj *groups.Group) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerGroup_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerGroup_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerGroup", field, false, false, "Time")
+}
+
+func (ec *executionContext) _CustomerGroupConnection_edges(ctx context.Context, field graphql.CollectedField, obj *CustomerGroupConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerGroupConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*CustomerGroupEdge) graphql.Marshaler {
+			return ec.marshalNCustomerGroupEdge2ᚕᚖpartnerdᚋgraphᚐCustomerGroupEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerGroupConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerGroupConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CustomerGroupEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerGroupConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *CustomerGroupConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerGroupConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerGroupConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerGroupConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerGroupConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *CustomerGroupConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerGroupConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerGroupConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerGroupConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CustomerGroupEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *CustomerGroupEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerGroupEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerGroupEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerGroupEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _CustomerGroupEdge_node(ctx context.Context, field graphql.CollectedField, obj *CustomerGroupEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerGroupEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *groups.Group) graphql.Marshaler {
+			return ec.marshalNCustomerGroup2ᚖpartnerdᚋgroupsᚐGroup(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerGroupEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerGroupEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CustomerGroup(ctx, field)
 		},
 	}
 	return fc, nil
@@ -7522,6 +8692,358 @@ func (ec *executionContext) fieldContext_Mutation_registerResource(ctx context.C
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_createCustomerGroup(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createCustomerGroup(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateCustomerGroup(ctx, fc.Args["name"].(string), fc.Args["administratorId"].(string), fc.Args["memberIds"].([]string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *groups.Group) graphql.Marshaler {
+			return ec.marshalNCustomerGroup2ᚖpartnerdᚋgroupsᚐGroup(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createCustomerGroup(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CustomerGroup(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createCustomerGroup_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_addGroupMember(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_addGroupMember(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().AddGroupMember(ctx, fc.Args["groupId"].(string), fc.Args["accountId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *groups.Group) graphql.Marshaler {
+			return ec.marshalNCustomerGroup2ᚖpartnerdᚋgroupsᚐGroup(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_addGroupMember(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CustomerGroup(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_addGroupMember_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_removeGroupMember(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_removeGroupMember(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RemoveGroupMember(ctx, fc.Args["groupId"].(string), fc.Args["accountId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *groups.Group) graphql.Marshaler {
+			return ec.marshalNCustomerGroup2ᚖpartnerdᚋgroupsᚐGroup(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_removeGroupMember(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CustomerGroup(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_removeGroupMember_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_deleteCustomerGroup(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deleteCustomerGroup(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeleteCustomerGroup(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deleteCustomerGroup(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deleteCustomerGroup_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createSharingUnit(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createSharingUnit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateSharingUnit(ctx, fc.Args["name"].(string), fc.Args["memberIds"].([]string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *groups.Unit) graphql.Marshaler {
+			return ec.marshalNSharingUnit2ᚖpartnerdᚋgroupsᚐUnit(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createSharingUnit(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SharingUnit(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createSharingUnit_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_addSharingUnitMember(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_addSharingUnitMember(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().AddSharingUnitMember(ctx, fc.Args["unitId"].(string), fc.Args["accountId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *groups.Unit) graphql.Marshaler {
+			return ec.marshalNSharingUnit2ᚖpartnerdᚋgroupsᚐUnit(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_addSharingUnitMember(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SharingUnit(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_addSharingUnitMember_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_removeSharingUnitMember(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_removeSharingUnitMember(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RemoveSharingUnitMember(ctx, fc.Args["unitId"].(string), fc.Args["accountId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *groups.Unit) graphql.Marshaler {
+			return ec.marshalNSharingUnit2ᚖpartnerdᚋgroupsᚐUnit(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_removeSharingUnitMember(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SharingUnit(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_removeSharingUnitMember_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_deleteSharingUnit(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deleteSharingUnit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeleteSharingUnit(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deleteSharingUnit(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deleteSharingUnit_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_recordExpenditures(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8639,6 +10161,281 @@ func (ec *executionContext) fieldContext_ResourceEdge_node(_ context.Context, fi
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Resource(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SharingUnit_id(ctx context.Context, field graphql.CollectedField, obj *groups.Unit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SharingUnit_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SharingUnit().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SharingUnit_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SharingUnit", field, true, true, "ID")
+}
+
+func (ec *executionContext) _SharingUnit_name(ctx context.Context, field graphql.CollectedField, obj *groups.Unit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SharingUnit_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SharingUnit_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SharingUnit", field, false, false, "String")
+}
+
+func (ec *executionContext) _SharingUnit_partner(ctx context.Context, field graphql.CollectedField, obj *groups.Unit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SharingUnit_partner(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SharingUnit().Partner(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SharingUnit_partner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SharingUnit",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SharingUnit_members(ctx context.Context, field graphql.CollectedField, obj *groups.Unit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SharingUnit_members(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SharingUnit().Members(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚕᚖpartnerdᚋmodelsᚐAccountᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SharingUnit_members(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SharingUnit",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SharingUnit_createdAt(ctx context.Context, field graphql.CollectedField, obj *groups.Unit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SharingUnit_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SharingUnit_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SharingUnit", field, false, false, "Time")
+}
+
+func (ec *executionContext) _SharingUnitConnection_edges(ctx context.Context, field graphql.CollectedField, obj *SharingUnitConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SharingUnitConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*SharingUnitEdge) graphql.Marshaler {
+			return ec.marshalNSharingUnitEdge2ᚕᚖpartnerdᚋgraphᚐSharingUnitEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SharingUnitConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SharingUnitConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SharingUnitEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SharingUnitConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *SharingUnitConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SharingUnitConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SharingUnitConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SharingUnitConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SharingUnitConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *SharingUnitConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SharingUnitConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SharingUnitConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SharingUnitConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SharingUnitEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *SharingUnitEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SharingUnitEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SharingUnitEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SharingUnitEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _SharingUnitEdge_node(ctx context.Context, field graphql.CollectedField, obj *SharingUnitEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SharingUnitEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *groups.Unit) graphql.Marshaler {
+			return ec.marshalNSharingUnit2ᚖpartnerdᚋgroupsᚐUnit(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SharingUnitEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SharingUnitEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SharingUnit(ctx, field)
 		},
 	}
 	return fc, nil
@@ -10631,6 +12428,13 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._User(ctx, sel, obj)
+	case groups.Unit:
+		return ec._SharingUnit(ctx, sel, &obj)
+	case *groups.Unit:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._SharingUnit(ctx, sel, obj)
 	case models.Resource:
 		return ec._Resource(ctx, sel, &obj)
 	case *models.Resource:
@@ -10652,6 +12456,13 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._Delivery(ctx, sel, obj)
+	case groups.Group:
+		return ec._CustomerGroup(ctx, sel, &obj)
+	case *groups.Group:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._CustomerGroup(ctx, sel, obj)
 	case models.Account:
 		return ec._Account(ctx, sel, &obj)
 	case *models.Account:
@@ -10815,6 +12626,36 @@ func (ec *executionContext) _Account(ctx context.Context, sel ast.SelectionSet, 
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Account_resources(ctx, field, obj)
+				})
+		case "groupRole":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_groupRole(ctx, field, obj)
+				})
+		case "customerGroup":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_customerGroup(ctx, field, obj)
+				})
+		case "sharingUnit":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_sharingUnit(ctx, field, obj)
+				})
+		case "customerGroups":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_customerGroups(ctx, field, obj)
+				})
+		case "sharingUnits":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_sharingUnits(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -11413,6 +13254,149 @@ func (ec *executionContext) _CreditLedgerEntryEdge(ctx context.Context, sel ast.
 			}
 		case "node":
 			out.Values[i] = ec._CreditLedgerEntryEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var customerGroupImplementors = []string{"CustomerGroup", "Node"}
+
+func (ec *executionContext) _CustomerGroup(ctx context.Context, sel ast.SelectionSet, obj *groups.Group) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, customerGroupImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CustomerGroup")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CustomerGroup_id(ctx, field, obj)
+				})
+		case "name":
+			out.Values[i] = ec._CustomerGroup_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "partner":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CustomerGroup_partner(ctx, field, obj)
+				})
+		case "administrator":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CustomerGroup_administrator(ctx, field, obj)
+				})
+		case "members":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CustomerGroup_members(ctx, field, obj)
+				})
+		case "createdAt":
+			out.Values[i] = ec._CustomerGroup_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var customerGroupConnectionImplementors = []string{"CustomerGroupConnection"}
+
+func (ec *executionContext) _CustomerGroupConnection(ctx context.Context, sel ast.SelectionSet, obj *CustomerGroupConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, customerGroupConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CustomerGroupConnection")
+		case "edges":
+			out.Values[i] = ec._CustomerGroupConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._CustomerGroupConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._CustomerGroupConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var customerGroupEdgeImplementors = []string{"CustomerGroupEdge"}
+
+func (ec *executionContext) _CustomerGroupEdge(ctx context.Context, sel ast.SelectionSet, obj *CustomerGroupEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, customerGroupEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CustomerGroupEdge")
+		case "cursor":
+			out.Values[i] = ec._CustomerGroupEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._CustomerGroupEdge_node(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -12047,6 +14031,62 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "createCustomerGroup":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createCustomerGroup(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "addGroupMember":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_addGroupMember(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "removeGroupMember":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_removeGroupMember(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deleteCustomerGroup":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deleteCustomerGroup(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createSharingUnit":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createSharingUnit(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "addSharingUnitMember":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_addSharingUnitMember(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "removeSharingUnitMember":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_removeSharingUnitMember(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deleteSharingUnit":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deleteSharingUnit(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "recordExpenditures":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_recordExpenditures(ctx, field)
@@ -12454,6 +14494,143 @@ func (ec *executionContext) _ResourceEdge(ctx context.Context, sel ast.Selection
 			}
 		case "node":
 			out.Values[i] = ec._ResourceEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var sharingUnitImplementors = []string{"SharingUnit", "Node"}
+
+func (ec *executionContext) _SharingUnit(ctx context.Context, sel ast.SelectionSet, obj *groups.Unit) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, sharingUnitImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SharingUnit")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SharingUnit_id(ctx, field, obj)
+				})
+		case "name":
+			out.Values[i] = ec._SharingUnit_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "partner":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SharingUnit_partner(ctx, field, obj)
+				})
+		case "members":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SharingUnit_members(ctx, field, obj)
+				})
+		case "createdAt":
+			out.Values[i] = ec._SharingUnit_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var sharingUnitConnectionImplementors = []string{"SharingUnitConnection"}
+
+func (ec *executionContext) _SharingUnitConnection(ctx context.Context, sel ast.SelectionSet, obj *SharingUnitConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, sharingUnitConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SharingUnitConnection")
+		case "edges":
+			out.Values[i] = ec._SharingUnitConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._SharingUnitConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._SharingUnitConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var sharingUnitEdgeImplementors = []string{"SharingUnitEdge"}
+
+func (ec *executionContext) _SharingUnitEdge(ctx context.Context, sel ast.SelectionSet, obj *SharingUnitEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, sharingUnitEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SharingUnitEdge")
+		case "cursor":
+			out.Values[i] = ec._SharingUnitEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._SharingUnitEdge_node(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -13098,6 +15275,22 @@ func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, o
 
 // region    ***************************** type.gotpl *****************************
 
+func (ec *executionContext) marshalNAccount2ᚕᚖpartnerdᚋmodelsᚐAccountᚄ(ctx context.Context, sel ast.SelectionSet, v []*models.Account) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx context.Context, sel ast.SelectionSet, v *models.Account) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Account!")
@@ -13356,6 +15549,46 @@ func (ec *executionContext) marshalNCreditLedgerKind2partnerdᚋmodelsᚐLedgerK
 	return res
 }
 
+func (ec *executionContext) marshalNCustomerGroup2ᚖpartnerdᚋgroupsᚐGroup(ctx context.Context, sel ast.SelectionSet, v *groups.Group) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CustomerGroup!")
+		return graphql.Null
+	}
+	return ec._CustomerGroup(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCustomerGroupConnection2ᚖpartnerdᚋgraphᚐCustomerGroupConnection(ctx context.Context, sel ast.SelectionSet, v *CustomerGroupConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CustomerGroupConnection!")
+		return graphql.Null
+	}
+	return ec._CustomerGroupConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCustomerGroupEdge2ᚕᚖpartnerdᚋgraphᚐCustomerGroupEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*CustomerGroupEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNCustomerGroupEdge2ᚖpartnerdᚋgraphᚐCustomerGroupEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNCustomerGroupEdge2ᚖpartnerdᚋgraphᚐCustomerGroupEdge(ctx context.Context, sel ast.SelectionSet, v *CustomerGroupEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CustomerGroupEdge!")
+		return graphql.Null
+	}
+	return ec._CustomerGroupEdge(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx context.Context, v any) (decimal.Decimal, error) {
 	res, err := models.UnmarshalDecimal(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -13493,6 +15726,21 @@ func (ec *executionContext) marshalNFreezeMode2partnerdᚋmodelsᚐFreezeMode(ct
 	res := graphql.MarshalString(string(v))
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "FreezeMode!")
+	}
+	return res
+}
+
+func (ec *executionContext) unmarshalNGroupRole2partnerdᚋmodelsᚐGroupRole(ctx context.Context, v any) (models.GroupRole, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := models.GroupRole(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNGroupRole2partnerdᚋmodelsᚐGroupRole(ctx context.Context, sel ast.SelectionSet, v models.GroupRole) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "GroupRole!")
 	}
 	return res
 }
@@ -13822,6 +16070,46 @@ func (ec *executionContext) marshalNRole2ᚕpartnerdᚋmodelsᚐRoleᚄ(ctx cont
 	}
 
 	return ret
+}
+
+func (ec *executionContext) marshalNSharingUnit2ᚖpartnerdᚋgroupsᚐUnit(ctx context.Context, sel ast.SelectionSet, v *groups.Unit) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SharingUnit!")
+		return graphql.Null
+	}
+	return ec._SharingUnit(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSharingUnitConnection2ᚖpartnerdᚋgraphᚐSharingUnitConnection(ctx context.Context, sel ast.SelectionSet, v *SharingUnitConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SharingUnitConnection!")
+		return graphql.Null
+	}
+	return ec._SharingUnitConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSharingUnitEdge2ᚕᚖpartnerdᚋgraphᚐSharingUnitEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*SharingUnitEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSharingUnitEdge2ᚖpartnerdᚋgraphᚐSharingUnitEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSharingUnitEdge2ᚖpartnerdᚋgraphᚐSharingUnitEdge(ctx context.Context, sel ast.SelectionSet, v *SharingUnitEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SharingUnitEdge!")
+		return graphql.Null
+	}
+	return ec._SharingUnitEdge(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNSpend2ᚖpartnerdᚋgraphᚐSpend(ctx context.Context, sel ast.SelectionSet, v *Spend) graphql.Marshaler {
@@ -14191,6 +16479,13 @@ func (ec *executionContext) marshalOChannel2ᚖpartnerdᚋmodelsᚐChannel(ctx c
 	return res
 }
 
+func (ec *executionContext) marshalOCustomerGroup2ᚖpartnerdᚋgroupsᚐGroup(ctx context.Context, sel ast.SelectionSet, v *groups.Group) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._CustomerGroup(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalODecimal2ᚖgithubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx context.Context, v any) (*decimal.Decimal, error) {
 	if v == nil {
 		return nil, nil
@@ -14380,6 +16675,13 @@ func (ec *executionContext) marshalOResourceStatus2ᚖpartnerdᚋmodelsᚐResour
 	_ = ctx
 	res := graphql.MarshalString(string(*v))
 	return res
+}
+
+func (ec *executionContext) marshalOSharingUnit2ᚖpartnerdᚋgroupsᚐUnit(ctx context.Context, sel ast.SelectionSet, v *groups.Unit) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._SharingUnit(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOString2ᚖstring(ctx context.Context, v any) (*string, error) {

@@ -3,6 +3,7 @@
 package graph
 
 import (
+	"partnerd/groups"
 	"partnerd/models"
 	"partnerd/notify"
 	"time"
@@ -77,6 +78,17 @@ type CreditLedgerEntryEdge struct {
 	Node   *models.LedgerEntry `json:"node"`
 }
 
+type CustomerGroupConnection struct {
+	Edges      []*CustomerGroupEdge `json:"edges"`
+	PageInfo   *PageInfo            `json:"pageInfo"`
+	TotalCount int                  `json:"totalCount"`
+}
+
+type CustomerGroupEdge struct {
+	Cursor string        `json:"cursor"`
+	Node   *groups.Group `json:"node"`
+}
+
 type DeliveryConnection struct {
 	Edges      []*DeliveryEdge `json:"edges"`
 	PageInfo   *PageInfo       `json:"pageInfo"`
@@ -149,6 +161,17 @@ type ResourceConnection struct {
 type ResourceEdge struct {
 	Cursor string           `json:"cursor"`
 	Node   *models.Resource `json:"node"`
+}
+
+type SharingUnitConnection struct {
+	Edges      []*SharingUnitEdge `json:"edges"`
+	PageInfo   *PageInfo          `json:"pageInfo"`
+	TotalCount int                `json:"totalCount"`
+}
+
+type SharingUnitEdge struct {
+	Cursor string       `json:"cursor"`
+	Node   *groups.Unit `json:"node"`
 }
 
 // A customer's spend in a billing month; asOf is when the newest record counted was received.

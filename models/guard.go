@@ -145,3 +145,13 @@ func (a *Int32s) Scan(src any) error {
 	*a = out
 	return nil
 }
+
+// GroupRole is a customer's place in a billing group.
+type GroupRole string
+
+// The group roles.
+const (
+	GroupNone          GroupRole = "NONE"
+	GroupAdministrator GroupRole = "ADMINISTRATOR"
+	GroupMember        GroupRole = "MEMBER"
+)

@@ -156,6 +156,10 @@ func NewCatalogue() *Catalogue {
 		},
 		Defaults: AllChannels(),
 	})
+	Register(c, GroupChanged{AccountID: 42, PartnerID: 7, Kind: "GROUP", Name: "East China retail", Change: GroupMemberAdded}, Spec[GroupChanged]{
+		Audience: func(e GroupChanged) []Audience { return []Audience{To(e.AccountID, fin)} },
+		Defaults: Channels{models.ChannelInSite},
+	})
 	return c
 }
 

@@ -221,3 +221,31 @@ func (e ResourcesReleased) EventAccountID() int64 { return e.AccountID }
 func (e ResourcesReleased) LiveTopics() []string {
 	return []string{accounts.AccountTopic(e.AccountID)}
 }
+
+// EventGroupChanged is the type of GroupChanged.
+const EventGroupChanged = "group.changed"
+
+// The changes a GroupChanged tells of.
+const (
+	GroupCreated       = "CREATED"
+	GroupMemberAdded   = "MEMBER_ADDED"
+	GroupMemberRemoved = "MEMBER_REMOVED"
+	GroupDeleted       = "DELETED"
+)
+
+// GroupChanged tells one customer that its membership in a billing group
+// (Kind GROUP) or a savings-plan shared unit (SHARING_UNIT) of its partner
+// changed: created with it, it was added or removed, or the set was deleted.
+type GroupChanged struct {
+	AccountID int64  `json:"accountId"`
+	PartnerID int64  `json:"partnerId"`
+	Kind      string `json:"kind"`
+	Name      string `json:"name"`
+	Change    string `json:"change"`
+}
+
+// EventType implements store.Event.
+func (GroupChanged) EventType() string { return EventGroupChanged }
+
+// EventAccountID implements store.AccountEvent.
+func (e GroupChanged) EventAccountID() int64 { return e.AccountID }

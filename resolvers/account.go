@@ -8,6 +8,7 @@ import (
 	"partnerd/accounts"
 	"partnerd/apperr"
 	"partnerd/graph"
+	"partnerd/groups"
 	"partnerd/ids"
 	"partnerd/models"
 )
@@ -72,6 +73,18 @@ func (r *queryResolver) node(ctx context.Context, id string) (models.Node, error
 		return r.Notify.Delivery(ctx, key)
 	case TypeResource:
 		return r.Guard.Resource(ctx, key)
+	case TypeCustomerGroup:
+		s, err := r.Groups.Get(ctx, groups.KindGroup, key)
+		if err != nil {
+			return nil, err
+		}
+		return &groups.Group{Set: *s}, nil
+	case TypeSharingUnit:
+		s, err := r.Groups.Get(ctx, groups.KindUnit, key)
+		if err != nil {
+			return nil, err
+		}
+		return &groups.Unit{Set: *s}, nil
 	}
 	return nil, apperr.NotFoundf("nothing found with ID %q", id)
 }

@@ -8,6 +8,7 @@ import (
 
 	"partnerd/accounts"
 	"partnerd/credit"
+	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/models"
 	"partnerd/spend"
@@ -22,6 +23,7 @@ type Loaders struct {
 	Credit        *dataloader.Loader[int64, credit.View]
 	Spend         *dataloader.Loader[spendKey, spend.Totals]
 	Budget        *dataloader.Loader[int64, *guard.BudgetView]
+	Membership    *dataloader.Loader[int64, groups.Membership]
 	done          *prefetched
 }
 
@@ -72,8 +74,9 @@ func (r *Resolver) WithLoaders(ctx context.Context) context.Context {
 			}
 			return out
 		}, dataloader.WithWait[int64, credit.View](batchWait)),
-		done:   &prefetched{keys: map[childKey]bool{}},
-		Budget: r.newBudgetLoader(),
+		done:       &prefetched{keys: map[childKey]bool{}},
+		Budget:     r.newBudgetLoader(),
+		Membership: r.newMembershipLoader(),
 		Account: dataloader.NewBatchedLoader(func(ctx context.Context, keys []int64) []*dataloader.Result[*models.Account] {
 			m, err := svc.GetMany(ctx, keys)
 			out := make([]*dataloader.Result[*models.Account], len(keys))

@@ -7,6 +7,7 @@ package resolvers
 import (
 	"partnerd/accounts"
 	"partnerd/credit"
+	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/notify"
 	"partnerd/spend"
@@ -20,4 +21,5 @@ type Resolver struct {
 	Live     *notify.Hub
 	Notify   *notify.Service
 	Guard    *guard.Service
+	Groups   *groups.Service
 }

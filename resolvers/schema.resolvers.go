@@ -10,6 +10,7 @@ import (
 	"partnerd/accounts"
 	"partnerd/credit"
 	"partnerd/graph"
+	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/ids"
 	"partnerd/models"
@@ -116,6 +117,32 @@ func (r *accountResolver) Resources(ctx context.Context, obj *models.Account, st
 	return r.resources(ctx, obj, status, first, after)
 }
 
+// GroupRole is the resolver for the groupRole field.
+func (r *accountResolver) GroupRole(ctx context.Context, obj *models.Account) (models.GroupRole, error) {
+	m, err := r.membership(ctx, obj)
+	return m.Role, err
+}
+
+// CustomerGroup is the resolver for the customerGroup field.
+func (r *accountResolver) CustomerGroup(ctx context.Context, obj *models.Account) (*groups.Group, error) {
+	return r.customerGroup(ctx, obj)
+}
+
+// SharingUnit is the resolver for the sharingUnit field.
+func (r *accountResolver) SharingUnit(ctx context.Context, obj *models.Account) (*groups.Unit, error) {
+	return r.sharingUnit(ctx, obj)
+}
+
+// CustomerGroups is the resolver for the customerGroups field.
+func (r *accountResolver) CustomerGroups(ctx context.Context, obj *models.Account, first *int, after *string) (*graph.CustomerGroupConnection, error) {
+	return r.customerGroups(ctx, obj, first, after)
+}
+
+// SharingUnits is the resolver for the sharingUnits field.
+func (r *accountResolver) SharingUnits(ctx context.Context, obj *models.Account, first *int, after *string) (*graph.SharingUnitConnection, error) {
+	return r.sharingUnits(ctx, obj, first, after)
+}
+
 // TotalCount is the resolver for the totalCount field.
 func (r *accountConnectionResolver) TotalCount(ctx context.Context, obj *graph.AccountConnection) (int, error) {
 	return r.loaders(ctx).ChildrenCount.Load(ctx, childKey{ParentID: obj.ParentID, Filter: accounts.ChildFilterFromKey(obj.Filter)})()
@@ -169,6 +196,26 @@ func (r *creditLedgerEntryResolver) To(ctx context.Context, obj *models.LedgerEn
 		err = accounts.NotFound("account")
 	}
 	return a, err
+}
+
+// ID is the resolver for the id field.
+func (r *customerGroupResolver) ID(ctx context.Context, obj *groups.Group) (string, error) {
+	return ids.Encode(TypeCustomerGroup, obj.ID), nil
+}
+
+// Partner is the resolver for the partner field.
+func (r *customerGroupResolver) Partner(ctx context.Context, obj *groups.Group) (*models.Account, error) {
+	return r.account(ctx, obj.PartnerID)
+}
+
+// Administrator is the resolver for the administrator field.
+func (r *customerGroupResolver) Administrator(ctx context.Context, obj *groups.Group) (*models.Account, error) {
+	return r.account(ctx, obj.AdministratorID)
+}
+
+// Members is the resolver for the members field.
+func (r *customerGroupResolver) Members(ctx context.Context, obj *groups.Group) ([]*models.Account, error) {
+	return r.members(ctx, obj.MemberIDs)
 }
 
 // ID is the resolver for the id field.
@@ -363,6 +410,94 @@ func (r *mutationResolver) RegisterResource(ctx context.Context, customerID stri
 	return r.Guard.RegisterResource(ctx, key, productCode, externalID)
 }
 
+// CreateCustomerGroup is the resolver for the createCustomerGroup field.
+func (r *mutationResolver) CreateCustomerGroup(ctx context.Context, name string, administratorID string, memberIds []string) (*groups.Group, error) {
+	set, err := r.createSet(ctx, groups.KindGroup, name, &administratorID, memberIds)
+	if err != nil {
+		return nil, err
+	}
+	return &groups.Group{Set: *set}, nil
+}
+
+// AddGroupMember is the resolver for the addGroupMember field.
+func (r *mutationResolver) AddGroupMember(ctx context.Context, groupID string, accountID string) (*groups.Group, error) {
+	g, a, err := changeSet(groupID, TypeCustomerGroup, accountID)
+	if err != nil {
+		return nil, err
+	}
+	set, err := r.Groups.AddMember(ctx, groups.KindGroup, g, a)
+	if err != nil {
+		return nil, err
+	}
+	return &groups.Group{Set: *set}, nil
+}
+
+// RemoveGroupMember is the resolver for the removeGroupMember field.
+func (r *mutationResolver) RemoveGroupMember(ctx context.Context, groupID string, accountID string) (*groups.Group, error) {
+	g, a, err := changeSet(groupID, TypeCustomerGroup, accountID)
+	if err != nil {
+		return nil, err
+	}
+	set, err := r.Groups.RemoveMember(ctx, groups.KindGroup, g, a)
+	if err != nil {
+		return nil, err
+	}
+	return &groups.Group{Set: *set}, nil
+}
+
+// DeleteCustomerGroup is the resolver for the deleteCustomerGroup field.
+func (r *mutationResolver) DeleteCustomerGroup(ctx context.Context, id string) (bool, error) {
+	key, err := ids.Decode(id, TypeCustomerGroup)
+	if err != nil {
+		return false, err
+	}
+	return true, r.Groups.Delete(ctx, groups.KindGroup, key)
+}
+
+// CreateSharingUnit is the resolver for the createSharingUnit field.
+func (r *mutationResolver) CreateSharingUnit(ctx context.Context, name string, memberIds []string) (*groups.Unit, error) {
+	set, err := r.createSet(ctx, groups.KindUnit, name, nil, memberIds)
+	if err != nil {
+		return nil, err
+	}
+	return &groups.Unit{Set: *set}, nil
+}
+
+// AddSharingUnitMember is the resolver for the addSharingUnitMember field.
+func (r *mutationResolver) AddSharingUnitMember(ctx context.Context, unitID string, accountID string) (*groups.Unit, error) {
+	u, a, err := changeSet(unitID, TypeSharingUnit, accountID)
+	if err != nil {
+		return nil, err
+	}
+	set, err := r.Groups.AddMember(ctx, groups.KindUnit, u, a)
+	if err != nil {
+		return nil, err
+	}
+	return &groups.Unit{Set: *set}, nil
+}
+
+// RemoveSharingUnitMember is the resolver for the removeSharingUnitMember field.
+func (r *mutationResolver) RemoveSharingUnitMember(ctx context.Context, unitID string, accountID string) (*groups.Unit, error) {
+	u, a, err := changeSet(unitID, TypeSharingUnit, accountID)
+	if err != nil {
+		return nil, err
+	}
+	set, err := r.Groups.RemoveMember(ctx, groups.KindUnit, u, a)
+	if err != nil {
+		return nil, err
+	}
+	return &groups.Unit{Set: *set}, nil
+}
+
+// DeleteSharingUnit is the resolver for the deleteSharingUnit field.
+func (r *mutationResolver) DeleteSharingUnit(ctx context.Context, id string) (bool, error) {
+	key, err := ids.Decode(id, TypeSharingUnit)
+	if err != nil {
+		return false, err
+	}
+	return true, r.Groups.Delete(ctx, groups.KindUnit, key)
+}
+
 // RecordExpenditures is the resolver for the recordExpenditures field.
 func (r *mutationResolver) RecordExpenditures(ctx context.Context, records []*graph.ExpenditureInput) (*graph.IngestResult, error) {
 	return r.recordExpenditures(ctx, records)
@@ -459,6 +594,21 @@ func (r *resourceResolver) Account(ctx context.Context, obj *models.Resource) (*
 	return r.account(ctx, obj.CustomerID)
 }
 
+// ID is the resolver for the id field.
+func (r *sharingUnitResolver) ID(ctx context.Context, obj *groups.Unit) (string, error) {
+	return ids.Encode(TypeSharingUnit, obj.ID), nil
+}
+
+// Partner is the resolver for the partner field.
+func (r *sharingUnitResolver) Partner(ctx context.Context, obj *groups.Unit) (*models.Account, error) {
+	return r.account(ctx, obj.PartnerID)
+}
+
+// Members is the resolver for the members field.
+func (r *sharingUnitResolver) Members(ctx context.Context, obj *groups.Unit) ([]*models.Account, error) {
+	return r.members(ctx, obj.MemberIDs)
+}
+
 // AccountUpdated is the resolver for the accountUpdated field.
 func (r *subscriptionResolver) AccountUpdated(ctx context.Context, id string) (<-chan *models.Account, error) {
 	return r.accountUpdated(ctx, id)
@@ -513,6 +663,9 @@ func (r *Resolver) CreditLedgerEntry() graph.CreditLedgerEntryResolver {
 	return &creditLedgerEntryResolver{r}
 }
 
+// CustomerGroup returns graph.CustomerGroupResolver implementation.
+func (r *Resolver) CustomerGroup() graph.CustomerGroupResolver { return &customerGroupResolver{r} }
+
 // Delivery returns graph.DeliveryResolver implementation.
 func (r *Resolver) Delivery() graph.DeliveryResolver { return &deliveryResolver{r} }
 
@@ -533,6 +686,9 @@ func (r *Resolver) Query() graph.QueryResolver { return &queryResolver{r} }
 // Resource returns graph.ResourceResolver implementation.
 func (r *Resolver) Resource() graph.ResourceResolver { return &resourceResolver{r} }
 
+// SharingUnit returns graph.SharingUnitResolver implementation.
+func (r *Resolver) SharingUnit() graph.SharingUnitResolver { return &sharingUnitResolver{r} }
+
 // Subscription returns graph.SubscriptionResolver implementation.
 func (r *Resolver) Subscription() graph.SubscriptionResolver { return &subscriptionResolver{r} }
 
@@ -548,12 +704,14 @@ type (
 	auditEntryResolver        struct{ *Resolver }
 	budgetResolver            struct{ *Resolver }
 	creditLedgerEntryResolver struct{ *Resolver }
+	customerGroupResolver     struct{ *Resolver }
 	deliveryResolver          struct{ *Resolver }
 	inboxMessageResolver      struct{ *Resolver }
 	mutationResolver          struct{ *Resolver }
 	purchaseDecisionResolver  struct{ *Resolver }
 	queryResolver             struct{ *Resolver }
 	resourceResolver          struct{ *Resolver }
+	sharingUnitResolver       struct{ *Resolver }
 	subscriptionResolver      struct{ *Resolver }
 	userResolver              struct{ *Resolver }
 	userConnectionResolver    struct{ *Resolver }

@@ -159,6 +159,10 @@ func typeForArg(field, arg string) string {
 		return "ApiToken"
 	case arg == "id" && field == "node":
 		return ""
+	case arg == "groupId", arg == "id" && field == "deleteCustomerGroup":
+		return "CustomerGroup"
+	case arg == "unitId", arg == "id" && field == "deleteSharingUnit":
+		return "SharingUnit"
 	case strings.HasSuffix(arg, "Id"), strings.HasSuffix(arg, "Ids"), arg == "id":
 		return "Account"
 	}
@@ -320,7 +324,29 @@ func foreignIDs(t *testing.T, api *testkit.API, p testkit.Party) idSet {
 	tokID := tokenID(t, tr, p.User)
 	inbox, delivery := notificationOf(t, api, p)
 	return idSet{"Account": ids.Encode("Account", p.Account.ID), "User": ids.Encode("User", userID(p)), "ApiToken": ids.Encode("ApiToken", tokID),
-		"InboxMessage": ids.Encode("InboxMessage", inbox), "Delivery": ids.Encode("Delivery", delivery)}
+		"InboxMessage": ids.Encode("InboxMessage", inbox), "Delivery": ids.Encode("Delivery", delivery),
+		"CustomerGroup": ids.Encode("CustomerGroup", groupOf(t, api, p)), "SharingUnit": ids.Encode("SharingUnit", unitOf(t, api, p))}
+}
+
+// groupOf and unitOf make a billing group and a shared unit of partner p
+// (straight in the database: the walker only needs them to exist).
+func groupOf(t *testing.T, api *testkit.API, p testkit.Party) int64 {
+	t.Helper()
+	var id int64
+	if err := api.Store.DB.Raw(`INSERT INTO customer_groups (partner_id, name, administrator_id) VALUES (?, 'walker', ?) RETURNING id`,
+		p.Account.ID, p.Account.ID).Scan(&id).Error; err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func unitOf(t *testing.T, api *testkit.API, p testkit.Party) int64 {
+	t.Helper()
+	var id int64
+	if err := api.Store.DB.Raw(`INSERT INTO sharing_units (partner_id, name) VALUES (?, 'walker') RETURNING id`, p.Account.ID).Scan(&id).Error; err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // ownIDs are IDs inside the caller's scope: its own account, and a spare
@@ -331,7 +357,8 @@ func ownIDs(t *testing.T, api *testkit.API, p testkit.Party) idSet {
 	spare := tr.AddUser(t, p.Account, models.RoleViewer)
 	inbox, delivery := notificationOf(t, api, p)
 	return idSet{"Account": ids.Encode("Account", p.Account.ID), "User": ids.Encode("User", spare.User.ID), "ApiToken": ids.Encode("ApiToken", tokenID(t, tr, spare.User)),
-		"InboxMessage": ids.Encode("InboxMessage", inbox), "Delivery": ids.Encode("Delivery", delivery)}
+		"InboxMessage": ids.Encode("InboxMessage", inbox), "Delivery": ids.Encode("Delivery", delivery),
+		"CustomerGroup": ids.Encode("CustomerGroup", groupOf(t, api, p)), "SharingUnit": ids.Encode("SharingUnit", unitOf(t, api, p))}
 }
 
 // notificationOf gives party p's admin a notification (fanned out and, in

@@ -35,6 +35,7 @@ import (
 	"partnerd/apperr"
 	"partnerd/credit"
 	"partnerd/graph"
+	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/models"
 	"partnerd/notify"
@@ -52,6 +53,7 @@ type Deps struct {
 	Hub      *notify.Hub
 	Notify   *notify.Service
 	Guard    *guard.Service
+	Groups   *groups.Service
 	Redis    redis.UniversalClient
 	// Queue is the asynq Redis connection, for the dashboard and queue metrics.
 	Queue    asynq.RedisConnOpt
@@ -118,7 +120,7 @@ func New(d Deps, opts Options) http.Handler {
 }
 
 func newGraphQL(d Deps, opts Options, m *metrics) http.Handler {
-	res := &resolvers.Resolver{Accounts: d.Accounts, Credit: d.Credit, Spend: d.Spend, Live: d.Hub, Notify: d.Notify, Guard: d.Guard}
+	res := &resolvers.Resolver{Accounts: d.Accounts, Credit: d.Credit, Spend: d.Spend, Live: d.Hub, Notify: d.Notify, Guard: d.Guard, Groups: d.Groups}
 	cfg := graph.Config{Resolvers: res}
 	setComplexity(&cfg)
 	srv := handler.New(graph.NewExecutableSchema(cfg))

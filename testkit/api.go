@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"partnerd/credit"
+	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/notify"
 	"partnerd/server"
@@ -72,7 +73,7 @@ func NewAPIOn(t testing.TB, tr *Tree, opts server.Options, shared ...*API) *API 
 	}
 	gs := guard.New(tr.Store, guard.Options{Location: Shanghai, Log: log})
 	h := server.New(server.Deps{Store: tr.Store, Accounts: tr.Accounts, Credit: credit.New(tr.Store, Shanghai), Spend: spend.New(tr.Store, Shanghai),
-		Hub: hub, Notify: ns, Guard: gs, Redis: rdb, Queue: qopt, Registry: reg, Log: log}, opts)
+		Hub: hub, Notify: ns, Guard: gs, Groups: groups.New(tr.Store), Redis: rdb, Queue: qopt, Registry: reg, Log: log}, opts)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &API{Tree: tr, Server: srv, Redis: rdb, RedisURL: redisURL, Prefix: prefix, Hub: hub, Notify: ns, Guard: gs, Registry: reg}

@@ -20,6 +20,7 @@ import (
 	"partnerd/accounts"
 	"partnerd/credit"
 	"partnerd/demo"
+	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/notify"
 	"partnerd/notify/email"
@@ -137,6 +138,7 @@ func domain(st *store.Store, cfg *config, log *slog.Logger) demo.Services {
 		Credit:   credit.New(st, cfg.BillingTimezone),
 		Spend:    spend.New(st, cfg.BillingTimezone).WithLogger(log),
 		Guard:    guard.New(st, guard.Options{Location: cfg.BillingTimezone, Retention: cfg.FreezeRetention, Log: log}),
+		Groups:   groups.New(st),
 	}
 }
 
@@ -205,7 +207,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 	if r.api {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		h := server.New(server.Deps{Store: st, Accounts: svc, Credit: dom.Credit, Spend: dom.Spend, Hub: hub, Notify: notifications, Guard: dom.Guard, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
+		h := server.New(server.Deps{Store: st, Accounts: svc, Credit: dom.Credit, Spend: dom.Spend, Hub: hub, Notify: notifications, Guard: dom.Guard, Groups: dom.Groups, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
 			server.Options{Playground: cfg.Playground, Monitoring: true, Limits: server.Limits{
 				Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, ParserTokens: cfg.MaxTokens, BodyBytes: cfg.MaxBody, UploadBytes: cfg.MaxUpload}})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
