@@ -258,3 +258,41 @@ func TestSetBudget_AmountChangeReevaluatesAtOnce(t *testing.T) {
 		t.Fatalf("new budget: %v", got)
 	}
 }
+
+// An ingestion flags a budget for the background evaluation only when it
+// owes something: a threshold without its alert, or the overspend action.
+func TestFlag_OnlyWhenABudgetOwesSomething(t *testing.T) {
+	f := newFixture(t)
+	c := f.C1.Account.ID
+	f.budget(t, f.R1, c, models.BudgetMonthly, "100", models.OverspendFreeze)
+	f.unfreeze(t, f.R1, c)
+	checks := func() int64 {
+		return count(t, f.Store, `SELECT count(*) FROM outbox WHERE event_type = ? AND account_id = ?`, guard.EventBudgetCheck, c)
+	}
+	f.ingest(t, c, models.PayPerUse, "49.99", f.clock.Now())
+	f.ingest(t, f.C2.Account.ID, models.PayPerUse, "1000", f.clock.Now()) // no budget: never flagged
+	if n := checks(); n != 0 {
+		t.Fatalf("%d checks below the first threshold", n)
+	}
+	f.ingest(t, c, models.PayPerUse, "0.01", f.clock.Now())
+	if n := checks(); n != 1 {
+		t.Fatalf("%d checks after crossing 50%%", n)
+	}
+	must(t, "evaluate", f.guard.Evaluate(bg(), c))
+	f.ingest(t, c, models.PayPerUse, "10", f.clock.Now()) // 60%: nothing new
+	if n := checks(); n != 1 {
+		t.Fatalf("%d checks with nothing owed", n)
+	}
+	f.ingest(t, c, models.PayPerUse, "40", f.clock.Now()) // 100%: alerts and the action
+	must(t, "evaluate", f.guard.Evaluate(bg(), c))
+	if a := account(t, f.Store, c); a.Status != models.StatusFrozen || checks() != 2 {
+		t.Fatalf("status %s, %d checks", a.Status, checks())
+	}
+	f.ingest(t, c, models.PayPerUse, "5", f.clock.Now()) // frozen and alerted: nothing owed
+	if n := checks(); n != 2 {
+		t.Fatalf("%d checks once frozen", n)
+	}
+	if n := count(t, f.Store, `SELECT count(*) FROM outbox WHERE event_type = ? AND account_id = ?`, guard.EventBudgetCheck, f.C2.Account.ID); n != 0 {
+		t.Fatalf("a customer without a budget was flagged %d times", n)
+	}
+}

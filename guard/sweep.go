@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"partnerd/models"
+	"partnerd/store"
 )
 
 // sweepLimit bounds how many accounts one sweep acts on; the next sweep
@@ -15,6 +17,66 @@ const sweepLimit = 1000
 // periodSpent is the SQL of a guard row's spend in its budget's current
 // period ($1: the current month key), as row.spent computes it.
 const periodSpent = `(CASE WHEN g.budget_type = 'ONE_TIME' THEN g.one_time_spent WHEN g.month = @cur THEN g.month_list ELSE 0 END)`
+
+// needsEnforcement is the SQL condition (on g, a guard row, and b, its
+// budget; @cur the current month) of a customer whose overspend action is
+// due: ACTIVE, exceeded, an action, and no override of the partner for this
+// period and amount.
+const needsEnforcement = `g.status = 'ACTIVE' AND b.overspend_action <> 'NONE' AND ` + periodSpent + ` >= b.amount
+	AND NOT (b.override_amount IS NOT DISTINCT FROM b.amount
+		AND b.override_period IS NOT DISTINCT FROM (CASE WHEN b.type = 'ONE_TIME' THEN 0 ELSE @cur END))`
+
+// needsAlert is the SQL condition of a budget with a threshold crossed in
+// its current period and no alert row for it.
+const needsAlert = `EXISTS (SELECT 1 FROM unnest(b.thresholds) AS t(pct)
+	WHERE ` + periodSpent + ` * 100 >= b.amount * t.pct
+	AND NOT EXISTS (SELECT 1 FROM budget_alerts x WHERE x.budget_id = b.id
+		AND x.period = (CASE WHEN b.type = 'ONE_TIME' THEN 0 ELSE @cur END) AND x.threshold = t.pct))`
+
+// Flag emits, inside an ingestion's transaction and after its Sync, one
+// BudgetCheck for each of the given customers whose budget now owes
+// something — an alert or the overspend action — so the background
+// evaluation runs only where it has work, on the critical queue. Customers
+// without a budget, or below their next threshold, cost one indexed lookup
+// here and nothing afterwards.
+func Flag(tx *store.Tx, loc *time.Location, ids ...int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	cur := models.MonthOf(tx.Now(), loc).Key()
+	var due []int64
+	err := tx.DB.Raw(`SELECT g.customer_id FROM purchase_guards g JOIN budgets b ON b.id = g.budget_id
+		WHERE g.customer_id = ANY(CAST(@ids AS bigint[])) AND ((`+needsAlert+`) OR (`+needsEnforcement+`))
+		ORDER BY g.customer_id`, map[string]any{"ids": store.Int64Array(ids), "cur": cur}).Scan(&due).Error
+	if err != nil {
+		return fmt.Errorf("flag budgets to evaluate: %w", err)
+	}
+	evs := make([]store.Event, len(due))
+	for i, id := range due {
+		evs[i] = BudgetCheck{CustomerID: id}
+	}
+	return tx.Emit(evs...)
+}
+
+// BudgetCheck asks the background evaluation (Evaluate) to act on a
+// customer's budget: an ingestion crossed one of its thresholds or its
+// amount.
+type BudgetCheck struct {
+	CustomerID int64 `json:"customerId"`
+}
+
+// EventBudgetCheck is the type of BudgetCheck.
+const EventBudgetCheck = "budget.check"
+
+// EventType implements store.Event.
+func (BudgetCheck) EventType() string { return EventBudgetCheck }
+
+// Queue puts the check on the critical queue: the overspend action must
+// follow the crossing within seconds.
+func (BudgetCheck) Queue() string { return "critical" }
+
+// EventAccountID implements store.AccountEvent.
+func (e BudgetCheck) EventAccountID() int64 { return e.CustomerID }
 
 // SweepEnforcement is the backstop of the background enforcement, for the
 // scheduler: it evaluates every ACTIVE customer whose budget is exceeded
@@ -28,9 +90,7 @@ func (s *Service) SweepEnforcement(ctx context.Context) (int, error) {
 	db := s.st.DB.WithContext(ctx)
 	var over []int64
 	err := db.Raw(`SELECT g.customer_id FROM purchase_guards g JOIN budgets b ON b.id = g.budget_id
-		WHERE g.status = 'ACTIVE' AND b.overspend_action <> 'NONE' AND `+periodSpent+` >= b.amount
-			AND NOT (b.override_amount IS NOT DISTINCT FROM b.amount
-				AND b.override_period IS NOT DISTINCT FROM (CASE WHEN b.type = 'ONE_TIME' THEN 0 ELSE @cur END))
+		WHERE `+needsEnforcement+`
 		ORDER BY g.customer_id LIMIT @limit`, map[string]any{"cur": cur, "limit": sweepLimit}).Scan(&over).Error
 	if err != nil {
 		return 0, fmt.Errorf("find overspent customers: %w", err)
@@ -68,10 +128,7 @@ func (s *Service) SweepThresholds(ctx context.Context) (int, error) {
 	cur := models.MonthOf(s.st.Now(), s.loc).Key()
 	var ids []int64
 	err := s.st.DB.WithContext(ctx).Raw(`SELECT g.customer_id FROM purchase_guards g JOIN budgets b ON b.id = g.budget_id
-		WHERE EXISTS (SELECT 1 FROM unnest(b.thresholds) AS t(pct)
-			WHERE `+periodSpent+` * 100 >= b.amount * t.pct
-			AND NOT EXISTS (SELECT 1 FROM budget_alerts x WHERE x.budget_id = b.id
-				AND x.period = (CASE WHEN b.type = 'ONE_TIME' THEN 0 ELSE @cur END) AND x.threshold = t.pct))
+		WHERE `+needsAlert+`
 		ORDER BY g.customer_id LIMIT @limit`, map[string]any{"cur": cur, "limit": sweepLimit}).Scan(&ids).Error
 	if err != nil {
 		return 0, fmt.Errorf("find budgets with missing alerts: %w", err)

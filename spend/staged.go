@@ -12,6 +12,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"partnerd/credit"
+	"partnerd/guard"
 	"partnerd/models"
 	"partnerd/store"
 )
@@ -359,7 +360,9 @@ func compareStored(tx *store.Tx, rest int64) (dup, conf int, conflicts []RecordE
 
 // emitSpendChanged emits CustomerSpendChanged for each touched customer
 // month (ordered by customer and month) and re-evaluates those customers'
-// arrears (credit.UpdateArrears emits ArrearsChanged when one flips).
+// arrears (credit.UpdateArrears emits ArrearsChanged when one flips, and
+// syncs their purchase guards), then flags the budgets that now owe an alert
+// or the overspend action (guard.Flag).
 func emitSpendChanged(tx *store.Tx, touched []monthTotals, loc *time.Location) error {
 	customers := make([]int64, 0, len(touched))
 	evs := make([]store.Event, 0, len(touched))
@@ -374,5 +377,8 @@ func emitSpendChanged(tx *store.Tx, touched []monthTotals, loc *time.Location) e
 	if err := tx.Emit(evs...); err != nil {
 		return err
 	}
-	return credit.UpdateArrears(tx, customers, loc)
+	if err := credit.UpdateArrears(tx, customers, loc); err != nil {
+		return err
+	}
+	return guard.Flag(tx, loc, customers...)
 }

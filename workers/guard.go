@@ -14,7 +14,6 @@ import (
 	"partnerd/credit"
 	"partnerd/guard"
 	"partnerd/notify"
-	"partnerd/spend"
 )
 
 // Task types of the guard's background work.
@@ -48,12 +47,13 @@ func NewGuard(svc *guard.Service, client *asynq.Client, log *slog.Logger) *Guard
 	return &Guard{svc: svc, client: client, log: log.With("component", "guard")}
 }
 
-// Register adds the guard's consumers to reg: spend changes evaluate the
-// customer's budget (alerts, overspend action); arrears and exemption
+// Register adds the guard's consumers to reg: a budget check (an ingestion
+// crossed a threshold or the amount) evaluates the customer's budget
+// (alerts, overspend action); arrears and exemption
 // changes reconcile the arrears suspension; a freeze schedules the wake-ups
 // of its release jobs.
 func (g *Guard) Register(reg *Registry) {
-	reg.On(spend.CustomerSpendChanged{}.EventType(), g.spendChanged)
+	reg.On(guard.EventBudgetCheck, g.budgetCheck)
 	reg.On(notify.EventArrearsEntered, g.arrearsChanged)
 	reg.On(notify.EventArrearsLeft, g.arrearsChanged)
 	reg.On(credit.EventExemptionSet, g.arrearsChanged)
@@ -91,8 +91,8 @@ func GuardEntries() []Entry {
 	}
 }
 
-func (g *Guard) spendChanged(ctx context.Context, ev OutboxPayload) error {
-	var e spend.CustomerSpendChanged
+func (g *Guard) budgetCheck(ctx context.Context, ev OutboxPayload) error {
+	var e guard.BudgetCheck
 	if err := json.Unmarshal(ev.Payload, &e); err != nil {
 		return fmt.Errorf("decode %s: %v: %w", ev.EventType, err, asynq.SkipRetry)
 	}

@@ -36,7 +36,9 @@ type RelayOptions struct {
 	// delivery tasks; such a row gets an outbox task only when Registry has
 	// consumers for its type. Without it nobody is notified.
 	Notifications *Notifications
-	// Registry tells which event types have consumers (see Notifications).
+	// Registry tells which event types have consumers: a row whose type has
+	// none gets no outbox task (its live topics are still published). Nil:
+	// every row that is not a notification gets its task.
 	Registry *Registry
 }
 
@@ -240,7 +242,12 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		if notifies {
 			events = append(events, notify.Event{OutboxID: row.ID, Type: row.EventType, Payload: row.Payload})
 		}
-		needsTask[i] = !notifies || (r.opts.Registry != nil && len(r.opts.Registry.Consumers(row.EventType)) > 0)
+		// A task only for a type someone consumes: an event that is only
+		// notified or published live (spend.changed, by the thousand per
+		// ingestion) must not queue no-op tasks in front of real work.
+		// Without a registry every non-notified row gets its task.
+		consumed := r.opts.Registry == nil || len(r.opts.Registry.Consumers(row.EventType)) > 0
+		needsTask[i] = consumed && (!notifies || r.opts.Registry != nil)
 	}
 	failed := r.notify(ctx, events)
 

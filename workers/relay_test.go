@@ -349,7 +349,9 @@ func TestRelayNotificationThatFailsHoldsNothingBack(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	r := NewRelay(e.st, e.client, nil, e.log, RelayOptions{Notifications: nw, Registry: NewRegistry()})
+	reg := NewRegistry()
+	reg.On(testEvent{}.EventType(), func(context.Context, OutboxPayload) error { return nil })
+	r := NewRelay(e.st, e.client, nil, e.log, RelayOptions{Notifications: nw, Registry: reg})
 	n, err := r.RelayOnce(ctx)
 	if err == nil || n != 3 {
 		t.Fatalf("RelayOnce = %d, %v; want 3 and the bad row's error", n, err)
@@ -360,5 +362,24 @@ func TestRelayNotificationThatFailsHoldsNothingBack(t *testing.T) {
 	// Notification rows without other consumers get no outbox task.
 	if got := e.tasks(); got != 1 {
 		t.Fatalf("tasks = %d, want 1 (the test event)", got)
+	}
+}
+
+// With a registry, an event nobody consumes is marked relayed without a
+// task: spend.changed by the thousand must not queue no-op work in front of
+// the critical queue's real tasks.
+func TestRelayUnconsumedEventGetsNoTask(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.emit(ctx, testEvent{N: 1})
+	r := NewRelay(e.st, e.client, nil, e.log, RelayOptions{Registry: NewRegistry()})
+	if n, err := r.RelayOnce(ctx); err != nil || n != 1 {
+		t.Fatalf("RelayOnce = %d, %v", n, err)
+	}
+	if _, pending := e.outbox(ctx); pending != 0 {
+		t.Fatalf("%d rows pending", pending)
+	}
+	if got := e.tasks(); got != 0 {
+		t.Fatalf("tasks = %d, want none", got)
 	}
 }

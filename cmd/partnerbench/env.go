@@ -27,6 +27,7 @@ import (
 
 	"partnerd/accounts"
 	"partnerd/credit"
+	"partnerd/guard"
 	"partnerd/notify"
 	"partnerd/server"
 	"partnerd/spend"
@@ -62,6 +63,9 @@ type bench struct {
 	// creating data through the domain services as a user would.
 	platform context.Context
 	accounts *accounts.Service
+	// guard is the server's guard service (budgets, freezes, the purchase
+	// guard); the overspend scenario's workers enforce with it too.
+	guard *guard.Service
 	// fixtures built once and shared by the scenarios that fit them.
 	customers1k *distributorFixture
 	closers     []func()
@@ -152,8 +156,9 @@ func setup(ctx context.Context, o *options, stderr io.Writer) (*bench, error) {
 	// The API role of cmd/partnerd/run.go, with the product's default limits.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	b.guard = guard.New(b.st, guard.Options{Location: loc, Log: log})
 	h := server.New(server.Deps{Store: b.st, Accounts: b.accounts, Credit: credit.New(b.st, loc),
-		Spend: spend.New(b.st, loc).WithLogger(log), Hub: b.hub, Redis: b.rdb, Queue: queue, Registry: reg, Log: log},
+		Spend: spend.New(b.st, loc).WithLogger(log), Hub: b.hub, Guard: b.guard, Redis: b.rdb, Queue: queue, Registry: reg, Log: log},
 		server.Options{Playground: true, Monitoring: true, Limits: server.Limits{
 			Depth: 12, Complexity: 100000, ParserTokens: 15000, BodyBytes: 1 << 20, UploadBytes: 20 << 20}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

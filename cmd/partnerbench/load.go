@@ -39,8 +39,14 @@ type client struct {
 // do sends one GraphQL body, checks the answer with check (nil: any
 // error-free 200) and records the outcome.
 func (c *client) do(ctx context.Context, body []byte, check func([]byte) error) bool {
+	return c.doWith(ctx, func() ([]byte, error) { return c.b.graphql(ctx, c.c, body) }, check)
+}
+
+// doWith is do for any request: send sends it on c.c and returns the
+// answer's body (an error for a transport failure or an unexpected status).
+func (c *client) doWith(ctx context.Context, send func() ([]byte, error), check func([]byte) error) bool {
 	t0 := time.Now()
-	out, err := c.b.graphql(ctx, c.c, body)
+	out, err := send()
 	if err == nil && check != nil {
 		err = check(out)
 	}

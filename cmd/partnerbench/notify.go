@@ -10,6 +10,7 @@ import (
 	"github.com/wneessen/go-mail"
 
 	"partnerd/accounts"
+	"partnerd/guard"
 	"partnerd/models"
 	"partnerd/notify"
 	"partnerd/notify/email"
@@ -88,7 +89,7 @@ func (b *bench) notify(ctx context.Context) (*section, error) {
 		return nil, err
 	}
 
-	stop, err := b.startWorkers(ctx, svc)
+	stop, err := b.startWorkers(ctx, svc, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -148,8 +149,9 @@ func mustPlatformID(b *bench) int64 {
 }
 
 // startWorkers runs the relay and a worker server with the notification
-// handlers, as `partnerd worker` does.
-func (b *bench) startWorkers(ctx context.Context, svc *notify.Service) (func(), error) {
+// handlers, as `partnerd worker` does, and the guard's consumers and task
+// handlers when g is not nil.
+func (b *bench) startWorkers(ctx context.Context, svc *notify.Service, g *guard.Service) (func(), error) {
 	qopt, err := asynq.ParseRedisURI(b.o.redisURL)
 	if err != nil {
 		return nil, err
@@ -160,6 +162,11 @@ func (b *bench) startWorkers(ctx context.Context, svc *notify.Service) (func(), 
 	nw.Register(reg)
 	mux := workers.NewMux(reg, b.st, b.log)
 	nw.Handle(mux)
+	if g != nil {
+		gw := workers.NewGuard(g, client, b.log)
+		gw.Register(reg)
+		gw.Handle(mux)
+	}
 	srv := workers.NewServer(qopt, workers.ServerConfig{Concurrency: workerConcurrency, ShutdownTimeout: 5 * time.Second}, b.log)
 	if err := srv.Start(mux); err != nil {
 		_ = client.Close()
