@@ -881,3 +881,42 @@ func TestSortedTags(t *testing.T) {
 		t.Fatalf("SortedTags = %v", got)
 	}
 }
+
+// An accepted token is trusted for a second without a query: a change made
+// behind the service's back shows after that second, a revocation through
+// the service at once.
+func TestAuthenticate_CacheIsBoundedAndRevocationIsImmediate(t *testing.T) {
+	clk := storetest.NewClock(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC))
+	tr := testkit.NewTreeOn(t, testkit.NewStore(t, store.Options{Clock: clk}))
+	ctx := context.Background()
+	tok, rec, err := tr.Accounts.CreateToken(tr.D1.Ctx, tr.D1.User.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Accounts.Authenticate(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Store.DB.Exec(`UPDATE api_tokens SET revoked_at = now() WHERE id = ?`, rec.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Accounts.Authenticate(ctx, tok); err != nil {
+		t.Fatalf("within the second: %v", err)
+	}
+	clk.Advance(time.Second)
+	if _, err := tr.Accounts.Authenticate(ctx, tok); err == nil {
+		t.Fatal("a token revoked in the database still works after the cache second")
+	}
+	tok2, rec2, err := tr.Accounts.CreateToken(tr.D1.Ctx, tr.D1.User.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Accounts.Authenticate(ctx, tok2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Accounts.RevokeToken(tr.D1.Ctx, rec2.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Accounts.Authenticate(ctx, tok2); err == nil {
+		t.Fatal("a token revoked through the service still works")
+	}
+}

@@ -17,11 +17,12 @@ import (
 // Service offers the operations on the tree, users and tokens. Every method
 // resolves the caller's scope once and goes through it.
 type Service struct {
-	st *store.Store
+	st     *store.Store
+	tokens *tokenCache
 }
 
 // New returns the accounts service on st.
-func New(st *store.Store) *Service { return &Service{st: st} }
+func New(st *store.Store) *Service { return &Service{st: st, tokens: newTokenCache()} }
 
 // Store is the store the service works on.
 func (s *Service) Store() *store.Store { return s.st }
