@@ -20,6 +20,10 @@ const tokenCacheMax = 50_000
 type tokenCache struct {
 	mu      sync.RWMutex
 	entries map[[32]byte]tokenEntry
+	// revoked holds the tokens revoked here in the last tokenCacheTTL (by
+	// wall clock), so an authentication that read a token just before its
+	// revocation committed cannot put it back.
+	revoked map[int64]time.Time
 }
 
 type tokenEntry struct {
@@ -29,7 +33,9 @@ type tokenEntry struct {
 	until     time.Time
 }
 
-func newTokenCache() *tokenCache { return &tokenCache{entries: map[[32]byte]tokenEntry{}} }
+func newTokenCache() *tokenCache {
+	return &tokenCache{entries: map[[32]byte]tokenEntry{}, revoked: map[int64]time.Time{}}
+}
 
 // get returns the cached principal of hash when it is fresh at now and the
 // token has not expired.
@@ -46,16 +52,27 @@ func (c *tokenCache) get(hash [32]byte, now time.Time) (*Principal, bool) {
 
 func (c *tokenCache) put(hash [32]byte, e tokenEntry) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if at, ok := c.revoked[e.tokenID]; ok && time.Since(at) < 2*tokenCacheTTL {
+		return
+	}
 	if len(c.entries) >= tokenCacheMax {
 		c.entries = map[[32]byte]tokenEntry{}
 	}
 	c.entries[hash] = e
-	c.mu.Unlock()
 }
 
-// forget drops the entries of token id (its revocation).
+// forget drops the entries of token id (its revocation) and keeps it out
+// of the cache for a while.
 func (c *tokenCache) forget(tokenID int64) {
 	c.mu.Lock()
+	now := time.Now()
+	for id, at := range c.revoked {
+		if now.Sub(at) >= 2*tokenCacheTTL {
+			delete(c.revoked, id)
+		}
+	}
+	c.revoked[tokenID] = now
 	for h, e := range c.entries {
 		if e.tokenID == tokenID {
 			delete(c.entries, h)

@@ -297,7 +297,7 @@ func (s *Service) evaluate(tx *store.Tx, a *models.Account) error {
 			return err
 		}
 	}
-	if spent.LessThan(b.Amount) || b.OverspendAction == models.OverspendNone || a.Status != models.StatusActive {
+	if spent.LessThan(b.Amount) || b.OverspendAction == models.OverspendNone {
 		return nil
 	}
 	if b.OverridePeriod != nil && *b.OverridePeriod == period && b.OverrideAmount != nil && b.OverrideAmount.Equal(b.Amount) {
@@ -307,7 +307,13 @@ func (s *Service) evaluate(tx *store.Tx, a *models.Account) error {
 	if b.OverspendAction == models.OverspendFreezeWithResources {
 		mode = models.FreezeAccountAndResources
 	}
-	return s.freeze(tx, a, mode, models.FrozenOverspend)
+	// An ACTIVE customer is frozen; one already FROZEN (for arrears, by its
+	// partner, as a new customer) still gets its resources stopped when the
+	// action says so.
+	if a.Status == models.StatusActive || (a.Status == models.StatusFrozen && mode == models.FreezeAccountAndResources) {
+		return s.freeze(tx, a, mode, models.FrozenOverspend)
+	}
+	return nil
 }
 
 // BudgetViews returns the budgets of the given customers that are in the

@@ -223,7 +223,11 @@ func (s *Service) unfreeze(tx *store.Tx, a *models.Account, automatic bool) erro
 		}
 		started = int(res.RowsAffected)
 	}
-	if err := tx.DB.Exec(`UPDATE freeze_jobs SET done_at = ?, outcome = 'CANCELLED' WHERE account_id = ? AND done_at IS NULL`,
+	// Jobs a release batch holds right now are skipped, not waited for
+	// (the batch locks them before the account): it finds the account
+	// unfrozen and marks them STALE.
+	if err := tx.DB.Exec(`UPDATE freeze_jobs SET done_at = ?, outcome = 'CANCELLED' WHERE id IN (
+			SELECT id FROM freeze_jobs WHERE account_id = ? AND done_at IS NULL FOR UPDATE SKIP LOCKED)`,
 		now, a.ID).Error; err != nil {
 		return fmt.Errorf("cancel release of %d: %w", a.ID, err)
 	}

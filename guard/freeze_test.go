@@ -385,3 +385,38 @@ func TestFreeze_TakesOverAnArrearsSuspension(t *testing.T) {
 		t.Fatalf("the partner's freeze was lifted: %s", a.Status)
 	}
 }
+
+// A customer already frozen (here for arrears) still has its resources
+// stopped when it overspends a budget whose action says so — from the
+// ingestion's flag as from the sweep.
+func TestOverspend_StopsResourcesOfAFrozenCustomer(t *testing.T) {
+	f := newFixture(t)
+	c := f.C1.Account.ID
+	f.fund(t, "100")
+	f.budget(t, f.R1, c, models.BudgetMonthly, "500", models.OverspendFreezeWithResources)
+	f.unfreeze(t, f.R1, c)
+	f.register(t, c, "i-1")
+	f.ingest(t, c, models.PayPerUse, "150", f.clock.Now())
+	must(t, "reconcile", f.guard.ReconcileArrears(bg(), c))
+	if a := account(t, f.Store, c); a.Status != models.StatusFrozen || *a.FrozenReason != models.FrozenArrears {
+		t.Fatalf("arrears: %s", a.Status)
+	}
+	f.ingest(t, c, models.PayPerUse, "400", f.clock.Now())
+	if n := count(t, f.Store, `SELECT count(*) FROM outbox WHERE event_type = ? AND account_id = ?`, guard.EventBudgetCheck, c); n == 0 {
+		t.Fatal("the crossing was not flagged")
+	}
+	if n, err := f.guard.SweepEnforcement(bg()); err != nil || n == 0 {
+		t.Fatalf("sweep: %d %v", n, err)
+	}
+	a := account(t, f.Store, c)
+	if a.Status != models.StatusFrozenWithResources || *a.FrozenReason != models.FrozenOverspend || a.ReleaseAt == nil {
+		t.Fatalf("after overspending: %s %v", a.Status, *a.FrozenReason)
+	}
+	if st := resourceStatuses(t, f, c); st["i-1"] != models.ResourceStopped {
+		t.Fatalf("resources: %v", st)
+	}
+	// Nothing more is owed: no further flag, no further action.
+	if n, err := f.guard.SweepEnforcement(bg()); err != nil || n != 0 {
+		t.Fatalf("second sweep: %d %v", n, err)
+	}
+}

@@ -3,6 +3,7 @@ package guard
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"partnerd/models"
@@ -69,6 +70,8 @@ func (s *Service) processBatch(ctx context.Context) (int, error) {
 		if err != nil {
 			return fmt.Errorf("pick due freeze jobs: %w", err)
 		}
+		// Accounts in id order: two batches never wait for each other in a cycle.
+		sort.SliceStable(jobs, func(a, b int) bool { return jobs[a].AccountID < jobs[b].AccountID })
 		for _, j := range jobs {
 			outcome, err := s.runJob(tx, j.AccountID, j.Kind, j.ReleaseAt, now)
 			if err != nil {

@@ -20,9 +20,11 @@ const periodSpent = `(CASE WHEN g.budget_type = 'ONE_TIME' THEN g.one_time_spent
 
 // needsEnforcement is the SQL condition (on g, a guard row, and b, its
 // budget; @cur the current month) of a customer whose overspend action is
-// due: ACTIVE, exceeded, an action, and no override of the partner for this
-// period and amount.
-const needsEnforcement = `g.status = 'ACTIVE' AND b.overspend_action <> 'NONE' AND ` + periodSpent + ` >= b.amount
+// due: exceeded, ACTIVE with an action (or FROZEN with the action that
+// stops resources), and no override of the partner for this period and
+// amount.
+const needsEnforcement = `(g.status = 'ACTIVE' AND b.overspend_action <> 'NONE'
+		OR g.status = 'FROZEN' AND b.overspend_action = 'FREEZE_ACCOUNT_AND_RESOURCES') AND ` + periodSpent + ` >= b.amount
 	AND NOT (b.override_amount IS NOT DISTINCT FROM b.amount
 		AND b.override_period IS NOT DISTINCT FROM (CASE WHEN b.type = 'ONE_TIME' THEN 0 ELSE @cur END))`
 

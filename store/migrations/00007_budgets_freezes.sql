@@ -58,9 +58,15 @@ CREATE TABLE purchase_guards (
     one_time_spent  numeric(20,6) NOT NULL DEFAULT 0,
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
-INSERT INTO purchase_guards (customer_id, kind, status, frozen_reason, credit_limit, exempt_postpaid, exempt_prepaid)
-SELECT a.id, a.kind, a.status, a.frozen_reason, coalesce(b.credit_limit, 0), coalesce(b.exempt_postpaid, false), coalesce(b.exempt_prepaid, false)
+-- Existing customers start with this Beijing month's totals (the default
+-- BILLING_TIMEZONE; the next change of any input rewrites the row anyway).
+INSERT INTO purchase_guards (customer_id, kind, status, frozen_reason, credit_limit, exempt_postpaid, exempt_prepaid,
+    month, month_list, month_actual)
+SELECT a.id, a.kind, a.status, a.frozen_reason, coalesce(b.credit_limit, 0), coalesce(b.exempt_postpaid, false), coalesce(b.exempt_prepaid, false),
+    m.month, coalesce(t.list_total, 0), coalesce(t.actual_total, 0)
 FROM accounts a LEFT JOIN credit_balances b ON b.account_id = a.id
+CROSS JOIN (SELECT to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMM')::int AS month) m
+LEFT JOIN spend_totals t ON t.customer_id = a.id AND t.month = m.month
 WHERE a.kind IN ('CUSTOMER','PERSONAL');
 -- +goose StatementBegin
 CREATE FUNCTION accounts_guard_row() RETURNS trigger LANGUAGE plpgsql AS $$
