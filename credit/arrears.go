@@ -28,12 +28,13 @@ func UpdateArrears(tx *store.Tx, customerIDs []int64, loc *time.Location) error 
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	month := models.MonthOf(tx.Now(), loc)
 	var rows []struct {
-		AccountID   int64
-		CreditLimit decimal.Decimal
-		InArrears   bool
-		Actual      decimal.Decimal
+		AccountID    int64
+		CreditLimit  decimal.Decimal
+		InArrears    bool
+		ArrearsMonth int
+		Actual       decimal.Decimal
 	}
-	err := tx.DB.Raw(`SELECT b.account_id, b.credit_limit, b.in_arrears, coalesce(t.actual_total, 0) AS actual
+	err := tx.DB.Raw(`SELECT b.account_id, b.credit_limit, b.in_arrears, b.arrears_month, coalesce(t.actual_total, 0) AS actual
 		FROM credit_balances b
 		JOIN accounts a ON a.id = b.account_id AND a.kind = 'CUSTOMER'
 		LEFT JOIN spend_totals t ON t.customer_id = b.account_id AND t.month = ?
@@ -46,11 +47,18 @@ func UpdateArrears(tx *store.Tx, customerIDs []int64, loc *time.Location) error 
 	for _, r := range rows {
 		available := r.CreditLimit.Sub(r.Actual)
 		now := available.IsNegative()
-		if now == r.InArrears {
+		// A flag left from an earlier month does not count: that month's
+		// arrears ended with it.
+		was := r.InArrears && r.ArrearsMonth == month.Key()
+		if now == was && (r.InArrears == was) {
 			continue
 		}
-		if err := tx.DB.Exec(`UPDATE credit_balances SET in_arrears = ?, updated_at = ? WHERE account_id = ?`, now, tx.Now(), r.AccountID).Error; err != nil {
+		if err := tx.DB.Exec(`UPDATE credit_balances SET in_arrears = ?, arrears_month = ?, updated_at = ? WHERE account_id = ?`,
+			now, month.Key(), tx.Now(), r.AccountID).Error; err != nil {
 			return fmt.Errorf("arrears: %w", err)
+		}
+		if now == was {
+			continue // only the stale flag was cleared
 		}
 		if err := tx.Emit(notify.ArrearsChanged{CustomerID: r.AccountID, Entered: now, Available: models.FormatDecimal(available), Month: month.String()}); err != nil {
 			return err

@@ -881,3 +881,39 @@ func TestLedger_AppendOnly(t *testing.T) {
 		t.Errorf("ledger row changed: %+v -> %+v", e, after)
 	}
 }
+
+// Arrears are a month's matter: a customer still flagged from last month
+// that falls into arrears again this month is a new entry, notified again;
+// one that does not is quietly unflagged.
+func TestUpdateArrears_NewMonthIsANewEntry(t *testing.T) {
+	f := newFixture(t)
+	f.setLimit(t, f.D1, "1000")
+	f.allocate(t, f.D1, f.C3, "100")
+	c3 := f.C3.Account.ID
+	update := func() {
+		t.Helper()
+		mustOK(t, "update arrears", f.Store.InTx(accounts.SystemContext(context.Background()), func(tx *store.Tx) error {
+			return credit.UpdateArrears(tx, []int64{c3}, shanghai)
+		}))
+	}
+	setSpend(t, f.Store, c3, f.month(), "150")
+	update()
+	f.clock.Set(f.month().Next().Start(shanghai).Add(time.Hour))
+	update() // nothing consumed yet this month: the stale flag goes, no event
+	if balance(t, f.Store, c3).InArrears || len(arrearsEvents(t, f.Store, c3)) != 1 {
+		t.Fatalf("after the rollover: %+v, %d events", balance(t, f.Store, c3), len(arrearsEvents(t, f.Store, c3)))
+	}
+	setSpend(t, f.Store, c3, f.month(), "120")
+	update()
+	evs := arrearsEvents(t, f.Store, c3)
+	if len(evs) != 2 || evs[1].EventType != "credit.arrears_entered" {
+		t.Fatalf("second month's arrears: %+v", evs)
+	}
+	// And without the quiet update in between, the new month's entry is still seen.
+	f.clock.Set(f.month().Next().Start(shanghai).Add(time.Hour))
+	setSpend(t, f.Store, c3, f.month(), "130")
+	update()
+	if evs := arrearsEvents(t, f.Store, c3); len(evs) != 3 || evs[2].EventType != "credit.arrears_entered" {
+		t.Fatalf("third month's arrears: %+v", evs)
+	}
+}

@@ -296,3 +296,28 @@ func TestFlag_OnlyWhenABudgetOwesSomething(t *testing.T) {
 		t.Fatalf("a customer without a budget was flagged %d times", n)
 	}
 }
+
+// A record stamped a minute into the next month (allowed: clocks drift)
+// counts in that month's budget from its first sweep on, even though the
+// ingestion synced the guard row in the old month.
+func TestMonthly_EarlyRecordOfTheNextMonth(t *testing.T) {
+	f := newFixture(t)
+	c := f.C1.Account.ID
+	f.fund(t, "1000")
+	f.budget(t, f.R1, c, models.BudgetMonthly, "100", "")
+	f.unfreeze(t, f.R1, c)
+	f.clock.Set(time.Date(2026, 11, 30, 23, 59, 0, 0, shanghai))
+	f.ingest(t, c, models.PayPerUse, "100", time.Date(2026, 12, 1, 0, 1, 0, 0, shanghai))
+	f.clock.Set(time.Date(2026, 12, 1, 0, 5, 0, 0, shanghai))
+	if _, err := f.guard.SweepThresholds(bg()); err != nil {
+		t.Fatal(err)
+	}
+	d, err := f.guard.Authorize(f.Platform.Ctx, c, models.Subscription, dec("1"))
+	must(t, "authorize", err)
+	if d.Reason != guard.ReasonBudgetExceeded {
+		t.Fatalf("December's early record is not counted: %+v", d)
+	}
+	if got := alerts(t, f.Store, c); !slices.Equal(got, []int{50, 80, 100}) {
+		t.Fatalf("alerts %v", got)
+	}
+}

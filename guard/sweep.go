@@ -122,14 +122,30 @@ func (s *Service) SweepEnforcement(ctx context.Context) (int, error) {
 }
 
 // SweepThresholds is the backstop of the threshold alerts, for the
-// scheduler: it evaluates every budget that has crossed a threshold in its
+// scheduler: it re-syncs the guard rows a new month's early records left
+// behind, then evaluates every budget that has crossed a threshold in its
 // current period without the alert row of that period — after a lost event,
 // and at the start of a month, when MONTHLY budgets begin a new period. It
 // returns how many budgets it evaluated.
 func (s *Service) SweepThresholds(ctx context.Context) (int, error) {
 	cur := models.MonthOf(s.st.Now(), s.loc).Key()
+	// Records may be stamped up to 5 minutes ahead, so a new month can hold
+	// spend before it starts; the guard rows synced then still show the old
+	// month. Bring those up to date first (a handful, at month start).
+	var stale []int64
+	err := s.st.DB.WithContext(ctx).Raw(`SELECT g.customer_id FROM purchase_guards g
+		JOIN spend_totals t ON t.customer_id = g.customer_id AND t.month = ?
+		WHERE g.month < ? ORDER BY g.customer_id LIMIT ?`, cur, cur, sweepLimit).Scan(&stale).Error
+	if err != nil {
+		return 0, fmt.Errorf("find guard rows of an earlier month: %w", err)
+	}
+	if len(stale) > 0 {
+		if err := s.st.InTx(ctx, func(tx *store.Tx) error { return Sync(tx, s.loc, stale...) }); err != nil {
+			return 0, err
+		}
+	}
 	var ids []int64
-	err := s.st.DB.WithContext(ctx).Raw(`SELECT g.customer_id FROM purchase_guards g JOIN budgets b ON b.id = g.budget_id
+	err = s.st.DB.WithContext(ctx).Raw(`SELECT g.customer_id FROM purchase_guards g JOIN budgets b ON b.id = g.budget_id
 		WHERE `+needsAlert+`
 		ORDER BY g.customer_id LIMIT @limit`, map[string]any{"cur": cur, "limit": sweepLimit}).Scan(&ids).Error
 	if err != nil {
