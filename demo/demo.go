@@ -15,6 +15,7 @@ import (
 	"partnerd/credit"
 	"partnerd/groups"
 	"partnerd/guard"
+	"partnerd/lifecycle"
 	"partnerd/models"
 	"partnerd/notify"
 	"partnerd/spend"
@@ -28,6 +29,9 @@ type Services struct {
 	Guard    *guard.Service
 	// Groups, when set, makes a billing group of two of Beacon's customers.
 	Groups *groups.Service
+	// Lifecycle, when set, leaves Beacon's invitation of Quinn Personal
+	// pending.
+	Lifecycle *lifecycle.Service
 	// Notify, when set, writes the in-site messages the demo's changes owe
 	// at once (the workers send the emails and SMS).
 	Notify *notify.Service
@@ -139,6 +143,11 @@ func Load(ctx context.Context, d Services) (Summary, error) {
 	if err := budgets(ctx, d, customers, &sum); err != nil {
 		return sum, err
 	}
+	if d.Lifecycle != nil {
+		if err := invite(ctx, d, "admin@beacon.example", "quinn@personal.example"); err != nil {
+			return sum, err
+		}
+	}
 	if d.Groups != nil {
 		byName := map[string]int64{}
 		for _, c := range customers {
@@ -211,6 +220,21 @@ func budgets(ctx context.Context, d Services, customers []*models.Account, sum *
 				return fmt.Errorf("demo resource of %q: %w", c.Name, err)
 			}
 		}
+	}
+	return nil
+}
+
+// invite has the partner user byEmail invite the personal account of email.
+func invite(ctx context.Context, d Services, byEmail, email string) error {
+	var p accounts.Principal
+	err := d.Accounts.Store().DB.WithContext(ctx).Raw(`SELECT u.id AS user_id, u.email, u.roles, u.locale, a.id AS account_id,
+			a.kind AS account_kind, a.path AS account_path
+		FROM users u JOIN accounts a ON a.id = u.account_id WHERE lower(u.email) = lower(?)`, byEmail).Scan(&p).Error
+	if err != nil || p.UserID == 0 {
+		return fmt.Errorf("demo invitation: the partner user %s: %v", byEmail, err)
+	}
+	if _, err := d.Lifecycle.Invite(accounts.WithPrincipal(ctx, &p), email); err != nil {
+		return fmt.Errorf("demo invitation of %s: %w", email, err)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"partnerd/demo"
 	"partnerd/groups"
 	"partnerd/guard"
+	"partnerd/lifecycle"
 	"partnerd/notify"
 	"partnerd/spend"
 	"partnerd/store"
@@ -30,7 +31,8 @@ func TestLoad_TreeCreditSpendAndInbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := demo.Services{Accounts: svc, Credit: credit.New(st, testkit.Shanghai), Spend: spend.New(st, testkit.Shanghai), Notify: ns,
-		Guard: guard.New(st, guard.Options{Location: testkit.Shanghai}), Groups: groups.New(st)}
+		Guard: guard.New(st, guard.Options{Location: testkit.Shanghai}), Groups: groups.New(st),
+		Lifecycle: lifecycle.New(st, lifecycle.Options{PublicURL: "http://localhost:8080", Location: testkit.Shanghai})}
 	sum, err := demo.Load(ctx, d)
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +68,10 @@ func TestLoad_TreeCreditSpendAndInbox(t *testing.T) {
 		if got[name] != want {
 			t.Errorf("%s: %s, want %s", name, got[name], want)
 		}
+	}
+	var pending int64
+	if err := st.DB.Raw(`SELECT count(*) FROM invitations WHERE status = 'PENDING'`).Scan(&pending).Error; err != nil || pending != 1 {
+		t.Errorf("demo pending invitations: %d (%v)", pending, err)
 	}
 	var members int64
 	if err := st.DB.Raw(`SELECT count(*) FROM customer_group_members`).Scan(&members).Error; err != nil || members != 2 {

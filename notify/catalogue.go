@@ -160,6 +160,19 @@ func NewCatalogue() *Catalogue {
 		Audience: func(e GroupChanged) []Audience { return []Audience{To(e.AccountID, fin)} },
 		Defaults: Channels{models.ChannelInSite},
 	})
+	everyone := []models.Role{models.RoleFinance, models.RoleOperator, models.RoleViewer}
+	Register(c, InvitationSent{InvitationID: 3, PartnerID: 7, AccountID: 42, Token: "inv_Xq3sY0bX9nV4kQ8mW2tZ1cR7uP5eL6aH0jD3fG9iK2o",
+		AcceptURL: "https://partner.example.com/invitations/accept?token=inv_Xq3sY0bX9nV4kQ8mW2tZ1cR7uP5eL6aH0jD3fG9iK2o", ExpiresAt: "2026-12-06T08:00:00Z"},
+		Spec[InvitationSent]{
+			Audience: func(e InvitationSent) []Audience { return []Audience{To(e.AccountID, everyone...)} },
+			Defaults: InSiteAndEmail(),
+		})
+	Register(c, InvitationAnswered{InvitationID: 3, PartnerID: 7, AccountID: 42, Accepted: true}, Spec[InvitationAnswered]{
+		Audience: func(e InvitationAnswered) []Audience {
+			return []Audience{To(e.PartnerID, models.RoleOperator)}
+		},
+		Defaults: InSiteAndEmail(),
+	})
 	return c
 }
 

@@ -249,3 +249,43 @@ func (GroupChanged) EventType() string { return EventGroupChanged }
 
 // EventAccountID implements store.AccountEvent.
 func (e GroupChanged) EventAccountID() int64 { return e.AccountID }
+
+// The event types of invitations.
+const (
+	EventInvitationSent     = "invitation.sent"
+	EventInvitationAnswered = "invitation.answered"
+)
+
+// InvitationSent carries a partner's invitation to the users of a PERSONAL
+// account: AcceptURL holds the token (PUBLIC_URL/invitations/accept?token=),
+// valid until ExpiresAt (RFC 3339, UTC).
+type InvitationSent struct {
+	InvitationID int64  `json:"invitationId"`
+	PartnerID    int64  `json:"partnerId"`
+	AccountID    int64  `json:"accountId"`
+	Token        string `json:"token"`
+	AcceptURL    string `json:"acceptUrl"`
+	ExpiresAt    string `json:"expiresAt"`
+}
+
+// EventType implements store.Event.
+func (InvitationSent) EventType() string { return EventInvitationSent }
+
+// EventAccountID implements store.AccountEvent.
+func (e InvitationSent) EventAccountID() int64 { return e.AccountID }
+
+// InvitationAnswered tells the inviting partner that the invited account
+// accepted (it is now its CUSTOMER, frozen until a budget is set and it is
+// unfrozen) or declined.
+type InvitationAnswered struct {
+	InvitationID int64 `json:"invitationId"`
+	PartnerID    int64 `json:"partnerId"`
+	AccountID    int64 `json:"accountId"`
+	Accepted     bool  `json:"accepted"`
+}
+
+// EventType implements store.Event.
+func (InvitationAnswered) EventType() string { return EventInvitationAnswered }
+
+// EventAccountID implements store.AccountEvent.
+func (e InvitationAnswered) EventAccountID() int64 { return e.PartnerID }

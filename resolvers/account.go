@@ -73,6 +73,8 @@ func (r *queryResolver) node(ctx context.Context, id string) (models.Node, error
 		return r.Notify.Delivery(ctx, key)
 	case TypeResource:
 		return r.Guard.Resource(ctx, key)
+	case TypeInvitation:
+		return r.Lifecycle.Invitation(ctx, key)
 	case TypeCustomerGroup:
 		s, err := r.Groups.Get(ctx, groups.KindGroup, key)
 		if err != nil {

@@ -9,17 +9,19 @@ import (
 	"partnerd/credit"
 	"partnerd/groups"
 	"partnerd/guard"
+	"partnerd/lifecycle"
 	"partnerd/notify"
 	"partnerd/spend"
 )
 
 // Resolver holds the domain services the resolvers call.
 type Resolver struct {
-	Accounts *accounts.Service
-	Credit   *credit.Service
-	Spend    *spend.Service
-	Live     *notify.Hub
-	Notify   *notify.Service
-	Guard    *guard.Service
-	Groups   *groups.Service
+	Accounts  *accounts.Service
+	Credit    *credit.Service
+	Spend     *spend.Service
+	Live      *notify.Hub
+	Notify    *notify.Service
+	Guard     *guard.Service
+	Groups    *groups.Service
+	Lifecycle *lifecycle.Service
 }

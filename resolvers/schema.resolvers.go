@@ -13,6 +13,7 @@ import (
 	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/ids"
+	"partnerd/lifecycle"
 	"partnerd/models"
 	"partnerd/notify"
 	"time"
@@ -251,6 +252,26 @@ func (r *inboxMessageResolver) Read(ctx context.Context, obj *models.InboxMessag
 	return obj.ReadAt != nil, nil
 }
 
+// ID is the resolver for the id field.
+func (r *invitationResolver) ID(ctx context.Context, obj *lifecycle.Invitation) (string, error) {
+	return ids.Encode(TypeInvitation, obj.ID), nil
+}
+
+// Partner is the resolver for the partner field.
+func (r *invitationResolver) Partner(ctx context.Context, obj *lifecycle.Invitation) (*models.Account, error) {
+	return r.Lifecycle.Partner(ctx, obj)
+}
+
+// Status is the resolver for the status field.
+func (r *invitationResolver) Status(ctx context.Context, obj *lifecycle.Invitation) (graph.InvitationStatus, error) {
+	return graph.InvitationStatus(obj.Status), nil
+}
+
+// Customer is the resolver for the customer field.
+func (r *invitationResolver) Customer(ctx context.Context, obj *lifecycle.Invitation) (*models.Account, error) {
+	return r.invitationCustomer(ctx, obj)
+}
+
 // CreateAccount is the resolver for the createAccount field.
 func (r *mutationResolver) CreateAccount(ctx context.Context, input graph.CreateAccountInput) (*models.Account, error) {
 	parentID, err := ids.Decode(input.ParentID, TypeAccount)
@@ -408,6 +429,33 @@ func (r *mutationResolver) RegisterResource(ctx context.Context, customerID stri
 		return nil, err
 	}
 	return r.Guard.RegisterResource(ctx, key, productCode, externalID)
+}
+
+// InviteCustomer is the resolver for the inviteCustomer field.
+func (r *mutationResolver) InviteCustomer(ctx context.Context, email string) (*lifecycle.Invitation, error) {
+	return r.Lifecycle.Invite(ctx, email)
+}
+
+// AcceptInvitation is the resolver for the acceptInvitation field.
+func (r *mutationResolver) AcceptInvitation(ctx context.Context, token string) (*models.Account, error) {
+	return r.Lifecycle.Accept(ctx, token)
+}
+
+// DeclineInvitation is the resolver for the declineInvitation field.
+func (r *mutationResolver) DeclineInvitation(ctx context.Context, token string) (bool, error) {
+	if err := r.Lifecycle.Decline(ctx, token); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// RevokeInvitation is the resolver for the revokeInvitation field.
+func (r *mutationResolver) RevokeInvitation(ctx context.Context, id string) (*lifecycle.Invitation, error) {
+	key, err := ids.Decode(id, TypeInvitation)
+	if err != nil {
+		return nil, err
+	}
+	return r.Lifecycle.Revoke(ctx, key)
 }
 
 // CreateCustomerGroup is the resolver for the createCustomerGroup field.
@@ -579,6 +627,11 @@ func (r *queryResolver) NotificationPreferences(ctx context.Context) ([]*notify.
 	return r.preferences(ctx)
 }
 
+// Invitations is the resolver for the invitations field.
+func (r *queryResolver) Invitations(ctx context.Context, status *graph.InvitationStatus, first *int, after *string) (*graph.InvitationConnection, error) {
+	return r.invitations(ctx, status, first, after)
+}
+
 // Deliveries is the resolver for the deliveries field.
 func (r *queryResolver) Deliveries(ctx context.Context, accountID string, status *models.DeliveryStatus, channel *models.Channel, first *int, after *string) (*graph.DeliveryConnection, error) {
 	return r.deliveries(ctx, accountID, status, channel, first, after)
@@ -672,6 +725,9 @@ func (r *Resolver) Delivery() graph.DeliveryResolver { return &deliveryResolver{
 // InboxMessage returns graph.InboxMessageResolver implementation.
 func (r *Resolver) InboxMessage() graph.InboxMessageResolver { return &inboxMessageResolver{r} }
 
+// Invitation returns graph.InvitationResolver implementation.
+func (r *Resolver) Invitation() graph.InvitationResolver { return &invitationResolver{r} }
+
 // Mutation returns graph.MutationResolver implementation.
 func (r *Resolver) Mutation() graph.MutationResolver { return &mutationResolver{r} }
 
@@ -707,6 +763,7 @@ type (
 	customerGroupResolver     struct{ *Resolver }
 	deliveryResolver          struct{ *Resolver }
 	inboxMessageResolver      struct{ *Resolver }
+	invitationResolver        struct{ *Resolver }
 	mutationResolver          struct{ *Resolver }
 	purchaseDecisionResolver  struct{ *Resolver }
 	queryResolver             struct{ *Resolver }

@@ -159,6 +159,8 @@ func typeForArg(field, arg string) string {
 		return "ApiToken"
 	case arg == "id" && field == "node":
 		return ""
+	case arg == "id" && field == "revokeInvitation":
+		return "Invitation"
 	case arg == "groupId", arg == "id" && field == "deleteCustomerGroup":
 		return "CustomerGroup"
 	case arg == "unitId", arg == "id" && field == "deleteSharingUnit":
@@ -325,7 +327,21 @@ func foreignIDs(t *testing.T, api *testkit.API, p testkit.Party) idSet {
 	inbox, delivery := notificationOf(t, api, p)
 	return idSet{"Account": ids.Encode("Account", p.Account.ID), "User": ids.Encode("User", userID(p)), "ApiToken": ids.Encode("ApiToken", tokID),
 		"InboxMessage": ids.Encode("InboxMessage", inbox), "Delivery": ids.Encode("Delivery", delivery),
-		"CustomerGroup": ids.Encode("CustomerGroup", groupOf(t, api, p)), "SharingUnit": ids.Encode("SharingUnit", unitOf(t, api, p))}
+		"CustomerGroup": ids.Encode("CustomerGroup", groupOf(t, api, p)), "SharingUnit": ids.Encode("SharingUnit", unitOf(t, api, p)),
+		"Invitation": ids.Encode("Invitation", invitationOf(t, api, p))}
+}
+
+// invitationOf makes a (declined) invitation sent by partner p (straight in
+// the database) of the fixture's personal account.
+func invitationOf(t *testing.T, api *testkit.API, p testkit.Party) int64 {
+	t.Helper()
+	var id int64
+	if err := api.Store.DB.Raw(`INSERT INTO invitations (partner_id, account_id, email, token_hash, expires_at, status)
+		VALUES (?, ?, 'walker@personal.test', sha256(random()::text::bytea), now() + interval '1 day', 'DECLINED') RETURNING id`,
+		p.Account.ID, api.P1.Account.ID).Scan(&id).Error; err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // groupOf and unitOf make a billing group and a shared unit of partner p
@@ -358,7 +374,8 @@ func ownIDs(t *testing.T, api *testkit.API, p testkit.Party) idSet {
 	inbox, delivery := notificationOf(t, api, p)
 	return idSet{"Account": ids.Encode("Account", p.Account.ID), "User": ids.Encode("User", spare.User.ID), "ApiToken": ids.Encode("ApiToken", tokenID(t, tr, spare.User)),
 		"InboxMessage": ids.Encode("InboxMessage", inbox), "Delivery": ids.Encode("Delivery", delivery),
-		"CustomerGroup": ids.Encode("CustomerGroup", groupOf(t, api, p)), "SharingUnit": ids.Encode("SharingUnit", unitOf(t, api, p))}
+		"CustomerGroup": ids.Encode("CustomerGroup", groupOf(t, api, p)), "SharingUnit": ids.Encode("SharingUnit", unitOf(t, api, p)),
+		"Invitation": ids.Encode("Invitation", invitationOf(t, api, p))}
 }
 
 // notificationOf gives party p's admin a notification (fanned out and, in

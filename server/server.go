@@ -37,6 +37,7 @@ import (
 	"partnerd/graph"
 	"partnerd/groups"
 	"partnerd/guard"
+	"partnerd/lifecycle"
 	"partnerd/models"
 	"partnerd/notify"
 	"partnerd/resolvers"
@@ -54,7 +55,9 @@ type Deps struct {
 	Notify   *notify.Service
 	Guard    *guard.Service
 	Groups   *groups.Service
-	Redis    redis.UniversalClient
+	// Lifecycle holds invitations.
+	Lifecycle *lifecycle.Service
+	Redis     redis.UniversalClient
 	// Queue is the asynq Redis connection, for the dashboard and queue metrics.
 	Queue    asynq.RedisConnOpt
 	Registry *prometheus.Registry
@@ -120,7 +123,7 @@ func New(d Deps, opts Options) http.Handler {
 }
 
 func newGraphQL(d Deps, opts Options, m *metrics) http.Handler {
-	res := &resolvers.Resolver{Accounts: d.Accounts, Credit: d.Credit, Spend: d.Spend, Live: d.Hub, Notify: d.Notify, Guard: d.Guard, Groups: d.Groups}
+	res := &resolvers.Resolver{Accounts: d.Accounts, Credit: d.Credit, Spend: d.Spend, Live: d.Hub, Notify: d.Notify, Guard: d.Guard, Groups: d.Groups, Lifecycle: d.Lifecycle}
 	cfg := graph.Config{Resolvers: res}
 	setComplexity(&cfg)
 	srv := handler.New(graph.NewExecutableSchema(cfg))

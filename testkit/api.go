@@ -17,6 +17,7 @@ import (
 	"partnerd/credit"
 	"partnerd/groups"
 	"partnerd/guard"
+	"partnerd/lifecycle"
 	"partnerd/notify"
 	"partnerd/server"
 	"partnerd/spend"
@@ -73,7 +74,8 @@ func NewAPIOn(t testing.TB, tr *Tree, opts server.Options, shared ...*API) *API 
 	}
 	gs := guard.New(tr.Store, guard.Options{Location: Shanghai, Log: log})
 	h := server.New(server.Deps{Store: tr.Store, Accounts: tr.Accounts, Credit: credit.New(tr.Store, Shanghai), Spend: spend.New(tr.Store, Shanghai),
-		Hub: hub, Notify: ns, Guard: gs, Groups: groups.New(tr.Store), Redis: rdb, Queue: qopt, Registry: reg, Log: log}, opts)
+		Hub: hub, Notify: ns, Guard: gs, Groups: groups.New(tr.Store),
+		Lifecycle: lifecycle.New(tr.Store, lifecycle.Options{PublicURL: "https://partner.test", Location: Shanghai}), Redis: rdb, Queue: qopt, Registry: reg, Log: log}, opts)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &API{Tree: tr, Server: srv, Redis: rdb, RedisURL: redisURL, Prefix: prefix, Hub: hub, Notify: ns, Guard: gs, Registry: reg}

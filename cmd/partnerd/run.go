@@ -22,6 +22,7 @@ import (
 	"partnerd/demo"
 	"partnerd/groups"
 	"partnerd/guard"
+	"partnerd/lifecycle"
 	"partnerd/notify"
 	"partnerd/notify/email"
 	"partnerd/notify/sms"
@@ -134,11 +135,12 @@ func loadDemo(ctx context.Context, d demo.Services, log *slog.Logger, stdout io.
 // domain builds the domain services of one process.
 func domain(st *store.Store, cfg *config, log *slog.Logger) demo.Services {
 	return demo.Services{
-		Accounts: accounts.New(st),
-		Credit:   credit.New(st, cfg.BillingTimezone),
-		Spend:    spend.New(st, cfg.BillingTimezone).WithLogger(log),
-		Guard:    guard.New(st, guard.Options{Location: cfg.BillingTimezone, Retention: cfg.FreezeRetention, Log: log}),
-		Groups:   groups.New(st),
+		Accounts:  accounts.New(st),
+		Credit:    credit.New(st, cfg.BillingTimezone),
+		Spend:     spend.New(st, cfg.BillingTimezone).WithLogger(log),
+		Guard:     guard.New(st, guard.Options{Location: cfg.BillingTimezone, Retention: cfg.FreezeRetention, Log: log}),
+		Groups:    groups.New(st),
+		Lifecycle: lifecycle.New(st, lifecycle.Options{PublicURL: cfg.PublicURL, Location: cfg.BillingTimezone}),
 	}
 }
 
@@ -207,7 +209,8 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 	if r.api {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		h := server.New(server.Deps{Store: st, Accounts: svc, Credit: dom.Credit, Spend: dom.Spend, Hub: hub, Notify: notifications, Guard: dom.Guard, Groups: dom.Groups, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
+		h := server.New(server.Deps{Store: st, Accounts: svc, Credit: dom.Credit, Spend: dom.Spend, Hub: hub, Notify: notifications, Guard: dom.Guard, Groups: dom.Groups,
+			Lifecycle: dom.Lifecycle, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
 			server.Options{Playground: cfg.Playground, Monitoring: true, Limits: server.Limits{
 				Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, ParserTokens: cfg.MaxTokens, BodyBytes: cfg.MaxBody, UploadBytes: cfg.MaxUpload}})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
