@@ -50,6 +50,7 @@ type ResolverRoot interface {
 	Resource() ResourceResolver
 	SharingUnit() SharingUnitResolver
 	Subscription() SubscriptionResolver
+	Unbinding() UnbindingResolver
 	User() UserResolver
 	UserConnection() UserConnectionResolver
 }
@@ -75,6 +76,7 @@ type ComplexityRoot struct {
 		GroupRole        func(childComplexity int) int
 		ID               func(childComplexity int) int
 		InArrears        func(childComplexity int) int
+		InUnbinding      func(childComplexity int) int
 		Kind             func(childComplexity int) int
 		Name             func(childComplexity int) int
 		Parent           func(childComplexity int) int
@@ -297,6 +299,7 @@ type ComplexityRoot struct {
 		AllocateCredit            func(childComplexity int, childID string, amount decimal.Decimal) int
 		AuthorizePurchase         func(childComplexity int, customerID string, billingMode models.BillingMode, listAmount decimal.Decimal) int
 		ClearBudget               func(childComplexity int, customerID string) int
+		ConfirmUnbinding          func(childComplexity int, id string) int
 		CreateAPIToken            func(childComplexity int, userID string, ttlHours *int) int
 		CreateAccount             func(childComplexity int, input CreateAccountInput) int
 		CreateCustomerGroup       func(childComplexity int, name string, administratorID string, memberIds []string) int
@@ -311,8 +314,10 @@ type ComplexityRoot struct {
 		MarkRead                  func(childComplexity int, ids []string) int
 		RecordExpenditures        func(childComplexity int, records []*ExpenditureInput) int
 		RegisterResource          func(childComplexity int, customerID string, productCode string, externalID string) int
+		RejectUnbinding           func(childComplexity int, id string, reason *string) int
 		RemoveGroupMember         func(childComplexity int, groupID string, accountID string) int
 		RemoveSharingUnitMember   func(childComplexity int, unitID string, accountID string) int
+		RequestUnbinding          func(childComplexity int, customerID string) int
 		ResendDelivery            func(childComplexity int, id string) int
 		ReverseCredit             func(childComplexity int, childID string, amount decimal.Decimal) int
 		RevokeAPIToken            func(childComplexity int, id string) int
@@ -353,6 +358,7 @@ type ComplexityRoot struct {
 		Me                      func(childComplexity int) int
 		Node                    func(childComplexity int, id string) int
 		NotificationPreferences func(childComplexity int) int
+		Unbinding               func(childComplexity int, id string) int
 		UnreadCount             func(childComplexity int) int
 	}
 
@@ -413,6 +419,18 @@ type ComplexityRoot struct {
 		Value func(childComplexity int) int
 	}
 
+	Unbinding struct {
+		CreatedAt   func(childComplexity int) int
+		Customer    func(childComplexity int) int
+		EffectiveAt func(childComplexity int) int
+		ExpiresAt   func(childComplexity int) int
+		ID          func(childComplexity int) int
+		Partner     func(childComplexity int) int
+		Reason      func(childComplexity int) int
+		RequestedBy func(childComplexity int) int
+		Status      func(childComplexity int) int
+	}
+
 	User struct {
 		Account   func(childComplexity int) int
 		CreatedAt func(childComplexity int) int
@@ -456,6 +474,7 @@ type AccountResolver interface {
 	Spend(ctx context.Context, obj *models.Account, month *models.Month) (*Spend, error)
 	Budget(ctx context.Context, obj *models.Account) (*guard.BudgetView, error)
 	Resources(ctx context.Context, obj *models.Account, status *models.ResourceStatus, first *int, after *string) (*ResourceConnection, error)
+	InUnbinding(ctx context.Context, obj *models.Account) (bool, error)
 	GroupRole(ctx context.Context, obj *models.Account) (models.GroupRole, error)
 	CustomerGroup(ctx context.Context, obj *models.Account) (*groups.Group, error)
 	SharingUnit(ctx context.Context, obj *models.Account) (*groups.Unit, error)
@@ -531,6 +550,9 @@ type MutationResolver interface {
 	AcceptInvitation(ctx context.Context, token string) (*models.Account, error)
 	DeclineInvitation(ctx context.Context, token string) (bool, error)
 	RevokeInvitation(ctx context.Context, id string) (*lifecycle.Invitation, error)
+	RequestUnbinding(ctx context.Context, customerID string) (*lifecycle.Unbinding, error)
+	ConfirmUnbinding(ctx context.Context, id string) (*lifecycle.Unbinding, error)
+	RejectUnbinding(ctx context.Context, id string, reason *string) (*lifecycle.Unbinding, error)
 	CreateCustomerGroup(ctx context.Context, name string, administratorID string, memberIds []string) (*groups.Group, error)
 	AddGroupMember(ctx context.Context, groupID string, accountID string) (*groups.Group, error)
 	RemoveGroupMember(ctx context.Context, groupID string, accountID string) (*groups.Group, error)
@@ -557,6 +579,7 @@ type QueryResolver interface {
 	Inbox(ctx context.Context, unreadOnly *bool, first *int, after *string) (*InboxMessageConnection, error)
 	UnreadCount(ctx context.Context) (int, error)
 	NotificationPreferences(ctx context.Context) ([]*notify.Preference, error)
+	Unbinding(ctx context.Context, id string) (*lifecycle.Unbinding, error)
 	Invitations(ctx context.Context, status *InvitationStatus, first *int, after *string) (*InvitationConnection, error)
 	Deliveries(ctx context.Context, accountID string, status *models.DeliveryStatus, channel *models.Channel, first *int, after *string) (*DeliveryConnection, error)
 }
@@ -573,6 +596,14 @@ type SharingUnitResolver interface {
 type SubscriptionResolver interface {
 	AccountUpdated(ctx context.Context, id string) (<-chan *models.Account, error)
 	InboxMessageReceived(ctx context.Context) (<-chan *models.InboxMessage, error)
+}
+type UnbindingResolver interface {
+	ID(ctx context.Context, obj *lifecycle.Unbinding) (string, error)
+	Customer(ctx context.Context, obj *lifecycle.Unbinding) (*models.Account, error)
+	Partner(ctx context.Context, obj *lifecycle.Unbinding) (*models.Account, error)
+	Status(ctx context.Context, obj *lifecycle.Unbinding) (UnbindingStatus, error)
+	RequestedBy(ctx context.Context, obj *lifecycle.Unbinding) (UnbindingSide, error)
+	Reason(ctx context.Context, obj *lifecycle.Unbinding) (*string, error)
 }
 type UserResolver interface {
 	ID(ctx context.Context, obj *models.User) (string, error)
@@ -709,6 +740,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.InArrears(childComplexity), true
+	case "Account.inUnbinding":
+		if e.ComplexityRoot.Account.InUnbinding == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Account.InUnbinding(childComplexity), true
 	case "Account.kind":
 		if e.ComplexityRoot.Account.Kind == nil {
 			break
@@ -1615,6 +1652,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ClearBudget(childComplexity, args["customerId"].(string)), true
+	case "Mutation.confirmUnbinding":
+		if e.ComplexityRoot.Mutation.ConfirmUnbinding == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_confirmUnbinding_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ConfirmUnbinding(childComplexity, args["id"].(string)), true
 	case "Mutation.createApiToken":
 		if e.ComplexityRoot.Mutation.CreateAPIToken == nil {
 			break
@@ -1764,6 +1812,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RegisterResource(childComplexity, args["customerId"].(string), args["productCode"].(string), args["externalId"].(string)), true
+	case "Mutation.rejectUnbinding":
+		if e.ComplexityRoot.Mutation.RejectUnbinding == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_rejectUnbinding_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RejectUnbinding(childComplexity, args["id"].(string), args["reason"].(*string)), true
 	case "Mutation.removeGroupMember":
 		if e.ComplexityRoot.Mutation.RemoveGroupMember == nil {
 			break
@@ -1786,6 +1845,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RemoveSharingUnitMember(childComplexity, args["unitId"].(string), args["accountId"].(string)), true
+	case "Mutation.requestUnbinding":
+		if e.ComplexityRoot.Mutation.RequestUnbinding == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_requestUnbinding_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RequestUnbinding(childComplexity, args["customerId"].(string)), true
 	case "Mutation.resendDelivery":
 		if e.ComplexityRoot.Mutation.ResendDelivery == nil {
 			break
@@ -2049,6 +2119,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.NotificationPreferences(childComplexity), true
+	case "Query.unbinding":
+		if e.ComplexityRoot.Query.Unbinding == nil {
+			break
+		}
+
+		args, err := ec.field_Query_unbinding_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Unbinding(childComplexity, args["id"].(string)), true
 	case "Query.unreadCount":
 		if e.ComplexityRoot.Query.UnreadCount == nil {
 			break
@@ -2249,6 +2330,61 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Tag.Value(childComplexity), true
+
+	case "Unbinding.createdAt":
+		if e.ComplexityRoot.Unbinding.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Unbinding.CreatedAt(childComplexity), true
+	case "Unbinding.customer":
+		if e.ComplexityRoot.Unbinding.Customer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Unbinding.Customer(childComplexity), true
+	case "Unbinding.effectiveAt":
+		if e.ComplexityRoot.Unbinding.EffectiveAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Unbinding.EffectiveAt(childComplexity), true
+	case "Unbinding.expiresAt":
+		if e.ComplexityRoot.Unbinding.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Unbinding.ExpiresAt(childComplexity), true
+	case "Unbinding.id":
+		if e.ComplexityRoot.Unbinding.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Unbinding.ID(childComplexity), true
+	case "Unbinding.partner":
+		if e.ComplexityRoot.Unbinding.Partner == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Unbinding.Partner(childComplexity), true
+	case "Unbinding.reason":
+		if e.ComplexityRoot.Unbinding.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Unbinding.Reason(childComplexity), true
+	case "Unbinding.requestedBy":
+		if e.ComplexityRoot.Unbinding.RequestedBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Unbinding.RequestedBy(childComplexity), true
+	case "Unbinding.status":
+		if e.ComplexityRoot.Unbinding.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Unbinding.Status(childComplexity), true
 
 	case "User.account":
 		if e.ComplexityRoot.User.Account == nil {
@@ -2513,6 +2649,8 @@ type Account implements Node {
   budget: Budget
   "Customers and personal accounts: their cloud resources, oldest first."
   resources(status: ResourceStatus, first: Int = 50, after: String): ResourceConnection!
+  "Customers: true while an unbinding of this customer is pending."
+  inUnbinding: Boolean!
   "Customers: the account's role in a billing group."
   groupRole: GroupRole!
   "Customers: the billing group it is in, when the caller sees its partner."
@@ -2540,6 +2678,23 @@ type Invitation implements Node {
 }
 type InvitationConnection { edges: [InvitationEdge!]! pageInfo: PageInfo! totalCount: Int! }
 type InvitationEdge { cursor: String! node: Invitation! }
+
+enum UnbindingStatus { PENDING COMPLETED REJECTED LAPSED }
+enum UnbindingSide { PARTNER CUSTOMER }
+"A customer leaving its partner. Requested by one side, confirmed or rejected by the other; lapses after 7 days. Both parties see it (and each other on it) after the customer has left."
+type Unbinding implements Node {
+  id: ID!
+  customer: Account!
+  partner: Account!
+  status: UnbindingStatus!
+  requestedBy: UnbindingSide!
+  "The rejection's reason, if one was given."
+  reason: String
+  createdAt: Time!
+  expiresAt: Time!
+  "When the customer left (COMPLETED)."
+  effectiveAt: Time
+}
 
 "A billing group: customers of one partner with one administrator among them. A customer is in at most one."
 type CustomerGroup implements Node {
@@ -2776,6 +2931,7 @@ type Query {
   unreadCount: Int!
   "The caller's channel choice for every event type people are notified of."
   notificationPreferences: [NotificationPreference!]!
+  unbinding(id: ID!): Unbinding
   "Invitations sent by the caller's partner account, or addressed to the caller's own account, newest first."
   invitations(status: InvitationStatus, first: Int = 50, after: String): InvitationConnection!
   "What was sent to the users and contacts of an account and its subtree, newest first. ADMIN."
@@ -2818,6 +2974,11 @@ type Mutation {
   declineInvitation(token: String!): Boolean!
   "By the inviting partner: withdraws a pending invitation."
   revokeInvitation(id: ID!): Invitation!
+  "By the customer's own partner or the customer itself (ADMIN or OPERATOR): starts an unbinding that the other side confirms or rejects."
+  requestUnbinding(customerId: ID!): Unbinding!
+  "By the side that did not request it: the customer becomes a PERSONAL account, its credit returns to the partner and its budget goes."
+  confirmUnbinding(id: ID!): Unbinding!
+  rejectUnbinding(id: ID!, reason: String): Unbinding!
   "By the customers' partner (ADMIN or OPERATOR): a billing group of sibling customers; the administrator is a member."
   createCustomerGroup(name: String!, administratorId: ID!, memberIds: [ID!]!): CustomerGroup!
   addGroupMember(groupId: ID!, accountId: ID!): CustomerGroup!
@@ -2907,6 +3068,8 @@ func (ec *executionContext) childFields_Account(ctx context.Context, field graph
 		return ec.fieldContext_Account_budget(ctx, field)
 	case "resources":
 		return ec.fieldContext_Account_resources(ctx, field)
+	case "inUnbinding":
+		return ec.fieldContext_Account_inUnbinding(ctx, field)
 	case "groupRole":
 		return ec.fieldContext_Account_groupRole(ctx, field)
 	case "customerGroup":
@@ -3459,6 +3622,30 @@ func (ec *executionContext) childFields_Tag(ctx context.Context, field graphql.C
 	return nil, fmt.Errorf("no field named %q was found under type Tag", field.Name)
 }
 
+func (ec *executionContext) childFields_Unbinding(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Unbinding_id(ctx, field)
+	case "customer":
+		return ec.fieldContext_Unbinding_customer(ctx, field)
+	case "partner":
+		return ec.fieldContext_Unbinding_partner(ctx, field)
+	case "status":
+		return ec.fieldContext_Unbinding_status(ctx, field)
+	case "requestedBy":
+		return ec.fieldContext_Unbinding_requestedBy(ctx, field)
+	case "reason":
+		return ec.fieldContext_Unbinding_reason(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Unbinding_createdAt(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_Unbinding_expiresAt(ctx, field)
+	case "effectiveAt":
+		return ec.fieldContext_Unbinding_effectiveAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Unbinding", field.Name)
+}
+
 func (ec *executionContext) childFields_User(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -3899,6 +4086,20 @@ func (ec *executionContext) field_Mutation_clearBudget_args(ctx context.Context,
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_confirmUnbinding_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createAccount_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -4177,6 +4378,28 @@ func (ec *executionContext) field_Mutation_registerResource_args(ctx context.Con
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_rejectUnbinding_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "reason",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["reason"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_removeGroupMember_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -4218,6 +4441,20 @@ func (ec *executionContext) field_Mutation_removeSharingUnitMember_args(ctx cont
 		return nil, err
 	}
 	args["accountId"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_requestUnbinding_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "customerId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["customerId"] = arg0
 	return args, nil
 }
 
@@ -4642,6 +4879,20 @@ func (ec *executionContext) field_Query_invitations_args(ctx context.Context, ra
 }
 
 func (ec *executionContext) field_Query_node_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_unbinding_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
@@ -5422,6 +5673,29 @@ func (ec *executionContext) fieldContext_Account_resources(ctx context.Context, 
 		return fc, err
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _Account_inUnbinding(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_inUnbinding(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Account().InUnbinding(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Account_inUnbinding(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Account", field, true, true, "Boolean")
 }
 
 func (ec *executionContext) _Account_groupRole(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
@@ -9513,6 +9787,138 @@ func (ec *executionContext) fieldContext_Mutation_revokeInvitation(ctx context.C
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_requestUnbinding(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_requestUnbinding(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RequestUnbinding(ctx, fc.Args["customerId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *lifecycle.Unbinding) graphql.Marshaler {
+			return ec.marshalNUnbinding2ᚖpartnerdᚋlifecycleᚐUnbinding(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_requestUnbinding(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Unbinding(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_requestUnbinding_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_confirmUnbinding(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_confirmUnbinding(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ConfirmUnbinding(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *lifecycle.Unbinding) graphql.Marshaler {
+			return ec.marshalNUnbinding2ᚖpartnerdᚋlifecycleᚐUnbinding(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_confirmUnbinding(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Unbinding(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_confirmUnbinding_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_rejectUnbinding(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_rejectUnbinding(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RejectUnbinding(ctx, fc.Args["id"].(string), fc.Args["reason"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *lifecycle.Unbinding) graphql.Marshaler {
+			return ec.marshalNUnbinding2ᚖpartnerdᚋlifecycleᚐUnbinding(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_rejectUnbinding(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Unbinding(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_rejectUnbinding_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_createCustomerGroup(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -10555,6 +10961,50 @@ func (ec *executionContext) fieldContext_Query_notificationPreferences(_ context
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_unbinding(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_unbinding(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Unbinding(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *lifecycle.Unbinding) graphql.Marshaler {
+			return ec.marshalOUnbinding2ᚖpartnerdᚋlifecycleᚐUnbinding(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_unbinding(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Unbinding(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_unbinding_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_invitations(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -11518,6 +11968,231 @@ func (ec *executionContext) _Tag_value(ctx context.Context, field graphql.Collec
 }
 func (ec *executionContext) fieldContext_Tag_value(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Tag", field, false, false, "String")
+}
+
+func (ec *executionContext) _Unbinding_id(ctx context.Context, field graphql.CollectedField, obj *lifecycle.Unbinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Unbinding_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Unbinding().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Unbinding_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Unbinding", field, true, true, "ID")
+}
+
+func (ec *executionContext) _Unbinding_customer(ctx context.Context, field graphql.CollectedField, obj *lifecycle.Unbinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Unbinding_customer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Unbinding().Customer(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Unbinding_customer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Unbinding",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Unbinding_partner(ctx context.Context, field graphql.CollectedField, obj *lifecycle.Unbinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Unbinding_partner(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Unbinding().Partner(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Unbinding_partner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Unbinding",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Unbinding_status(ctx context.Context, field graphql.CollectedField, obj *lifecycle.Unbinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Unbinding_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Unbinding().Status(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v UnbindingStatus) graphql.Marshaler {
+			return ec.marshalNUnbindingStatus2partnerdᚋgraphᚐUnbindingStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Unbinding_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Unbinding", field, true, true, "UnbindingStatus")
+}
+
+func (ec *executionContext) _Unbinding_requestedBy(ctx context.Context, field graphql.CollectedField, obj *lifecycle.Unbinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Unbinding_requestedBy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Unbinding().RequestedBy(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v UnbindingSide) graphql.Marshaler {
+			return ec.marshalNUnbindingSide2partnerdᚋgraphᚐUnbindingSide(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Unbinding_requestedBy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Unbinding", field, true, true, "UnbindingSide")
+}
+
+func (ec *executionContext) _Unbinding_reason(ctx context.Context, field graphql.CollectedField, obj *lifecycle.Unbinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Unbinding_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Unbinding().Reason(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Unbinding_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Unbinding", field, true, true, "String")
+}
+
+func (ec *executionContext) _Unbinding_createdAt(ctx context.Context, field graphql.CollectedField, obj *lifecycle.Unbinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Unbinding_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Unbinding_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Unbinding", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Unbinding_expiresAt(ctx context.Context, field graphql.CollectedField, obj *lifecycle.Unbinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Unbinding_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Unbinding_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Unbinding", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Unbinding_effectiveAt(ctx context.Context, field graphql.CollectedField, obj *lifecycle.Unbinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Unbinding_effectiveAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EffectiveAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Unbinding_effectiveAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Unbinding", field, false, false, "Time")
 }
 
 func (ec *executionContext) _User_id(ctx context.Context, field graphql.CollectedField, obj *models.User) (ret graphql.Marshaler) {
@@ -13293,6 +13968,13 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._User(ctx, sel, obj)
+	case lifecycle.Unbinding:
+		return ec._Unbinding(ctx, sel, &obj)
+	case *lifecycle.Unbinding:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._Unbinding(ctx, sel, obj)
 	case groups.Unit:
 		return ec._SharingUnit(ctx, sel, &obj)
 	case *groups.Unit:
@@ -13498,6 +14180,12 @@ func (ec *executionContext) _Account(ctx context.Context, sel ast.SelectionSet, 
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Account_resources(ctx, field, obj)
+				})
+		case "inUnbinding":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_inUnbinding(ctx, field, obj)
 				})
 		case "groupRole":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
@@ -15079,6 +15767,27 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "requestUnbinding":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_requestUnbinding(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "confirmUnbinding":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_confirmUnbinding(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rejectUnbinding":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_rejectUnbinding(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "createCustomerGroup":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createCustomerGroup(ctx, field)
@@ -15378,6 +16087,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_notificationPreferences(ctx, field)
+				})
+		case "unbinding":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_unbinding(ctx, field)
 				})
 		case "invitations":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -15795,6 +16510,85 @@ func (ec *executionContext) _Tag(ctx context.Context, sel ast.SelectionSet, obj 
 			out.Values[i] = ec._Tag_value(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var unbindingImplementors = []string{"Unbinding", "Node"}
+
+func (ec *executionContext) _Unbinding(ctx context.Context, sel ast.SelectionSet, obj *lifecycle.Unbinding) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, unbindingImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Unbinding")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Unbinding_id(ctx, field, obj)
+				})
+		case "customer":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Unbinding_customer(ctx, field, obj)
+				})
+		case "partner":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Unbinding_partner(ctx, field, obj)
+				})
+		case "status":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Unbinding_status(ctx, field, obj)
+				})
+		case "requestedBy":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Unbinding_requestedBy(ctx, field, obj)
+				})
+		case "reason":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Unbinding_reason(ctx, field, obj)
+				})
+		case "createdAt":
+			out.Values[i] = ec._Unbinding_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "expiresAt":
+			out.Values[i] = ec._Unbinding_expiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "effectiveAt":
+			out.Values[i] = ec._Unbinding_effectiveAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -17295,6 +18089,34 @@ func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel as
 	return res
 }
 
+func (ec *executionContext) marshalNUnbinding2ᚖpartnerdᚋlifecycleᚐUnbinding(ctx context.Context, sel ast.SelectionSet, v *lifecycle.Unbinding) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Unbinding!")
+		return graphql.Null
+	}
+	return ec._Unbinding(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNUnbindingSide2partnerdᚋgraphᚐUnbindingSide(ctx context.Context, v any) (UnbindingSide, error) {
+	var res UnbindingSide
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNUnbindingSide2partnerdᚋgraphᚐUnbindingSide(ctx context.Context, sel ast.SelectionSet, v UnbindingSide) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNUnbindingStatus2partnerdᚋgraphᚐUnbindingStatus(ctx context.Context, v any) (UnbindingStatus, error) {
+	var res UnbindingStatus
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNUnbindingStatus2partnerdᚋgraphᚐUnbindingStatus(ctx context.Context, sel ast.SelectionSet, v UnbindingStatus) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) unmarshalNUpdateAccountInput2partnerdᚋgraphᚐUpdateAccountInput(ctx context.Context, v any) (UpdateAccountInput, error) {
 	res, err := ec.unmarshalInputUpdateAccountInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -17855,6 +18677,13 @@ func (ec *executionContext) marshalOTime2ᚖtimeᚐTime(ctx context.Context, sel
 	_ = ctx
 	res := models.MarshalTime(*v)
 	return res
+}
+
+func (ec *executionContext) marshalOUnbinding2ᚖpartnerdᚋlifecycleᚐUnbinding(ctx context.Context, sel ast.SelectionSet, v *lifecycle.Unbinding) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Unbinding(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalOUser2ᚖpartnerdᚋmodelsᚐUser(ctx context.Context, sel ast.SelectionSet, v *models.User) graphql.Marshaler {

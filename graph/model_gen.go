@@ -292,3 +292,117 @@ func (e InvitationStatus) MarshalJSON() ([]byte, error) {
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil
 }
+
+type UnbindingSide string
+
+const (
+	UnbindingSidePartner  UnbindingSide = "PARTNER"
+	UnbindingSideCustomer UnbindingSide = "CUSTOMER"
+)
+
+var AllUnbindingSide = []UnbindingSide{
+	UnbindingSidePartner,
+	UnbindingSideCustomer,
+}
+
+func (e UnbindingSide) IsValid() bool {
+	switch e {
+	case UnbindingSidePartner, UnbindingSideCustomer:
+		return true
+	}
+	return false
+}
+
+func (e UnbindingSide) String() string {
+	return string(e)
+}
+
+func (e *UnbindingSide) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = UnbindingSide(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid UnbindingSide", str)
+	}
+	return nil
+}
+
+func (e UnbindingSide) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *UnbindingSide) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e UnbindingSide) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type UnbindingStatus string
+
+const (
+	UnbindingStatusPending   UnbindingStatus = "PENDING"
+	UnbindingStatusCompleted UnbindingStatus = "COMPLETED"
+	UnbindingStatusRejected  UnbindingStatus = "REJECTED"
+	UnbindingStatusLapsed    UnbindingStatus = "LAPSED"
+)
+
+var AllUnbindingStatus = []UnbindingStatus{
+	UnbindingStatusPending,
+	UnbindingStatusCompleted,
+	UnbindingStatusRejected,
+	UnbindingStatusLapsed,
+}
+
+func (e UnbindingStatus) IsValid() bool {
+	switch e {
+	case UnbindingStatusPending, UnbindingStatusCompleted, UnbindingStatusRejected, UnbindingStatusLapsed:
+		return true
+	}
+	return false
+}
+
+func (e UnbindingStatus) String() string {
+	return string(e)
+}
+
+func (e *UnbindingStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = UnbindingStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid UnbindingStatus", str)
+	}
+	return nil
+}
+
+func (e UnbindingStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *UnbindingStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e UnbindingStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}

@@ -173,6 +173,13 @@ func NewCatalogue() *Catalogue {
 		},
 		Defaults: InSiteAndEmail(),
 	})
+	Register(c, UnbindingChanged{UnbindingID: 5, CustomerID: 42, PartnerID: 7, Status: "REQUESTED", RequestedBy: "PARTNER"}, Spec[UnbindingChanged]{
+		Audience: func(e UnbindingChanged) []Audience {
+			// After completion the customer is no longer the partner's child: name both.
+			return []Audience{To(e.CustomerID, models.RoleOperator, fin), To(e.PartnerID, models.RoleOperator)}
+		},
+		Defaults: InSiteAndEmail(),
+	})
 	return c
 }
 

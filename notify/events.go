@@ -289,3 +289,27 @@ func (InvitationAnswered) EventType() string { return EventInvitationAnswered }
 
 // EventAccountID implements store.AccountEvent.
 func (e InvitationAnswered) EventAccountID() int64 { return e.PartnerID }
+
+// EventUnbindingChanged is the type of UnbindingChanged.
+const EventUnbindingChanged = "unbinding.changed"
+
+// UnbindingChanged tells a customer and its partner where the customer's
+// unbinding stands: REQUESTED (by RequestedBy, PARTNER or CUSTOMER),
+// COMPLETED (it is a personal account now), REJECTED or LAPSED.
+type UnbindingChanged struct {
+	UnbindingID int64  `json:"unbindingId"`
+	CustomerID  int64  `json:"customerId"`
+	PartnerID   int64  `json:"partnerId"`
+	Status      string `json:"status"`
+	RequestedBy string `json:"requestedBy"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// EventType implements store.Event.
+func (UnbindingChanged) EventType() string { return EventUnbindingChanged }
+
+// EventAccountID implements store.AccountEvent.
+func (e UnbindingChanged) EventAccountID() int64 { return e.CustomerID }
+
+// LiveTopics implements store.LiveEvent.
+func (e UnbindingChanged) LiveTopics() []string { return []string{accounts.AccountTopic(e.CustomerID)} }

@@ -73,6 +73,8 @@ func (r *queryResolver) node(ctx context.Context, id string) (models.Node, error
 		return r.Notify.Delivery(ctx, key)
 	case TypeResource:
 		return r.Guard.Resource(ctx, key)
+	case TypeUnbinding:
+		return r.Lifecycle.Unbinding(ctx, key)
 	case TypeInvitation:
 		return r.Lifecycle.Invitation(ctx, key)
 	case TypeCustomerGroup:

@@ -3,7 +3,10 @@ package resolvers
 import (
 	"context"
 
+	"github.com/graph-gophers/dataloader/v7"
+
 	"partnerd/graph"
+	"partnerd/ids"
 	"partnerd/lifecycle"
 	"partnerd/models"
 )
@@ -39,3 +42,35 @@ func (r *Resolver) invitationCustomer(ctx context.Context, obj *lifecycle.Invita
 	}
 	return r.account(ctx, obj.AccountID)
 }
+
+// TypeUnbinding is the Node type name of unbindings.
+const TypeUnbinding = "Unbinding"
+
+// newUnbindingLoader batches Account.inUnbinding.
+func (r *Resolver) newUnbindingLoader() *dataloader.Loader[int64, bool] {
+	return dataloader.NewBatchedLoader(func(ctx context.Context, keys []int64) []*dataloader.Result[bool] {
+		m, err := r.Lifecycle.InUnbinding(ctx, keys)
+		out := make([]*dataloader.Result[bool], len(keys))
+		for i, k := range keys {
+			out[i] = &dataloader.Result[bool]{Data: m[k], Error: err}
+		}
+		return out
+	}, dataloader.WithWait[int64, bool](batchWait))
+}
+
+func (r *accountResolver) inUnbinding(ctx context.Context, obj *models.Account) (bool, error) {
+	if obj.Kind != models.KindCustomer {
+		return false, nil
+	}
+	return r.loaders(ctx).InUnbinding.Load(ctx, obj.ID)()
+}
+
+func (r *queryResolver) unbinding(ctx context.Context, id string) (*lifecycle.Unbinding, error) {
+	key, err := ids.Decode(id, TypeUnbinding)
+	if err != nil {
+		return nil, err
+	}
+	return r.Lifecycle.Unbinding(ctx, key)
+}
+
+func unbindingKey(id string) (int64, error) { return ids.Decode(id, TypeUnbinding) }

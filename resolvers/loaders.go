@@ -24,6 +24,7 @@ type Loaders struct {
 	Spend         *dataloader.Loader[spendKey, spend.Totals]
 	Budget        *dataloader.Loader[int64, *guard.BudgetView]
 	Membership    *dataloader.Loader[int64, groups.Membership]
+	InUnbinding   *dataloader.Loader[int64, bool]
 	done          *prefetched
 }
 
@@ -74,9 +75,10 @@ func (r *Resolver) WithLoaders(ctx context.Context) context.Context {
 			}
 			return out
 		}, dataloader.WithWait[int64, credit.View](batchWait)),
-		done:       &prefetched{keys: map[childKey]bool{}},
-		Budget:     r.newBudgetLoader(),
-		Membership: r.newMembershipLoader(),
+		done:        &prefetched{keys: map[childKey]bool{}},
+		Budget:      r.newBudgetLoader(),
+		Membership:  r.newMembershipLoader(),
+		InUnbinding: r.newUnbindingLoader(),
 		Account: dataloader.NewBatchedLoader(func(ctx context.Context, keys []int64) []*dataloader.Result[*models.Account] {
 			m, err := svc.GetMany(ctx, keys)
 			out := make([]*dataloader.Result[*models.Account], len(keys))

@@ -118,6 +118,11 @@ func (r *accountResolver) Resources(ctx context.Context, obj *models.Account, st
 	return r.resources(ctx, obj, status, first, after)
 }
 
+// InUnbinding is the resolver for the inUnbinding field.
+func (r *accountResolver) InUnbinding(ctx context.Context, obj *models.Account) (bool, error) {
+	return r.inUnbinding(ctx, obj)
+}
+
 // GroupRole is the resolver for the groupRole field.
 func (r *accountResolver) GroupRole(ctx context.Context, obj *models.Account) (models.GroupRole, error) {
 	m, err := r.membership(ctx, obj)
@@ -458,6 +463,33 @@ func (r *mutationResolver) RevokeInvitation(ctx context.Context, id string) (*li
 	return r.Lifecycle.Revoke(ctx, key)
 }
 
+// RequestUnbinding is the resolver for the requestUnbinding field.
+func (r *mutationResolver) RequestUnbinding(ctx context.Context, customerID string) (*lifecycle.Unbinding, error) {
+	key, err := ids.Decode(customerID, TypeAccount)
+	if err != nil {
+		return nil, err
+	}
+	return r.Lifecycle.RequestUnbinding(ctx, key)
+}
+
+// ConfirmUnbinding is the resolver for the confirmUnbinding field.
+func (r *mutationResolver) ConfirmUnbinding(ctx context.Context, id string) (*lifecycle.Unbinding, error) {
+	key, err := unbindingKey(id)
+	if err != nil {
+		return nil, err
+	}
+	return r.Lifecycle.ConfirmUnbinding(ctx, key)
+}
+
+// RejectUnbinding is the resolver for the rejectUnbinding field.
+func (r *mutationResolver) RejectUnbinding(ctx context.Context, id string, reason *string) (*lifecycle.Unbinding, error) {
+	key, err := unbindingKey(id)
+	if err != nil {
+		return nil, err
+	}
+	return r.Lifecycle.RejectUnbinding(ctx, key, strOr(reason, ""))
+}
+
 // CreateCustomerGroup is the resolver for the createCustomerGroup field.
 func (r *mutationResolver) CreateCustomerGroup(ctx context.Context, name string, administratorID string, memberIds []string) (*groups.Group, error) {
 	set, err := r.createSet(ctx, groups.KindGroup, name, &administratorID, memberIds)
@@ -627,6 +659,11 @@ func (r *queryResolver) NotificationPreferences(ctx context.Context) ([]*notify.
 	return r.preferences(ctx)
 }
 
+// Unbinding is the resolver for the unbinding field.
+func (r *queryResolver) Unbinding(ctx context.Context, id string) (*lifecycle.Unbinding, error) {
+	return r.unbinding(ctx, id)
+}
+
 // Invitations is the resolver for the invitations field.
 func (r *queryResolver) Invitations(ctx context.Context, status *graph.InvitationStatus, first *int, after *string) (*graph.InvitationConnection, error) {
 	return r.invitations(ctx, status, first, after)
@@ -670,6 +707,39 @@ func (r *subscriptionResolver) AccountUpdated(ctx context.Context, id string) (<
 // InboxMessageReceived is the resolver for the inboxMessageReceived field.
 func (r *subscriptionResolver) InboxMessageReceived(ctx context.Context) (<-chan *models.InboxMessage, error) {
 	return r.inboxMessageReceived(ctx)
+}
+
+// ID is the resolver for the id field.
+func (r *unbindingResolver) ID(ctx context.Context, obj *lifecycle.Unbinding) (string, error) {
+	return ids.Encode(TypeUnbinding, obj.ID), nil
+}
+
+// Customer is the resolver for the customer field.
+func (r *unbindingResolver) Customer(ctx context.Context, obj *lifecycle.Unbinding) (*models.Account, error) {
+	return r.Lifecycle.Party(ctx, obj, obj.CustomerID)
+}
+
+// Partner is the resolver for the partner field.
+func (r *unbindingResolver) Partner(ctx context.Context, obj *lifecycle.Unbinding) (*models.Account, error) {
+	return r.Lifecycle.Party(ctx, obj, obj.PartnerID)
+}
+
+// Status is the resolver for the status field.
+func (r *unbindingResolver) Status(ctx context.Context, obj *lifecycle.Unbinding) (graph.UnbindingStatus, error) {
+	return graph.UnbindingStatus(obj.Status), nil
+}
+
+// RequestedBy is the resolver for the requestedBy field.
+func (r *unbindingResolver) RequestedBy(ctx context.Context, obj *lifecycle.Unbinding) (graph.UnbindingSide, error) {
+	return graph.UnbindingSide(obj.RequestedBy), nil
+}
+
+// Reason is the resolver for the reason field.
+func (r *unbindingResolver) Reason(ctx context.Context, obj *lifecycle.Unbinding) (*string, error) {
+	if obj.Reason == "" {
+		return nil, nil
+	}
+	return &obj.Reason, nil
 }
 
 // ID is the resolver for the id field.
@@ -748,6 +818,9 @@ func (r *Resolver) SharingUnit() graph.SharingUnitResolver { return &sharingUnit
 // Subscription returns graph.SubscriptionResolver implementation.
 func (r *Resolver) Subscription() graph.SubscriptionResolver { return &subscriptionResolver{r} }
 
+// Unbinding returns graph.UnbindingResolver implementation.
+func (r *Resolver) Unbinding() graph.UnbindingResolver { return &unbindingResolver{r} }
+
 // User returns graph.UserResolver implementation.
 func (r *Resolver) User() graph.UserResolver { return &userResolver{r} }
 
@@ -770,6 +843,7 @@ type (
 	resourceResolver          struct{ *Resolver }
 	sharingUnitResolver       struct{ *Resolver }
 	subscriptionResolver      struct{ *Resolver }
+	unbindingResolver         struct{ *Resolver }
 	userResolver              struct{ *Resolver }
 	userConnectionResolver    struct{ *Resolver }
 )

@@ -161,6 +161,8 @@ func typeForArg(field, arg string) string {
 		return ""
 	case arg == "id" && field == "revokeInvitation":
 		return "Invitation"
+	case arg == "id" && strings.Contains(strings.ToLower(field), "unbinding"):
+		return "Unbinding"
 	case arg == "groupId", arg == "id" && field == "deleteCustomerGroup":
 		return "CustomerGroup"
 	case arg == "unitId", arg == "id" && field == "deleteSharingUnit":
@@ -328,7 +330,7 @@ func foreignIDs(t *testing.T, api *testkit.API, p testkit.Party) idSet {
 	return idSet{"Account": ids.Encode("Account", p.Account.ID), "User": ids.Encode("User", userID(p)), "ApiToken": ids.Encode("ApiToken", tokID),
 		"InboxMessage": ids.Encode("InboxMessage", inbox), "Delivery": ids.Encode("Delivery", delivery),
 		"CustomerGroup": ids.Encode("CustomerGroup", groupOf(t, api, p)), "SharingUnit": ids.Encode("SharingUnit", unitOf(t, api, p)),
-		"Invitation": ids.Encode("Invitation", invitationOf(t, api, p))}
+		"Invitation": ids.Encode("Invitation", invitationOf(t, api, p)), "Unbinding": ids.Encode("Unbinding", unbindingOf(t, api, p))}
 }
 
 // invitationOf makes a (declined) invitation sent by partner p (straight in
@@ -339,6 +341,17 @@ func invitationOf(t *testing.T, api *testkit.API, p testkit.Party) int64 {
 	if err := api.Store.DB.Raw(`INSERT INTO invitations (partner_id, account_id, email, token_hash, expires_at, status)
 		VALUES (?, ?, 'walker@personal.test', sha256(random()::text::bytea), now() + interval '1 day', 'DECLINED') RETURNING id`,
 		p.Account.ID, api.P1.Account.ID).Scan(&id).Error; err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// unbindingOf makes a (rejected) unbinding whose parties are p's account.
+func unbindingOf(t *testing.T, api *testkit.API, p testkit.Party) int64 {
+	t.Helper()
+	var id int64
+	if err := api.Store.DB.Raw(`INSERT INTO unbindings (customer_id, partner_id, requested_by, status, expires_at)
+		VALUES (?, ?, 'PARTNER', 'REJECTED', now() + interval '1 day') RETURNING id`, p.Account.ID, p.Account.ID).Scan(&id).Error; err != nil {
 		t.Fatal(err)
 	}
 	return id
@@ -375,7 +388,7 @@ func ownIDs(t *testing.T, api *testkit.API, p testkit.Party) idSet {
 	return idSet{"Account": ids.Encode("Account", p.Account.ID), "User": ids.Encode("User", spare.User.ID), "ApiToken": ids.Encode("ApiToken", tokenID(t, tr, spare.User)),
 		"InboxMessage": ids.Encode("InboxMessage", inbox), "Delivery": ids.Encode("Delivery", delivery),
 		"CustomerGroup": ids.Encode("CustomerGroup", groupOf(t, api, p)), "SharingUnit": ids.Encode("SharingUnit", unitOf(t, api, p)),
-		"Invitation": ids.Encode("Invitation", invitationOf(t, api, p))}
+		"Invitation": ids.Encode("Invitation", invitationOf(t, api, p)), "Unbinding": ids.Encode("Unbinding", unbindingOf(t, api, p))}
 }
 
 // notificationOf gives party p's admin a notification (fanned out and, in

@@ -241,6 +241,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		gw := workers.NewGuard(dom.Guard, queue, log)
 		gw.Register(reg)
 		gw.Handle(mux)
+		workers.HandleLifecycle(mux, dom.Lifecycle)
 		taskSrv = workers.NewServer(cfg.QueueRedis, workers.ServerConfig{Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: cfg.ShutdownTimeout}, log)
 		if err := taskSrv.Start(mux); err != nil {
 			return fmt.Errorf("start workers: %w", err)
@@ -250,7 +251,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		log.Info("workers started", "concurrency", cfg.WorkerConcurrency)
 	}
 	if r.scheduler {
-		entries := append(append(workers.DefaultEntries(), workers.NotificationEntries()...), workers.GuardEntries()...)
+		entries := append(append(append(workers.DefaultEntries(), workers.NotificationEntries()...), workers.GuardEntries()...), workers.LifecycleEntries()...)
 		sched := workers.NewScheduler(queue, entries, st.Clock(), log)
 		goRun("scheduler", sched.Run)
 		log.Info("scheduler started")
