@@ -81,7 +81,9 @@ func TestInvitations_EndToEnd(t *testing.T) {
 	var mine struct {
 		Invitations struct {
 			TotalCount int
-			Edges      []struct{ Node struct{ Partner struct{ Name string } } }
+			Edges      []struct {
+				Node struct{ Partner struct{ Name string } }
+			}
 		}
 	}
 	api.MustDo(t, owner.Token, `{ invitations(status: PENDING) { totalCount edges { node { partner { name } } } } }`, nil, &mine)
