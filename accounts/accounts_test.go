@@ -920,3 +920,36 @@ func TestAuthenticate_CacheIsBoundedAndRevocationIsImmediate(t *testing.T) {
 		t.Fatal("a token revoked through the service still works")
 	}
 }
+
+// children(tag:) keeps the children tagged key=value, and counts them.
+func TestChildren_TagFilter(t *testing.T) {
+	tr := testkit.NewTree(t)
+	for id, tags := range map[int64][]accounts.Tag{
+		tr.C3.Account.ID: {{Key: "env", Value: "prod"}, {Key: "team", Value: "a"}},
+		tr.R1.Account.ID: {{Key: "env", Value: "prod"}},
+		tr.R2.Account.ID: {{Key: "env", Value: "test"}},
+	} {
+		if _, err := tr.Accounts.SetTags(tr.D1.Ctx, id, tags); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := accounts.ChildFilter{TagKey: "env", TagValue: "prod"}
+	if back := accounts.ChildFilterFromKey(f.Key()); back != f {
+		t.Fatalf("key round trip: %+v", back)
+	}
+	pages, err := tr.Accounts.ChildrenPages(tr.D1.Ctx, []int64{tr.D1.Account.ID}, f, 10, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	for _, a := range pages[tr.D1.Account.ID].Accounts {
+		got = append(got, a.ID)
+	}
+	if fmt.Sprint(got) != fmt.Sprint([]int64{tr.R1.Account.ID, tr.C3.Account.ID}) {
+		t.Fatalf("tagged env=prod: %v", got)
+	}
+	counts, err := tr.Accounts.CountChildren(tr.D1.Ctx, []int64{tr.D1.Account.ID}, accounts.ChildFilter{TagKey: "env", TagValue: "test"})
+	if err != nil || counts[tr.D1.Account.ID] != 1 {
+		t.Fatalf("count env=test: %v %v", counts, err)
+	}
+}

@@ -19,11 +19,14 @@ type ChildFilter struct {
 	Status models.AccountStatus
 	// Search matches the name, case-insensitively, anywhere in it.
 	Search string
+	// TagKey and TagValue, when TagKey is set, keep the accounts tagged
+	// TagKey=TagValue.
+	TagKey, TagValue string
 }
 
 // Key renders the filter as a comparable string (for batching loaders).
 func (f ChildFilter) Key() string {
-	return string(f.Kind) + "\x00" + string(f.Status) + "\x00" + f.Search
+	return string(f.Kind) + "\x00" + string(f.Status) + "\x00" + f.Search + "\x00" + f.TagKey + "\x00" + f.TagValue
 }
 
 // Page is one keyset page of accounts.
@@ -117,6 +120,9 @@ func childWhere(sc Scope, f ChildFilter) (string, []any) {
 	if f.Search != "" {
 		conds, args = append(conds, "a.name ILIKE ?"), append(args, "%"+likeEscape(f.Search)+"%")
 	}
+	if f.TagKey != "" {
+		conds, args = append(conds, "a.tags @> jsonb_build_object(?::text, ?::text)"), append(args, f.TagKey, f.TagValue)
+	}
 	return strings.Join(conds, " AND "), args
 }
 
@@ -126,9 +132,10 @@ func likeEscape(s string) string {
 
 // ChildFilterFromKey is the inverse of ChildFilter.Key.
 func ChildFilterFromKey(key string) ChildFilter {
-	parts := strings.SplitN(key, "\x00", 3)
-	for len(parts) < 3 {
+	parts := strings.SplitN(key, "\x00", 5)
+	for len(parts) < 5 {
 		parts = append(parts, "")
 	}
-	return ChildFilter{Kind: models.AccountKind(parts[0]), Status: models.AccountStatus(parts[1]), Search: parts[2]}
+	return ChildFilter{Kind: models.AccountKind(parts[0]), Status: models.AccountStatus(parts[1]), Search: parts[2],
+		TagKey: parts[3], TagValue: parts[4]}
 }

@@ -63,7 +63,7 @@ type ComplexityRoot struct {
 		Arrears          func(childComplexity int) int
 		ArrearsExemption func(childComplexity int) int
 		Budget           func(childComplexity int) int
-		Children         func(childComplexity int, kind *models.AccountKind, status *models.AccountStatus, search *string, first *int, after *string) int
+		Children         func(childComplexity int, kind *models.AccountKind, status *models.AccountStatus, search *string, tag *TagInput, first *int, after *string) int
 		CreatedAt        func(childComplexity int) int
 		Credit           func(childComplexity int) int
 		Currency         func(childComplexity int) int
@@ -463,7 +463,7 @@ type AccountResolver interface {
 
 	Parent(ctx context.Context, obj *models.Account) (*models.Account, error)
 	Tier(ctx context.Context, obj *models.Account) (int, error)
-	Children(ctx context.Context, obj *models.Account, kind *models.AccountKind, status *models.AccountStatus, search *string, first *int, after *string) (*AccountConnection, error)
+	Children(ctx context.Context, obj *models.Account, kind *models.AccountKind, status *models.AccountStatus, search *string, tag *TagInput, first *int, after *string) (*AccountConnection, error)
 	Tags(ctx context.Context, obj *models.Account) ([]*Tag, error)
 	Users(ctx context.Context, obj *models.Account, first *int, after *string) (*UserConnection, error)
 
@@ -662,7 +662,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Account.Children(childComplexity, args["kind"].(*models.AccountKind), args["status"].(*models.AccountStatus), args["search"].(*string), args["first"].(*int), args["after"].(*string)), true
+		return e.ComplexityRoot.Account.Children(childComplexity, args["kind"].(*models.AccountKind), args["status"].(*models.AccountStatus), args["search"].(*string), args["tag"].(*TagInput), args["first"].(*int), args["after"].(*string)), true
 	case "Account.createdAt":
 		if e.ComplexityRoot.Account.CreatedAt == nil {
 			break
@@ -2630,8 +2630,8 @@ type Account implements Node {
   parent: Account
   "Depth below PLATFORM: 1 for distributors and single-tier resellers, 2 below them."
   tier: Int!
-  "Direct children, oldest first. search matches the name, case-insensitively."
-  children(kind: AccountKind, status: AccountStatus, search: String, first: Int = 50, after: String): AccountConnection!
+  "Direct children, oldest first. search matches the name, case-insensitively; tag keeps the children tagged key=value."
+  children(kind: AccountKind, status: AccountStatus, search: String, tag: TagInput, first: Int = 50, after: String): AccountConnection!
   "Cost-allocation tags, ordered by key."
   tags: [Tag!]!
   "The account's users."
@@ -3833,22 +3833,30 @@ func (ec *executionContext) field_Account_children_args(ctx context.Context, raw
 		return nil, err
 	}
 	args["search"] = arg2
-	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "tag",
+		func(ctx context.Context, v any) (*TagInput, error) {
+			return ec.unmarshalOTagInput2ᚖpartnerdᚋgraphᚐTagInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["tag"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "first",
 		func(ctx context.Context, v any) (*int, error) {
 			return ec.unmarshalOInt2ᚖint(ctx, v)
 		})
 	if err != nil {
 		return nil, err
 	}
-	args["first"] = arg3
-	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+	args["first"] = arg4
+	arg5, err := graphql.ProcessArgField(ctx, rawArgs, "after",
 		func(ctx context.Context, v any) (*string, error) {
 			return ec.unmarshalOString2ᚖstring(ctx, v)
 		})
 	if err != nil {
 		return nil, err
 	}
-	args["after"] = arg4
+	args["after"] = arg5
 	return args, nil
 }
 
@@ -5312,7 +5320,7 @@ func (ec *executionContext) _Account_children(ctx context.Context, field graphql
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Account().Children(ctx, obj, fc.Args["kind"].(*models.AccountKind), fc.Args["status"].(*models.AccountStatus), fc.Args["search"].(*string), fc.Args["first"].(*int), fc.Args["after"].(*string))
+			return ec.Resolvers.Account().Children(ctx, obj, fc.Args["kind"].(*models.AccountKind), fc.Args["status"].(*models.AccountStatus), fc.Args["search"].(*string), fc.Args["tag"].(*TagInput), fc.Args["first"].(*int), fc.Args["after"].(*string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *AccountConnection) graphql.Marshaler {
@@ -18659,6 +18667,14 @@ func (ec *executionContext) unmarshalOTagInput2ᚕᚖpartnerdᚋgraphᚐTagInput
 		}
 	}
 	return res, nil
+}
+
+func (ec *executionContext) unmarshalOTagInput2ᚖpartnerdᚋgraphᚐTagInput(ctx context.Context, v any) (*TagInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputTagInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalOTime2ᚖtimeᚐTime(ctx context.Context, v any) (*time.Time, error) {

@@ -22,7 +22,7 @@ const (
 	TypeLedgerEntry = "CreditLedgerEntry"
 )
 
-func (r *accountResolver) children(ctx context.Context, obj *models.Account, kind *models.AccountKind, status *models.AccountStatus, search *string, first *int, after *string) (*graph.AccountConnection, error) {
+func (r *accountResolver) children(ctx context.Context, obj *models.Account, kind *models.AccountKind, status *models.AccountStatus, search *string, tag *graph.TagInput, first *int, after *string) (*graph.AccountConnection, error) {
 	afterID, err := decodeCursor(after)
 	if err != nil {
 		return nil, err
@@ -32,6 +32,12 @@ func (r *accountResolver) children(ctx context.Context, obj *models.Account, kin
 		return nil, err
 	}
 	f := accounts.ChildFilter{Search: strOr(search, "")}
+	if tag != nil {
+		if tag.Key == "" {
+			return nil, apperr.Invalid("tag", "give the tag's key")
+		}
+		f.TagKey, f.TagValue = tag.Key, tag.Value
+	}
 	if kind != nil {
 		f.Kind = *kind
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"partnerd/accounts"
+	"partnerd/graph"
 	"partnerd/models"
 )
 
@@ -164,6 +165,17 @@ func childKeyFromArgs(args map[string]any) (childKey, bool) {
 	}
 	if v, ok := args["search"].(string); ok {
 		k.Filter.Search = v
+	}
+	switch t := args["tag"].(type) {
+	case nil:
+	case map[string]any:
+		key, _ := t["key"].(string)
+		value, _ := t["value"].(string)
+		k.Filter.TagKey, k.Filter.TagValue = key, value
+	case *graph.TagInput:
+		k.Filter.TagKey, k.Filter.TagValue = t.Key, t.Value
+	default:
+		return k, false
 	}
 	return k, true
 }

@@ -40,8 +40,8 @@ func (r *accountResolver) Tier(ctx context.Context, obj *models.Account) (int, e
 }
 
 // Children is the resolver for the children field.
-func (r *accountResolver) Children(ctx context.Context, obj *models.Account, kind *models.AccountKind, status *models.AccountStatus, search *string, first *int, after *string) (*graph.AccountConnection, error) {
-	return r.children(ctx, obj, kind, status, search, first, after)
+func (r *accountResolver) Children(ctx context.Context, obj *models.Account, kind *models.AccountKind, status *models.AccountStatus, search *string, tag *graph.TagInput, first *int, after *string) (*graph.AccountConnection, error) {
+	return r.children(ctx, obj, kind, status, search, tag, first, after)
 }
 
 // Tags is the resolver for the tags field.

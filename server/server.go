@@ -168,7 +168,7 @@ func setComplexity(cfg *graph.Config) {
 		}
 		return *first
 	}
-	cfg.Complexity.Account.Children = func(child int, _ *models.AccountKind, _ *models.AccountStatus, _ *string, first *int, _ *string) int {
+	cfg.Complexity.Account.Children = func(child int, _ *models.AccountKind, _ *models.AccountStatus, _ *string, _ *graph.TagInput, first *int, _ *string) int {
 		return 1 + child*page(first, 50)
 	}
 	cfg.Complexity.Account.Users = func(child int, first *int, _ *string) int { return 1 + child*page(first, 50) }

@@ -3,6 +3,7 @@ package spend
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
@@ -34,7 +35,7 @@ var errRaced = errors.New("a concurrent request stored the same externalIds")
 
 // expendituresColumns are the columns the direct path copies.
 var expendituresColumns = []string{"external_id", "customer_id", "owner_id", "product_code", "region",
-	"billing_mode", "usage_at", "month", "list_amount", "actual_amount", "received_at", "adjustment"}
+	"billing_mode", "usage_at", "month", "list_amount", "actual_amount", "received_at", "adjustment", "tags"}
 
 // verdict is what the direct path decided about one record.
 type verdict uint8
@@ -93,6 +94,9 @@ type customer struct {
 	kind    models.AccountKind
 	parent  int64
 	periods []ownerPeriod
+	// tags are the customer's tags as JSON, copied onto its records; nil
+	// when it has none.
+	tags json.RawMessage
 }
 
 // ownerPeriod is one row of account_parent_history: from is when the
@@ -368,6 +372,10 @@ func (d *direct) copy(ctx context.Context, b *batch) error {
 		row := d.row
 		row[0], row[1], row[2], row[3], row[4], row[5] = r.ExternalID, r.CustomerID, j.owner, r.ProductCode, r.Region, string(r.BillingMode)
 		row[6], row[7], row[8], row[9], row[10], row[11] = j.usage, j.month, j.list.numeric(&list), j.actual.numeric(&actual), d.now, j.adjustment
+		row[12] = nil
+		if t := d.customers[r.CustomerID].tags; t != nil {
+			row[12] = t
+		}
 		return row, nil
 	}))
 	if err != nil {
@@ -449,16 +457,21 @@ func (d *direct) loadCustomers(ctx context.Context, ids []int64) error {
 	for _, id := range ids {
 		d.customers[id] = &customer{}
 	}
-	rows, err := d.read(ctx, `SELECT id, kind, coalesce(parent_id, 0) FROM accounts WHERE id = ANY($1)`, ids)
+	rows, err := d.read(ctx, `SELECT id, kind, coalesce(parent_id, 0), CASE WHEN tags = '{}'::jsonb THEN NULL ELSE tags::text END
+		FROM accounts WHERE id = ANY($1)`, ids)
 	if err != nil {
 		return fmt.Errorf("load customers: %w", err)
 	}
 	for rows.Next() {
 		var id int64
 		var c customer
-		if err := rows.Scan(&id, &c.kind, &c.parent); err != nil {
+		var tags *string
+		if err := rows.Scan(&id, &c.kind, &c.parent, &tags); err != nil {
 			rows.Close()
 			return fmt.Errorf("load customers: %w", err)
+		}
+		if tags != nil {
+			c.tags = json.RawMessage(*tags)
 		}
 		*d.customers[id] = c
 	}

@@ -100,10 +100,11 @@ LEFT JOIN periods p ON p.account_id = s.customer_id AND p.valid_from <= s.usage_
 // number of valid records.
 const storeValid = `WITH ins AS (
 	INSERT INTO expenditures (external_id, customer_id, owner_id, product_code, region, billing_mode,
-		usage_at, month, list_amount, actual_amount, received_at, adjustment)
+		usage_at, month, list_amount, actual_amount, received_at, adjustment, tags)
 	SELECT c.external_id, c.customer_id, c.owner_id, c.product_code, c.region, c.billing_mode,
-		c.usage_at, c.month, c.list_amount, c.actual_amount, ?, ib.owner_id IS NOT NULL
+		c.usage_at, c.month, c.list_amount, c.actual_amount, ?, ib.owner_id IS NOT NULL, nullif(ta.tags, '{}'::jsonb)
 	FROM ` + checkedTable + ` c
+	JOIN accounts ta ON ta.id = c.customer_id
 	LEFT JOIN issued_bill_months ib ON ib.owner_id = c.owner_id AND ib.month = c.month
 	WHERE c.reason IS NULL
 	ORDER BY c.external_id COLLATE "C"
