@@ -200,4 +200,22 @@ func TestInvitations_RevokeDeclineExpire(t *testing.T) {
 	if err := tr.Store.DB.Raw(`SELECT kind FROM accounts WHERE id = ?`, tr.P1.Account.ID).Scan(&kind).Error; err != nil || kind != "PERSONAL" {
 		t.Fatalf("the account is %s after refusals", kind)
 	}
+	// A personal account frozen with its resources, or in arrears, cannot be invited.
+	for name, q := range map[string]string{
+		"frozen with resources": `UPDATE accounts SET status = 'FROZEN_WITH_RESOURCES', frozen_at = now(), frozen_reason = 'MANUAL' WHERE id = ?`,
+		"in arrears":            `UPDATE credit_balances SET in_arrears = true WHERE account_id = ?`,
+	} {
+		if err := tr.Store.DB.Exec(q, tr.P1.Account.ID).Error; err != nil {
+			t.Fatal(err)
+		}
+		if r := api.Do(t, tr.R1.Token, `mutation { inviteCustomer(email: "owner@personal.test") { id } }`, nil); r.Code() != "PRECONDITION_FAILED" {
+			t.Fatalf("%s: %s", name, r.Code())
+		}
+		if err := tr.Store.DB.Exec(`UPDATE accounts SET status = 'ACTIVE', frozen_at = NULL, frozen_reason = NULL WHERE id = ?`, tr.P1.Account.ID).Error; err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Store.DB.Exec(`UPDATE credit_balances SET in_arrears = false WHERE account_id = ?`, tr.P1.Account.ID).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
 }
