@@ -65,6 +65,8 @@ type judgement struct {
 	actual  amount
 	// adjustment: the owner's bill of the month is issued.
 	adjustment bool
+	// tags are the customer's tags, copied onto the record.
+	tags json.RawMessage
 }
 
 // customerMonth and ownerMonth key the running totals.
@@ -300,6 +302,7 @@ func (d *direct) prepare(ctx context.Context, b *batch) error {
 		default:
 			j.month = int32(models.MonthOf(j.usage, d.s.loc).Key())
 			j.owner = c.ownerAt(j.usage)
+			j.tags = c.tags
 			pending = append(pending, i)
 			om := ownerMonth{j.owner, j.month}
 			if _, ok := d.issued[om]; !ok {
@@ -372,9 +375,11 @@ func (d *direct) copy(ctx context.Context, b *batch) error {
 		row := d.row
 		row[0], row[1], row[2], row[3], row[4], row[5] = r.ExternalID, r.CustomerID, j.owner, r.ProductCode, r.Region, string(r.BillingMode)
 		row[6], row[7], row[8], row[9], row[10], row[11] = j.usage, j.month, j.list.numeric(&list), j.actual.numeric(&actual), d.now, j.adjustment
+		// The judgement holds the tags: the customers map is being filled
+		// for the next batch while this one is copied.
 		row[12] = nil
-		if t := d.customers[r.CustomerID].tags; t != nil {
-			row[12] = t
+		if j.tags != nil {
+			row[12] = j.tags
 		}
 		return row, nil
 	}))
