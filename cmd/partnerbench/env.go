@@ -284,23 +284,9 @@ func newClient(conc int, timeout time.Duration) *http.Client {
 // returns the body, failing on a transport error, a status other than 200
 // or an errors entry in the answer.
 func (b *bench) graphql(ctx context.Context, c *http.Client, body []byte) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.baseURL+"/graphql", bytes.NewReader(body))
+	out, err := b.postJSON(ctx, c, "/graphql", body)
 	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+b.token)
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return out, fmt.Errorf("HTTP %d: %s", resp.StatusCode, clip(out))
+		return out, err
 	}
 	if bytes.Contains(out, []byte(`"errors":`)) {
 		return out, fmt.Errorf("GraphQL error: %s", clip(out))
