@@ -953,3 +953,45 @@ func TestChildren_TagFilter(t *testing.T) {
 		t.Fatalf("count env=test: %v %v", counts, err)
 	}
 }
+
+// Move re-roots an account and its subtree under a new parent and splits
+// its parent history at the move.
+func TestMove_SubtreeFollowsAndHistorySplits(t *testing.T) {
+	tr := testkit.NewTree(t)
+	err := tr.Store.InTx(context.Background(), func(tx *store.Tx) error {
+		r1, err := accounts.Lock(tx, tr.R1.Account.ID)
+		if err != nil {
+			return err
+		}
+		return accounts.Move(tx, r1, tr.D2.Account, models.KindReseller)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []struct {
+		ID    int64
+		Path  string
+		Depth int
+	}
+	if err := tr.Store.DB.Raw(`SELECT id, path, depth FROM accounts WHERE id IN (?, ?) ORDER BY depth`, tr.R1.Account.ID, tr.C1.Account.ID).Scan(&rows).Error; err != nil {
+		t.Fatal(err)
+	}
+	wantR1 := fmt.Sprintf("%s%d/", tr.D2.Account.Path, tr.R1.Account.ID)
+	if len(rows) != 2 || rows[0].Path != wantR1 || rows[0].Depth != 2 ||
+		rows[1].Path != fmt.Sprintf("%s%d/", wantR1, tr.C1.Account.ID) || rows[1].Depth != 3 {
+		t.Fatalf("after the move: %+v", rows)
+	}
+	var open, closed int64
+	tr.Store.DB.Raw(`SELECT count(*) FROM account_parent_history WHERE account_id = ? AND valid_to IS NULL AND parent_id = ?`, tr.R1.Account.ID, tr.D2.Account.ID).Scan(&open)
+	tr.Store.DB.Raw(`SELECT count(*) FROM account_parent_history WHERE account_id = ? AND valid_to IS NOT NULL AND parent_id = ?`, tr.R1.Account.ID, tr.D1.Account.ID).Scan(&closed)
+	if open != 1 || closed != 1 {
+		t.Fatalf("history: %d open under D2, %d closed under D1", open, closed)
+	}
+	// D2's scope now holds C1; D1's no longer does.
+	if _, err := tr.Accounts.Get(tr.D2.Ctx, tr.C1.Account.ID); err != nil {
+		t.Fatalf("D2 reads C1: %v", err)
+	}
+	if _, err := tr.Accounts.Get(tr.D1.Ctx, tr.C1.Account.ID); err == nil {
+		t.Fatal("D1 still reads C1")
+	}
+}

@@ -245,7 +245,7 @@ func crossed(spent, amount decimal.Decimal, threshold int) bool {
 // budget, period and threshold.
 func (s *Service) Evaluate(ctx context.Context, id int64) error {
 	return s.st.InTx(ctx, func(tx *store.Tx) error {
-		a, err := lockAccount(tx, id)
+		a, err := accounts.Lock(tx, id)
 		if err != nil || a == nil || a.Kind != models.KindCustomer {
 			return err
 		}

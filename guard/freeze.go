@@ -258,7 +258,7 @@ func (s *Service) unfreeze(tx *store.Tx, a *models.Account, automatic bool) erro
 // changes, and the enforcement sweep, call it.
 func (s *Service) ReconcileArrears(ctx context.Context, id int64) error {
 	return s.st.InTx(ctx, func(tx *store.Tx) error {
-		a, err := lockAccount(tx, id)
+		a, err := accounts.Lock(tx, id)
 		if err != nil || a == nil || a.Kind != models.KindCustomer {
 			return err
 		}
@@ -279,19 +279,6 @@ func (s *Service) ReconcileArrears(ctx context.Context, id int64) error {
 		}
 		return nil
 	})
-}
-
-// lockAccount locks account id (nil when there is none), for the
-// background enforcement, which acts as the system.
-func lockAccount(tx *store.Tx, id int64) (*models.Account, error) {
-	var a models.Account
-	if err := tx.DB.Raw(`SELECT * FROM accounts WHERE id = ? FOR UPDATE`, id).Scan(&a).Error; err != nil {
-		return nil, fmt.Errorf("lock account %d: %w", id, err)
-	}
-	if a.ID == 0 {
-		return nil, nil
-	}
-	return &a, nil
 }
 
 // statusSummary is the audit summary of an account's freeze state.

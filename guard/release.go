@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"partnerd/accounts"
 	"partnerd/models"
 	"partnerd/notify"
 	"partnerd/store"
@@ -89,7 +90,7 @@ func (s *Service) processBatch(ctx context.Context) (int, error) {
 
 // runJob runs one job in tx and returns its outcome.
 func (s *Service) runJob(tx *store.Tx, accountID int64, kind string, releaseAt, now time.Time) (string, error) {
-	a, err := lockAccount(tx, accountID)
+	a, err := accounts.Lock(tx, accountID)
 	if err != nil {
 		return "", err
 	}

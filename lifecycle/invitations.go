@@ -168,16 +168,12 @@ func (s *Service) Accept(ctx context.Context, token string) (*models.Account, er
 		}
 		now := tx.Now()
 		before := map[string]any{"kind": a.Kind, "parentId": a.ParentID, "status": a.Status}
-		if err := tx.DB.Exec(`UPDATE accounts SET kind = 'CUSTOMER', parent_id = ?, path = ?, depth = ?,
-				status = 'FROZEN', frozen_at = ?, frozen_reason = 'NEW_CUSTOMER', updated_at = ? WHERE id = ?`,
-			partner.ID, fmt.Sprintf("%s%d/", partner.Path, a.ID), partner.Depth+1, now, now, a.ID).Error; err != nil {
-			return fmt.Errorf("associate account %d: %w", a.ID, err)
+		if err := accounts.Move(tx, a, &partner, models.KindCustomer); err != nil {
+			return err
 		}
-		if err := tx.DB.Exec(`UPDATE account_parent_history SET valid_to = ? WHERE account_id = ? AND valid_to IS NULL`, now, a.ID).Error; err != nil {
-			return fmt.Errorf("close parent history: %w", err)
-		}
-		if err := tx.DB.Create(&models.ParentHistory{AccountID: a.ID, ParentID: partner.ID, ValidFrom: now}).Error; err != nil {
-			return fmt.Errorf("parent history: %w", err)
+		if err := tx.DB.Exec(`UPDATE accounts SET status = 'FROZEN', frozen_at = ?, frozen_reason = 'NEW_CUSTOMER' WHERE id = ?`,
+			now, a.ID).Error; err != nil {
+			return fmt.Errorf("freeze new customer %d: %w", a.ID, err)
 		}
 		if err := s.decide(tx, inv, InvitationAccepted, p.UserID); err != nil {
 			return err
@@ -328,15 +324,13 @@ func effective(inv *Invitation, now time.Time) string {
 	return inv.Status
 }
 
+// lockAccount locks account id (accounts.Lock), NOT_FOUND when missing.
 func lockAccount(tx *store.Tx, id int64) (*models.Account, error) {
-	var a models.Account
-	if err := tx.DB.Raw(`SELECT * FROM accounts WHERE id = ? FOR UPDATE`, id).Scan(&a).Error; err != nil {
-		return nil, fmt.Errorf("lock account %d: %w", id, err)
+	a, err := accounts.Lock(tx, id)
+	if err == nil && a == nil {
+		err = accounts.NotFound("account")
 	}
-	if a.ID == 0 {
-		return nil, accounts.NotFound("account")
-	}
-	return &a, nil
+	return a, err
 }
 
 // newToken returns a fresh invitation token and its SHA-256.

@@ -127,16 +127,12 @@ func (s *Service) ConfirmUnbinding(ctx context.Context, id int64) (*Unbinding, e
 			return fmt.Errorf("load platform: %v", err)
 		}
 		before := map[string]any{"kind": c.Kind, "parentId": c.ParentID, "status": c.Status}
-		if err := tx.DB.Exec(`UPDATE accounts SET kind = 'PERSONAL', parent_id = ?, path = ?, depth = 1,
-				status = 'ACTIVE', frozen_at = NULL, frozen_reason = NULL, release_at = NULL, updated_at = ? WHERE id = ?`,
-			plat.ID, fmt.Sprintf("%s%d/", plat.Path, c.ID), now, c.ID).Error; err != nil {
-			return fmt.Errorf("unbind account %d: %w", c.ID, err)
+		if err := accounts.Move(tx, c, &plat, models.KindPersonal); err != nil {
+			return err
 		}
-		if err := tx.DB.Exec(`UPDATE account_parent_history SET valid_to = ? WHERE account_id = ? AND valid_to IS NULL`, now, c.ID).Error; err != nil {
-			return fmt.Errorf("close parent history: %w", err)
-		}
-		if err := tx.DB.Create(&models.ParentHistory{AccountID: c.ID, ParentID: plat.ID, ValidFrom: now}).Error; err != nil {
-			return fmt.Errorf("parent history: %w", err)
+		if err := tx.DB.Exec(`UPDATE accounts SET status = 'ACTIVE', frozen_at = NULL, frozen_reason = NULL, release_at = NULL WHERE id = ?`,
+			c.ID).Error; err != nil {
+			return fmt.Errorf("end the freeze of %d: %w", c.ID, err)
 		}
 		if err := tx.DB.Exec(`UPDATE unbindings SET status = 'COMPLETED', decided_at = ?, decided_by = ?, effective_at = ? WHERE id = ?`,
 			now, nullable(by), now, u.ID).Error; err != nil {
