@@ -74,3 +74,14 @@ func (r *queryResolver) unbinding(ctx context.Context, id string) (*lifecycle.Un
 }
 
 func unbindingKey(id string) (int64, error) { return ids.Decode(id, TypeUnbinding) }
+
+// party is an account of an invitation or unbinding: through the scoped,
+// batched account loader when the caller sees it, else through the
+// lifecycle service, which shows the parties to each other.
+func (r *Resolver) party(ctx context.Context, id int64, outside func() (*models.Account, error)) (*models.Account, error) {
+	a, err := r.loaders(ctx).Account.Load(ctx, id)()
+	if err != nil || a != nil {
+		return a, err
+	}
+	return outside()
+}

@@ -264,7 +264,7 @@ func (r *invitationResolver) ID(ctx context.Context, obj *lifecycle.Invitation) 
 
 // Partner is the resolver for the partner field.
 func (r *invitationResolver) Partner(ctx context.Context, obj *lifecycle.Invitation) (*models.Account, error) {
-	return r.Lifecycle.Partner(ctx, obj)
+	return r.party(ctx, obj.PartnerID, func() (*models.Account, error) { return r.Lifecycle.Partner(ctx, obj) })
 }
 
 // Status is the resolver for the status field.
@@ -716,12 +716,12 @@ func (r *unbindingResolver) ID(ctx context.Context, obj *lifecycle.Unbinding) (s
 
 // Customer is the resolver for the customer field.
 func (r *unbindingResolver) Customer(ctx context.Context, obj *lifecycle.Unbinding) (*models.Account, error) {
-	return r.Lifecycle.Party(ctx, obj, obj.CustomerID)
+	return r.party(ctx, obj.CustomerID, func() (*models.Account, error) { return r.Lifecycle.Party(ctx, obj, obj.CustomerID) })
 }
 
 // Partner is the resolver for the partner field.
 func (r *unbindingResolver) Partner(ctx context.Context, obj *lifecycle.Unbinding) (*models.Account, error) {
-	return r.Lifecycle.Party(ctx, obj, obj.PartnerID)
+	return r.party(ctx, obj.PartnerID, func() (*models.Account, error) { return r.Lifecycle.Party(ctx, obj, obj.PartnerID) })
 }
 
 // Status is the resolver for the status field.

@@ -74,10 +74,6 @@ func authorizeRequest(r *http.Request, svc *guard.Service, req purchaseRequest) 
 	if err != nil {
 		return guard.Decision{}, err
 	}
-	mode := models.BillingMode(req.BillingMode)
-	if !mode.IsValid() {
-		return guard.Decision{}, apperr.Invalid("billingMode", "give PAY_PER_USE, SUBSCRIPTION or RESERVED_INSTANCE")
-	}
 	if req.ListAmount == "" {
 		return guard.Decision{}, apperr.Invalid("listAmount", "is required")
 	}
@@ -85,5 +81,5 @@ func authorizeRequest(r *http.Request, svc *guard.Service, req purchaseRequest) 
 	if err != nil {
 		return guard.Decision{}, apperr.Invalid("listAmount", "%s", err.Error())
 	}
-	return svc.Authorize(r.Context(), id, mode, amount)
+	return svc.Authorize(r.Context(), id, models.BillingMode(req.BillingMode), amount)
 }
