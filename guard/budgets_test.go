@@ -153,9 +153,7 @@ func TestThresholds_OnceUnderReplaysAndConcurrency(t *testing.T) {
 func TestMonthly_RolloverInBeijingTime(t *testing.T) {
 	f := newFixture(t)
 	c := f.C1.Account.ID
-	f.fund(t, "1000")
-	f.budget(t, f.R1, c, models.BudgetMonthly, "100", "")
-	f.unfreeze(t, f.R1, c)
+	f.activate(t, "1000", models.BudgetMonthly, "100", "")
 	lastSecond := time.Date(2026, 11, 30, 23, 59, 59, 0, shanghai)
 	f.clock.Set(lastSecond)
 	f.ingest(t, c, models.PayPerUse, "100", lastSecond)
@@ -264,8 +262,7 @@ func TestSetBudget_AmountChangeReevaluatesAtOnce(t *testing.T) {
 func TestFlag_OnlyWhenABudgetOwesSomething(t *testing.T) {
 	f := newFixture(t)
 	c := f.C1.Account.ID
-	f.budget(t, f.R1, c, models.BudgetMonthly, "100", models.OverspendFreeze)
-	f.unfreeze(t, f.R1, c)
+	f.activate(t, "", models.BudgetMonthly, "100", models.OverspendFreeze)
 	checks := func() int64 {
 		return count(t, f.Store, `SELECT count(*) FROM outbox WHERE event_type = ? AND account_id = ?`, guard.EventBudgetCheck, c)
 	}
@@ -303,9 +300,7 @@ func TestFlag_OnlyWhenABudgetOwesSomething(t *testing.T) {
 func TestMonthly_EarlyRecordOfTheNextMonth(t *testing.T) {
 	f := newFixture(t)
 	c := f.C1.Account.ID
-	f.fund(t, "1000")
-	f.budget(t, f.R1, c, models.BudgetMonthly, "100", "")
-	f.unfreeze(t, f.R1, c)
+	f.activate(t, "1000", models.BudgetMonthly, "100", "")
 	f.clock.Set(time.Date(2026, 11, 30, 23, 59, 0, 0, shanghai))
 	f.ingest(t, c, models.PayPerUse, "100", time.Date(2026, 12, 1, 0, 1, 0, 0, shanghai))
 	f.clock.Set(time.Date(2026, 12, 1, 0, 5, 0, 0, shanghai))

@@ -53,8 +53,7 @@ func TestNewCustomer_FrozenUntilBudgetAndUnfreeze(t *testing.T) {
 	if a := account(t, f.Store, c); a.Status != models.StatusFrozen {
 		t.Fatalf("refused unfreeze changed the status: %s", a.Status)
 	}
-	f.budget(t, f.R1, c, models.BudgetMonthly, "100", "")
-	f.unfreeze(t, f.R1, c)
+	f.activate(t, "", models.BudgetMonthly, "100", "")
 	a = account(t, f.Store, c)
 	if a.Status != models.StatusActive || a.FrozenAt != nil || a.FrozenReason != nil {
 		t.Fatalf("after unfreeze: %+v", a)
@@ -81,8 +80,7 @@ func TestNewCustomer_FrozenUntilBudgetAndUnfreeze(t *testing.T) {
 func TestFreezeWithResources_UnfreezeBeforeRelease(t *testing.T) {
 	f := newFixture(t)
 	c := f.C1.Account.ID
-	f.budget(t, f.R1, c, models.BudgetMonthly, "100", "")
-	f.unfreeze(t, f.R1, c)
+	f.activate(t, "", models.BudgetMonthly, "100", "")
 	f.register(t, c, "i-1", "i-2", "i-3")
 	// Idempotent registration; a conflicting one is refused.
 	f.register(t, c, "i-1")
@@ -144,8 +142,7 @@ func TestFreezeWithResources_UnfreezeBeforeRelease(t *testing.T) {
 func TestRelease_RemindersReleaseAndStaleJobs(t *testing.T) {
 	f := newFixture(t)
 	c := f.C1.Account.ID
-	f.budget(t, f.R1, c, models.BudgetMonthly, "100", "")
-	f.unfreeze(t, f.R1, c)
+	f.activate(t, "", models.BudgetMonthly, "100", "")
 	f.register(t, c, "i-1", "i-2")
 	_, err := f.guard.Freeze(f.R1.Ctx, c, models.FreezeAccountAndResources)
 	must(t, "freeze", err)
@@ -234,9 +231,7 @@ func TestRelease_OnlyFutureReminders(t *testing.T) {
 func TestOverspend_ActionAndOverride(t *testing.T) {
 	f := newFixture(t)
 	c := f.C1.Account.ID
-	f.fund(t, "10000")
-	f.budget(t, f.R1, c, models.BudgetMonthly, "100", models.OverspendNone)
-	f.unfreeze(t, f.R1, c)
+	f.activate(t, "10000", models.BudgetMonthly, "100", models.OverspendNone)
 	f.register(t, c, "i-1")
 	f.ingest(t, c, models.PayPerUse, "100", f.clock.Now())
 	must(t, "evaluate", f.guard.Evaluate(bg(), c))
@@ -287,9 +282,7 @@ func TestOverspend_ActionAndOverride(t *testing.T) {
 func TestArrears_SuspensionAndLift(t *testing.T) {
 	f := newFixture(t)
 	c := f.C1.Account.ID
-	f.fund(t, "100")
-	f.budget(t, f.R1, c, models.BudgetMonthly, "100000", "")
-	f.unfreeze(t, f.R1, c)
+	f.activate(t, "100", models.BudgetMonthly, "100000", "")
 	f.ingest(t, c, models.PayPerUse, "150", f.clock.Now())
 	// Before the consumer runs, the guard already refuses (it reads arrears live).
 	d, _ := f.guard.Authorize(f.Platform.Ctx, c, models.PayPerUse, dec("1"))
@@ -368,9 +361,7 @@ func TestArrears_SuspensionAndLift(t *testing.T) {
 func TestFreeze_TakesOverAnArrearsSuspension(t *testing.T) {
 	f := newFixture(t)
 	c := f.C1.Account.ID
-	f.fund(t, "100")
-	f.budget(t, f.R1, c, models.BudgetMonthly, "100000", "")
-	f.unfreeze(t, f.R1, c)
+	f.activate(t, "100", models.BudgetMonthly, "100000", "")
 	f.ingest(t, c, models.PayPerUse, "150", f.clock.Now())
 	must(t, "reconcile", f.guard.ReconcileArrears(bg(), c))
 	_, err := f.guard.Freeze(f.R1.Ctx, c, models.FreezeAccount)
@@ -392,9 +383,7 @@ func TestFreeze_TakesOverAnArrearsSuspension(t *testing.T) {
 func TestOverspend_StopsResourcesOfAFrozenCustomer(t *testing.T) {
 	f := newFixture(t)
 	c := f.C1.Account.ID
-	f.fund(t, "100")
-	f.budget(t, f.R1, c, models.BudgetMonthly, "500", models.OverspendFreezeWithResources)
-	f.unfreeze(t, f.R1, c)
+	f.activate(t, "100", models.BudgetMonthly, "500", models.OverspendFreezeWithResources)
 	f.register(t, c, "i-1")
 	f.ingest(t, c, models.PayPerUse, "150", f.clock.Now())
 	must(t, "reconcile", f.guard.ReconcileArrears(bg(), c))

@@ -157,3 +157,14 @@ func (f *fixture) unfreeze(t testing.TB, by testkit.Party, customer int64) {
 		t.Fatalf("unfreeze: %v", err)
 	}
 }
+
+// activate makes C1 an ACTIVE customer as R1 would: credit (down the
+// chain, when credit is not ""), a budget, and the unfreeze.
+func (f *fixture) activate(t testing.TB, credit string, typ models.BudgetType, amount string, action models.OverspendAction) {
+	t.Helper()
+	if credit != "" {
+		f.fund(t, credit)
+	}
+	f.budget(t, f.R1, f.C1.Account.ID, typ, amount, action)
+	f.unfreeze(t, f.R1, f.C1.Account.ID)
+}
