@@ -6,6 +6,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"partnerd/apperr"
 	"partnerd/guard"
 	"partnerd/models"
 	"partnerd/store"
@@ -48,4 +49,41 @@ func ReleaseAllocation(tx *store.Tx, id int64, reason string, loc *time.Location
 		return err
 	}
 	return guard.Sync(tx, loc, id)
+}
+
+// AllocateIn allocates amount of credit, inside tx, from partner id's
+// allocatable credit to its child (already under it) — the system's own
+// allocation of a change checked before, such as a migration's. More than
+// the partner can allocate is PRECONDITION_FAILED. It writes an ALLOCATE
+// ledger row with reason and updates the child's arrears; the caller audits
+// and notifies. Locks: the partner's credit row, then the child's.
+func AllocateIn(tx *store.Tx, partnerID, childID int64, amount decimal.Decimal, reason string, loc *time.Location) error {
+	if !amount.IsPositive() {
+		return nil
+	}
+	parent, err := lockBalance(tx, partnerID)
+	if err != nil {
+		return err
+	}
+	cb, err := lockBalance(tx, childID)
+	if err != nil {
+		return err
+	}
+	if amount.GreaterThan(parent.Allocatable()) {
+		return apperr.Preconditionf("the receiving partner can allocate %s of credit, %s is asked",
+			models.FormatDecimal(parent.Allocatable()), models.FormatDecimal(amount))
+	}
+	parent.Allocated = parent.Allocated.Add(amount)
+	cb.CreditLimit = cb.CreditLimit.Add(amount)
+	now := tx.Now()
+	if err := tx.DB.Exec(`UPDATE credit_balances SET allocated = ?, updated_at = ? WHERE account_id = ?`, parent.Allocated, now, partnerID).Error; err != nil {
+		return fmt.Errorf("allocate from %d: %w", partnerID, err)
+	}
+	if err := tx.DB.Exec(`UPDATE credit_balances SET credit_limit = ?, updated_at = ? WHERE account_id = ?`, cb.CreditLimit, now, childID).Error; err != nil {
+		return fmt.Errorf("allocate to %d: %w", childID, err)
+	}
+	if err := appendLedger(tx, models.LedgerAllocate, &partnerID, parent, childID, cb, amount, reason); err != nil {
+		return err
+	}
+	return UpdateArrears(tx, []int64{childID}, loc)
 }

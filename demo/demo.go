@@ -16,6 +16,7 @@ import (
 	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/lifecycle"
+	"partnerd/migration"
 	"partnerd/models"
 	"partnerd/notify"
 	"partnerd/spend"
@@ -32,6 +33,9 @@ type Services struct {
 	// Lifecycle, when set, leaves Beacon's invitation of Quinn Personal
 	// pending.
 	Lifecycle *lifecycle.Service
+	// Migration, when set, leaves a migration batch waiting for the
+	// source's approval.
+	Migration *migration.Service
 	// Notify, when set, writes the in-site messages the demo's changes owe
 	// at once (the workers send the emails and SMS).
 	Notify *notify.Service

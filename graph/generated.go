@@ -12,6 +12,7 @@ import (
 	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/lifecycle"
+	"partnerd/migration"
 	"partnerd/models"
 	"partnerd/notify"
 	"strconv"
@@ -44,6 +45,9 @@ type ResolverRoot interface {
 	Delivery() DeliveryResolver
 	InboxMessage() InboxMessageResolver
 	Invitation() InvitationResolver
+	Migration() MigrationResolver
+	MigrationItem() MigrationItemResolver
+	MigrationRowError() MigrationRowErrorResolver
 	Mutation() MutationResolver
 	PurchaseDecision() PurchaseDecisionResolver
 	Query() QueryResolver
@@ -76,6 +80,7 @@ type ComplexityRoot struct {
 		GroupRole        func(childComplexity int) int
 		ID               func(childComplexity int) int
 		InArrears        func(childComplexity int) int
+		InMigration      func(childComplexity int) int
 		InUnbinding      func(childComplexity int) int
 		Kind             func(childComplexity int) int
 		Name             func(childComplexity int) int
@@ -199,6 +204,20 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	DataTransferAcknowledgement struct {
+		At      func(childComplexity int) int
+		By      func(childComplexity int) int
+		Locale  func(childComplexity int) int
+		Version func(childComplexity int) int
+	}
+
+	DataTransferStatement struct {
+		Locale  func(childComplexity int) int
+		Text    func(childComplexity int) int
+		Title   func(childComplexity int) int
+		Version func(childComplexity int) int
+	}
+
 	Delivery struct {
 		Account    func(childComplexity int) int
 		Address    func(childComplexity int) int
@@ -292,17 +311,81 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	Migration struct {
+		Counts                      func(childComplexity int) int
+		CreatedAt                   func(childComplexity int) int
+		DataTransferAcknowledgement func(childComplexity int) int
+		Distributor                 func(childComplexity int) int
+		FinishedAt                  func(childComplexity int) int
+		History                     func(childComplexity int) int
+		ID                          func(childComplexity int) int
+		Items                       func(childComplexity int, first *int, after *string) int
+		Reason                      func(childComplexity int) int
+		Receiver                    func(childComplexity int) int
+		RejectedRows                func(childComplexity int) int
+		Source                      func(childComplexity int) int
+		Status                      func(childComplexity int) int
+		StepDueAt                   func(childComplexity int) int
+		UpdatedAt                   func(childComplexity int) int
+	}
+
+	MigrationCounts struct {
+		Failed   func(childComplexity int) int
+		Migrated func(childComplexity int) int
+		Pending  func(childComplexity int) int
+		Total    func(childComplexity int) int
+	}
+
+	MigrationEvent struct {
+		Action func(childComplexity int) int
+		Actor  func(childComplexity int) int
+		At     func(childComplexity int) int
+		Note   func(childComplexity int) int
+		Status func(childComplexity int) int
+	}
+
+	MigrationItem struct {
+		Account          func(childComplexity int) int
+		CreditToAllocate func(childComplexity int) int
+		EffectiveAt      func(childComplexity int) int
+		History          func(childComplexity int) int
+		Reason           func(childComplexity int) int
+		Row              func(childComplexity int) int
+		Status           func(childComplexity int) int
+	}
+
+	MigrationItemConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	MigrationItemEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	MigrationRowError struct {
+		AccountID func(childComplexity int) int
+		Reason    func(childComplexity int) int
+		Row       func(childComplexity int) int
+	}
+
 	Mutation struct {
 		AcceptInvitation          func(childComplexity int, token string) int
 		AddGroupMember            func(childComplexity int, groupID string, accountID string) int
+		AddMigrationRows          func(childComplexity int, id string, rows []*MigrationRowInput, file *graphql.Upload) int
 		AddSharingUnitMember      func(childComplexity int, unitID string, accountID string) int
 		AllocateCredit            func(childComplexity int, childID string, amount decimal.Decimal) int
+		ApproveMigration          func(childComplexity int, id string, acknowledgeDataTransferStatement *bool) int
 		AuthorizePurchase         func(childComplexity int, customerID string, billingMode models.BillingMode, listAmount decimal.Decimal) int
+		CancelMigration           func(childComplexity int, id string) int
 		ClearBudget               func(childComplexity int, customerID string) int
 		ConfirmUnbinding          func(childComplexity int, id string) int
 		CreateAPIToken            func(childComplexity int, userID string, ttlHours *int) int
 		CreateAccount             func(childComplexity int, input CreateAccountInput) int
 		CreateCustomerGroup       func(childComplexity int, name string, administratorID string, memberIds []string) int
+		CreateMigration           func(childComplexity int, sourceID string, rows []*MigrationRowInput, file *graphql.Upload) int
 		CreateSharingUnit         func(childComplexity int, name string, memberIds []string) int
 		CreateUser                func(childComplexity int, accountID string, email string, phone *string, roles []models.Role, name *string, locale *string) int
 		DeclineInvitation         func(childComplexity int, token string) int
@@ -314,8 +397,10 @@ type ComplexityRoot struct {
 		MarkRead                  func(childComplexity int, ids []string) int
 		RecordExpenditures        func(childComplexity int, records []*ExpenditureInput) int
 		RegisterResource          func(childComplexity int, customerID string, productCode string, externalID string) int
+		RejectMigration           func(childComplexity int, id string, reason string) int
 		RejectUnbinding           func(childComplexity int, id string, reason *string) int
 		RemoveGroupMember         func(childComplexity int, groupID string, accountID string) int
+		RemoveMigrationItem       func(childComplexity int, id string, accountID string) int
 		RemoveSharingUnitMember   func(childComplexity int, unitID string, accountID string) int
 		RequestUnbinding          func(childComplexity int, customerID string) int
 		ResendDelivery            func(childComplexity int, id string) int
@@ -327,6 +412,7 @@ type ComplexityRoot struct {
 		SetBudget                 func(childComplexity int, input BudgetInput) int
 		SetCreditLimit            func(childComplexity int, accountID string, amount decimal.Decimal) int
 		SetNotificationPreference func(childComplexity int, eventType string, channel models.Channel, enabled bool) int
+		SubmitMigration           func(childComplexity int, id string) int
 		UnfreezeAccount           func(childComplexity int, accountID string) int
 		UpdateAccount             func(childComplexity int, id string, input UpdateAccountInput) int
 	}
@@ -352,10 +438,14 @@ type ComplexityRoot struct {
 		Account                 func(childComplexity int, id string) int
 		AuditLog                func(childComplexity int, accountID string, includeDescendants *bool, first *int, after *string) int
 		CreditLedger            func(childComplexity int, accountID string, first *int, after *string) int
+		DataTransferStatement   func(childComplexity int, locale *string) int
 		Deliveries              func(childComplexity int, accountID string, status *models.DeliveryStatus, channel *models.Channel, first *int, after *string) int
 		Inbox                   func(childComplexity int, unreadOnly *bool, first *int, after *string) int
 		Invitations             func(childComplexity int, status *InvitationStatus, first *int, after *string) int
 		Me                      func(childComplexity int) int
+		Migration               func(childComplexity int, id string) int
+		MigrationTemplate       func(childComplexity int) int
+		Migrations              func(childComplexity int, status *migration.Status, role *migration.Role, first *int, after *string) int
 		Node                    func(childComplexity int, id string) int
 		NotificationPreferences func(childComplexity int) int
 		Unbinding               func(childComplexity int, id string) int
@@ -412,6 +502,7 @@ type ComplexityRoot struct {
 	Subscription struct {
 		AccountUpdated       func(childComplexity int, id string) int
 		InboxMessageReceived func(childComplexity int) int
+		MigrationUpdated     func(childComplexity int, id string) int
 	}
 
 	Tag struct {
@@ -475,6 +566,7 @@ type AccountResolver interface {
 	Budget(ctx context.Context, obj *models.Account) (*guard.BudgetView, error)
 	Resources(ctx context.Context, obj *models.Account, status *models.ResourceStatus, first *int, after *string) (*ResourceConnection, error)
 	InUnbinding(ctx context.Context, obj *models.Account) (bool, error)
+	InMigration(ctx context.Context, obj *models.Account) (bool, error)
 	GroupRole(ctx context.Context, obj *models.Account) (models.GroupRole, error)
 	CustomerGroup(ctx context.Context, obj *models.Account) (*groups.Group, error)
 	SharingUnit(ctx context.Context, obj *models.Account) (*groups.Unit, error)
@@ -529,6 +621,33 @@ type InvitationResolver interface {
 
 	Customer(ctx context.Context, obj *lifecycle.Invitation) (*models.Account, error)
 }
+type MigrationResolver interface {
+	ID(ctx context.Context, obj *migration.Migration) (string, error)
+
+	Receiver(ctx context.Context, obj *migration.Migration) (*models.Account, error)
+	Source(ctx context.Context, obj *migration.Migration) (*models.Account, error)
+	Distributor(ctx context.Context, obj *migration.Migration) (*models.Account, error)
+	Items(ctx context.Context, obj *migration.Migration, first *int, after *string) (*MigrationItemConnection, error)
+	RejectedRows(ctx context.Context, obj *migration.Migration) ([]*migration.RowError, error)
+	History(ctx context.Context, obj *migration.Migration) ([]*migration.Event, error)
+	Reason(ctx context.Context, obj *migration.Migration) (*string, error)
+
+	DataTransferAcknowledgement(ctx context.Context, obj *migration.Migration) (*DataTransferAcknowledgement, error)
+	Counts(ctx context.Context, obj *migration.Migration) (*MigrationCounts, error)
+}
+type MigrationItemResolver interface {
+	Account(ctx context.Context, obj *migration.Item) (*models.Account, error)
+	Row(ctx context.Context, obj *migration.Item) (int, error)
+	CreditToAllocate(ctx context.Context, obj *migration.Item) (*decimal.Decimal, error)
+
+	Reason(ctx context.Context, obj *migration.Item) (*string, error)
+
+	History(ctx context.Context, obj *migration.Item) ([]*migration.Event, error)
+}
+type MigrationRowErrorResolver interface {
+	Row(ctx context.Context, obj *migration.RowError) (int, error)
+	AccountID(ctx context.Context, obj *migration.RowError) (*string, error)
+}
 type MutationResolver interface {
 	CreateAccount(ctx context.Context, input CreateAccountInput) (*models.Account, error)
 	UpdateAccount(ctx context.Context, id string, input UpdateAccountInput) (*models.Account, error)
@@ -562,6 +681,13 @@ type MutationResolver interface {
 	RemoveSharingUnitMember(ctx context.Context, unitID string, accountID string) (*groups.Unit, error)
 	DeleteSharingUnit(ctx context.Context, id string) (bool, error)
 	RecordExpenditures(ctx context.Context, records []*ExpenditureInput) (*IngestResult, error)
+	CreateMigration(ctx context.Context, sourceID string, rows []*MigrationRowInput, file *graphql.Upload) (*migration.Migration, error)
+	AddMigrationRows(ctx context.Context, id string, rows []*MigrationRowInput, file *graphql.Upload) (*migration.Migration, error)
+	RemoveMigrationItem(ctx context.Context, id string, accountID string) (*migration.Migration, error)
+	SubmitMigration(ctx context.Context, id string) (*migration.Migration, error)
+	ApproveMigration(ctx context.Context, id string, acknowledgeDataTransferStatement *bool) (*migration.Migration, error)
+	RejectMigration(ctx context.Context, id string, reason string) (*migration.Migration, error)
+	CancelMigration(ctx context.Context, id string) (*migration.Migration, error)
 	MarkRead(ctx context.Context, ids []string) (int, error)
 	MarkAllRead(ctx context.Context) (int, error)
 	SetNotificationPreference(ctx context.Context, eventType string, channel models.Channel, enabled bool) (*notify.Preference, error)
@@ -581,6 +707,10 @@ type QueryResolver interface {
 	NotificationPreferences(ctx context.Context) ([]*notify.Preference, error)
 	Unbinding(ctx context.Context, id string) (*lifecycle.Unbinding, error)
 	Invitations(ctx context.Context, status *InvitationStatus, first *int, after *string) (*InvitationConnection, error)
+	Migration(ctx context.Context, id string) (*migration.Migration, error)
+	Migrations(ctx context.Context, status *migration.Status, role *migration.Role, first *int, after *string) ([]*migration.Migration, error)
+	MigrationTemplate(ctx context.Context) (string, error)
+	DataTransferStatement(ctx context.Context, locale *string) (*migration.Statement, error)
 	Deliveries(ctx context.Context, accountID string, status *models.DeliveryStatus, channel *models.Channel, first *int, after *string) (*DeliveryConnection, error)
 }
 type ResourceResolver interface {
@@ -595,6 +725,7 @@ type SharingUnitResolver interface {
 }
 type SubscriptionResolver interface {
 	AccountUpdated(ctx context.Context, id string) (<-chan *models.Account, error)
+	MigrationUpdated(ctx context.Context, id string) (<-chan *migration.Migration, error)
 	InboxMessageReceived(ctx context.Context) (<-chan *models.InboxMessage, error)
 }
 type UnbindingResolver interface {
@@ -740,6 +871,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.InArrears(childComplexity), true
+	case "Account.inMigration":
+		if e.ComplexityRoot.Account.InMigration == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Account.InMigration(childComplexity), true
 	case "Account.inUnbinding":
 		if e.ComplexityRoot.Account.InUnbinding == nil {
 			break
@@ -1232,6 +1369,56 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CustomerGroupEdge.Node(childComplexity), true
 
+	case "DataTransferAcknowledgement.at":
+		if e.ComplexityRoot.DataTransferAcknowledgement.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DataTransferAcknowledgement.At(childComplexity), true
+	case "DataTransferAcknowledgement.by":
+		if e.ComplexityRoot.DataTransferAcknowledgement.By == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DataTransferAcknowledgement.By(childComplexity), true
+	case "DataTransferAcknowledgement.locale":
+		if e.ComplexityRoot.DataTransferAcknowledgement.Locale == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DataTransferAcknowledgement.Locale(childComplexity), true
+	case "DataTransferAcknowledgement.version":
+		if e.ComplexityRoot.DataTransferAcknowledgement.Version == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DataTransferAcknowledgement.Version(childComplexity), true
+
+	case "DataTransferStatement.locale":
+		if e.ComplexityRoot.DataTransferStatement.Locale == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DataTransferStatement.Locale(childComplexity), true
+	case "DataTransferStatement.text":
+		if e.ComplexityRoot.DataTransferStatement.Text == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DataTransferStatement.Text(childComplexity), true
+	case "DataTransferStatement.title":
+		if e.ComplexityRoot.DataTransferStatement.Title == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DataTransferStatement.Title(childComplexity), true
+	case "DataTransferStatement.version":
+		if e.ComplexityRoot.DataTransferStatement.Version == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DataTransferStatement.Version(childComplexity), true
+
 	case "Delivery.account":
 		if e.ComplexityRoot.Delivery.Account == nil {
 			break
@@ -1586,6 +1773,252 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.InvitationEdge.Node(childComplexity), true
 
+	case "Migration.counts":
+		if e.ComplexityRoot.Migration.Counts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Migration.Counts(childComplexity), true
+	case "Migration.createdAt":
+		if e.ComplexityRoot.Migration.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Migration.CreatedAt(childComplexity), true
+	case "Migration.dataTransferAcknowledgement":
+		if e.ComplexityRoot.Migration.DataTransferAcknowledgement == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Migration.DataTransferAcknowledgement(childComplexity), true
+	case "Migration.distributor":
+		if e.ComplexityRoot.Migration.Distributor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Migration.Distributor(childComplexity), true
+	case "Migration.finishedAt":
+		if e.ComplexityRoot.Migration.FinishedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Migration.FinishedAt(childComplexity), true
+	case "Migration.history":
+		if e.ComplexityRoot.Migration.History == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Migration.History(childComplexity), true
+	case "Migration.id":
+		if e.ComplexityRoot.Migration.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Migration.ID(childComplexity), true
+	case "Migration.items":
+		if e.ComplexityRoot.Migration.Items == nil {
+			break
+		}
+
+		args, err := ec.field_Migration_items_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Migration.Items(childComplexity, args["first"].(*int), args["after"].(*string)), true
+	case "Migration.reason":
+		if e.ComplexityRoot.Migration.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Migration.Reason(childComplexity), true
+	case "Migration.receiver":
+		if e.ComplexityRoot.Migration.Receiver == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Migration.Receiver(childComplexity), true
+	case "Migration.rejectedRows":
+		if e.ComplexityRoot.Migration.RejectedRows == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Migration.RejectedRows(childComplexity), true
+	case "Migration.source":
+		if e.ComplexityRoot.Migration.Source == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Migration.Source(childComplexity), true
+	case "Migration.status":
+		if e.ComplexityRoot.Migration.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Migration.Status(childComplexity), true
+	case "Migration.stepDueAt":
+		if e.ComplexityRoot.Migration.StepDueAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Migration.StepDueAt(childComplexity), true
+	case "Migration.updatedAt":
+		if e.ComplexityRoot.Migration.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Migration.UpdatedAt(childComplexity), true
+
+	case "MigrationCounts.failed":
+		if e.ComplexityRoot.MigrationCounts.Failed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationCounts.Failed(childComplexity), true
+	case "MigrationCounts.migrated":
+		if e.ComplexityRoot.MigrationCounts.Migrated == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationCounts.Migrated(childComplexity), true
+	case "MigrationCounts.pending":
+		if e.ComplexityRoot.MigrationCounts.Pending == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationCounts.Pending(childComplexity), true
+	case "MigrationCounts.total":
+		if e.ComplexityRoot.MigrationCounts.Total == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationCounts.Total(childComplexity), true
+
+	case "MigrationEvent.action":
+		if e.ComplexityRoot.MigrationEvent.Action == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationEvent.Action(childComplexity), true
+	case "MigrationEvent.actor":
+		if e.ComplexityRoot.MigrationEvent.Actor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationEvent.Actor(childComplexity), true
+	case "MigrationEvent.at":
+		if e.ComplexityRoot.MigrationEvent.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationEvent.At(childComplexity), true
+	case "MigrationEvent.note":
+		if e.ComplexityRoot.MigrationEvent.Note == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationEvent.Note(childComplexity), true
+	case "MigrationEvent.status":
+		if e.ComplexityRoot.MigrationEvent.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationEvent.Status(childComplexity), true
+
+	case "MigrationItem.account":
+		if e.ComplexityRoot.MigrationItem.Account == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationItem.Account(childComplexity), true
+	case "MigrationItem.creditToAllocate":
+		if e.ComplexityRoot.MigrationItem.CreditToAllocate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationItem.CreditToAllocate(childComplexity), true
+	case "MigrationItem.effectiveAt":
+		if e.ComplexityRoot.MigrationItem.EffectiveAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationItem.EffectiveAt(childComplexity), true
+	case "MigrationItem.history":
+		if e.ComplexityRoot.MigrationItem.History == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationItem.History(childComplexity), true
+	case "MigrationItem.reason":
+		if e.ComplexityRoot.MigrationItem.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationItem.Reason(childComplexity), true
+	case "MigrationItem.row":
+		if e.ComplexityRoot.MigrationItem.Row == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationItem.Row(childComplexity), true
+	case "MigrationItem.status":
+		if e.ComplexityRoot.MigrationItem.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationItem.Status(childComplexity), true
+
+	case "MigrationItemConnection.edges":
+		if e.ComplexityRoot.MigrationItemConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationItemConnection.Edges(childComplexity), true
+	case "MigrationItemConnection.pageInfo":
+		if e.ComplexityRoot.MigrationItemConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationItemConnection.PageInfo(childComplexity), true
+	case "MigrationItemConnection.totalCount":
+		if e.ComplexityRoot.MigrationItemConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationItemConnection.TotalCount(childComplexity), true
+
+	case "MigrationItemEdge.cursor":
+		if e.ComplexityRoot.MigrationItemEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationItemEdge.Cursor(childComplexity), true
+	case "MigrationItemEdge.node":
+		if e.ComplexityRoot.MigrationItemEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationItemEdge.Node(childComplexity), true
+
+	case "MigrationRowError.accountId":
+		if e.ComplexityRoot.MigrationRowError.AccountID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationRowError.AccountID(childComplexity), true
+	case "MigrationRowError.reason":
+		if e.ComplexityRoot.MigrationRowError.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationRowError.Reason(childComplexity), true
+	case "MigrationRowError.row":
+		if e.ComplexityRoot.MigrationRowError.Row == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MigrationRowError.Row(childComplexity), true
+
 	case "Mutation.acceptInvitation":
 		if e.ComplexityRoot.Mutation.AcceptInvitation == nil {
 			break
@@ -1608,6 +2041,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.AddGroupMember(childComplexity, args["groupId"].(string), args["accountId"].(string)), true
+	case "Mutation.addMigrationRows":
+		if e.ComplexityRoot.Mutation.AddMigrationRows == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_addMigrationRows_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.AddMigrationRows(childComplexity, args["id"].(string), args["rows"].([]*MigrationRowInput), args["file"].(*graphql.Upload)), true
 	case "Mutation.addSharingUnitMember":
 		if e.ComplexityRoot.Mutation.AddSharingUnitMember == nil {
 			break
@@ -1630,6 +2074,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.AllocateCredit(childComplexity, args["childId"].(string), args["amount"].(decimal.Decimal)), true
+	case "Mutation.approveMigration":
+		if e.ComplexityRoot.Mutation.ApproveMigration == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_approveMigration_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ApproveMigration(childComplexity, args["id"].(string), args["acknowledgeDataTransferStatement"].(*bool)), true
 	case "Mutation.authorizePurchase":
 		if e.ComplexityRoot.Mutation.AuthorizePurchase == nil {
 			break
@@ -1641,6 +2096,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.AuthorizePurchase(childComplexity, args["customerId"].(string), args["billingMode"].(models.BillingMode), args["listAmount"].(decimal.Decimal)), true
+	case "Mutation.cancelMigration":
+		if e.ComplexityRoot.Mutation.CancelMigration == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_cancelMigration_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CancelMigration(childComplexity, args["id"].(string)), true
 	case "Mutation.clearBudget":
 		if e.ComplexityRoot.Mutation.ClearBudget == nil {
 			break
@@ -1696,6 +2162,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateCustomerGroup(childComplexity, args["name"].(string), args["administratorId"].(string), args["memberIds"].([]string)), true
+	case "Mutation.createMigration":
+		if e.ComplexityRoot.Mutation.CreateMigration == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createMigration_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateMigration(childComplexity, args["sourceId"].(string), args["rows"].([]*MigrationRowInput), args["file"].(*graphql.Upload)), true
 	case "Mutation.createSharingUnit":
 		if e.ComplexityRoot.Mutation.CreateSharingUnit == nil {
 			break
@@ -1812,6 +2289,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RegisterResource(childComplexity, args["customerId"].(string), args["productCode"].(string), args["externalId"].(string)), true
+	case "Mutation.rejectMigration":
+		if e.ComplexityRoot.Mutation.RejectMigration == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_rejectMigration_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RejectMigration(childComplexity, args["id"].(string), args["reason"].(string)), true
 	case "Mutation.rejectUnbinding":
 		if e.ComplexityRoot.Mutation.RejectUnbinding == nil {
 			break
@@ -1834,6 +2322,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RemoveGroupMember(childComplexity, args["groupId"].(string), args["accountId"].(string)), true
+	case "Mutation.removeMigrationItem":
+		if e.ComplexityRoot.Mutation.RemoveMigrationItem == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_removeMigrationItem_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RemoveMigrationItem(childComplexity, args["id"].(string), args["accountId"].(string)), true
 	case "Mutation.removeSharingUnitMember":
 		if e.ComplexityRoot.Mutation.RemoveSharingUnitMember == nil {
 			break
@@ -1955,6 +2454,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SetNotificationPreference(childComplexity, args["eventType"].(string), args["channel"].(models.Channel), args["enabled"].(bool)), true
+	case "Mutation.submitMigration":
+		if e.ComplexityRoot.Mutation.SubmitMigration == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_submitMigration_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SubmitMigration(childComplexity, args["id"].(string)), true
 	case "Mutation.unfreezeAccount":
 		if e.ComplexityRoot.Mutation.UnfreezeAccount == nil {
 			break
@@ -2062,6 +2572,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.CreditLedger(childComplexity, args["accountId"].(string), args["first"].(*int), args["after"].(*string)), true
+	case "Query.dataTransferStatement":
+		if e.ComplexityRoot.Query.DataTransferStatement == nil {
+			break
+		}
+
+		args, err := ec.field_Query_dataTransferStatement_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.DataTransferStatement(childComplexity, args["locale"].(*string)), true
 	case "Query.deliveries":
 		if e.ComplexityRoot.Query.Deliveries == nil {
 			break
@@ -2102,6 +2623,34 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Me(childComplexity), true
+	case "Query.migration":
+		if e.ComplexityRoot.Query.Migration == nil {
+			break
+		}
+
+		args, err := ec.field_Query_migration_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Migration(childComplexity, args["id"].(string)), true
+	case "Query.migrationTemplate":
+		if e.ComplexityRoot.Query.MigrationTemplate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.MigrationTemplate(childComplexity), true
+	case "Query.migrations":
+		if e.ComplexityRoot.Query.Migrations == nil {
+			break
+		}
+
+		args, err := ec.field_Query_migrations_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Migrations(childComplexity, args["status"].(*migration.Status), args["role"].(*migration.Role), args["first"].(*int), args["after"].(*string)), true
 	case "Query.node":
 		if e.ComplexityRoot.Query.Node == nil {
 			break
@@ -2317,6 +2866,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Subscription.InboxMessageReceived(childComplexity), true
+	case "Subscription.migrationUpdated":
+		if e.ComplexityRoot.Subscription.MigrationUpdated == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_migrationUpdated_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.MigrationUpdated(childComplexity, args["id"].(string)), true
 
 	case "Tag.key":
 		if e.ComplexityRoot.Tag.Key == nil {
@@ -2479,6 +3039,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("BudgetInput", ec.unmarshalInputBudgetInput),
 			graphql.NewInputUnmarshaler("CreateAccountInput", ec.unmarshalInputCreateAccountInput),
 			graphql.NewInputUnmarshaler("ExpenditureInput", ec.unmarshalInputExpenditureInput),
+			graphql.NewInputUnmarshaler("MigrationRowInput", ec.unmarshalInputMigrationRowInput),
 			graphql.NewInputUnmarshaler("TagInput", ec.unmarshalInputTagInput),
 			graphql.NewInputUnmarshaler("UpdateAccountInput", ec.unmarshalInputUpdateAccountInput),
 		)
@@ -2585,6 +3146,8 @@ scalar Decimal
 scalar Time
 "A billing month, \"YYYY-MM\", in Beijing time."
 scalar Month
+"A file of a multipart request (the GraphQL multipart request spec): the filled-in migration template."
+scalar Upload
 
 "An object with an opaque global ID that node(id) resolves."
 interface Node { id: ID! }
@@ -2651,6 +3214,8 @@ type Account implements Node {
   resources(status: ResourceStatus, first: Int = 50, after: String): ResourceConnection!
   "Customers: true while an unbinding of this customer is pending."
   inUnbinding: Boolean!
+  "Customers: true while a submitted migration holds the customer (until it is migrated, fails, or the batch ends)."
+  inMigration: Boolean!
   "Customers: the account's role in a billing group."
   groupRole: GroupRole!
   "Customers: the billing group it is in, when the caller sees its partner."
@@ -2695,6 +3260,60 @@ type Unbinding implements Node {
   "When the customer left (COMPLETED)."
   effectiveAt: Time
 }
+
+enum MigrationStatus { DRAFT PENDING_DISTRIBUTOR_APPROVAL PENDING_SOURCE_APPROVAL PENDING_INTERNAL_REVIEW EXECUTING COMPLETED PARTIALLY_COMPLETED REJECTED CANCELLED EXPIRED }
+enum MigrationItemStatus { PENDING MIGRATED FAILED REJECTED CANCELLED }
+"Which batches migrations lists: those the caller's account receives, gives away, or must approve now."
+enum MigrationRole { RECEIVER SOURCE APPROVER }
+"""A sub-customer migration batch: customers of one source partner moving under the receiver. Seen by the receiver, the source (once submitted), the receiver's distributor and the platform.
+DRAFT -> (second-level receiver) PENDING_DISTRIBUTOR_APPROVAL -> PENDING_SOURCE_APPROVAL -> PENDING_INTERNAL_REVIEW -> EXECUTING -> COMPLETED or PARTIALLY_COMPLETED; or REJECTED, CANCELLED, EXPIRED."""
+type Migration implements Node {
+  id: ID!
+  status: MigrationStatus!
+  receiver: Account!
+  source: Account!
+  "The receiver's tier-1 distributor, who approves first, when the receiver is a second-level reseller."
+  distributor: Account
+  "The customers, in the order they were imported."
+  items(first: Int = 100, after: String): MigrationItemConnection!
+  "Rows of the uploaded template (or of the given rows) that were not imported, with their reasons."
+  rejectedRows: [MigrationRowError!]!
+  "The batch's history, oldest first (each customer's own is on its item)."
+  history: [MigrationEvent!]!
+  "Why the batch was rejected."
+  reason: String
+  "When the pending step expires the batch, unless answered."
+  stepDueAt: Time
+  "The source's acknowledgement of the Sub-Customer Data Transfer Statement, once given."
+  dataTransferAcknowledgement: DataTransferAcknowledgement
+  "Customers by status."
+  counts: MigrationCounts!
+  createdAt: Time!
+  updatedAt: Time!
+  finishedAt: Time
+}
+type MigrationCounts { total: Int! pending: Int! migrated: Int! failed: Int! }
+type MigrationItem {
+  account: Account!
+  "The row of the upload (or position in the given rows) it came from."
+  row: Int!
+  creditToAllocate: Decimal!
+  status: MigrationItemStatus!
+  "Why it failed, was rejected or cancelled."
+  reason: String
+  "When it moved under the receiver: its usage before stays billed to the source."
+  effectiveAt: Time
+  "This customer's history in the batch, oldest first."
+  history: [MigrationEvent!]!
+}
+type MigrationItemConnection { edges: [MigrationItemEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type MigrationItemEdge { cursor: String! node: MigrationItem! }
+type MigrationRowError { row: Int! accountId: String reason: String! }
+type MigrationEvent { at: Time! actor: String! action: String! status: MigrationStatus! note: String }
+"""The Sub-Customer Data Transfer Statement the source acknowledges when it approves a migration."""
+type DataTransferStatement { version: String! locale: String! title: String! text: String! }
+"Who acknowledged the statement (the user's email), which version, in which locale, when."
+type DataTransferAcknowledgement { by: String! version: String! locale: String! at: Time! }
 
 "A billing group: customers of one partner with one administrator among them. A customer is in at most one."
 type CustomerGroup implements Node {
@@ -2873,6 +3492,7 @@ type IngestError { index: Int! externalId: String! reason: String! }
 
 "A customer's budget. thresholds: each 1..1000, unique; default 50, 80, 100. overspendAction: default NONE."
 input BudgetInput { customerId: ID! type: BudgetType! amount: Decimal! thresholds: [Int!] overspendAction: OverspendAction }
+input MigrationRowInput { accountId: ID! creditToAllocate: Decimal! }
 
 enum Channel { IN_SITE EMAIL SMS }
 
@@ -2934,6 +3554,13 @@ type Query {
   unbinding(id: ID!): Unbinding
   "Invitations sent by the caller's partner account, or addressed to the caller's own account, newest first."
   invitations(status: InvitationStatus, first: Int = 50, after: String): InvitationConnection!
+  migration(id: ID!): Migration
+  "The batches that concern the caller's account, newest first; after is the ID of the last batch of the previous page."
+  migrations(status: MigrationStatus, role: MigrationRole, first: Int = 50, after: String): [Migration!]!
+  "Text of the CSV template for migration uploads (also GET /v1/migrations/template.csv)."
+  migrationTemplate: String!
+  "The Sub-Customer Data Transfer Statement in force, in locale (default: the caller's)."
+  dataTransferStatement(locale: String): DataTransferStatement!
   "What was sent to the users and contacts of an account and its subtree, newest first. ADMIN."
   deliveries(accountId: ID!, status: DeliveryStatus, channel: Channel, first: Int = 50, after: String): DeliveryConnection!
 }
@@ -2994,6 +3621,21 @@ type Mutation {
   "The billing pipeline (platform ADMIN or FINANCE): at most 5,000 records per call; POST /v1/expenditures streams more."
   recordExpenditures(records: [ExpenditureInput!]!): IngestResult!
 
+  "By the receiving partner (ADMIN or OPERATOR): a DRAFT batch of customers of sourceId, from rows or an uploaded CSV template (at most 10,000 rows, 5 MiB); invalid rows land in rejectedRows."
+  createMigration(sourceId: ID!, rows: [MigrationRowInput!], file: Upload): Migration!
+  "By the receiver: more rows for a DRAFT batch, judged as at creation."
+  addMigrationRows(id: ID!, rows: [MigrationRowInput!], file: Upload): Migration!
+  "By the receiver: takes a customer out of a DRAFT batch."
+  removeMigrationItem(id: ID!, accountId: ID!): Migration!
+  "By the receiver: sends the batch for approval; every customer must meet the conditions (PRECONDITION_FAILED names those that do not)."
+  submitMigration(id: ID!): Migration!
+  "By the party whose turn it is: the receiver's distributor, the source (acknowledgeDataTransferStatement: true required), a platform REVIEWER (the batch then executes)."
+  approveMigration(id: ID!, acknowledgeDataTransferStatement: Boolean = false): Migration!
+  "By the party whose turn it is: ends the batch."
+  rejectMigration(id: ID!, reason: String!): Migration!
+  "By the receiver, before the final approval."
+  cancelMigration(id: ID!): Migration!
+
   "Marks messages of the caller's inbox read; returns how many were unread. An id outside the caller's inbox is NOT_FOUND and changes nothing."
   markRead(ids: [ID!]!): Int!
   "Marks the caller's whole inbox read; returns how many were unread."
@@ -3007,6 +3649,8 @@ type Mutation {
 type Subscription {
   "The account, each time its own fields change (contact details, tags, status)."
   accountUpdated(id: ID!): Account!
+  "The batch, each time it changes (steps, and each customer during the execution)."
+  migrationUpdated(id: ID!): Migration!
   "Each new message of the caller's inbox."
   inboxMessageReceived: InboxMessage!
 }
@@ -3070,6 +3714,8 @@ func (ec *executionContext) childFields_Account(ctx context.Context, field graph
 		return ec.fieldContext_Account_resources(ctx, field)
 	case "inUnbinding":
 		return ec.fieldContext_Account_inUnbinding(ctx, field)
+	case "inMigration":
+		return ec.fieldContext_Account_inMigration(ctx, field)
 	case "groupRole":
 		return ec.fieldContext_Account_groupRole(ctx, field)
 	case "customerGroup":
@@ -3298,6 +3944,34 @@ func (ec *executionContext) childFields_CustomerGroupEdge(ctx context.Context, f
 	return nil, fmt.Errorf("no field named %q was found under type CustomerGroupEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_DataTransferAcknowledgement(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "by":
+		return ec.fieldContext_DataTransferAcknowledgement_by(ctx, field)
+	case "version":
+		return ec.fieldContext_DataTransferAcknowledgement_version(ctx, field)
+	case "locale":
+		return ec.fieldContext_DataTransferAcknowledgement_locale(ctx, field)
+	case "at":
+		return ec.fieldContext_DataTransferAcknowledgement_at(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DataTransferAcknowledgement", field.Name)
+}
+
+func (ec *executionContext) childFields_DataTransferStatement(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "version":
+		return ec.fieldContext_DataTransferStatement_version(ctx, field)
+	case "locale":
+		return ec.fieldContext_DataTransferStatement_locale(ctx, field)
+	case "title":
+		return ec.fieldContext_DataTransferStatement_title(ctx, field)
+	case "text":
+		return ec.fieldContext_DataTransferStatement_text(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DataTransferStatement", field.Name)
+}
+
 func (ec *executionContext) childFields_Delivery(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -3482,6 +4156,126 @@ func (ec *executionContext) childFields_InvitationEdge(ctx context.Context, fiel
 		return ec.fieldContext_InvitationEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type InvitationEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_Migration(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Migration_id(ctx, field)
+	case "status":
+		return ec.fieldContext_Migration_status(ctx, field)
+	case "receiver":
+		return ec.fieldContext_Migration_receiver(ctx, field)
+	case "source":
+		return ec.fieldContext_Migration_source(ctx, field)
+	case "distributor":
+		return ec.fieldContext_Migration_distributor(ctx, field)
+	case "items":
+		return ec.fieldContext_Migration_items(ctx, field)
+	case "rejectedRows":
+		return ec.fieldContext_Migration_rejectedRows(ctx, field)
+	case "history":
+		return ec.fieldContext_Migration_history(ctx, field)
+	case "reason":
+		return ec.fieldContext_Migration_reason(ctx, field)
+	case "stepDueAt":
+		return ec.fieldContext_Migration_stepDueAt(ctx, field)
+	case "dataTransferAcknowledgement":
+		return ec.fieldContext_Migration_dataTransferAcknowledgement(ctx, field)
+	case "counts":
+		return ec.fieldContext_Migration_counts(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Migration_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_Migration_updatedAt(ctx, field)
+	case "finishedAt":
+		return ec.fieldContext_Migration_finishedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Migration", field.Name)
+}
+
+func (ec *executionContext) childFields_MigrationCounts(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "total":
+		return ec.fieldContext_MigrationCounts_total(ctx, field)
+	case "pending":
+		return ec.fieldContext_MigrationCounts_pending(ctx, field)
+	case "migrated":
+		return ec.fieldContext_MigrationCounts_migrated(ctx, field)
+	case "failed":
+		return ec.fieldContext_MigrationCounts_failed(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MigrationCounts", field.Name)
+}
+
+func (ec *executionContext) childFields_MigrationEvent(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "at":
+		return ec.fieldContext_MigrationEvent_at(ctx, field)
+	case "actor":
+		return ec.fieldContext_MigrationEvent_actor(ctx, field)
+	case "action":
+		return ec.fieldContext_MigrationEvent_action(ctx, field)
+	case "status":
+		return ec.fieldContext_MigrationEvent_status(ctx, field)
+	case "note":
+		return ec.fieldContext_MigrationEvent_note(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MigrationEvent", field.Name)
+}
+
+func (ec *executionContext) childFields_MigrationItem(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "account":
+		return ec.fieldContext_MigrationItem_account(ctx, field)
+	case "row":
+		return ec.fieldContext_MigrationItem_row(ctx, field)
+	case "creditToAllocate":
+		return ec.fieldContext_MigrationItem_creditToAllocate(ctx, field)
+	case "status":
+		return ec.fieldContext_MigrationItem_status(ctx, field)
+	case "reason":
+		return ec.fieldContext_MigrationItem_reason(ctx, field)
+	case "effectiveAt":
+		return ec.fieldContext_MigrationItem_effectiveAt(ctx, field)
+	case "history":
+		return ec.fieldContext_MigrationItem_history(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MigrationItem", field.Name)
+}
+
+func (ec *executionContext) childFields_MigrationItemConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_MigrationItemConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_MigrationItemConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_MigrationItemConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MigrationItemConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_MigrationItemEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_MigrationItemEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_MigrationItemEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MigrationItemEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_MigrationRowError(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "row":
+		return ec.fieldContext_MigrationRowError_row(ctx, field)
+	case "accountId":
+		return ec.fieldContext_MigrationRowError_accountId(ctx, field)
+	case "reason":
+		return ec.fieldContext_MigrationRowError_reason(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MigrationRowError", field.Name)
 }
 
 func (ec *executionContext) childFields_NotificationPreference(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3970,6 +4764,28 @@ func (ec *executionContext) field_Account_users_args(ctx context.Context, rawArg
 	return args, nil
 }
 
+func (ec *executionContext) field_Migration_items_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_acceptInvitation_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -4003,6 +4819,36 @@ func (ec *executionContext) field_Mutation_addGroupMember_args(ctx context.Conte
 		return nil, err
 	}
 	args["accountId"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_addMigrationRows_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "rows",
+		func(ctx context.Context, v any) ([]*MigrationRowInput, error) {
+			return ec.unmarshalOMigrationRowInput2ᚕᚖpartnerdᚋgraphᚐMigrationRowInputᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["rows"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "file",
+		func(ctx context.Context, v any) (*graphql.Upload, error) {
+			return ec.unmarshalOUpload2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["file"] = arg2
 	return args, nil
 }
 
@@ -4050,6 +4896,28 @@ func (ec *executionContext) field_Mutation_allocateCredit_args(ctx context.Conte
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_approveMigration_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "acknowledgeDataTransferStatement",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["acknowledgeDataTransferStatement"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_authorizePurchase_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -4077,6 +4945,20 @@ func (ec *executionContext) field_Mutation_authorizePurchase_args(ctx context.Co
 		return nil, err
 	}
 	args["listAmount"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_cancelMigration_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
 	return args, nil
 }
 
@@ -4171,6 +5053,36 @@ func (ec *executionContext) field_Mutation_createCustomerGroup_args(ctx context.
 		return nil, err
 	}
 	args["memberIds"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_createMigration_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "sourceId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["sourceId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "rows",
+		func(ctx context.Context, v any) ([]*MigrationRowInput, error) {
+			return ec.unmarshalOMigrationRowInput2ᚕᚖpartnerdᚋgraphᚐMigrationRowInputᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["rows"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "file",
+		func(ctx context.Context, v any) (*graphql.Upload, error) {
+			return ec.unmarshalOUpload2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["file"] = arg2
 	return args, nil
 }
 
@@ -4386,6 +5298,28 @@ func (ec *executionContext) field_Mutation_registerResource_args(ctx context.Con
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_rejectMigration_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "reason",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["reason"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_rejectUnbinding_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -4419,6 +5353,28 @@ func (ec *executionContext) field_Mutation_removeGroupMember_args(ctx context.Co
 		return nil, err
 	}
 	args["groupId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "accountId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["accountId"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_removeMigrationItem_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
 	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "accountId",
 		func(ctx context.Context, v any) (string, error) {
 			return ec.unmarshalNID2string(ctx, v)
@@ -4648,6 +5604,20 @@ func (ec *executionContext) field_Mutation_setNotificationPreference_args(ctx co
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_submitMigration_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_unfreezeAccount_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -4780,6 +5750,20 @@ func (ec *executionContext) field_Query_creditLedger_args(ctx context.Context, r
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_dataTransferStatement_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "locale",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["locale"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_deliveries_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -4886,6 +5870,58 @@ func (ec *executionContext) field_Query_invitations_args(ctx context.Context, ra
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_migration_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_migrations_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) (*migration.Status, error) {
+			return ec.unmarshalOMigrationStatus2ᚖpartnerdᚋmigrationᚐStatus(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "role",
+		func(ctx context.Context, v any) (*migration.Role, error) {
+			return ec.unmarshalOMigrationRole2ᚖpartnerdᚋmigrationᚐRole(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["role"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg3
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_node_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -4915,6 +5951,20 @@ func (ec *executionContext) field_Query_unbinding_args(ctx context.Context, rawA
 }
 
 func (ec *executionContext) field_Subscription_accountUpdated_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_migrationUpdated_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
@@ -5703,6 +6753,29 @@ func (ec *executionContext) _Account_inUnbinding(ctx context.Context, field grap
 	)
 }
 func (ec *executionContext) fieldContext_Account_inUnbinding(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Account", field, true, true, "Boolean")
+}
+
+func (ec *executionContext) _Account_inMigration(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_inMigration(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Account().InMigration(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Account_inMigration(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Account", field, true, true, "Boolean")
 }
 
@@ -7469,6 +8542,190 @@ func (ec *executionContext) fieldContext_CustomerGroupEdge_node(_ context.Contex
 	return fc, nil
 }
 
+func (ec *executionContext) _DataTransferAcknowledgement_by(ctx context.Context, field graphql.CollectedField, obj *DataTransferAcknowledgement) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DataTransferAcknowledgement_by(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.By, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DataTransferAcknowledgement_by(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DataTransferAcknowledgement", field, false, false, "String")
+}
+
+func (ec *executionContext) _DataTransferAcknowledgement_version(ctx context.Context, field graphql.CollectedField, obj *DataTransferAcknowledgement) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DataTransferAcknowledgement_version(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Version, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DataTransferAcknowledgement_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DataTransferAcknowledgement", field, false, false, "String")
+}
+
+func (ec *executionContext) _DataTransferAcknowledgement_locale(ctx context.Context, field graphql.CollectedField, obj *DataTransferAcknowledgement) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DataTransferAcknowledgement_locale(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Locale, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DataTransferAcknowledgement_locale(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DataTransferAcknowledgement", field, false, false, "String")
+}
+
+func (ec *executionContext) _DataTransferAcknowledgement_at(ctx context.Context, field graphql.CollectedField, obj *DataTransferAcknowledgement) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DataTransferAcknowledgement_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DataTransferAcknowledgement_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DataTransferAcknowledgement", field, false, false, "Time")
+}
+
+func (ec *executionContext) _DataTransferStatement_version(ctx context.Context, field graphql.CollectedField, obj *migration.Statement) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DataTransferStatement_version(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Version, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DataTransferStatement_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DataTransferStatement", field, false, false, "String")
+}
+
+func (ec *executionContext) _DataTransferStatement_locale(ctx context.Context, field graphql.CollectedField, obj *migration.Statement) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DataTransferStatement_locale(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Locale, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DataTransferStatement_locale(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DataTransferStatement", field, false, false, "String")
+}
+
+func (ec *executionContext) _DataTransferStatement_title(ctx context.Context, field graphql.CollectedField, obj *migration.Statement) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DataTransferStatement_title(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Title, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DataTransferStatement_title(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DataTransferStatement", field, false, false, "String")
+}
+
+func (ec *executionContext) _DataTransferStatement_text(ctx context.Context, field graphql.CollectedField, obj *migration.Statement) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DataTransferStatement_text(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Text, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DataTransferStatement_text(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DataTransferStatement", field, false, false, "String")
+}
+
 func (ec *executionContext) _Delivery_id(ctx context.Context, field graphql.CollectedField, obj *notify.DeliveryView) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8915,6 +10172,1032 @@ func (ec *executionContext) fieldContext_InvitationEdge_node(_ context.Context, 
 	return fc, nil
 }
 
+func (ec *executionContext) _Migration_id(ctx context.Context, field graphql.CollectedField, obj *migration.Migration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Migration_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Migration().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Migration_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Migration", field, true, true, "ID")
+}
+
+func (ec *executionContext) _Migration_status(ctx context.Context, field graphql.CollectedField, obj *migration.Migration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Migration_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v migration.Status) graphql.Marshaler {
+			return ec.marshalNMigrationStatus2partnerdᚋmigrationᚐStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Migration_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Migration", field, false, false, "MigrationStatus")
+}
+
+func (ec *executionContext) _Migration_receiver(ctx context.Context, field graphql.CollectedField, obj *migration.Migration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Migration_receiver(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Migration().Receiver(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Migration_receiver(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Migration",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Migration_source(ctx context.Context, field graphql.CollectedField, obj *migration.Migration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Migration_source(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Migration().Source(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Migration_source(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Migration",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Migration_distributor(ctx context.Context, field graphql.CollectedField, obj *migration.Migration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Migration_distributor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Migration().Distributor(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalOAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Migration_distributor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Migration",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Migration_items(ctx context.Context, field graphql.CollectedField, obj *migration.Migration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Migration_items(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Migration().Items(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *MigrationItemConnection) graphql.Marshaler {
+			return ec.marshalNMigrationItemConnection2ᚖpartnerdᚋgraphᚐMigrationItemConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Migration_items(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Migration",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MigrationItemConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Migration_items_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Migration_rejectedRows(ctx context.Context, field graphql.CollectedField, obj *migration.Migration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Migration_rejectedRows(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Migration().RejectedRows(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*migration.RowError) graphql.Marshaler {
+			return ec.marshalNMigrationRowError2ᚕᚖpartnerdᚋmigrationᚐRowErrorᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Migration_rejectedRows(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Migration",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MigrationRowError(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Migration_history(ctx context.Context, field graphql.CollectedField, obj *migration.Migration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Migration_history(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Migration().History(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*migration.Event) graphql.Marshaler {
+			return ec.marshalNMigrationEvent2ᚕᚖpartnerdᚋmigrationᚐEventᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Migration_history(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Migration",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MigrationEvent(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Migration_reason(ctx context.Context, field graphql.CollectedField, obj *migration.Migration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Migration_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Migration().Reason(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Migration_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Migration", field, true, true, "String")
+}
+
+func (ec *executionContext) _Migration_stepDueAt(ctx context.Context, field graphql.CollectedField, obj *migration.Migration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Migration_stepDueAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StepDueAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Migration_stepDueAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Migration", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Migration_dataTransferAcknowledgement(ctx context.Context, field graphql.CollectedField, obj *migration.Migration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Migration_dataTransferAcknowledgement(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Migration().DataTransferAcknowledgement(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *DataTransferAcknowledgement) graphql.Marshaler {
+			return ec.marshalODataTransferAcknowledgement2ᚖpartnerdᚋgraphᚐDataTransferAcknowledgement(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Migration_dataTransferAcknowledgement(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Migration",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DataTransferAcknowledgement(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Migration_counts(ctx context.Context, field graphql.CollectedField, obj *migration.Migration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Migration_counts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Migration().Counts(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *MigrationCounts) graphql.Marshaler {
+			return ec.marshalNMigrationCounts2ᚖpartnerdᚋgraphᚐMigrationCounts(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Migration_counts(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Migration",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MigrationCounts(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Migration_createdAt(ctx context.Context, field graphql.CollectedField, obj *migration.Migration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Migration_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Migration_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Migration", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Migration_updatedAt(ctx context.Context, field graphql.CollectedField, obj *migration.Migration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Migration_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Migration_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Migration", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Migration_finishedAt(ctx context.Context, field graphql.CollectedField, obj *migration.Migration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Migration_finishedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FinishedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Migration_finishedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Migration", field, false, false, "Time")
+}
+
+func (ec *executionContext) _MigrationCounts_total(ctx context.Context, field graphql.CollectedField, obj *MigrationCounts) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationCounts_total(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Total, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationCounts_total(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MigrationCounts", field, false, false, "Int")
+}
+
+func (ec *executionContext) _MigrationCounts_pending(ctx context.Context, field graphql.CollectedField, obj *MigrationCounts) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationCounts_pending(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Pending, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationCounts_pending(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MigrationCounts", field, false, false, "Int")
+}
+
+func (ec *executionContext) _MigrationCounts_migrated(ctx context.Context, field graphql.CollectedField, obj *MigrationCounts) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationCounts_migrated(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Migrated, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationCounts_migrated(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MigrationCounts", field, false, false, "Int")
+}
+
+func (ec *executionContext) _MigrationCounts_failed(ctx context.Context, field graphql.CollectedField, obj *MigrationCounts) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationCounts_failed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Failed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationCounts_failed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MigrationCounts", field, false, false, "Int")
+}
+
+func (ec *executionContext) _MigrationEvent_at(ctx context.Context, field graphql.CollectedField, obj *migration.Event) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationEvent_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationEvent_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MigrationEvent", field, false, false, "Time")
+}
+
+func (ec *executionContext) _MigrationEvent_actor(ctx context.Context, field graphql.CollectedField, obj *migration.Event) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationEvent_actor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Actor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationEvent_actor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MigrationEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _MigrationEvent_action(ctx context.Context, field graphql.CollectedField, obj *migration.Event) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationEvent_action(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Action, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationEvent_action(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MigrationEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _MigrationEvent_status(ctx context.Context, field graphql.CollectedField, obj *migration.Event) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationEvent_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v migration.Status) graphql.Marshaler {
+			return ec.marshalNMigrationStatus2partnerdᚋmigrationᚐStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationEvent_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MigrationEvent", field, false, false, "MigrationStatus")
+}
+
+func (ec *executionContext) _MigrationEvent_note(ctx context.Context, field graphql.CollectedField, obj *migration.Event) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationEvent_note(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Note, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationEvent_note(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MigrationEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _MigrationItem_account(ctx context.Context, field graphql.CollectedField, obj *migration.Item) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationItem_account(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.MigrationItem().Account(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationItem_account(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MigrationItem",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MigrationItem_row(ctx context.Context, field graphql.CollectedField, obj *migration.Item) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationItem_row(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.MigrationItem().Row(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationItem_row(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MigrationItem", field, true, true, "Int")
+}
+
+func (ec *executionContext) _MigrationItem_creditToAllocate(ctx context.Context, field graphql.CollectedField, obj *migration.Item) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationItem_creditToAllocate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.MigrationItem().CreditToAllocate(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2ᚖgithubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationItem_creditToAllocate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MigrationItem", field, true, true, "Decimal")
+}
+
+func (ec *executionContext) _MigrationItem_status(ctx context.Context, field graphql.CollectedField, obj *migration.Item) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationItem_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v migration.ItemStatus) graphql.Marshaler {
+			return ec.marshalNMigrationItemStatus2partnerdᚋmigrationᚐItemStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationItem_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MigrationItem", field, false, false, "MigrationItemStatus")
+}
+
+func (ec *executionContext) _MigrationItem_reason(ctx context.Context, field graphql.CollectedField, obj *migration.Item) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationItem_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.MigrationItem().Reason(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationItem_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MigrationItem", field, true, true, "String")
+}
+
+func (ec *executionContext) _MigrationItem_effectiveAt(ctx context.Context, field graphql.CollectedField, obj *migration.Item) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationItem_effectiveAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EffectiveAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationItem_effectiveAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MigrationItem", field, false, false, "Time")
+}
+
+func (ec *executionContext) _MigrationItem_history(ctx context.Context, field graphql.CollectedField, obj *migration.Item) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationItem_history(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.MigrationItem().History(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*migration.Event) graphql.Marshaler {
+			return ec.marshalNMigrationEvent2ᚕᚖpartnerdᚋmigrationᚐEventᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationItem_history(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MigrationItem",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MigrationEvent(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MigrationItemConnection_edges(ctx context.Context, field graphql.CollectedField, obj *MigrationItemConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationItemConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*MigrationItemEdge) graphql.Marshaler {
+			return ec.marshalNMigrationItemEdge2ᚕᚖpartnerdᚋgraphᚐMigrationItemEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationItemConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MigrationItemConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MigrationItemEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MigrationItemConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *MigrationItemConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationItemConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationItemConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MigrationItemConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MigrationItemConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *MigrationItemConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationItemConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationItemConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MigrationItemConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _MigrationItemEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *MigrationItemEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationItemEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationItemEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MigrationItemEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _MigrationItemEdge_node(ctx context.Context, field graphql.CollectedField, obj *MigrationItemEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationItemEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *migration.Item) graphql.Marshaler {
+			return ec.marshalNMigrationItem2ᚖpartnerdᚋmigrationᚐItem(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationItemEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MigrationItemEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MigrationItem(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MigrationRowError_row(ctx context.Context, field graphql.CollectedField, obj *migration.RowError) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationRowError_row(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.MigrationRowError().Row(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationRowError_row(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MigrationRowError", field, true, true, "Int")
+}
+
+func (ec *executionContext) _MigrationRowError_accountId(ctx context.Context, field graphql.CollectedField, obj *migration.RowError) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationRowError_accountId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.MigrationRowError().AccountID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationRowError_accountId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MigrationRowError", field, true, true, "String")
+}
+
+func (ec *executionContext) _MigrationRowError_reason(ctx context.Context, field graphql.CollectedField, obj *migration.RowError) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MigrationRowError_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MigrationRowError_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MigrationRowError", field, false, false, "String")
+}
+
 func (ec *executionContext) _Mutation_createAccount(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -10323,6 +12606,314 @@ func (ec *executionContext) fieldContext_Mutation_recordExpenditures(ctx context
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_createMigration(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createMigration(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateMigration(ctx, fc.Args["sourceId"].(string), fc.Args["rows"].([]*MigrationRowInput), fc.Args["file"].(*graphql.Upload))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *migration.Migration) graphql.Marshaler {
+			return ec.marshalNMigration2ᚖpartnerdᚋmigrationᚐMigration(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createMigration(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Migration(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createMigration_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_addMigrationRows(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_addMigrationRows(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().AddMigrationRows(ctx, fc.Args["id"].(string), fc.Args["rows"].([]*MigrationRowInput), fc.Args["file"].(*graphql.Upload))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *migration.Migration) graphql.Marshaler {
+			return ec.marshalNMigration2ᚖpartnerdᚋmigrationᚐMigration(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_addMigrationRows(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Migration(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_addMigrationRows_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_removeMigrationItem(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_removeMigrationItem(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RemoveMigrationItem(ctx, fc.Args["id"].(string), fc.Args["accountId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *migration.Migration) graphql.Marshaler {
+			return ec.marshalNMigration2ᚖpartnerdᚋmigrationᚐMigration(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_removeMigrationItem(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Migration(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_removeMigrationItem_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_submitMigration(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_submitMigration(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SubmitMigration(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *migration.Migration) graphql.Marshaler {
+			return ec.marshalNMigration2ᚖpartnerdᚋmigrationᚐMigration(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_submitMigration(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Migration(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_submitMigration_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_approveMigration(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_approveMigration(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ApproveMigration(ctx, fc.Args["id"].(string), fc.Args["acknowledgeDataTransferStatement"].(*bool))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *migration.Migration) graphql.Marshaler {
+			return ec.marshalNMigration2ᚖpartnerdᚋmigrationᚐMigration(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_approveMigration(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Migration(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_approveMigration_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_rejectMigration(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_rejectMigration(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RejectMigration(ctx, fc.Args["id"].(string), fc.Args["reason"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *migration.Migration) graphql.Marshaler {
+			return ec.marshalNMigration2ᚖpartnerdᚋmigrationᚐMigration(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_rejectMigration(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Migration(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_rejectMigration_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_cancelMigration(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_cancelMigration(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CancelMigration(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *migration.Migration) graphql.Marshaler {
+			return ec.marshalNMigration2ᚖpartnerdᚋmigrationᚐMigration(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_cancelMigration(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Migration(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_cancelMigration_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_markRead(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -11051,6 +13642,161 @@ func (ec *executionContext) fieldContext_Query_invitations(ctx context.Context, 
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_invitations_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_migration(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_migration(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Migration(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *migration.Migration) graphql.Marshaler {
+			return ec.marshalOMigration2ᚖpartnerdᚋmigrationᚐMigration(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_migration(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Migration(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_migration_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_migrations(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_migrations(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Migrations(ctx, fc.Args["status"].(*migration.Status), fc.Args["role"].(*migration.Role), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*migration.Migration) graphql.Marshaler {
+			return ec.marshalNMigration2ᚕᚖpartnerdᚋmigrationᚐMigrationᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_migrations(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Migration(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_migrations_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_migrationTemplate(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_migrationTemplate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().MigrationTemplate(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_migrationTemplate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Query", field, true, true, "String")
+}
+
+func (ec *executionContext) _Query_dataTransferStatement(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_dataTransferStatement(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().DataTransferStatement(ctx, fc.Args["locale"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *migration.Statement) graphql.Marshaler {
+			return ec.marshalNDataTransferStatement2ᚖpartnerdᚋmigrationᚐStatement(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_dataTransferStatement(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DataTransferStatement(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_dataTransferStatement_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -11894,6 +14640,50 @@ func (ec *executionContext) fieldContext_Subscription_accountUpdated(ctx context
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Subscription_accountUpdated_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Subscription_migrationUpdated(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_migrationUpdated(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().MigrationUpdated(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *migration.Migration) graphql.Marshaler {
+			return ec.marshalNMigration2ᚖpartnerdᚋmigrationᚐMigration(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_migrationUpdated(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Migration(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_migrationUpdated_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -13856,6 +16646,55 @@ func UnmarshalExpenditureInput(ctx context.Context, raw any) (ExpenditureInput, 
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputMigrationRowInput(ctx context.Context, obj any) (MigrationRowInput, error) {
+	var it MigrationRowInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"accountId", "creditToAllocate"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "accountId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("accountId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AccountID = data
+		case "creditToAllocate":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("creditToAllocate"))
+			data, err := ec.unmarshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreditToAllocate = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalMigrationRowInput unmarshals raw into the MigrationRowInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalMigrationRowInput(ctx context.Context, raw any) (MigrationRowInput, error) {
+	var out MigrationRowInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "MigrationRowInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputTagInput(ctx context.Context, obj any) (TagInput, error) {
 	var it TagInput
 	if obj == nil {
@@ -13997,6 +16836,13 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._Resource(ctx, sel, obj)
+	case migration.Migration:
+		return ec._Migration(ctx, sel, &obj)
+	case *migration.Migration:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._Migration(ctx, sel, obj)
 	case lifecycle.Invitation:
 		return ec._Invitation(ctx, sel, &obj)
 	case *lifecycle.Invitation:
@@ -14194,6 +17040,12 @@ func (ec *executionContext) _Account(ctx context.Context, sel ast.SelectionSet, 
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Account_inUnbinding(ctx, field, obj)
+				})
+		case "inMigration":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_inMigration(ctx, field, obj)
 				})
 		case "groupRole":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
@@ -14985,6 +17837,102 @@ func (ec *executionContext) _CustomerGroupEdge(ctx context.Context, sel ast.Sele
 	return out
 }
 
+var dataTransferAcknowledgementImplementors = []string{"DataTransferAcknowledgement"}
+
+func (ec *executionContext) _DataTransferAcknowledgement(ctx context.Context, sel ast.SelectionSet, obj *DataTransferAcknowledgement) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, dataTransferAcknowledgementImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DataTransferAcknowledgement")
+		case "by":
+			out.Values[i] = ec._DataTransferAcknowledgement_by(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "version":
+			out.Values[i] = ec._DataTransferAcknowledgement_version(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "locale":
+			out.Values[i] = ec._DataTransferAcknowledgement_locale(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "at":
+			out.Values[i] = ec._DataTransferAcknowledgement_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var dataTransferStatementImplementors = []string{"DataTransferStatement"}
+
+func (ec *executionContext) _DataTransferStatement(ctx context.Context, sel ast.SelectionSet, obj *migration.Statement) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, dataTransferStatementImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DataTransferStatement")
+		case "version":
+			out.Values[i] = ec._DataTransferStatement_version(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "locale":
+			out.Values[i] = ec._DataTransferStatement_locale(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "title":
+			out.Values[i] = ec._DataTransferStatement_title(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "text":
+			out.Values[i] = ec._DataTransferStatement_text(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var deliveryImplementors = []string{"Delivery", "Node"}
 
 func (ec *executionContext) _Delivery(ctx context.Context, sel ast.SelectionSet, obj *notify.DeliveryView) graphql.Marshaler {
@@ -15616,6 +18564,414 @@ func (ec *executionContext) _InvitationEdge(ctx context.Context, sel ast.Selecti
 	return out
 }
 
+var migrationImplementors = []string{"Migration", "Node"}
+
+func (ec *executionContext) _Migration(ctx context.Context, sel ast.SelectionSet, obj *migration.Migration) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, migrationImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Migration")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Migration_id(ctx, field, obj)
+				})
+		case "status":
+			out.Values[i] = ec._Migration_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "receiver":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Migration_receiver(ctx, field, obj)
+				})
+		case "source":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Migration_source(ctx, field, obj)
+				})
+		case "distributor":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Migration_distributor(ctx, field, obj)
+				})
+		case "items":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Migration_items(ctx, field, obj)
+				})
+		case "rejectedRows":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Migration_rejectedRows(ctx, field, obj)
+				})
+		case "history":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Migration_history(ctx, field, obj)
+				})
+		case "reason":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Migration_reason(ctx, field, obj)
+				})
+		case "stepDueAt":
+			out.Values[i] = ec._Migration_stepDueAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "dataTransferAcknowledgement":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Migration_dataTransferAcknowledgement(ctx, field, obj)
+				})
+		case "counts":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Migration_counts(ctx, field, obj)
+				})
+		case "createdAt":
+			out.Values[i] = ec._Migration_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "updatedAt":
+			out.Values[i] = ec._Migration_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "finishedAt":
+			out.Values[i] = ec._Migration_finishedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var migrationCountsImplementors = []string{"MigrationCounts"}
+
+func (ec *executionContext) _MigrationCounts(ctx context.Context, sel ast.SelectionSet, obj *MigrationCounts) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, migrationCountsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MigrationCounts")
+		case "total":
+			out.Values[i] = ec._MigrationCounts_total(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pending":
+			out.Values[i] = ec._MigrationCounts_pending(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "migrated":
+			out.Values[i] = ec._MigrationCounts_migrated(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "failed":
+			out.Values[i] = ec._MigrationCounts_failed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var migrationEventImplementors = []string{"MigrationEvent"}
+
+func (ec *executionContext) _MigrationEvent(ctx context.Context, sel ast.SelectionSet, obj *migration.Event) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, migrationEventImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MigrationEvent")
+		case "at":
+			out.Values[i] = ec._MigrationEvent_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "actor":
+			out.Values[i] = ec._MigrationEvent_actor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "action":
+			out.Values[i] = ec._MigrationEvent_action(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "status":
+			out.Values[i] = ec._MigrationEvent_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "note":
+			out.Values[i] = ec._MigrationEvent_note(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var migrationItemImplementors = []string{"MigrationItem"}
+
+func (ec *executionContext) _MigrationItem(ctx context.Context, sel ast.SelectionSet, obj *migration.Item) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, migrationItemImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MigrationItem")
+		case "account":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._MigrationItem_account(ctx, field, obj)
+				})
+		case "row":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._MigrationItem_row(ctx, field, obj)
+				})
+		case "creditToAllocate":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._MigrationItem_creditToAllocate(ctx, field, obj)
+				})
+		case "status":
+			out.Values[i] = ec._MigrationItem_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "reason":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._MigrationItem_reason(ctx, field, obj)
+				})
+		case "effectiveAt":
+			out.Values[i] = ec._MigrationItem_effectiveAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "history":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._MigrationItem_history(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var migrationItemConnectionImplementors = []string{"MigrationItemConnection"}
+
+func (ec *executionContext) _MigrationItemConnection(ctx context.Context, sel ast.SelectionSet, obj *MigrationItemConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, migrationItemConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MigrationItemConnection")
+		case "edges":
+			out.Values[i] = ec._MigrationItemConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._MigrationItemConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._MigrationItemConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var migrationItemEdgeImplementors = []string{"MigrationItemEdge"}
+
+func (ec *executionContext) _MigrationItemEdge(ctx context.Context, sel ast.SelectionSet, obj *MigrationItemEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, migrationItemEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MigrationItemEdge")
+		case "cursor":
+			out.Values[i] = ec._MigrationItemEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._MigrationItemEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var migrationRowErrorImplementors = []string{"MigrationRowError"}
+
+func (ec *executionContext) _MigrationRowError(ctx context.Context, sel ast.SelectionSet, obj *migration.RowError) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, migrationRowErrorImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MigrationRowError")
+		case "row":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._MigrationRowError_row(ctx, field, obj)
+				})
+		case "accountId":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._MigrationRowError_accountId(ctx, field, obj)
+				})
+		case "reason":
+			out.Values[i] = ec._MigrationRowError_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -15855,6 +19211,55 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "recordExpenditures":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_recordExpenditures(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createMigration":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createMigration(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "addMigrationRows":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_addMigrationRows(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "removeMigrationItem":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_removeMigrationItem(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "submitMigration":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_submitMigration(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "approveMigration":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_approveMigration(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rejectMigration":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_rejectMigration(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cancelMigration":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_cancelMigration(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -16107,6 +19512,30 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_invitations(ctx, field)
+				})
+		case "migration":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_migration(ctx, field)
+				})
+		case "migrations":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_migrations(ctx, field)
+				})
+		case "migrationTemplate":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_migrationTemplate(ctx, field)
+				})
+		case "dataTransferStatement":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_dataTransferStatement(ctx, field)
 				})
 		case "deliveries":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -16491,6 +19920,8 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 	switch fields[0].Name {
 	case "accountUpdated":
 		return ec._Subscription_accountUpdated(ctx, fields[0])
+	case "migrationUpdated":
+		return ec._Subscription_migrationUpdated(ctx, fields[0])
 	case "inboxMessageReceived":
 		return ec._Subscription_inboxMessageReceived(ctx, fields[0])
 	default:
@@ -17445,6 +20876,14 @@ func (ec *executionContext) marshalNCustomerGroupEdge2ᚖpartnerdᚋgraphᚐCust
 	return ec._CustomerGroupEdge(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNDataTransferStatement2ᚖpartnerdᚋmigrationᚐStatement(ctx context.Context, sel ast.SelectionSet, v *migration.Statement) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DataTransferStatement!")
+		return graphql.Null
+	}
+	return ec._DataTransferStatement(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx context.Context, v any) (decimal.Decimal, error) {
 	res, err := models.UnmarshalDecimal(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -17807,6 +21246,161 @@ func (ec *executionContext) unmarshalNInvitationStatus2partnerdᚋgraphᚐInvita
 
 func (ec *executionContext) marshalNInvitationStatus2partnerdᚋgraphᚐInvitationStatus(ctx context.Context, sel ast.SelectionSet, v InvitationStatus) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNMigration2ᚕᚖpartnerdᚋmigrationᚐMigrationᚄ(ctx context.Context, sel ast.SelectionSet, v []*migration.Migration) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNMigration2ᚖpartnerdᚋmigrationᚐMigration(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNMigration2ᚖpartnerdᚋmigrationᚐMigration(ctx context.Context, sel ast.SelectionSet, v *migration.Migration) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Migration!")
+		return graphql.Null
+	}
+	return ec._Migration(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNMigrationCounts2ᚖpartnerdᚋgraphᚐMigrationCounts(ctx context.Context, sel ast.SelectionSet, v *MigrationCounts) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MigrationCounts!")
+		return graphql.Null
+	}
+	return ec._MigrationCounts(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNMigrationEvent2ᚕᚖpartnerdᚋmigrationᚐEventᚄ(ctx context.Context, sel ast.SelectionSet, v []*migration.Event) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNMigrationEvent2ᚖpartnerdᚋmigrationᚐEvent(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNMigrationEvent2ᚖpartnerdᚋmigrationᚐEvent(ctx context.Context, sel ast.SelectionSet, v *migration.Event) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MigrationEvent!")
+		return graphql.Null
+	}
+	return ec._MigrationEvent(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNMigrationItem2ᚖpartnerdᚋmigrationᚐItem(ctx context.Context, sel ast.SelectionSet, v *migration.Item) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MigrationItem!")
+		return graphql.Null
+	}
+	return ec._MigrationItem(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNMigrationItemConnection2ᚖpartnerdᚋgraphᚐMigrationItemConnection(ctx context.Context, sel ast.SelectionSet, v *MigrationItemConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MigrationItemConnection!")
+		return graphql.Null
+	}
+	return ec._MigrationItemConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNMigrationItemEdge2ᚕᚖpartnerdᚋgraphᚐMigrationItemEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*MigrationItemEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNMigrationItemEdge2ᚖpartnerdᚋgraphᚐMigrationItemEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNMigrationItemEdge2ᚖpartnerdᚋgraphᚐMigrationItemEdge(ctx context.Context, sel ast.SelectionSet, v *MigrationItemEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MigrationItemEdge!")
+		return graphql.Null
+	}
+	return ec._MigrationItemEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNMigrationItemStatus2partnerdᚋmigrationᚐItemStatus(ctx context.Context, v any) (migration.ItemStatus, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := migration.ItemStatus(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNMigrationItemStatus2partnerdᚋmigrationᚐItemStatus(ctx context.Context, sel ast.SelectionSet, v migration.ItemStatus) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "MigrationItemStatus!")
+	}
+	return res
+}
+
+func (ec *executionContext) marshalNMigrationRowError2ᚕᚖpartnerdᚋmigrationᚐRowErrorᚄ(ctx context.Context, sel ast.SelectionSet, v []*migration.RowError) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNMigrationRowError2ᚖpartnerdᚋmigrationᚐRowError(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNMigrationRowError2ᚖpartnerdᚋmigrationᚐRowError(ctx context.Context, sel ast.SelectionSet, v *migration.RowError) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MigrationRowError!")
+		return graphql.Null
+	}
+	return ec._MigrationRowError(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNMigrationRowInput2ᚖpartnerdᚋgraphᚐMigrationRowInput(ctx context.Context, v any) (*MigrationRowInput, error) {
+	res, err := ec.unmarshalInputMigrationRowInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNMigrationStatus2partnerdᚋmigrationᚐStatus(ctx context.Context, v any) (migration.Status, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := migration.Status(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNMigrationStatus2partnerdᚋmigrationᚐStatus(ctx context.Context, sel ast.SelectionSet, v migration.Status) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "MigrationStatus!")
+	}
+	return res
 }
 
 func (ec *executionContext) unmarshalNMonth2partnerdᚋmodelsᚐMonth(ctx context.Context, v any) (models.Month, error) {
@@ -18420,6 +22014,13 @@ func (ec *executionContext) marshalOCustomerGroup2ᚖpartnerdᚋgroupsᚐGroup(c
 	return ec._CustomerGroup(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalODataTransferAcknowledgement2ᚖpartnerdᚋgraphᚐDataTransferAcknowledgement(ctx context.Context, sel ast.SelectionSet, v *DataTransferAcknowledgement) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._DataTransferAcknowledgement(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalODecimal2ᚖgithubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx context.Context, v any) (*decimal.Decimal, error) {
 	if v == nil {
 		return nil, nil
@@ -18564,6 +22165,68 @@ func (ec *executionContext) marshalOInvitationStatus2ᚖpartnerdᚋgraphᚐInvit
 	return v
 }
 
+func (ec *executionContext) marshalOMigration2ᚖpartnerdᚋmigrationᚐMigration(ctx context.Context, sel ast.SelectionSet, v *migration.Migration) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Migration(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOMigrationRole2ᚖpartnerdᚋmigrationᚐRole(ctx context.Context, v any) (*migration.Role, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := graphql.UnmarshalString(v)
+	res := migration.Role(tmp)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOMigrationRole2ᚖpartnerdᚋmigrationᚐRole(ctx context.Context, sel ast.SelectionSet, v *migration.Role) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(string(*v))
+	return res
+}
+
+func (ec *executionContext) unmarshalOMigrationRowInput2ᚕᚖpartnerdᚋgraphᚐMigrationRowInputᚄ(ctx context.Context, v any) ([]*MigrationRowInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*MigrationRowInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNMigrationRowInput2ᚖpartnerdᚋgraphᚐMigrationRowInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalOMigrationStatus2ᚖpartnerdᚋmigrationᚐStatus(ctx context.Context, v any) (*migration.Status, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := graphql.UnmarshalString(v)
+	res := migration.Status(tmp)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOMigrationStatus2ᚖpartnerdᚋmigrationᚐStatus(ctx context.Context, sel ast.SelectionSet, v *migration.Status) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(string(*v))
+	return res
+}
+
 func (ec *executionContext) unmarshalOMonth2ᚖpartnerdᚋmodelsᚐMonth(ctx context.Context, v any) (*models.Month, error) {
 	if v == nil {
 		return nil, nil
@@ -18700,6 +22363,24 @@ func (ec *executionContext) marshalOUnbinding2ᚖpartnerdᚋlifecycleᚐUnbindin
 		return graphql.Null
 	}
 	return ec._Unbinding(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOUpload2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx context.Context, v any) (*graphql.Upload, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalUpload(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOUpload2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx context.Context, sel ast.SelectionSet, v *graphql.Upload) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalUpload(*v)
+	return res
 }
 
 func (ec *executionContext) marshalOUser2ᚖpartnerdᚋmodelsᚐUser(ctx context.Context, sel ast.SelectionSet, v *models.User) graphql.Marshaler {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"partnerd/groups"
 	"partnerd/lifecycle"
+	"partnerd/migration"
 	"partnerd/models"
 	"partnerd/notify"
 	"strconv"
@@ -94,6 +95,14 @@ type CustomerGroupEdge struct {
 	Node   *groups.Group `json:"node"`
 }
 
+// Who acknowledged the statement (the user's email), which version, in which locale, when.
+type DataTransferAcknowledgement struct {
+	By      string    `json:"by"`
+	Version string    `json:"version"`
+	Locale  string    `json:"locale"`
+	At      time.Time `json:"at"`
+}
+
 type DeliveryConnection struct {
 	Edges      []*DeliveryEdge `json:"edges"`
 	PageInfo   *PageInfo       `json:"pageInfo"`
@@ -155,6 +164,29 @@ type InvitationConnection struct {
 type InvitationEdge struct {
 	Cursor string                `json:"cursor"`
 	Node   *lifecycle.Invitation `json:"node"`
+}
+
+type MigrationCounts struct {
+	Total    int `json:"total"`
+	Pending  int `json:"pending"`
+	Migrated int `json:"migrated"`
+	Failed   int `json:"failed"`
+}
+
+type MigrationItemConnection struct {
+	Edges      []*MigrationItemEdge `json:"edges"`
+	PageInfo   *PageInfo            `json:"pageInfo"`
+	TotalCount int                  `json:"totalCount"`
+}
+
+type MigrationItemEdge struct {
+	Cursor string          `json:"cursor"`
+	Node   *migration.Item `json:"node"`
+}
+
+type MigrationRowInput struct {
+	AccountID        string          `json:"accountId"`
+	CreditToAllocate decimal.Decimal `json:"creditToAllocate"`
 }
 
 type Mutation struct {

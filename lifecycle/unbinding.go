@@ -10,6 +10,7 @@ import (
 	"partnerd/apperr"
 	"partnerd/credit"
 	"partnerd/guard"
+	"partnerd/migration"
 	"partnerd/models"
 	"partnerd/notify"
 	"partnerd/store"
@@ -318,8 +319,8 @@ func sideOf(p *accounts.Principal, customerID, partnerID int64) (string, error) 
 	return "", apperr.Forbiddenf("an unbinding is requested and answered by the customer and its own partner")
 }
 
-// unbindable refuses a customer in a billing group or shared unit, or frozen
-// with its resources.
+// unbindable refuses a customer in a billing group or shared unit, frozen
+// with its resources, or held by a submitted migration.
 func unbindable(tx *store.Tx, c *models.Account) error {
 	if c.Status == models.StatusFrozenWithResources {
 		return apperr.Preconditionf("the customer is frozen with its resources: unfreeze it first")
@@ -331,6 +332,13 @@ func unbindable(tx *store.Tx, c *models.Account) error {
 	}
 	if sets > 0 {
 		return apperr.Preconditionf("the customer is in a billing group or a shared unit of its partner: remove it first")
+	}
+	held, err := migration.Held(tx, c.ID)
+	if err != nil {
+		return err
+	}
+	if held {
+		return apperr.Preconditionf("the customer is in a migration to another partner: it must end first")
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ package migration
 
 import (
 	"bytes"
+	"database/sql/driver"
+	"encoding/json"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -49,9 +51,76 @@ type Row struct {
 // RowError is a row that was not imported, with its number, the account ID
 // as written (when there was one) and the reason.
 type RowError struct {
-	Line      int
+	Line      int    `json:"row"`
+	AccountID string `json:"accountId,omitempty"`
+	Reason    string `json:"reason"`
+}
+
+// RowErrors are a batch's rejected rows, stored as JSON.
+type RowErrors []RowError
+
+// Scan implements sql.Scanner.
+func (r *RowErrors) Scan(v any) error {
+	var b []byte
+	switch x := v.(type) {
+	case nil:
+		*r = nil
+		return nil
+	case []byte:
+		b = x
+	case string:
+		b = []byte(x)
+	default:
+		return fmt.Errorf("rejected rows: cannot scan %T", v)
+	}
+	return json.Unmarshal(b, (*[]RowError)(r))
+}
+
+// Value implements driver.Valuer.
+func (r RowErrors) Value() (driver.Value, error) {
+	if r == nil {
+		return "[]", nil
+	}
+	b, err := json.Marshal([]RowError(r))
+	return string(b), err
+}
+
+// InputRow is a row given directly (not in a file): the account's ID as
+// the Partner Center shows it and the credit to allocate.
+type InputRow struct {
 	AccountID string
-	Reason    string
+	Credit    string
+}
+
+// ParseRows judges rows given directly like the rows of a file; the row
+// number is the position in the list, from 1.
+func ParseRows(in []InputRow) ([]Row, []RowError) {
+	var rows []Row
+	var rejected []RowError
+	seen := map[int64]int{}
+	for i, r := range in {
+		line, raw := i+1, strings.TrimSpace(r.AccountID)
+		reject := func(format string, args ...any) {
+			rejected = append(rejected, RowError{Line: line, AccountID: apperr.Clip(raw), Reason: fmt.Sprintf(format, args...)})
+		}
+		id, ok := accountID(raw)
+		if !ok {
+			reject("%q is not a customer account ID", apperr.Clip(raw))
+			continue
+		}
+		credit, why := creditOf(strings.TrimSpace(r.Credit))
+		if why != "" {
+			reject("%s", why)
+			continue
+		}
+		if first, dup := seen[id]; dup {
+			reject("the customer already appears in row %d", first)
+			continue
+		}
+		seen[id] = line
+		rows = append(rows, Row{Line: line, AccountID: id, Credit: credit})
+	}
+	return rows, rejected
 }
 
 // ParseTemplate reads an uploaded template. The whole upload is refused

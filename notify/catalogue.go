@@ -180,7 +180,45 @@ func NewCatalogue() *Catalogue {
 		},
 		Defaults: InSiteAndEmail(),
 	})
+	Register(c, MigrationChanged{MigrationID: 12, ReceiverID: 7, SourceID: 9, DistributorID: 3, Status: "COMPLETED", Action: "COMPLETED",
+		SourceTold: true, Customers: 120, Migrated: 118, Failed: 2, URL: "https://partner.example.com/migrations/TWlncmF0aW9uOjEy"}, Spec[MigrationChanged]{
+		Audience: migrationParties,
+		Defaults: AllChannels(),
+	})
+	Register(c, MigrationApprovalRequested{MigrationID: 12, ApproverID: 9, ReceiverID: 7, SourceID: 9, Status: "PENDING_SOURCE_APPROVAL",
+		Customers: 120, Credit: "600000.00", DueAt: "2026-12-12T08:00:00Z", URL: "https://partner.example.com/migrations/TWlncmF0aW9uOjEy"},
+		Spec[MigrationApprovalRequested]{
+			Audience: func(e MigrationApprovalRequested) []Audience {
+				if e.ApproverID == 0 {
+					return []Audience{ToPlatform(models.RoleReviewer)}
+				}
+				return []Audience{To(e.ApproverID, ops)}
+			},
+			Defaults: AllChannels(),
+		})
+	Register(c, MigrationCustomerMigrated{MigrationID: 12, CustomerID: 42, SourceID: 9, ReceiverID: 7, Credit: "5000.00",
+		EffectiveAt: "2026-11-20T08:00:00Z"}, Spec[MigrationCustomerMigrated]{
+		Audience: func(e MigrationCustomerMigrated) []Audience { return []Audience{To(e.CustomerID, ops, fin)} },
+		Defaults: AllChannels(),
+	})
 	return c
+}
+
+// migrationParties are told of a migration batch's change: the receiver, its
+// distributor once the batch is submitted, and the source once it is its
+// party — except the one whose turn it now is, who is asked for its approval
+// by MigrationApprovalRequested.
+func migrationParties(e MigrationChanged) []Audience {
+	ops := models.RoleOperator
+	turn := map[string]int64{"PENDING_DISTRIBUTOR_APPROVAL": e.DistributorID, "PENDING_SOURCE_APPROVAL": e.SourceID}[e.Status]
+	out := []Audience{To(e.ReceiverID, ops)}
+	if e.DistributorID != 0 && e.Status != "DRAFT" && e.DistributorID != turn && e.DistributorID != e.ReceiverID {
+		out = append(out, To(e.DistributorID, ops))
+	}
+	if e.SourceTold && e.SourceID != turn && e.SourceID != e.DistributorID {
+		out = append(out, To(e.SourceID, ops))
+	}
+	return out
 }
 
 // Types lists the catalogue's event types in registration order.

@@ -1,6 +1,10 @@
 package notify
 
-import "partnerd/accounts"
+import (
+	"strconv"
+
+	"partnerd/accounts"
+)
 
 // The event types of the notification catalogue. Each is the EventType of
 // one typed event below; NewCatalogue says who is told of it and through
@@ -313,3 +317,88 @@ func (e UnbindingChanged) EventAccountID() int64 { return e.CustomerID }
 
 // LiveTopics implements store.LiveEvent.
 func (e UnbindingChanged) LiveTopics() []string { return []string{accounts.AccountTopic(e.CustomerID)} }
+
+// The event types of sub-customer migrations (DOMAIN.md §6).
+const (
+	EventMigrationChanged           = "migration.changed"
+	EventMigrationApprovalRequested = "migration.approval_requested"
+	EventMigrationCustomerMigrated  = "migration.customer_migrated"
+)
+
+// MigrationTopic is the live topic of a migration batch's changes
+// (migrationUpdated subscribers).
+func MigrationTopic(id int64) string { return "migration:" + strconv.FormatInt(id, 10) }
+
+// MigrationChanged tells the parties of a migration batch that it moved to
+// Status by Action (SUBMITTED, APPROVED, REJECTED, CANCELLED, EXPIRED,
+// COMPLETED). DistributorID is the receiver's distributor (0 when the
+// receiver is a tier-1 partner); SourceTold is whether the source is a party
+// yet (not before the distributor approved). The approver whose turn it now
+// is gets MigrationApprovalRequested instead.
+type MigrationChanged struct {
+	MigrationID   int64  `json:"migrationId"`
+	ReceiverID    int64  `json:"receiverId"`
+	SourceID      int64  `json:"sourceId"`
+	DistributorID int64  `json:"distributorId,omitempty"`
+	Status        string `json:"status"`
+	Action        string `json:"action"`
+	Reason        string `json:"reason,omitempty"`
+	SourceTold    bool   `json:"sourceTold"`
+	Customers     int    `json:"customers"`
+	Migrated      int    `json:"migrated"`
+	Failed        int    `json:"failed"`
+	URL           string `json:"url"`
+}
+
+// EventType implements store.Event.
+func (MigrationChanged) EventType() string { return EventMigrationChanged }
+
+// EventAccountID implements store.AccountEvent.
+func (e MigrationChanged) EventAccountID() int64 { return e.ReceiverID }
+
+// LiveTopics implements store.LiveEvent.
+func (e MigrationChanged) LiveTopics() []string { return []string{MigrationTopic(e.MigrationID)} }
+
+// MigrationApprovalRequested tells the approver whose turn it is (the
+// receiver's distributor, the source, or — ApproverID 0 — the platform's
+// reviewers) that a migration batch awaits its approval until DueAt.
+type MigrationApprovalRequested struct {
+	MigrationID int64  `json:"migrationId"`
+	ApproverID  int64  `json:"approverId,omitempty"`
+	ReceiverID  int64  `json:"receiverId"`
+	SourceID    int64  `json:"sourceId"`
+	Status      string `json:"status"`
+	Customers   int    `json:"customers"`
+	Credit      string `json:"credit"`
+	DueAt       string `json:"dueAt"`
+	URL         string `json:"url"`
+}
+
+// EventType implements store.Event.
+func (MigrationApprovalRequested) EventType() string { return EventMigrationApprovalRequested }
+
+// EventAccountID implements store.AccountEvent.
+func (e MigrationApprovalRequested) EventAccountID() int64 { return e.ReceiverID }
+
+// MigrationCustomerMigrated tells a customer that it moved from SourceID to
+// ReceiverID at EffectiveAt with Credit allocated by its new partner.
+type MigrationCustomerMigrated struct {
+	MigrationID int64  `json:"migrationId"`
+	CustomerID  int64  `json:"customerId"`
+	SourceID    int64  `json:"sourceId"`
+	ReceiverID  int64  `json:"receiverId"`
+	Credit      string `json:"credit"`
+	EffectiveAt string `json:"effectiveAt"`
+}
+
+// EventType implements store.Event.
+func (MigrationCustomerMigrated) EventType() string { return EventMigrationCustomerMigrated }
+
+// EventAccountID implements store.AccountEvent.
+func (e MigrationCustomerMigrated) EventAccountID() int64 { return e.CustomerID }
+
+// LiveTopics implements store.LiveEvent: the batch's subscribers follow its
+// progress, the customer's its move.
+func (e MigrationCustomerMigrated) LiveTopics() []string {
+	return []string{MigrationTopic(e.MigrationID), accounts.AccountTopic(e.CustomerID)}
+}

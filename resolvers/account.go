@@ -10,6 +10,7 @@ import (
 	"partnerd/graph"
 	"partnerd/groups"
 	"partnerd/ids"
+	"partnerd/migration"
 	"partnerd/models"
 )
 
@@ -83,6 +84,8 @@ func (r *queryResolver) node(ctx context.Context, id string) (models.Node, error
 		return r.Lifecycle.Unbinding(ctx, key)
 	case TypeInvitation:
 		return r.Lifecycle.Invitation(ctx, key)
+	case migration.TypeMigration:
+		return r.Batches.Get(ctx, key)
 	case TypeCustomerGroup:
 		s, err := r.Groups.Get(ctx, groups.KindGroup, key)
 		if err != nil {

@@ -25,6 +25,7 @@ type Loaders struct {
 	Budget        *dataloader.Loader[int64, *guard.BudgetView]
 	Membership    *dataloader.Loader[int64, groups.Membership]
 	InUnbinding   *dataloader.Loader[int64, bool]
+	InMigration   *dataloader.Loader[int64, bool]
 	done          *prefetched
 }
 
@@ -79,6 +80,7 @@ func (r *Resolver) WithLoaders(ctx context.Context) context.Context {
 		Budget:      r.newBudgetLoader(),
 		Membership:  r.newMembershipLoader(),
 		InUnbinding: r.newUnbindingLoader(),
+		InMigration: r.newInMigrationLoader(),
 		Account: dataloader.NewBatchedLoader(func(ctx context.Context, keys []int64) []*dataloader.Result[*models.Account] {
 			m, err := svc.GetMany(ctx, keys)
 			out := make([]*dataloader.Result[*models.Account], len(keys))

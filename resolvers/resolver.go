@@ -10,6 +10,7 @@ import (
 	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/lifecycle"
+	"partnerd/migration"
 	"partnerd/notify"
 	"partnerd/spend"
 )
@@ -24,4 +25,6 @@ type Resolver struct {
 	Guard     *guard.Service
 	Groups    *groups.Service
 	Lifecycle *lifecycle.Service
+	// Batches holds sub-customer migrations.
+	Batches *migration.Service
 }

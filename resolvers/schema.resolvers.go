@@ -14,10 +14,12 @@ import (
 	"partnerd/guard"
 	"partnerd/ids"
 	"partnerd/lifecycle"
+	"partnerd/migration"
 	"partnerd/models"
 	"partnerd/notify"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/shopspring/decimal"
 )
 
@@ -121,6 +123,14 @@ func (r *accountResolver) Resources(ctx context.Context, obj *models.Account, st
 // InUnbinding is the resolver for the inUnbinding field.
 func (r *accountResolver) InUnbinding(ctx context.Context, obj *models.Account) (bool, error) {
 	return r.inUnbinding(ctx, obj)
+}
+
+// InMigration is the resolver for the inMigration field.
+func (r *accountResolver) InMigration(ctx context.Context, obj *models.Account) (bool, error) {
+	if obj.Kind != models.KindCustomer {
+		return false, nil
+	}
+	return r.loaders(ctx).InMigration.Load(ctx, obj.ID)()
 }
 
 // GroupRole is the resolver for the groupRole field.
@@ -275,6 +285,108 @@ func (r *invitationResolver) Status(ctx context.Context, obj *lifecycle.Invitati
 // Customer is the resolver for the customer field.
 func (r *invitationResolver) Customer(ctx context.Context, obj *lifecycle.Invitation) (*models.Account, error) {
 	return r.invitationCustomer(ctx, obj)
+}
+
+// ID is the resolver for the id field.
+func (r *migrationResolver) ID(ctx context.Context, obj *migration.Migration) (string, error) {
+	return obj.GlobalID(), nil
+}
+
+// Receiver is the resolver for the receiver field.
+func (r *migrationResolver) Receiver(ctx context.Context, obj *migration.Migration) (*models.Account, error) {
+	return r.migrationAccount(ctx, obj, obj.ReceiverID)
+}
+
+// Source is the resolver for the source field.
+func (r *migrationResolver) Source(ctx context.Context, obj *migration.Migration) (*models.Account, error) {
+	return r.migrationAccount(ctx, obj, obj.SourceID)
+}
+
+// Distributor is the resolver for the distributor field.
+func (r *migrationResolver) Distributor(ctx context.Context, obj *migration.Migration) (*models.Account, error) {
+	if obj.DistributorID == nil {
+		return nil, nil
+	}
+	return r.migrationAccount(ctx, obj, *obj.DistributorID)
+}
+
+// Items is the resolver for the items field.
+func (r *migrationResolver) Items(ctx context.Context, obj *migration.Migration, first *int, after *string) (*graph.MigrationItemConnection, error) {
+	return r.items(ctx, obj, first, after)
+}
+
+// RejectedRows is the resolver for the rejectedRows field.
+func (r *migrationResolver) RejectedRows(ctx context.Context, obj *migration.Migration) ([]*migration.RowError, error) {
+	out := make([]*migration.RowError, len(obj.RejectedRows))
+	for i := range obj.RejectedRows {
+		out[i] = &obj.RejectedRows[i]
+	}
+	return out, nil
+}
+
+// History is the resolver for the history field.
+func (r *migrationResolver) History(ctx context.Context, obj *migration.Migration) ([]*migration.Event, error) {
+	return r.Batches.History(ctx, obj, 0)
+}
+
+// Reason is the resolver for the reason field.
+func (r *migrationResolver) Reason(ctx context.Context, obj *migration.Migration) (*string, error) {
+	return nonEmpty(obj.Reason), nil
+}
+
+// DataTransferAcknowledgement is the resolver for the dataTransferAcknowledgement field.
+func (r *migrationResolver) DataTransferAcknowledgement(ctx context.Context, obj *migration.Migration) (*graph.DataTransferAcknowledgement, error) {
+	return r.acknowledgement(ctx, obj)
+}
+
+// Counts is the resolver for the counts field.
+func (r *migrationResolver) Counts(ctx context.Context, obj *migration.Migration) (*graph.MigrationCounts, error) {
+	return r.counts(ctx, obj)
+}
+
+// Account is the resolver for the account field.
+func (r *migrationItemResolver) Account(ctx context.Context, obj *migration.Item) (*models.Account, error) {
+	if obj.Batch == nil {
+		return r.account(ctx, obj.AccountID)
+	}
+	return r.migrationAccount(ctx, obj.Batch, obj.AccountID)
+}
+
+// Row is the resolver for the row field.
+func (r *migrationItemResolver) Row(ctx context.Context, obj *migration.Item) (int, error) {
+	return obj.RowNumber, nil
+}
+
+// CreditToAllocate is the resolver for the creditToAllocate field.
+func (r *migrationItemResolver) CreditToAllocate(ctx context.Context, obj *migration.Item) (*decimal.Decimal, error) {
+	return &obj.Credit, nil
+}
+
+// Reason is the resolver for the reason field.
+func (r *migrationItemResolver) Reason(ctx context.Context, obj *migration.Item) (*string, error) {
+	return nonEmpty(obj.Reason), nil
+}
+
+// History is the resolver for the history field.
+func (r *migrationItemResolver) History(ctx context.Context, obj *migration.Item) ([]*migration.Event, error) {
+	m := obj.Batch
+	if m == nil {
+		var err error
+		if m, err = r.Batches.Get(ctx, obj.MigrationID); err != nil {
+			return nil, err
+		}
+	}
+	return r.Batches.History(ctx, m, obj.AccountID)
+}
+
+// Row is the resolver for the row field.
+func (r *migrationRowErrorResolver) Row(ctx context.Context, obj *migration.RowError) (int, error) {
+	return obj.Line, nil
+}
+
+// AccountID is the resolver for the accountId field.
+func (r *migrationRowErrorResolver) AccountID(ctx context.Context, obj *migration.RowError) (*string, error) {
+	return nonEmpty(obj.AccountID), nil
 }
 
 // CreateAccount is the resolver for the createAccount field.
@@ -583,6 +695,46 @@ func (r *mutationResolver) RecordExpenditures(ctx context.Context, records []*gr
 	return r.recordExpenditures(ctx, records)
 }
 
+// CreateMigration is the resolver for the createMigration field.
+func (r *mutationResolver) CreateMigration(ctx context.Context, sourceID string, rows []*graph.MigrationRowInput, file *graphql.Upload) (*migration.Migration, error) {
+	return r.createMigration(ctx, sourceID, rows, file)
+}
+
+// AddMigrationRows is the resolver for the addMigrationRows field.
+func (r *mutationResolver) AddMigrationRows(ctx context.Context, id string, rows []*graph.MigrationRowInput, file *graphql.Upload) (*migration.Migration, error) {
+	return r.addMigrationRows(ctx, id, rows, file)
+}
+
+// RemoveMigrationItem is the resolver for the removeMigrationItem field.
+func (r *mutationResolver) RemoveMigrationItem(ctx context.Context, id string, accountID string) (*migration.Migration, error) {
+	return r.removeMigrationItem(ctx, id, accountID)
+}
+
+// SubmitMigration is the resolver for the submitMigration field.
+func (r *mutationResolver) SubmitMigration(ctx context.Context, id string) (*migration.Migration, error) {
+	return r.migrationStep(ctx, id, r.Batches.Submit)
+}
+
+// ApproveMigration is the resolver for the approveMigration field.
+func (r *mutationResolver) ApproveMigration(ctx context.Context, id string, acknowledgeDataTransferStatement *bool) (*migration.Migration, error) {
+	ack := acknowledgeDataTransferStatement != nil && *acknowledgeDataTransferStatement
+	return r.migrationStep(ctx, id, func(ctx context.Context, key int64) (*migration.Migration, error) {
+		return r.Batches.Approve(ctx, key, ack)
+	})
+}
+
+// RejectMigration is the resolver for the rejectMigration field.
+func (r *mutationResolver) RejectMigration(ctx context.Context, id string, reason string) (*migration.Migration, error) {
+	return r.migrationStep(ctx, id, func(ctx context.Context, key int64) (*migration.Migration, error) {
+		return r.Batches.Reject(ctx, key, reason)
+	})
+}
+
+// CancelMigration is the resolver for the cancelMigration field.
+func (r *mutationResolver) CancelMigration(ctx context.Context, id string) (*migration.Migration, error) {
+	return r.migrationStep(ctx, id, r.Batches.Cancel)
+}
+
 // MarkRead is the resolver for the markRead field.
 func (r *mutationResolver) MarkRead(ctx context.Context, ids []string) (int, error) {
 	return r.markRead(ctx, ids)
@@ -669,6 +821,30 @@ func (r *queryResolver) Invitations(ctx context.Context, status *graph.Invitatio
 	return r.invitations(ctx, status, first, after)
 }
 
+// Migration is the resolver for the migration field.
+func (r *queryResolver) Migration(ctx context.Context, id string) (*migration.Migration, error) {
+	key, err := ids.Decode(id, migration.TypeMigration)
+	if err != nil {
+		return nil, err
+	}
+	return r.Batches.Get(ctx, key)
+}
+
+// Migrations is the resolver for the migrations field.
+func (r *queryResolver) Migrations(ctx context.Context, status *migration.Status, role *migration.Role, first *int, after *string) ([]*migration.Migration, error) {
+	return r.migrations(ctx, status, role, first, after)
+}
+
+// MigrationTemplate is the resolver for the migrationTemplate field.
+func (r *queryResolver) MigrationTemplate(ctx context.Context) (string, error) {
+	return migration.Template, nil
+}
+
+// DataTransferStatement is the resolver for the dataTransferStatement field.
+func (r *queryResolver) DataTransferStatement(ctx context.Context, locale *string) (*migration.Statement, error) {
+	return r.dataTransferStatement(ctx, locale)
+}
+
 // Deliveries is the resolver for the deliveries field.
 func (r *queryResolver) Deliveries(ctx context.Context, accountID string, status *models.DeliveryStatus, channel *models.Channel, first *int, after *string) (*graph.DeliveryConnection, error) {
 	return r.deliveries(ctx, accountID, status, channel, first, after)
@@ -702,6 +878,11 @@ func (r *sharingUnitResolver) Members(ctx context.Context, obj *groups.Unit) ([]
 // AccountUpdated is the resolver for the accountUpdated field.
 func (r *subscriptionResolver) AccountUpdated(ctx context.Context, id string) (<-chan *models.Account, error) {
 	return r.accountUpdated(ctx, id)
+}
+
+// MigrationUpdated is the resolver for the migrationUpdated field.
+func (r *subscriptionResolver) MigrationUpdated(ctx context.Context, id string) (<-chan *migration.Migration, error) {
+	return r.migrationUpdated(ctx, id)
 }
 
 // InboxMessageReceived is the resolver for the inboxMessageReceived field.
@@ -798,6 +979,17 @@ func (r *Resolver) InboxMessage() graph.InboxMessageResolver { return &inboxMess
 // Invitation returns graph.InvitationResolver implementation.
 func (r *Resolver) Invitation() graph.InvitationResolver { return &invitationResolver{r} }
 
+// Migration returns graph.MigrationResolver implementation.
+func (r *Resolver) Migration() graph.MigrationResolver { return &migrationResolver{r} }
+
+// MigrationItem returns graph.MigrationItemResolver implementation.
+func (r *Resolver) MigrationItem() graph.MigrationItemResolver { return &migrationItemResolver{r} }
+
+// MigrationRowError returns graph.MigrationRowErrorResolver implementation.
+func (r *Resolver) MigrationRowError() graph.MigrationRowErrorResolver {
+	return &migrationRowErrorResolver{r}
+}
+
 // Mutation returns graph.MutationResolver implementation.
 func (r *Resolver) Mutation() graph.MutationResolver { return &mutationResolver{r} }
 
@@ -837,6 +1029,9 @@ type (
 	deliveryResolver          struct{ *Resolver }
 	inboxMessageResolver      struct{ *Resolver }
 	invitationResolver        struct{ *Resolver }
+	migrationResolver         struct{ *Resolver }
+	migrationItemResolver     struct{ *Resolver }
+	migrationRowErrorResolver struct{ *Resolver }
 	mutationResolver          struct{ *Resolver }
 	purchaseDecisionResolver  struct{ *Resolver }
 	queryResolver             struct{ *Resolver }

@@ -38,6 +38,7 @@ import (
 	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/lifecycle"
+	"partnerd/migration"
 	"partnerd/models"
 	"partnerd/notify"
 	"partnerd/resolvers"
@@ -57,6 +58,8 @@ type Deps struct {
 	Groups   *groups.Service
 	// Lifecycle holds invitations.
 	Lifecycle *lifecycle.Service
+	// Migration holds sub-customer migrations.
+	Migration *migration.Service
 	Redis     redis.UniversalClient
 	// Queue is the asynq Redis connection, for the dashboard and queue metrics.
 	Queue    asynq.RedisConnOpt
@@ -105,6 +108,7 @@ func New(d Deps, opts Options) http.Handler {
 			}
 		}
 	}
+	mux.HandleFunc("GET "+migrationTemplatePath, migrationTemplate)
 	if d.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
 	}
@@ -123,7 +127,7 @@ func New(d Deps, opts Options) http.Handler {
 }
 
 func newGraphQL(d Deps, opts Options, m *metrics) http.Handler {
-	res := &resolvers.Resolver{Accounts: d.Accounts, Credit: d.Credit, Spend: d.Spend, Live: d.Hub, Notify: d.Notify, Guard: d.Guard, Groups: d.Groups, Lifecycle: d.Lifecycle}
+	res := &resolvers.Resolver{Accounts: d.Accounts, Credit: d.Credit, Spend: d.Spend, Live: d.Hub, Notify: d.Notify, Guard: d.Guard, Groups: d.Groups, Lifecycle: d.Lifecycle, Batches: d.Migration}
 	cfg := graph.Config{Resolvers: res}
 	setComplexity(&cfg)
 	srv := handler.New(graph.NewExecutableSchema(cfg))
@@ -175,6 +179,22 @@ func setComplexity(cfg *graph.Config) {
 	cfg.Complexity.Query.AuditLog = func(child int, _ string, _ *bool, first *int, _ *string) int {
 		return 1 + child*page(first, 50)
 	}
+}
+
+// migrationTemplatePath is the download of the migration CSV template.
+const migrationTemplatePath = "/v1/migrations/template.csv"
+
+// migrationTemplate serves the migration CSV template as a download (to any
+// authenticated caller: it holds no data).
+func migrationTemplate(w http.ResponseWriter, r *http.Request) {
+	if _, ok := accounts.PrincipalFrom(r.Context()); !ok {
+		writeError(w, http.StatusUnauthorized, apperr.Unauthenticated, accounts.ErrUnauthenticated.Message)
+		return
+	}
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="migration-template.csv"`)
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write([]byte("\xef\xbb\xbf" + migration.Template))
 }
 
 // streamingIngestPath is the REST route of bulk expenditure ingestion.

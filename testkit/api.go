@@ -18,6 +18,7 @@ import (
 	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/lifecycle"
+	"partnerd/migration"
 	"partnerd/notify"
 	"partnerd/server"
 	"partnerd/spend"
@@ -35,7 +36,9 @@ type API struct {
 	Hub      *notify.Hub
 	Notify   *notify.Service
 	Guard    *guard.Service
-	Registry *prometheus.Registry
+	// Migration is the API's migration service (PUBLIC_URL https://partner.test).
+	Migration *migration.Service
+	Registry  *prometheus.Registry
 }
 
 // NewAPI starts the API on the standard fixture tree.
@@ -73,12 +76,13 @@ func NewAPIOn(t testing.TB, tr *Tree, opts server.Options, shared ...*API) *API 
 		t.Fatal(err)
 	}
 	gs := guard.New(tr.Store, guard.Options{Location: Shanghai, Log: log})
+	ms := migration.New(tr.Store, migration.Options{Location: Shanghai, PublicURL: "https://partner.test", Log: log})
 	h := server.New(server.Deps{Store: tr.Store, Accounts: tr.Accounts, Credit: credit.New(tr.Store, Shanghai), Spend: spend.New(tr.Store, Shanghai),
 		Hub: hub, Notify: ns, Guard: gs, Groups: groups.New(tr.Store),
-		Lifecycle: lifecycle.New(tr.Store, lifecycle.Options{PublicURL: "https://partner.test", Location: Shanghai}), Redis: rdb, Queue: qopt, Registry: reg, Log: log}, opts)
+		Lifecycle: lifecycle.New(tr.Store, lifecycle.Options{PublicURL: "https://partner.test", Location: Shanghai}), Migration: ms, Redis: rdb, Queue: qopt, Registry: reg, Log: log}, opts)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &API{Tree: tr, Server: srv, Redis: rdb, RedisURL: redisURL, Prefix: prefix, Hub: hub, Notify: ns, Guard: gs, Registry: reg}
+	return &API{Tree: tr, Server: srv, Redis: rdb, RedisURL: redisURL, Prefix: prefix, Hub: hub, Notify: ns, Guard: gs, Migration: ms, Registry: reg}
 }
 
 // Response is a GraphQL response.

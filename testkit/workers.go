@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"partnerd/guard"
+	"partnerd/migration"
 	"partnerd/models"
 	"partnerd/notify"
 	"partnerd/notify/email"
@@ -38,6 +39,8 @@ type Workers struct {
 	Prefix   string
 	Hub      *notify.Hub
 	Guard    *guard.Service
+	// Migration is the migration service the workers execute with.
+	Migration *migration.Service
 }
 
 // WorkerOptions tune StartWorkers; the zero value is fine.
@@ -49,6 +52,9 @@ type WorkerOptions struct {
 	// Guard is the guard service the workers enforce with (default: one
 	// with the default FREEZE_RETENTION in Beijing time).
 	Guard *guard.Service
+	// Migration is the migration service the workers execute with
+	// (default: one with the default TTL in Beijing time).
+	Migration *migration.Service
 }
 
 // StartWorkers starts the relay and a worker server on tr's database. Task
@@ -107,6 +113,13 @@ func StartWorkers(t testing.TB, tr *Tree, opts WorkerOptions) *Workers {
 	gw := workers.NewGuard(w.Guard, w.Queue, log)
 	gw.Register(reg)
 	gw.Handle(mux)
+	w.Migration = opts.Migration
+	if w.Migration == nil {
+		w.Migration = migration.New(tr.Store, migration.Options{Location: Shanghai, PublicURL: "https://partner.test", Log: log})
+	}
+	mw := workers.NewMigration(w.Migration, w.Queue, log)
+	mw.Register(reg)
+	mw.Handle(mux)
 	srv := workers.NewServer(qopt, workers.ServerConfig{Concurrency: 8, ShutdownTimeout: 5 * time.Second, Poll: 20 * time.Millisecond, RetryPoll: 20 * time.Millisecond,
 		RetryDelay: func(int, error, *asynq.Task) time.Duration { return 20 * time.Millisecond }}, log)
 	if err := srv.Start(mux); err != nil {

@@ -23,6 +23,7 @@ import (
 	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/lifecycle"
+	"partnerd/migration"
 	"partnerd/notify"
 	"partnerd/notify/email"
 	"partnerd/notify/sms"
@@ -141,6 +142,7 @@ func domain(st *store.Store, cfg *config, log *slog.Logger) demo.Services {
 		Guard:     guard.New(st, guard.Options{Location: cfg.BillingTimezone, Retention: cfg.FreezeRetention, Log: log}),
 		Groups:    groups.New(st),
 		Lifecycle: lifecycle.New(st, lifecycle.Options{PublicURL: cfg.PublicURL, Location: cfg.BillingTimezone}),
+		Migration: migration.New(st, migration.Options{Location: cfg.BillingTimezone, TTL: cfg.MigrationTTL, PublicURL: cfg.PublicURL, Log: log}),
 	}
 }
 
@@ -210,7 +212,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		h := server.New(server.Deps{Store: st, Accounts: svc, Credit: dom.Credit, Spend: dom.Spend, Hub: hub, Notify: notifications, Guard: dom.Guard, Groups: dom.Groups,
-			Lifecycle: dom.Lifecycle, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
+			Lifecycle: dom.Lifecycle, Migration: dom.Migration, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
 			server.Options{Playground: cfg.Playground, Monitoring: true, Limits: server.Limits{
 				Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, ParserTokens: cfg.MaxTokens, BodyBytes: cfg.MaxBody, UploadBytes: cfg.MaxUpload}})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -242,6 +244,9 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		gw.Register(reg)
 		gw.Handle(mux)
 		workers.HandleLifecycle(mux, dom.Lifecycle)
+		mw := workers.NewMigration(dom.Migration, queue, log)
+		mw.Register(reg)
+		mw.Handle(mux)
 		taskSrv = workers.NewServer(cfg.QueueRedis, workers.ServerConfig{Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: cfg.ShutdownTimeout}, log)
 		if err := taskSrv.Start(mux); err != nil {
 			return fmt.Errorf("start workers: %w", err)
@@ -252,6 +257,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 	}
 	if r.scheduler {
 		entries := append(append(append(workers.DefaultEntries(), workers.NotificationEntries()...), workers.GuardEntries()...), workers.LifecycleEntries()...)
+		entries = append(entries, workers.MigrationEntries()...)
 		sched := workers.NewScheduler(queue, entries, st.Clock(), log)
 		goRun("scheduler", sched.Run)
 		log.Info("scheduler started")
