@@ -10,12 +10,17 @@ import (
 	"partnerd/store"
 )
 
-// visible reports whether the caller may see m: the receiver's, the
-// source's and the receiver's distributor's users, and the platform's. Nobody
-// else learns the batch exists.
+// visible reports whether the caller may see m: the receiver's users, and
+// once it is submitted the source's, the receiver's distributor's and the
+// platform's. Nobody else learns the batch exists.
 func visible(p *accounts.Principal, m *Migration) bool {
-	return p.IsPlatform() || p.AccountID == m.ReceiverID || p.AccountID == m.SourceID ||
-		(m.DistributorID != nil && p.AccountID == *m.DistributorID)
+	if p.AccountID == m.ReceiverID || p.System {
+		return true
+	}
+	if m.Status == StatusDraft {
+		return false
+	}
+	return p.IsPlatform() || p.AccountID == m.SourceID || (m.DistributorID != nil && p.AccountID == *m.DistributorID)
 }
 
 // lock locks batch id for a change by the caller, else NOT_FOUND.
@@ -52,8 +57,8 @@ func (s *Service) Get(ctx context.Context, id int64) (*Migration, error) {
 
 // List returns, newest first, up to first batches that concern the caller's
 // account before beforeID (0: from the newest): those it receives, gives
-// away (from submission on) or — as the receiver's distributor — oversees;
-// for the platform, every submitted batch. role narrows the list to the
+// away or — as the receiver's distributor — oversees (both from submission
+// on); for the platform, every submitted batch. role narrows the list to the
 // batches the account receives, gives away, or must approve now; status to
 // one status.
 func (s *Service) List(ctx context.Context, status Status, role Role, first int, beforeID int64) ([]*Migration, bool, error) {
@@ -80,8 +85,7 @@ func (s *Service) List(ctx context.Context, status Status, role Role, first int,
 		}
 	case "":
 		if p.IsPlatform() {
-			where = "(status <> 'DRAFT' OR receiver_id = ?)"
-			args = []any{me}
+			where = "status <> 'DRAFT'"
 		} else {
 			where = `id IN (SELECT id FROM migrations WHERE receiver_id = ?
 				UNION ALL SELECT id FROM migrations WHERE source_id = ? AND status <> 'DRAFT'
