@@ -152,6 +152,11 @@ func Load(ctx context.Context, d Services) (Summary, error) {
 			return sum, err
 		}
 	}
+	if d.Migration != nil {
+		if err := migrate(ctx, d, customers); err != nil {
+			return sum, err
+		}
+	}
 	if d.Groups != nil {
 		byName := map[string]int64{}
 		for _, c := range customers {
@@ -228,17 +233,52 @@ func budgets(ctx context.Context, d Services, customers []*models.Account, sum *
 	return nil
 }
 
-// invite has the partner user byEmail invite the personal account of email.
-func invite(ctx context.Context, d Services, byEmail, email string) error {
+// actAs returns ctx acting as the demo user of email.
+func actAs(ctx context.Context, d Services, email string) (context.Context, error) {
 	var p accounts.Principal
 	err := d.Accounts.Store().DB.WithContext(ctx).Raw(`SELECT u.id AS user_id, u.email, u.roles, u.locale, a.id AS account_id,
 			a.kind AS account_kind, a.path AS account_path
-		FROM users u JOIN accounts a ON a.id = u.account_id WHERE lower(u.email) = lower(?)`, byEmail).Scan(&p).Error
+		FROM users u JOIN accounts a ON a.id = u.account_id WHERE lower(u.email) = lower(?)`, email).Scan(&p).Error
 	if err != nil || p.UserID == 0 {
-		return fmt.Errorf("demo invitation: the partner user %s: %v", byEmail, err)
+		return nil, fmt.Errorf("the demo user %s: %v", email, err)
 	}
-	if _, err := d.Lifecycle.Invite(accounts.WithPrincipal(ctx, &p), email); err != nil {
+	return accounts.WithPrincipal(ctx, &p), nil
+}
+
+// invite has the partner user byEmail invite the personal account of email.
+func invite(ctx context.Context, d Services, byEmail, email string) error {
+	as, err := actAs(ctx, d, byEmail)
+	if err != nil {
+		return fmt.Errorf("demo invitation: %w", err)
+	}
+	if _, err := d.Lifecycle.Invite(as, email); err != nil {
 		return fmt.Errorf("demo invitation of %s: %w", email, err)
+	}
+	return nil
+}
+
+// migrate leaves Delta Direct's batch taking Meridian Health (with 25,000
+// of credit) from Cobalt Solutions submitted, awaiting Cobalt's approval.
+func migrate(ctx context.Context, d Services, customers []*models.Account) error {
+	as, err := actAs(ctx, d, "admin@delta.example")
+	if err != nil {
+		return fmt.Errorf("demo migration: %w", err)
+	}
+	var meridian *models.Account
+	for _, c := range customers {
+		if c.Name == "Meridian Health" {
+			meridian = c
+		}
+	}
+	if meridian == nil || meridian.ParentID == nil {
+		return fmt.Errorf("demo migration: Meridian Health is missing")
+	}
+	m, err := d.Migration.Create(as, *meridian.ParentID, []migration.Row{{Line: 2, AccountID: meridian.ID, Credit: decimal.RequireFromString("25000")}}, nil)
+	if err != nil {
+		return fmt.Errorf("demo migration: %w", err)
+	}
+	if _, err := d.Migration.Submit(as, m.ID); err != nil {
+		return fmt.Errorf("demo migration: submit: %w", err)
 	}
 	return nil
 }

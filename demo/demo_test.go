@@ -10,6 +10,7 @@ import (
 	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/lifecycle"
+	"partnerd/migration"
 	"partnerd/notify"
 	"partnerd/spend"
 	"partnerd/store"
@@ -32,7 +33,8 @@ func TestLoad_TreeCreditSpendAndInbox(t *testing.T) {
 	}
 	d := demo.Services{Accounts: svc, Credit: credit.New(st, testkit.Shanghai), Spend: spend.New(st, testkit.Shanghai), Notify: ns,
 		Guard: guard.New(st, guard.Options{Location: testkit.Shanghai}), Groups: groups.New(st),
-		Lifecycle: lifecycle.New(st, lifecycle.Options{PublicURL: "http://localhost:8080", Location: testkit.Shanghai})}
+		Lifecycle: lifecycle.New(st, lifecycle.Options{PublicURL: "http://localhost:8080", Location: testkit.Shanghai}),
+		Migration: migration.New(st, migration.Options{Location: testkit.Shanghai})}
 	sum, err := demo.Load(ctx, d)
 	if err != nil {
 		t.Fatal(err)
@@ -72,6 +74,12 @@ func TestLoad_TreeCreditSpendAndInbox(t *testing.T) {
 	var pending int64
 	if err := st.DB.Raw(`SELECT count(*) FROM invitations WHERE status = 'PENDING'`).Scan(&pending).Error; err != nil || pending != 1 {
 		t.Errorf("demo pending invitations: %d (%v)", pending, err)
+	}
+	var waiting []string
+	if err := st.DB.Raw(`SELECT m.status || ':' || s.name || '->' || r.name FROM migrations m JOIN accounts s ON s.id = m.source_id
+		JOIN accounts r ON r.id = m.receiver_id`).Scan(&waiting).Error; err != nil || len(waiting) != 1 ||
+		waiting[0] != "PENDING_SOURCE_APPROVAL:Cobalt Solutions->Delta Direct" {
+		t.Errorf("demo migrations: %v (%v)", waiting, err)
 	}
 	var members int64
 	if err := st.DB.Raw(`SELECT count(*) FROM customer_group_members`).Scan(&members).Error; err != nil || members != 2 {
