@@ -28,6 +28,7 @@ import (
 	"partnerd/accounts"
 	"partnerd/credit"
 	"partnerd/guard"
+	"partnerd/migration"
 	"partnerd/notify"
 	"partnerd/server"
 	"partnerd/spend"
@@ -158,7 +159,8 @@ func setup(ctx context.Context, o *options, stderr io.Writer) (*bench, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	b.guard = guard.New(b.st, guard.Options{Location: loc, Log: log})
 	h := server.New(server.Deps{Store: b.st, Accounts: b.accounts, Credit: credit.New(b.st, loc),
-		Spend: spend.New(b.st, loc).WithLogger(log), Hub: b.hub, Guard: b.guard, Redis: b.rdb, Queue: queue, Registry: reg, Log: log},
+		Spend: spend.New(b.st, loc).WithLogger(log), Hub: b.hub, Guard: b.guard,
+		Migration: migration.New(b.st, migration.Options{Location: loc, Log: log}), Redis: b.rdb, Queue: queue, Registry: reg, Log: log},
 		server.Options{Playground: true, Monitoring: true, Limits: server.Limits{
 			Depth: 12, Complexity: 100000, ParserTokens: 15000, BodyBytes: 1 << 20, UploadBytes: 20 << 20}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

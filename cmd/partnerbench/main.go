@@ -52,7 +52,7 @@ type options struct {
 }
 
 // allScenarios are the scenarios in the order "all" runs them.
-var allScenarios = []string{"ingest", "allocate", "point", "tree", "notify", "authorize", "overspend"}
+var allScenarios = []string{"ingest", "allocate", "point", "tree", "notify", "authorize", "overspend", "migrate"}
 
 // maxErrorRate is the request error rate above which a run is a harness error.
 const maxErrorRate = 0.01
@@ -232,6 +232,8 @@ func (b *bench) runScenario(ctx context.Context, name string) (*section, error) 
 		sec, err = b.authorize(ctx)
 	case "overspend":
 		sec, err = b.overspend(ctx)
+	case "migrate":
+		sec, err = b.migrate(ctx)
 	default:
 		return nil, fmt.Errorf("unknown scenario %q", name)
 	}
