@@ -105,7 +105,7 @@ func (s *Service) RemoveItem(ctx context.Context, id, accountID int64) (*Migrati
 			return fmt.Errorf("remove migration item: %w", res.Error)
 		}
 		if res.RowsAffected == 0 {
-			return apperr.NotFoundf("the customer is not in this batch")
+			return apperr.Invalid("accountId", "the customer is not in this batch")
 		}
 		return s.history(tx, m.ID, &accountID, "REMOVED", m.Status, "")
 	})
