@@ -7,8 +7,8 @@ package migration
 import (
 	"bytes"
 	"database/sql/driver"
-	"encoding/json"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"

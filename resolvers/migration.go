@@ -139,7 +139,9 @@ func (r *migrationResolver) items(ctx context.Context, obj *migration.Migration,
 	}
 	conn := &graph.MigrationItemConnection{TotalCount: int(total)}
 	conn.Edges, conn.PageInfo = edges(list, more, func(i *migration.Item) int64 { return i.ID },
-		func(c string, i *migration.Item) *graph.MigrationItemEdge { return &graph.MigrationItemEdge{Cursor: c, Node: i} })
+		func(c string, i *migration.Item) *graph.MigrationItemEdge {
+			return &graph.MigrationItemEdge{Cursor: c, Node: i}
+		})
 	return conn, nil
 }
 

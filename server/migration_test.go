@@ -187,7 +187,9 @@ func TestMigration_TierOneReceiver(t *testing.T) {
 	if sub.SubmitMigration.Status != "PENDING_SOURCE_APPROVAL" || sub.SubmitMigration.StepDueAt == nil {
 		t.Fatalf("submitted: %+v", sub.SubmitMigration)
 	}
-	var held struct{ Account struct{ InMigration, InUnbinding bool } }
+	var held struct {
+		Account struct{ InMigration, InUnbinding bool }
+	}
 	api.MustDo(t, tr.D2.Token, `query($id: ID!) { account(id: $id) { inMigration inUnbinding } }`, map[string]any{"id": acct(tr.C5.Account.ID)}, &held)
 	if !held.Account.InMigration {
 		t.Fatal("inMigration is false after submission")
@@ -209,7 +211,9 @@ func TestMigration_TierOneReceiver(t *testing.T) {
 			t.Fatalf("approval by %s (ack %v): %s, want %s", c.p.User.Email, c.ack, r.Code(), c.code)
 		}
 	}
-	var st struct{ DataTransferStatement struct{ Version, Locale, Title, Text string } }
+	var st struct {
+		DataTransferStatement struct{ Version, Locale, Title, Text string }
+	}
 	api.MustDo(t, tr.D2.Token, `{ dataTransferStatement(locale: "zh-CN") { version locale title text } }`, nil, &st)
 	if st.DataTransferStatement.Version != migration.StatementVersion || st.DataTransferStatement.Title != "子客户数据转移声明" {
 		t.Fatalf("statement: %+v", st)
@@ -399,7 +403,9 @@ func TestMigration_SecondLevelReceiver(t *testing.T) {
 		RejectMigration struct {
 			Status string
 			Reason string
-			Items  struct{ Edges []struct{ Node struct{ Status string } } }
+			Items  struct {
+				Edges []struct{ Node struct{ Status string } }
+			}
 		}
 	}
 	api.MustDo(t, tr.R2.Token, `mutation($id: ID!) { rejectMigration(id: $id, reason: "contract not settled") { status reason items { edges { node { status } } } } }`,
