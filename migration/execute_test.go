@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/shopspring/decimal"
 
 	"partnerd/accounts"
@@ -22,6 +23,7 @@ import (
 	"partnerd/store"
 	"partnerd/store/storetest"
 	"partnerd/testkit"
+	"partnerd/workers"
 )
 
 // fixture is the standard tree with money: D2 (limit 100,000) has n active
@@ -341,5 +343,38 @@ func TestExecute_LateChargesStayWithTheSource(t *testing.T) {
 	}
 	if len(owners) != 2 || owners[0].ExternalID != "late" || owners[0].OwnerID != f.D2.Account.ID || owners[1].OwnerID != f.S1.Account.ID {
 		t.Fatalf("owners: %+v", owners)
+	}
+}
+
+// An approved batch whose execution task was lost (here: its outbox event
+// never turned into a task) is executed once the scheduler's sweep runs.
+func TestExecute_SweepRecoversALostTask(t *testing.T) {
+	f := newFixture(t, 2)
+	id := f.approved(t, f.customers)
+	if err := f.Store.DB.Exec(`UPDATE outbox SET dispatched_at = now() WHERE dispatched_at IS NULL`).Error; err != nil {
+		t.Fatal(err)
+	}
+	w := testkit.StartWorkers(t, f.Tree, testkit.WorkerOptions{Migration: f.svc})
+	if _, err := w.Queue.Enqueue(asynq.NewTask(workers.TypeSweepMigrations, nil), asynq.Queue(workers.QueueDefault)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		m, err := f.svc.Get(f.S1.Ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Status == migration.StatusCompleted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the batch is still %s", m.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, c := range f.customers {
+		if l := f.ledger(t, c); l["ALLOCATE"] != 1 {
+			t.Fatalf("customer %d: %v", c, l)
+		}
 	}
 }
