@@ -95,32 +95,49 @@ type InputRow struct {
 // ParseRows judges rows given directly like the rows of a file; the row
 // number is the position in the list, from 1.
 func ParseRows(in []InputRow) ([]Row, []RowError) {
-	var rows []Row
-	var rejected []RowError
-	seen := map[int64]int{}
+	j := newJudge()
 	for i, r := range in {
-		line, raw := i+1, strings.TrimSpace(r.AccountID)
-		reject := func(format string, args ...any) {
-			rejected = append(rejected, RowError{Line: line, AccountID: apperr.Clip(raw), Reason: fmt.Sprintf(format, args...)})
-		}
-		id, ok := accountID(raw)
-		if !ok {
-			reject("%q is not a customer account ID", apperr.Clip(raw))
-			continue
-		}
-		credit, why := creditOf(strings.TrimSpace(r.Credit))
-		if why != "" {
-			reject("%s", why)
-			continue
-		}
-		if first, dup := seen[id]; dup {
-			reject("the customer already appears in row %d", first)
-			continue
-		}
-		seen[id] = line
-		rows = append(rows, Row{Line: line, AccountID: id, Credit: credit})
+		j.row(i+1, r.AccountID, r.Credit)
 	}
-	return rows, rejected
+	return j.rows, j.rejected
+}
+
+// judge turns rows into Rows and RowErrors, remembering the customers seen.
+type judge struct {
+	rows     []Row
+	rejected []RowError
+	seen     map[int64]int
+}
+
+func newJudge() *judge { return &judge{seen: map[int64]int{}} }
+
+func (j *judge) reject(line int, raw, format string, args ...any) {
+	j.rejected = append(j.rejected, RowError{Line: line, AccountID: apperr.Clip(raw), Reason: fmt.Sprintf(format, args...)})
+}
+
+// row judges one row: its account ID and credit as written.
+func (j *judge) row(line int, rawID, rawCredit string) {
+	raw := strings.TrimSpace(rawID)
+	id, ok := accountID(raw)
+	if !ok {
+		if raw == "" {
+			j.reject(line, raw, "the customer account ID is empty")
+		} else {
+			j.reject(line, raw, "%q is not a customer account ID", apperr.Clip(raw))
+		}
+		return
+	}
+	credit, why := creditOf(strings.TrimSpace(rawCredit))
+	if why != "" {
+		j.reject(line, raw, "%s", why)
+		return
+	}
+	if first, dup := j.seen[id]; dup {
+		j.reject(line, raw, "the customer already appears in row %d", first)
+		return
+	}
+	j.seen[id] = line
+	j.rows = append(j.rows, Row{Line: line, AccountID: id, Credit: credit})
 }
 
 // ParseTemplate reads an uploaded template. The whole upload is refused
@@ -161,9 +178,7 @@ func ParseTemplate(r io.Reader) ([]Row, []RowError, error) {
 		return nil, nil, apperr.Invalid("file", "the header must be %q: use the template (got %q)", ColumnAccount+","+ColumnCredit,
 			apperr.Clip(strings.Join(header, ",")))
 	}
-	var rows []Row
-	var rejected []RowError
-	seen := map[int64]int{}
+	j := newJudge()
 	for n := 0; ; n++ {
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
@@ -180,39 +195,17 @@ func ParseTemplate(r io.Reader) ([]Row, []RowError, error) {
 			n--
 			continue // a blank line
 		}
-		raw := ""
-		if len(rec) > 0 {
-			raw = strings.TrimSpace(rec[0])
-		}
-		reject := func(format string, args ...any) {
-			rejected = append(rejected, RowError{Line: line, AccountID: apperr.Clip(raw), Reason: fmt.Sprintf(format, args...)})
-		}
 		if len(rec) != 2 {
-			reject("expected 2 columns (%s, %s), found %d", ColumnAccount, ColumnCredit, len(rec))
-			continue
-		}
-		id, ok := accountID(raw)
-		if !ok {
-			if raw == "" {
-				reject("the customer account ID is empty")
-			} else {
-				reject("%q is not a customer account ID", apperr.Clip(raw))
+			raw := ""
+			if len(rec) > 0 {
+				raw = strings.TrimSpace(rec[0])
 			}
+			j.reject(line, raw, "expected 2 columns (%s, %s), found %d", ColumnAccount, ColumnCredit, len(rec))
 			continue
 		}
-		credit, why := creditOf(strings.TrimSpace(rec[1]))
-		if why != "" {
-			reject("%s", why)
-			continue
-		}
-		if first, dup := seen[id]; dup {
-			reject("the customer already appears in row %d", first)
-			continue
-		}
-		seen[id] = line
-		rows = append(rows, Row{Line: line, AccountID: id, Credit: credit})
+		j.row(line, rec[0], rec[1])
 	}
-	return rows, rejected, nil
+	return j.rows, j.rejected, nil
 }
 
 // accountID reads a Partner Center account ID, or a plain account number.
