@@ -51,39 +51,57 @@ func ReleaseAllocation(tx *store.Tx, id int64, reason string, loc *time.Location
 	return guard.Sync(tx, loc, id)
 }
 
-// AllocateIn allocates amount of credit, inside tx, from partner id's
-// allocatable credit to its child (already under it) — the system's own
-// allocation of a change checked before, such as a migration's. More than
-// the partner can allocate is PRECONDITION_FAILED. It writes an ALLOCATE
-// ledger row with reason and updates the child's arrears; the caller audits
-// and notifies. Locks: the partner's credit row, then the child's.
-func AllocateIn(tx *store.Tx, partnerID, childID int64, amount decimal.Decimal, reason string, loc *time.Location) error {
-	if !amount.IsPositive() {
-		return nil
+// Transfer moves customer id's credit from partner from to partner to
+// inside tx — a migration: all of its allocation returns to from's
+// allocatable credit (a RELEASE ledger row; its arrears flag and exemptions,
+// from's grants, go), move re-parents it under to, then to allocates amount
+// to it (an ALLOCATE ledger row) and its arrears and purchase guard row are
+// brought up to date. More than to can allocate is PRECONDITION_FAILED,
+// before anything changed. The three credit rows are locked in one
+// statement, in id order. The caller audits and notifies.
+func Transfer(tx *store.Tx, id, from, to int64, amount decimal.Decimal, reason string, loc *time.Location, move func() error) error {
+	var rows []models.CreditBalance
+	if err := tx.DB.Raw(`SELECT * FROM credit_balances WHERE account_id IN (?, ?, ?) ORDER BY account_id FOR UPDATE`, id, from, to).
+		Scan(&rows).Error; err != nil {
+		return fmt.Errorf("lock credit of %d, %d and %d: %w", id, from, to, err)
 	}
-	parent, err := lockBalance(tx, partnerID)
-	if err != nil {
-		return err
+	bal := make(map[int64]*models.CreditBalance, 3)
+	for i := range rows {
+		bal[rows[i].AccountID] = &rows[i]
 	}
-	cb, err := lockBalance(tx, childID)
-	if err != nil {
-		return err
+	src, dst, cb := bal[from], bal[to], bal[id]
+	if src == nil || dst == nil || cb == nil {
+		return fmt.Errorf("transfer credit of %d: a credit row is missing", id)
 	}
-	if amount.GreaterThan(parent.Allocatable()) {
+	if amount.GreaterThan(dst.Allocatable()) {
 		return apperr.Preconditionf("the receiving partner can allocate %s of credit, %s is asked",
-			models.FormatDecimal(parent.Allocatable()), models.FormatDecimal(amount))
+			models.FormatDecimal(dst.Allocatable()), models.FormatDecimal(amount))
 	}
-	parent.Allocated = parent.Allocated.Add(amount)
-	cb.CreditLimit = cb.CreditLimit.Add(amount)
-	now := tx.Now()
-	if err := tx.DB.Exec(`UPDATE credit_balances SET allocated = ?, updated_at = ? WHERE account_id = ?`, parent.Allocated, now, partnerID).Error; err != nil {
-		return fmt.Errorf("allocate from %d: %w", partnerID, err)
-	}
-	if err := tx.DB.Exec(`UPDATE credit_balances SET credit_limit = ?, updated_at = ? WHERE account_id = ?`, cb.CreditLimit, now, childID).Error; err != nil {
-		return fmt.Errorf("allocate to %d: %w", childID, err)
-	}
-	if err := appendLedger(tx, models.LedgerAllocate, &partnerID, parent, childID, cb, amount, reason); err != nil {
+	released := cb.CreditLimit
+	src.Allocated = src.Allocated.Sub(released)
+	cb.CreditLimit = decimal.Zero
+	if err := appendLedger(tx, models.LedgerRelease, &from, src, id, cb, released.Neg(), reason); err != nil {
 		return err
 	}
-	return UpdateArrears(tx, []int64{childID}, loc)
+	if err := move(); err != nil {
+		return err
+	}
+	dst.Allocated = dst.Allocated.Add(amount)
+	cb.CreditLimit = amount
+	if amount.IsPositive() {
+		if err := appendLedger(tx, models.LedgerAllocate, &to, dst, id, cb, amount, reason); err != nil {
+			return err
+		}
+	}
+	now := tx.Now()
+	if err := tx.DB.Exec(`UPDATE credit_balances b SET allocated = v.allocated, credit_limit = v.credit_limit, updated_at = ?,
+			in_arrears = CASE WHEN b.account_id = ? THEN false ELSE b.in_arrears END,
+			exempt_postpaid = CASE WHEN b.account_id = ? THEN false ELSE b.exempt_postpaid END,
+			exempt_prepaid = CASE WHEN b.account_id = ? THEN false ELSE b.exempt_prepaid END
+		FROM (VALUES (?::bigint, ?::numeric, ?::numeric), (?, ?, ?), (?, ?, ?)) AS v(account_id, allocated, credit_limit)
+		WHERE b.account_id = v.account_id`, now, id, id, id,
+		src.AccountID, src.Allocated, src.CreditLimit, dst.AccountID, dst.Allocated, dst.CreditLimit, id, cb.Allocated, cb.CreditLimit).Error; err != nil {
+		return fmt.Errorf("transfer credit of %d: %w", id, err)
+	}
+	return UpdateArrears(tx, []int64{id}, loc)
 }

@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/shopspring/decimal"
-
 	"partnerd/accounts"
+	"partnerd/apperr"
 	"partnerd/credit"
 	"partnerd/models"
 	"partnerd/notify"
@@ -124,28 +123,16 @@ func (s *Service) migrate(tx *store.Tx, m *Migration, it *Item) (string, error) 
 	if !receiver.Kind.IsPartner() {
 		return "the receiver is no longer a partner", nil
 	}
-	// Credit rows in id order: the source's, the receiver's, the customer's.
-	if err := tx.DB.Exec(`SELECT 1 FROM credit_balances WHERE account_id IN (?, ?, ?) ORDER BY account_id FOR UPDATE`,
-		m.SourceID, m.ReceiverID, c.ID).Error; err != nil {
-		return "", fmt.Errorf("lock credit: %w", err)
-	}
-	var allocatable decimal.Decimal
-	if err := tx.DB.Raw(`SELECT credit_limit - allocated FROM credit_balances WHERE account_id = ?`, receiver.ID).Scan(&allocatable).Error; err != nil {
-		return "", fmt.Errorf("receiver credit: %w", err)
-	}
-	if it.Credit.GreaterThan(allocatable) {
-		return fmt.Sprintf("the receiver can allocate %s of credit, %s is asked for this customer",
-			models.FormatDecimal(allocatable), models.FormatDecimal(it.Credit)), nil
-	}
 	ref := "migration " + globalID(m.ID)
 	before := map[string]any{"parentId": c.ParentID, "path": c.Path}
-	if err := credit.ReleaseAllocation(tx, c.ID, ref, s.opts.Location); err != nil {
-		return "", err
+	err = credit.Transfer(tx, c.ID, m.SourceID, receiver.ID, it.Credit, ref, s.opts.Location, func() error {
+		return accounts.Move(tx, c, receiver, models.KindCustomer)
+	})
+	if apperr.CodeOf(err) == apperr.PreconditionFailed {
+		// Nothing changed yet: the receiver cannot fund this customer.
+		return err.Error(), nil
 	}
-	if err := accounts.Move(tx, c, receiver, models.KindCustomer); err != nil {
-		return "", err
-	}
-	if err := credit.AllocateIn(tx, receiver.ID, c.ID, it.Credit, ref, s.opts.Location); err != nil {
+	if err != nil {
 		return "", err
 	}
 	now := tx.Now()

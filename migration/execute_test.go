@@ -220,7 +220,7 @@ func TestExecute_PartialFailure(t *testing.T) {
 		reasons = append(reasons, string(it.Status)+": "+it.Reason)
 	}
 	got := strings.Join(reasons, " | ")
-	if !strings.Contains(got, "FAILED: the customer is frozen") || !strings.Contains(got, "FAILED: the receiver can allocate 0.00") || !strings.Contains(got, "MIGRATED: ") {
+	if !strings.Contains(got, "FAILED: the customer is frozen") || !strings.Contains(got, "FAILED: the receiving partner can allocate 0.00") || !strings.Contains(got, "MIGRATED: ") {
 		t.Fatalf("items: %s", got)
 	}
 	// The frozen customer stayed with the source, untouched.
