@@ -169,6 +169,24 @@ func (s *Service) Account(ctx context.Context, m *Migration, id int64) (*models.
 	return &a, nil
 }
 
+// Accounts returns the accounts ids of batch m's items or parties for a
+// caller who sees m, in one query (the parties of a batch see its customers
+// and each other).
+func (s *Service) Accounts(ctx context.Context, m *Migration, ids []int64) (map[int64]*models.Account, error) {
+	if _, err := s.Get(ctx, m.ID); err != nil {
+		return nil, err
+	}
+	var list []*models.Account
+	if err := s.st.DB.WithContext(ctx).Raw(`SELECT * FROM accounts WHERE id = ANY(?::bigint[])`, store.Int64Array(ids)).Scan(&list).Error; err != nil {
+		return nil, fmt.Errorf("load accounts of migration %d: %w", m.ID, err)
+	}
+	out := make(map[int64]*models.Account, len(list))
+	for _, a := range list {
+		out[a.ID] = a
+	}
+	return out, nil
+}
+
 // InMigration reports which of the given customers are held by a submitted
 // batch not yet over: one query.
 func (s *Service) InMigration(ctx context.Context, ids []int64) (map[int64]bool, error) {

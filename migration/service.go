@@ -94,6 +94,8 @@ type Item struct {
 	EffectiveAt *time.Time
 	// Batch is the item's batch, when a reader loaded it (not stored).
 	Batch *Migration `gorm:"-"`
+	// Account is the customer, when a reader loaded it (not stored).
+	Account *models.Account `gorm:"-"`
 }
 
 // Event is one line of the history of a batch (AccountID nil) or of one of

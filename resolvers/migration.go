@@ -132,10 +132,19 @@ func (r *migrationResolver) items(ctx context.Context, obj *migration.Migration,
 	if err != nil {
 		return nil, err
 	}
-	// The parties of a batch see its customers: keep the batch at hand for
-	// the items' account field.
+	// The parties of a batch see its customers, also those outside their
+	// scope (the source's, before the move): load the page's accounts in one
+	// query through the batch.
+	keys := make([]int64, len(list))
+	for i, it := range list {
+		keys[i] = it.AccountID
+	}
+	accts, err := r.Batches.Accounts(ctx, obj, keys)
+	if err != nil {
+		return nil, err
+	}
 	for _, it := range list {
-		it.Batch = obj
+		it.Batch, it.Account = obj, accts[it.AccountID]
 	}
 	conn := &graph.MigrationItemConnection{TotalCount: int(total)}
 	conn.Edges, conn.PageInfo = edges(list, more, func(i *migration.Item) int64 { return i.ID },

@@ -346,6 +346,9 @@ func (r *migrationResolver) Counts(ctx context.Context, obj *migration.Migration
 
 // Account is the resolver for the account field.
 func (r *migrationItemResolver) Account(ctx context.Context, obj *migration.Item) (*models.Account, error) {
+	if obj.Account != nil {
+		return obj.Account, nil
+	}
 	if obj.Batch == nil {
 		return r.account(ctx, obj.AccountID)
 	}

@@ -577,3 +577,41 @@ func waitSubscribers(t *testing.T, api *testkit.API, topic string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A batch's items read their customers (outside the receiver's scope before
+// the move) in one query per page, not one per item.
+func TestMigration_ItemsAreNotNPlusOne(t *testing.T) {
+	api := testkit.NewAPI(t, server.Options{})
+	tr := api.Tree
+	migrationFixture(t, api)
+	create := `mutation($s: ID!, $rows: [MigrationRowInput!]) { createMigration(sourceId: $s, rows: $rows) { id } }`
+	statements := func(n int) int64 {
+		rows := []map[string]any{{"accountId": acct(tr.C5.Account.ID), "creditToAllocate": "1"}}
+		for i := 1; i < n; i++ {
+			c := tr.Add(t, tr.D2.Account.ID, models.KindCustomer, fmt.Sprintf("Page customer %d-%d", n, i))
+			activate(t, api, tr.D2, c)
+			rows = append(rows, map[string]any{"accountId": acct(c.Account.ID), "creditToAllocate": "1"})
+		}
+		var c struct{ CreateMigration struct{ ID string } }
+		api.MustDo(t, tr.S1.Token, create, map[string]any{"s": acct(tr.D2.Account.ID), "rows": rows}, &c)
+		before := tr.Store.CountStatements()
+		var out struct {
+			Migration struct {
+				Items struct {
+					Edges []struct {
+						Node struct{ Account struct{ Name string } }
+					}
+				}
+			}
+		}
+		api.MustDo(t, tr.S1.Token, `query($id: ID!) { migration(id: $id) { items { edges { node { account { name } } } } } }`,
+			map[string]any{"id": c.CreateMigration.ID}, &out)
+		if len(out.Migration.Items.Edges) != n || out.Migration.Items.Edges[0].Node.Account.Name != "Customer Five" {
+			t.Fatalf("items: %+v", out)
+		}
+		return tr.Store.CountStatements() - before
+	}
+	if small, large := statements(2), statements(8); small != large {
+		t.Fatalf("statements for 2 items: %d, for 8: %d", small, large)
+	}
+}
