@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shopspring/decimal"
 	"gorm.io/gorm"
 
 	"partnerd/accounts"
@@ -62,11 +63,11 @@ func (s *Service) Submit(ctx context.Context, id int64) (*Migration, error) {
 		if err != nil {
 			return "", "", err
 		}
-		sum, _, err := total(tx, m.ID)
+		c, err := s.counts(tx, m.ID)
 		if err != nil {
 			return "", "", err
 		}
-		if why, err := checkReceiverCredit(tx, receiver, sum); err != nil || why != "" {
+		if why, err := checkReceiverCredit(tx, receiver, c.Credit); err != nil || why != "" {
 			if err != nil {
 				return "", "", err
 			}
@@ -248,12 +249,8 @@ func (s *Service) finishTransition(tx *store.Tx, m *Migration, prev Status, acti
 	}
 	evs := []store.Event{s.changed(m, action, note, sourceTold, c)}
 	if m.Status.Pending() {
-		sum, _, err := total(tx, m.ID)
-		if err != nil {
-			return err
-		}
 		evs = append(evs, notify.MigrationApprovalRequested{MigrationID: m.ID, ApproverID: s.turn(m), ReceiverID: m.ReceiverID,
-			SourceID: m.SourceID, Status: string(m.Status), Customers: c.Items, Credit: models.FormatDecimal(sum),
+			SourceID: m.SourceID, Status: string(m.Status), Customers: c.Items, Credit: models.FormatDecimal(c.Credit),
 			DueAt: m.StepDueAt.UTC().Format(time.RFC3339), URL: s.url(m.ID)})
 	}
 	if m.Status == StatusExecuting {
@@ -340,9 +337,10 @@ func (s *Service) requireReceiver(sc accounts.Scope, m *Migration) error {
 	return sc.Require(accounts.PermOperate)
 }
 
-// Counts are a batch's customers by status.
+// Counts are a batch's customers by status, and the credit they ask for.
 type Counts struct {
 	Items, Migrated, Failed, Pending int
+	Credit                           decimal.Decimal
 }
 
 func (s *Service) counts(tx *store.Tx, id int64) (Counts, error) {
@@ -351,7 +349,7 @@ func (s *Service) counts(tx *store.Tx, id int64) (Counts, error) {
 
 func countItems(db *gorm.DB, id int64) (Counts, error) {
 	var c Counts
-	err := db.Raw(`SELECT count(*) AS items, count(*) FILTER (WHERE status = 'MIGRATED') AS migrated,
+	err := db.Raw(`SELECT count(*) AS items, coalesce(sum(credit), 0) AS credit, count(*) FILTER (WHERE status = 'MIGRATED') AS migrated,
 		count(*) FILTER (WHERE status = 'FAILED') AS failed, count(*) FILTER (WHERE status = 'PENDING') AS pending
 		FROM migration_items WHERE migration_id = ?`, id).Scan(&c).Error
 	if err != nil {

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/shopspring/decimal"
-
 	"partnerd/accounts"
 	"partnerd/apperr"
 	"partnerd/ids"
@@ -128,7 +126,7 @@ func (s *Service) editDraft(ctx context.Context, id int64, fn func(tx *store.Tx,
 		if err := fn(tx, m); err != nil {
 			return err
 		}
-		if err := tx.DB.Exec(`UPDATE migrations SET rejected_rows = ?, updated_at = ? WHERE id = ?`, m.RejectedRows, tx.Now(), m.ID).Error; err != nil {
+		if err := tx.DB.Exec(`UPDATE migrations SET updated_at = ? WHERE id = ?`, tx.Now(), m.ID).Error; err != nil {
 			return fmt.Errorf("update migration %d: %w", m.ID, err)
 		}
 		m.UpdatedAt = tx.Now()
@@ -140,7 +138,7 @@ func (s *Service) editDraft(ctx context.Context, id int64, fn func(tx *store.Tx,
 
 // addRows judges rows against the preconditions and inserts those that pass
 // as PENDING items (in one statement, with their history); the others, with
-// rejected, join m.RejectedRows (written by the caller or here at creation).
+// rejected, join m.RejectedRows, written here.
 // The batch never holds more than MaxRows customers.
 func (s *Service) addRows(tx *store.Tx, m *Migration, rows []Row, rejected []RowError) (int, error) {
 	var have []int64
@@ -213,19 +211,6 @@ func (s *Service) history(tx *store.Tx, id int64, account *int64, action string,
 		return fmt.Errorf("migration history: %w", err)
 	}
 	return nil
-}
-
-// total is the credit a batch's items ask for.
-func total(tx *store.Tx, id int64) (decimal.Decimal, int, error) {
-	var r struct {
-		Total decimal.Decimal
-		N     int
-	}
-	if err := tx.DB.Raw(`SELECT coalesce(sum(credit), 0) AS total, count(*) AS n FROM migration_items WHERE migration_id = ?`, id).
-		Scan(&r).Error; err != nil {
-		return decimal.Zero, 0, fmt.Errorf("total of migration %d: %w", id, err)
-	}
-	return r.Total, r.N, nil
 }
 
 func globalID(id int64) string { return ids.Encode(TypeMigration, id) }

@@ -33,14 +33,18 @@ type ExecuteResult struct {
 func (s *Service) ExecuteBatch(ctx context.Context, id int64) (ExecuteResult, error) {
 	var res ExecuteResult
 	ctx = accounts.SystemContext(ctx)
-	for {
+	var m Migration
+	if err := s.st.DB.WithContext(ctx).Raw(`SELECT `+migrationColumns+` FROM migrations WHERE id = ?`, id).Scan(&m).Error; err != nil {
+		return res, fmt.Errorf("load migration %d: %w", id, err)
+	}
+	for m.Status == StatusExecuting {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
 		var done, migrated bool
 		err := s.st.InTx(ctx, func(tx *store.Tx) error {
 			var err error
-			done, migrated, err = s.executeNext(tx, id)
+			done, migrated, err = s.executeNext(tx, &m)
 			return err
 		})
 		if err != nil {
@@ -69,25 +73,20 @@ func (s *Service) ExecuteBatch(ctx context.Context, id int64) (ExecuteResult, er
 	return res, nil
 }
 
-// executeNext migrates (or fails) the next pending customer of batch id
-// nobody else is working on; done is true when there is none.
-func (s *Service) executeNext(tx *store.Tx, id int64) (done, migrated bool, err error) {
-	var m Migration
-	if err := tx.DB.Raw(`SELECT `+migrationColumns+` FROM migrations WHERE id = ? FOR SHARE`, id).Scan(&m).Error; err != nil {
-		return false, false, fmt.Errorf("load migration: %w", err)
-	}
-	if m.Status != StatusExecuting {
-		return true, false, nil
-	}
+// executeNext migrates (or fails) the next pending customer of batch m
+// nobody else is working on; done is true when there is none. An EXECUTING
+// batch only ends once no item is pending, and its parties do not change,
+// so m needs no reload.
+func (s *Service) executeNext(tx *store.Tx, m *Migration) (done, migrated bool, err error) {
 	var it Item
 	if err := tx.DB.Raw(`SELECT `+itemColumns+` FROM migration_items WHERE migration_id = ? AND status = 'PENDING'
-		ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED`, id).Scan(&it).Error; err != nil {
+		ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED`, m.ID).Scan(&it).Error; err != nil {
 		return false, false, fmt.Errorf("next item: %w", err)
 	}
 	if it.ID == 0 {
 		return true, false, nil
 	}
-	why, err := s.migrate(tx, &m, &it)
+	why, err := s.migrate(tx, m, &it)
 	if err != nil {
 		return false, false, err
 	}

@@ -153,20 +153,17 @@ func (s *Service) History(ctx context.Context, m *Migration, account int64) ([]*
 	return list, nil
 }
 
-// Account returns account id of batch m's items or parties for a caller who
-// sees m: the parties of a batch see its customers and each other.
+// Account returns account id of batch m's items or parties for a caller
+// who sees m (see Accounts).
 func (s *Service) Account(ctx context.Context, m *Migration, id int64) (*models.Account, error) {
-	if _, err := s.Get(ctx, m.ID); err != nil {
+	found, err := s.Accounts(ctx, m, []int64{id})
+	if err != nil {
 		return nil, err
 	}
-	var a models.Account
-	if err := s.st.DB.WithContext(ctx).Raw(`SELECT * FROM accounts WHERE id = ?`, id).Scan(&a).Error; err != nil {
-		return nil, fmt.Errorf("load account %d: %w", id, err)
-	}
-	if a.ID == 0 {
+	if found[id] == nil {
 		return nil, accounts.NotFound("account")
 	}
-	return &a, nil
+	return found[id], nil
 }
 
 // Accounts returns the accounts ids of batch m's items or parties for a

@@ -1,6 +1,9 @@
 package migration
 
-import "partnerd/models"
+import (
+	"partnerd/apperr"
+	"partnerd/models"
+)
 
 // Statement is the Sub-Customer Data Transfer Statement the source partner
 // acknowledges when it approves a migration, in one locale.
@@ -53,4 +56,17 @@ func StatementFor(locale models.Locale) Statement {
 		return st
 	}
 	return statements[models.LocaleEnUS]
+}
+
+// StatementIn returns the statement in locale ("" for def, the caller's),
+// VALIDATION for a locale it is not written in.
+func StatementIn(locale string, def models.Locale) (Statement, error) {
+	if locale == "" {
+		return StatementFor(def), nil
+	}
+	st, ok := statements[models.Locale(locale)]
+	if !ok {
+		return Statement{}, apperr.Invalid("locale", "the statement exists in en-US and zh-CN")
+	}
+	return st, nil
 }

@@ -92,9 +92,24 @@ type InputRow struct {
 	Credit    string
 }
 
-// ParseRows judges rows given directly like the rows of a file; the row
-// number is the position in the list, from 1.
-func ParseRows(in []InputRow) ([]Row, []RowError) {
+// Read judges what a partner gave for a batch: rows given directly or an
+// uploaded file (ParseTemplate), not both (VALIDATION). Direct rows are
+// judged like a file's, at most MaxRows of them; a row's number is its
+// position in the list, from 1.
+func Read(in []InputRow, file io.Reader) ([]Row, []RowError, error) {
+	switch {
+	case file != nil && in != nil:
+		return nil, nil, apperr.Invalid("file", "give rows or a file, not both")
+	case file != nil:
+		return ParseTemplate(file)
+	case len(in) > MaxRows:
+		return nil, nil, apperr.Invalid("rows", "at most %d rows: split them into several batches", MaxRows)
+	}
+	rows, rejected := parseRows(in)
+	return rows, rejected, nil
+}
+
+func parseRows(in []InputRow) ([]Row, []RowError) {
 	j := newJudge()
 	for i, r := range in {
 		j.row(i+1, r.AccountID, r.Credit)

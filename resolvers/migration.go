@@ -3,6 +3,7 @@ package resolvers
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/graph-gophers/dataloader/v7"
@@ -19,20 +20,18 @@ import (
 // migrationRows turns the rows or the uploaded file of createMigration and
 // addMigrationRows into rows to import and rows rejected.
 func migrationRows(rows []*graph.MigrationRowInput, file *graphql.Upload) ([]migration.Row, []migration.RowError, error) {
-	switch {
-	case file != nil && rows != nil:
-		return nil, nil, apperr.Invalid("file", "give rows or a file, not both")
-	case file != nil:
-		return migration.ParseTemplate(file.File)
-	case len(rows) > migration.MaxRows:
-		return nil, nil, apperr.Invalid("rows", "at most %d rows: split them into several batches", migration.MaxRows)
+	var in []migration.InputRow
+	if rows != nil {
+		in = make([]migration.InputRow, len(rows))
+		for i, r := range rows {
+			in[i] = migration.InputRow{AccountID: r.AccountID, Credit: r.CreditToAllocate.String()}
+		}
 	}
-	in := make([]migration.InputRow, len(rows))
-	for i, r := range rows {
-		in[i] = migration.InputRow{AccountID: r.AccountID, Credit: r.CreditToAllocate.String()}
+	var f io.Reader
+	if file != nil {
+		f = file.File
 	}
-	ok, rejected := migration.ParseRows(in)
-	return ok, rejected, nil
+	return migration.Read(in, f)
 }
 
 func (r *mutationResolver) createMigration(ctx context.Context, sourceID string, rows []*graph.MigrationRowInput, file *graphql.Upload) (*migration.Migration, error) {
@@ -102,17 +101,18 @@ func (r *queryResolver) migrations(ctx context.Context, status *migration.Status
 }
 
 func (r *queryResolver) dataTransferStatement(ctx context.Context, locale *string) (*migration.Statement, error) {
-	loc := models.LocaleEnUS
+	def := models.LocaleEnUS
 	if p, ok := accounts.PrincipalFrom(ctx); ok && p != nil {
-		loc = p.Locale
+		def = p.Locale
 	}
-	if locale != nil && *locale != "" {
-		loc = models.Locale(*locale)
-		if loc != models.LocaleEnUS && loc != models.LocaleZhCN {
-			return nil, apperr.Invalid("locale", "the statement exists in en-US and zh-CN")
-		}
+	loc := ""
+	if locale != nil {
+		loc = *locale
 	}
-	st := migration.StatementFor(loc)
+	st, err := migration.StatementIn(loc, def)
+	if err != nil {
+		return nil, err
+	}
 	return &st, nil
 }
 
