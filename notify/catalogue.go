@@ -201,6 +201,24 @@ func NewCatalogue() *Catalogue {
 		Audience: func(e MigrationCustomerMigrated) []Audience { return []Audience{To(e.CustomerID, ops, fin)} },
 		Defaults: AllChannels(),
 	})
+	Register(c, BillIssued{BillID: 31, PartnerID: 7, SettlesWithID: 1, Month: "2026-10", ListTotal: "128400.00",
+		ActualTotal: "102720.00", Adjustments: "312.40", URL: "https://partner.example.com/bills/UGFydG5lckJpbGw6MzE"}, Spec[BillIssued]{
+		Audience: func(e BillIssued) []Audience { return []Audience{To(e.PartnerID, fin)} },
+		Defaults: InSiteAndEmail(),
+	})
+	payout := Spec[PayoutChanged]{
+		Audience: func(e PayoutChanged) []Audience {
+			if e.Status == "APPLIED" {
+				return []Audience{ToPlatform(models.RoleReviewer)}
+			}
+			return []Audience{To(e.PartnerID, fin)}
+		},
+		Defaults: InSiteAndEmail(),
+	}
+	Register(c, PayoutChanged{IncentiveID: 4, PartnerID: 7, Month: "2026-10", Amount: "2054.40", Status: "APPLIED",
+		URL: "https://partner.example.com/incentives/SW5jZW50aXZlOjQ"}, payout)
+	Register(c, PayoutChanged{IncentiveID: 4, PartnerID: 7, Month: "2026-10", Amount: "2054.40", Status: "REJECTED",
+		Reason: "The October revenue includes a disputed invoice.", URL: "https://partner.example.com/incentives/SW5jZW50aXZlOjQ"}, payout)
 	return c
 }
 

@@ -402,3 +402,49 @@ func (e MigrationCustomerMigrated) EventAccountID() int64 { return e.CustomerID 
 func (e MigrationCustomerMigrated) LiveTopics() []string {
 	return []string{MigrationTopic(e.MigrationID), accounts.AccountTopic(e.CustomerID)}
 }
+
+// The event types of billing (DOMAIN.md §5).
+const (
+	EventBillIssued    = "billing.bill_issued"
+	EventPayoutChanged = "billing.payout_changed"
+)
+
+// BillIssued tells a partner that its bill of Month is issued: final, the
+// settlement basis with SettlesWithID. Amounts are fixed to 2 decimals for
+// display; Adjustments is the actual amount of records of earlier months
+// that arrived after their bills.
+type BillIssued struct {
+	BillID        int64  `json:"billId"`
+	PartnerID     int64  `json:"partnerId"`
+	SettlesWithID int64  `json:"settlesWithId"`
+	Month         string `json:"month"`
+	ListTotal     string `json:"listTotal"`
+	ActualTotal   string `json:"actualTotal"`
+	Adjustments   string `json:"adjustments"`
+	URL           string `json:"url"`
+}
+
+// EventType implements store.Event.
+func (BillIssued) EventType() string { return EventBillIssued }
+
+// EventAccountID implements store.AccountEvent.
+func (e BillIssued) EventAccountID() int64 { return e.PartnerID }
+
+// PayoutChanged tells of an incentive payout: APPLIED (the platform's
+// reviewers are asked), APPROVED or REJECTED with Reason (the partner is
+// told).
+type PayoutChanged struct {
+	IncentiveID int64  `json:"incentiveId"`
+	PartnerID   int64  `json:"partnerId"`
+	Month       string `json:"month"`
+	Amount      string `json:"amount"`
+	Status      string `json:"status"`
+	Reason      string `json:"reason,omitempty"`
+	URL         string `json:"url"`
+}
+
+// EventType implements store.Event.
+func (PayoutChanged) EventType() string { return EventPayoutChanged }
+
+// EventAccountID implements store.AccountEvent.
+func (e PayoutChanged) EventAccountID() int64 { return e.PartnerID }

@@ -37,3 +37,25 @@ func Select(db *gorm.DB, dest any, sql string, args ...any) error {
 	}
 	return rows.Err()
 }
+
+// TextArray renders strs as a PostgreSQL array literal of quoted elements
+// ('{"a","b\"c"}') for "?::text[]" (and casts from it), as Int64Array does
+// for ids.
+func TextArray(strs []string) string {
+	b := make([]byte, 0, len(strs)*12+2)
+	b = append(b, '{')
+	for i, s := range strs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		for j := 0; j < len(s); j++ {
+			if s[j] == '"' || s[j] == '\\' {
+				b = append(b, '\\')
+			}
+			b = append(b, s[j])
+		}
+		b = append(b, '"')
+	}
+	return string(append(b, '}'))
+}
