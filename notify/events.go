@@ -406,7 +406,8 @@ func (e MigrationCustomerMigrated) LiveTopics() []string {
 // The event types of billing (DOMAIN.md §5).
 const (
 	EventBillIssued    = "billing.bill_issued"
-	EventPayoutChanged = "billing.payout_changed"
+	EventPayoutApplied = "billing.payout_applied"
+	EventPayoutDecided = "billing.payout_decided"
 )
 
 // BillIssued tells a partner that its bill of Month is issued: final, the
@@ -443,8 +444,15 @@ type PayoutChanged struct {
 	URL         string `json:"url"`
 }
 
-// EventType implements store.Event.
-func (PayoutChanged) EventType() string { return EventPayoutChanged }
+// EventType implements store.Event: the reviewers are asked
+// (EventPayoutApplied) and the partner told (EventPayoutDecided) by two
+// event types, so each chooses its channels apart.
+func (e PayoutChanged) EventType() string {
+	if e.Status == "APPLIED" {
+		return EventPayoutApplied
+	}
+	return EventPayoutDecided
+}
 
 // EventAccountID implements store.AccountEvent.
 func (e PayoutChanged) EventAccountID() int64 { return e.PartnerID }
