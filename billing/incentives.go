@@ -2,6 +2,7 @@ package billing
 
 import (
 	"context"
+	"database/sql/driver"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -57,6 +58,12 @@ func (t *Tiers) Scan(v any) error {
 		return fmt.Errorf("tiers: cannot scan %T", v)
 	}
 	return json.Unmarshal(b, t)
+}
+
+// Value implements driver.Valuer (jsonb).
+func (t Tiers) Value() (driver.Value, error) {
+	b, err := json.Marshal(t)
+	return string(b), err
 }
 
 // Rate is the rebate percentage revenue earns: the highest tier whose
