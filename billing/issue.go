@@ -206,3 +206,25 @@ func (s *Service) Tick(ctx context.Context, sched Schedule) (TickResult, error) 
 	}
 	return res, nil
 }
+
+// IssueMonth regenerates and issues every DRAFT partner bill of month, as
+// the schedule does on the issue day, and returns how many it issued.
+// Platform ADMIN only.
+func (s *Service) IssueMonth(ctx context.Context, month models.Month) (int, error) {
+	if err := requirePlatformAdmin(ctx); err != nil {
+		return 0, err
+	}
+	if err := s.checkClosed(month); err != nil {
+		return 0, err
+	}
+	var n int
+	err := s.st.InTx(ctx, func(tx *store.Tx) error {
+		issued, err := s.issue(tx, month.Key(), nil)
+		n = len(issued)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("issue the partner bills of %s: %w", month, err)
+	}
+	return n, nil
+}

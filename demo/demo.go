@@ -12,6 +12,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"partnerd/accounts"
+	"partnerd/billing"
 	"partnerd/credit"
 	"partnerd/groups"
 	"partnerd/guard"
@@ -36,6 +37,9 @@ type Services struct {
 	// Migration, when set, leaves a migration batch waiting for the
 	// source's approval.
 	Migration *migration.Service
+	// Billing, when set, issues last month's bills and applies for a
+	// payout of the distributor's incentive.
+	Billing *billing.Service
 	// Notify, when set, writes the in-site messages the demo's changes owe
 	// at once (the workers send the emails and SMS).
 	Notify *notify.Service
@@ -51,6 +55,8 @@ type Summary struct {
 	Accounts     int
 	Users        int
 	Expenditures int
+	// Bills counts the partner bills issued for last month.
+	Bills int
 	// Budgets is how many customers got a budget (and were unfrozen).
 	Budgets int
 	// InboxMessages is how many in-site messages the changes left.
@@ -166,11 +172,16 @@ func Load(ctx context.Context, d Services) (Summary, error) {
 			return sum, fmt.Errorf("demo billing group: %w", err)
 		}
 	}
-	res, err := d.Spend.Ingest(ctx, spend.SliceSource(expenditures(customers, d.Accounts.Store().Now())))
+	res, err := d.Spend.Ingest(ctx, spend.SliceSource(expenditures(customers, d.Accounts.Store().Now(), "demo")))
 	if err != nil {
 		return sum, fmt.Errorf("demo expenditures: %w", err)
 	}
 	sum.Expenditures = res.Accepted
+	if d.Billing != nil {
+		if err := bills(ctx, d, customers, &sum); err != nil {
+			return sum, err
+		}
+	}
 	if d.Guard != nil {
 		// What the workers would do on the ingestion's events, done here so
 		// the demo is in its final state without them.
@@ -283,10 +294,55 @@ func migrate(ctx context.Context, d Services, customers []*models.Account) error
 	return nil
 }
 
+// bills gives last month a full month of usage, generates and issues its
+// partner bills under an incentive policy, rates Aurora's customer bills
+// (5% off list) and has Aurora's finance user apply for the payout of its
+// incentive.
+func bills(ctx context.Context, d Services, customers []*models.Account, sum *Summary) error {
+	loc := d.Billing.Location()
+	prev := models.MonthOf(d.Accounts.Store().Now(), loc).Prev()
+	res, err := d.Spend.Ingest(ctx, spend.SliceSource(expenditures(customers, prev.End(loc).Add(-time.Hour), "demo-prev")))
+	if err != nil {
+		return fmt.Errorf("demo expenditures of %s: %w", prev, err)
+	}
+	sum.Expenditures += res.Accepted
+	dec := decimal.RequireFromString
+	if _, err := d.Billing.CreatePolicy(ctx, "Partner incentive FY2026", prev, billing.Tiers{
+		{Threshold: dec("0"), Percent: dec("1")}, {Threshold: dec("100000"), Percent: dec("2")}, {Threshold: dec("500000"), Percent: dec("3")}}); err != nil {
+		return fmt.Errorf("demo incentive policy: %w", err)
+	}
+	if _, err := d.Billing.GeneratePartnerBills(ctx, prev); err != nil {
+		return fmt.Errorf("demo partner bills: %w", err)
+	}
+	if sum.Bills, err = d.Billing.IssueMonth(ctx, prev); err != nil {
+		return fmt.Errorf("demo partner bills: %w", err)
+	}
+	as, err := actAs(ctx, d, "finance@aurora.example")
+	if err != nil {
+		return fmt.Errorf("demo bills: %w", err)
+	}
+	p, _ := accounts.PrincipalFrom(as)
+	aurora := p.AccountID
+	if _, err := d.Billing.CreateRatingRule(as, aurora, "", dec("-5"), prev); err != nil {
+		return fmt.Errorf("demo rating rule: %w", err)
+	}
+	if _, err := d.Billing.GenerateCustomerBills(as, aurora, prev); err != nil {
+		return fmt.Errorf("demo customer bills: %w", err)
+	}
+	incs, _, err := d.Billing.Incentives(as, billing.IncentiveFilter{}, 1, 0)
+	if err != nil || len(incs) == 0 {
+		return fmt.Errorf("demo incentive of Aurora: %v", err)
+	}
+	if _, err := d.Billing.ApplyForPayout(as, incs[0].ID); err != nil {
+		return fmt.Errorf("demo payout application: %w", err)
+	}
+	return nil
+}
+
 // expenditures makes 30 days of usage for each customer: daily pay-per-use
 // compute and storage, and a monthly database subscription; amounts vary by
 // customer and day but are the same on every run.
-func expenditures(customers []*models.Account, now time.Time) []spend.Record {
+func expenditures(customers []*models.Account, now time.Time, prefix string) []spend.Record {
 	products := []struct {
 		code  string
 		mode  models.BillingMode
@@ -310,7 +366,7 @@ func expenditures(customers []*models.Account, now time.Time) []spend.Record {
 				}
 				list := decimal.New(cents, -2)
 				out = append(out, spend.Record{
-					ExternalID:  fmt.Sprintf("demo-%d-%s-%d", c.ID, p.code, day),
+					ExternalID:  fmt.Sprintf("%s-%d-%s-%d", prefix, c.ID, p.code, day),
 					CustomerID:  c.ID,
 					ProductCode: p.code,
 					Region:      "cn-hangzhou",

@@ -211,7 +211,7 @@ func (d *pdfDoc) heading() {
 	lh := sizeBody * leading
 	for _, f := range facts {
 		names := d.wrap(f[0], sizeBody, labelW-8)
-		values := d.wrap(f[1], sizeBody, valueW)
+		values := d.clip(d.wrap(f[1], sizeBody, valueW), maxPartyLines, sizeBody, valueW)
 		d.setTextColor(colorMuted)
 		for i, s := range names {
 			d.cell(x, y+float64(i)*lh, labelW-8, s, false)
@@ -247,7 +247,7 @@ func (d *pdfDoc) party(x, y, w float64, heading string, p partyView) float64 {
 	y += 4
 	d.setFont(sizeName)
 	d.setTextColor(colorText)
-	for _, s := range d.wrap(p.Name, sizeName, w) {
+	for _, s := range d.clip(d.wrap(p.Name, sizeName, w), maxPartyLines, sizeName, w) {
 		d.cell(x, y, w, s, false)
 		y += sizeName * leading
 	}
@@ -256,7 +256,7 @@ func (d *pdfDoc) party(x, y, w float64, heading string, p partyView) float64 {
 		if f[1] == "" {
 			continue
 		}
-		for _, s := range d.wrap(f[0]+": "+f[1], sizeBody, w) {
+		for _, s := range d.clip(d.wrap(f[0]+": "+f[1], sizeBody, w), maxPartyLines, sizeBody, w) {
 			d.cell(x, y, w, s, false)
 			y += sizeBody * leading
 		}
@@ -490,6 +490,27 @@ func (d *pdfDoc) wrap(s string, size, width float64) []string {
 	if start < len(rs) || len(lines) == 0 {
 		lines = append(lines, strings.TrimRight(string(rs[start:]), " "))
 	}
+	return lines
+}
+
+// maxPartyLines bounds each value of the heading and of a party, which do
+// not flow onto a next page: 12 lines hold a name of several hundred
+// characters, and a longer one is cut with an ellipsis rather than pushed
+// off the page (the HTML page shows it whole).
+const maxPartyLines = 12
+
+// clip keeps the first n of lines, ending the last one kept with "…" if
+// any was dropped.
+func (d *pdfDoc) clip(lines []string, n int, size, width float64) []string {
+	if len(lines) <= n {
+		return lines
+	}
+	lines = lines[:n:n]
+	last := []rune(lines[n-1])
+	for len(last) > 0 && d.textWidth(string(last)+"…", size) > width {
+		last = last[:len(last)-1]
+	}
+	lines[n-1] = string(last) + "…"
 	return lines
 }
 

@@ -150,6 +150,7 @@ func TestPDF_DraftIsMarkedOnEveryPage(t *testing.T) {
 func TestPDF_NothingOverflowsThePage(t *testing.T) {
 	inv := sample(LocaleZhCN, 30)
 	inv.Buyer.Name = strings.Repeat(buyerZh, 6) + " Shenzhen Xinghe Technology Company Limited, Nanshan District Branch Office"
+	inv.Seller.Name = strings.Repeat("Nimbus Cloud Reseller ", 200) // cut at maxPartyLines
 	inv.Seller.Email = "accounts-receivable-department-of-the-partner-with-a-long-address@billing.nimbus-cloud-reseller.example"
 	inv.Number = "INV-202610-" + strings.Repeat("0", 80) + "123"
 	inv.Lines[2].ProductCode = strings.Repeat("VERYLONGPRODUCTCODEWITHOUTANYBREAK", 3)
@@ -176,6 +177,9 @@ func TestPDF_NothingOverflowsThePage(t *testing.T) {
 	}
 	if len(nameLines) < 2 {
 		t.Errorf("the long buyer name sits on %d line(s), want it wrapped", len(nameLines))
+	}
+	if !strings.Contains(pages[0], "Nimbus Cloud Reseller Nimbus") || !strings.Contains(pages[0], "…") {
+		t.Error("the seller's overlong name is not shown cut with an ellipsis")
 	}
 	if all := strings.Join(pages, ""); !strings.Contains(strings.ReplaceAll(all, "\n", ""), inv.Lines[2].ProductCode) {
 		t.Error("the long product code lost characters when wrapped")

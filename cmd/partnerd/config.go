@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"partnerd/billing"
 	"strconv"
 	"strings"
 	"time"
@@ -20,24 +21,27 @@ import (
 
 // config is the environment of RUNNING.md, parsed and checked once at start.
 type config struct {
-	DatabaseURL       string
-	RedisURL          string
-	RedisOptions      *redis.Options
-	QueueRedis        asynq.RedisConnOpt
-	HTTPAddr          string
-	PublicURL         string
-	SMTPHost          string
-	SMTPPort          int
-	SMTPUsername      string
-	SMTPPassword      string
-	SMTPFrom          string
-	SMTPTLS           string
-	SMSProvider       string
-	SMSWebhookURL     string
-	SMSAliyun         sms.AliyunConfig
-	BillingTimezone   *time.Location
-	FreezeRetention   time.Duration
-	MigrationTTL      time.Duration
+	DatabaseURL     string
+	RedisURL        string
+	RedisOptions    *redis.Options
+	QueueRedis      asynq.RedisConnOpt
+	HTTPAddr        string
+	PublicURL       string
+	SMTPHost        string
+	SMTPPort        int
+	SMTPUsername    string
+	SMTPPassword    string
+	SMTPFrom        string
+	SMTPTLS         string
+	SMSProvider     string
+	SMSWebhookURL   string
+	SMSAliyun       sms.AliyunConfig
+	BillingTimezone *time.Location
+	FreezeRetention time.Duration
+	MigrationTTL    time.Duration
+	// BillSchedule is when partner bills are generated and issued
+	// (BILL_RUN_DAY, BILL_RUN_HOUR, BILL_ISSUE_DAY; Beijing time).
+	BillSchedule      billing.Schedule
 	LogLevel          slog.Level
 	LogFormat         string
 	Playground        bool
@@ -196,6 +200,9 @@ func loadConfig(lookup env) (*config, error) {
 		{"GRAPHQL_MAX_DEPTH", 12, 2, 100, &c.MaxDepth},
 		{"GRAPHQL_MAX_COMPLEXITY", 100000, 10, 10_000_000, &c.MaxComplexity},
 		{"GRAPHQL_MAX_TOKENS", 15000, 100, 1_000_000, &c.MaxTokens},
+		{"BILL_RUN_DAY", 1, 1, 28, &c.BillSchedule.RunDay},
+		{"BILL_RUN_HOUR", 2, 0, 23, &c.BillSchedule.RunHour},
+		{"BILL_ISSUE_DAY", 5, 1, 28, &c.BillSchedule.IssueDay},
 	}
 	for _, v := range ints {
 		n, err := strconv.Atoi(lookup.get(v.name, strconv.Itoa(v.def)))
@@ -214,6 +221,9 @@ func loadConfig(lookup env) (*config, error) {
 			return nil, bad(v.name, "must be a number of bytes, at least 1024")
 		}
 		*v.dst = n
+	}
+	if err := c.BillSchedule.Validate(); err != nil {
+		return nil, bad("BILL_ISSUE_DAY", "%v", err)
 	}
 	c.LivePrefix = lookup.get("LIVE_PREFIX", "partnerd:")
 	return c, nil
