@@ -424,24 +424,9 @@ func (s *Service) Incentives(ctx context.Context, f IncentiveFilter, first int, 
 	if first < 0 || first > MaxPage {
 		return nil, false, apperr.Invalid("first", "first must be between 0 and %d", MaxPage)
 	}
-	sc, err := accounts.ScopeOf(ctx)
+	q, args, err := s.incentivesWhere(ctx, f)
 	if err != nil {
 		return nil, false, err
-	}
-	p := sc.Principal()
-	q, args := `true`, []any{}
-	switch {
-	case f.PartnerID != 0:
-		if !p.IsPlatform() && f.PartnerID != p.AccountID {
-			return nil, false, accounts.NotFound("partner")
-		}
-		q, args = `partner_id = ?`, []any{f.PartnerID}
-	case !p.IsPlatform():
-		q, args = `partner_id = ?`, []any{p.AccountID}
-	}
-	if f.Status != nil {
-		q += ` AND status = ?`
-		args = append(args, string(*f.Status))
 	}
 	if afterID > 0 {
 		q += ` AND id < ?`
@@ -458,6 +443,29 @@ func (s *Service) Incentives(ctx context.Context, f IncentiveFilter, first int, 
 	return out, more, nil
 }
 
+func (s *Service) incentivesWhere(ctx context.Context, f IncentiveFilter) (string, []any, error) {
+	sc, err := accounts.ScopeOf(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	p := sc.Principal()
+	q, args := `true`, []any{}
+	switch {
+	case f.PartnerID != 0:
+		if !p.IsPlatform() && f.PartnerID != p.AccountID {
+			return "", nil, accounts.NotFound("partner")
+		}
+		q, args = `partner_id = ?`, []any{f.PartnerID}
+	case !p.IsPlatform():
+		q, args = `partner_id = ?`, []any{p.AccountID}
+	}
+	if f.Status != nil {
+		q += ` AND status = ?`
+		args = append(args, string(*f.Status))
+	}
+	return q, args, nil
+}
+
 // IncentiveHistory returns the history of incentives ids (already loaded
 // through Incentive or Incentives), oldest first, by incentive.
 func (s *Service) IncentiveHistory(ctx context.Context, ids []int64) (map[int64][]*IncentiveEvent, error) {
@@ -471,4 +479,32 @@ func (s *Service) IncentiveHistory(ctx context.Context, ids []int64) (map[int64]
 		out[e.IncentiveID] = append(out[e.IncentiveID], e)
 	}
 	return out, nil
+}
+
+// Policy returns policy id (every signed-in caller may read policies).
+func (s *Service) Policy(ctx context.Context, id int64) (*Policy, error) {
+	if _, err := accounts.ScopeOf(ctx); err != nil {
+		return nil, err
+	}
+	var p Policy
+	if err := s.st.DB.WithContext(ctx).Raw(`SELECT * FROM incentive_policies WHERE id = ?`, id).Scan(&p).Error; err != nil {
+		return nil, fmt.Errorf("load policy %d: %w", id, err)
+	}
+	if p.ID == 0 {
+		return nil, apperr.NotFoundf("incentive policy not found")
+	}
+	return &p, nil
+}
+
+// CountIncentives counts what Incentives lists with f.
+func (s *Service) CountIncentives(ctx context.Context, f IncentiveFilter) (int, error) {
+	q, args, err := s.incentivesWhere(ctx, f)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	if err := s.st.DB.WithContext(ctx).Raw(`SELECT count(*) FROM incentives WHERE `+q, args...).Scan(&n).Error; err != nil {
+		return 0, fmt.Errorf("count incentives: %w", err)
+	}
+	return n, nil
 }

@@ -153,6 +153,9 @@ type CustomerLine struct {
 	RuleID      *int64
 	Percent     decimal.Decimal
 	Amount      decimal.Decimal
+	// Adjustment: ForMonth is earlier than the bill's month (set by
+	// CustomerLines).
+	Adjustment bool `gorm:"->"`
 }
 
 // GenerateCustomerBills rates the customer bills of partner partnerID for
@@ -373,7 +376,7 @@ func (s *Service) customerBillsWhere(ctx context.Context, f CustomerBillFilter) 
 // adjustments by month, by product.
 func (s *Service) CustomerLines(ctx context.Context, billIDs []int64) (map[int64][]*CustomerLine, error) {
 	var list []*CustomerLine
-	if err := s.st.DB.WithContext(ctx).Raw(`SELECT l.* FROM customer_bill_lines l JOIN customer_bills b ON b.id = l.bill_id
+	if err := s.st.DB.WithContext(ctx).Raw(`SELECT l.*, l.for_month <> b.month AS adjustment FROM customer_bill_lines l JOIN customer_bills b ON b.id = l.bill_id
 		WHERE l.bill_id = ANY(?) ORDER BY l.bill_id, l.for_month <> b.month, l.for_month, l.product_code`,
 		store.Int64Array(billIDs)).Scan(&list).Error; err != nil {
 		return nil, fmt.Errorf("load customer bill lines: %w", err)
@@ -381,6 +384,44 @@ func (s *Service) CustomerLines(ctx context.Context, billIDs []int64) (map[int64
 	out := make(map[int64][]*CustomerLine, len(billIDs))
 	for _, l := range list {
 		out[l.BillID] = append(out[l.BillID], l)
+	}
+	return out, nil
+}
+
+// RatingRule returns rule id if the caller may see its partner's rules
+// (the partner and those above it), else NOT_FOUND.
+func (s *Service) RatingRule(ctx context.Context, id int64) (*RatingRule, error) {
+	sc, err := accounts.ScopeOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rules, err := s.RulesOfLines(ctx, []int64{id})
+	if err != nil {
+		return nil, err
+	}
+	r := rules[id]
+	if r == nil {
+		return nil, accounts.NotFound("rating rule")
+	}
+	if ok, err := s.partnerVisible(s.st.DB.WithContext(ctx), sc, r.PartnerID); err != nil || !ok {
+		if err == nil {
+			err = accounts.NotFound("rating rule")
+		}
+		return nil, err
+	}
+	return r, nil
+}
+
+// RulesOfLines loads the rules ids that customer bill lines name (the
+// caller loaded the lines through the scope), by id.
+func (s *Service) RulesOfLines(ctx context.Context, ids []int64) (map[int64]*RatingRule, error) {
+	var list []*RatingRule
+	if err := s.st.DB.WithContext(ctx).Raw(`SELECT * FROM rating_rules WHERE id = ANY(?)`, store.Int64Array(ids)).Scan(&list).Error; err != nil {
+		return nil, fmt.Errorf("load rating rules: %w", err)
+	}
+	out := make(map[int64]*RatingRule, len(list))
+	for _, r := range list {
+		out[r.ID] = r
 	}
 	return out, nil
 }

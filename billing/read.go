@@ -188,7 +188,7 @@ type LineFilter struct {
 // allowed to load), each bill's in a stable order: its own month's first,
 // then adjustments by month; within them by customer and product.
 func (s *Service) Lines(ctx context.Context, billIDs []int64, f LineFilter) (map[int64][]*Line, error) {
-	q := `SELECT l.* FROM partner_bill_lines l JOIN partner_bills b ON b.id = l.bill_id
+	q := `SELECT l.*, l.for_month <> b.month AS adjustment FROM partner_bill_lines l JOIN partner_bills b ON b.id = l.bill_id
 		WHERE l.bill_id = ANY(?)`
 	args := []any{store.Int64Array(billIDs)}
 	if f.CustomerID != 0 {

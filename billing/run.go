@@ -74,7 +74,8 @@ func (s *Service) checkClosed(m models.Month) error {
 // run (re)generates the DRAFT bills of month m — of every partner, or of
 // partners only — in tx, and returns how many it wrote:
 //
-//  1. a bill for every partner that existed before the month ended;
+//  1. a bill for every partner that existed before the month ended or
+//     holds records of it;
 //  2. the lines of the month: one GROUP BY over the month's records of
 //     (owner, customer, product), each row going to its owner's bill and,
 //     for a second-level reseller, also to its distributor's;
@@ -94,11 +95,12 @@ func (s *Service) run(tx *store.Tx, m int, partners []int64) (int, error) {
 	}
 	create := `INSERT INTO partner_bills (partner_id, settles_with_id, month, generated_at)
 		SELECT a.id, a.parent_id, ?, ? FROM accounts a
-		WHERE a.kind IN ('DISTRIBUTOR','RESELLER') AND a.parent_id IS NOT NULL AND a.created_at < ?`
+		WHERE a.kind IN ('DISTRIBUTOR','RESELLER') AND a.parent_id IS NOT NULL
+		AND (a.created_at < ? OR a.id IN (SELECT o.partner_id FROM owner_spend_totals t JOIN ` + billOwners + ` o ON o.owner_id = t.owner_id WHERE t.month = ?))`
 	if partners != nil {
 		create += ` AND a.id = ANY(?)`
 	}
-	if err := db.Exec(create+` ON CONFLICT (partner_id, month) DO NOTHING`, append([]any{m, now, end}, args...)...).Error; err != nil {
+	if err := db.Exec(create+` ON CONFLICT (partner_id, month) DO NOTHING`, append([]any{m, now, end, m}, args...)...).Error; err != nil {
 		return 0, fmt.Errorf("create the bills of %d: %w", m, err)
 	}
 	drafts := `SELECT id FROM partner_bills WHERE month = ? AND status = 'DRAFT'` + subset

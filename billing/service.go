@@ -82,6 +82,8 @@ type Line struct {
 	List        decimal.Decimal
 	Actual      decimal.Decimal
 	Records     int64
+	// Adjustment: ForMonth is earlier than the bill's month (set by Lines).
+	Adjustment bool `gorm:"->"`
 }
 
 // Adjustment sums the adjustment lines a bill carries for one earlier month.

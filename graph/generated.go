@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"partnerd/billing"
 	"partnerd/credit"
+	"partnerd/expenditures"
 	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/lifecycle"
@@ -39,18 +41,29 @@ type ResolverRoot interface {
 	Account() AccountResolver
 	AccountConnection() AccountConnectionResolver
 	AuditEntry() AuditEntryResolver
+	BillAdjustment() BillAdjustmentResolver
 	Budget() BudgetResolver
 	CreditLedgerEntry() CreditLedgerEntryResolver
+	CustomerBill() CustomerBillResolver
+	CustomerBillLine() CustomerBillLineResolver
 	CustomerGroup() CustomerGroupResolver
 	Delivery() DeliveryResolver
+	Expenditure() ExpenditureResolver
+	ExpenditureConnection() ExpenditureConnectionResolver
+	ExpenditureSummaryRow() ExpenditureSummaryRowResolver
 	InboxMessage() InboxMessageResolver
+	Incentive() IncentiveResolver
+	IncentivePolicy() IncentivePolicyResolver
 	Invitation() InvitationResolver
 	Migration() MigrationResolver
 	MigrationItem() MigrationItemResolver
 	MigrationRowError() MigrationRowErrorResolver
 	Mutation() MutationResolver
+	PartnerBill() PartnerBillResolver
+	PartnerBillLine() PartnerBillLineResolver
 	PurchaseDecision() PurchaseDecisionResolver
 	Query() QueryResolver
+	RatingRule() RatingRuleResolver
 	Resource() ResourceResolver
 	SharingUnit() SharingUnitResolver
 	Subscription() SubscriptionResolver
@@ -140,6 +153,13 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	BillAdjustment struct {
+		Actual  func(childComplexity int) int
+		List    func(childComplexity int) int
+		Month   func(childComplexity int) int
+		Records func(childComplexity int) int
+	}
+
 	Budget struct {
 		Amount          func(childComplexity int) int
 		Exceeded        func(childComplexity int) int
@@ -182,6 +202,42 @@ type ComplexityRoot struct {
 	CreditLedgerEntryEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	CustomerBill struct {
+		Customer       func(childComplexity int) int
+		GeneratedAt    func(childComplexity int) int
+		ID             func(childComplexity int) int
+		InvoiceHTMLURL func(childComplexity int) int
+		InvoicePDFURL  func(childComplexity int) int
+		Lines          func(childComplexity int) int
+		ListTotal      func(childComplexity int) int
+		Month          func(childComplexity int) int
+		Number         func(childComplexity int) int
+		Partner        func(childComplexity int) int
+		Status         func(childComplexity int) int
+		Total          func(childComplexity int) int
+	}
+
+	CustomerBillConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	CustomerBillEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	CustomerBillLine struct {
+		Adjustment  func(childComplexity int) int
+		Amount      func(childComplexity int) int
+		ForMonth    func(childComplexity int) int
+		List        func(childComplexity int) int
+		Percent     func(childComplexity int) int
+		ProductCode func(childComplexity int) int
+		Rule        func(childComplexity int) int
 	}
 
 	CustomerGroup struct {
@@ -255,6 +311,57 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	Expenditure struct {
+		ActualAmount func(childComplexity int) int
+		Adjustment   func(childComplexity int) int
+		BillingMode  func(childComplexity int) int
+		Customer     func(childComplexity int) int
+		CustomerID   func(childComplexity int) int
+		ExternalID   func(childComplexity int) int
+		ID           func(childComplexity int) int
+		ListAmount   func(childComplexity int) int
+		Month        func(childComplexity int) int
+		Owner        func(childComplexity int) int
+		ProductCode  func(childComplexity int) int
+		ReceivedAt   func(childComplexity int) int
+		Region       func(childComplexity int) int
+		Tags         func(childComplexity int) int
+		UsageAt      func(childComplexity int) int
+	}
+
+	ExpenditureConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	ExpenditureEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	ExpenditureSummary struct {
+		Actual  func(childComplexity int) int
+		AsOf    func(childComplexity int) int
+		From    func(childComplexity int) int
+		GroupBy func(childComplexity int) int
+		List    func(childComplexity int) int
+		Records func(childComplexity int) int
+		Rows    func(childComplexity int) int
+		To      func(childComplexity int) int
+	}
+
+	ExpenditureSummaryRow struct {
+		Actual      func(childComplexity int) int
+		Customer    func(childComplexity int) int
+		CustomerID  func(childComplexity int) int
+		Day         func(childComplexity int) int
+		List        func(childComplexity int) int
+		Month       func(childComplexity int) int
+		ProductCode func(childComplexity int) int
+		Records     func(childComplexity int) int
+	}
+
 	InboxMessage struct {
 		Body      func(childComplexity int) int
 		CreatedAt func(childComplexity int) int
@@ -273,6 +380,52 @@ type ComplexityRoot struct {
 	InboxMessageEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	Incentive struct {
+		Amount  func(childComplexity int) int
+		Bill    func(childComplexity int) int
+		History func(childComplexity int) int
+		ID      func(childComplexity int) int
+		Month   func(childComplexity int) int
+		Partner func(childComplexity int) int
+		Percent func(childComplexity int) int
+		Policy  func(childComplexity int) int
+		Reason  func(childComplexity int) int
+		Revenue func(childComplexity int) int
+		Status  func(childComplexity int) int
+	}
+
+	IncentiveConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	IncentiveEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	IncentiveEvent struct {
+		Action func(childComplexity int) int
+		Actor  func(childComplexity int) int
+		At     func(childComplexity int) int
+		Note   func(childComplexity int) int
+		Status func(childComplexity int) int
+	}
+
+	IncentivePolicy struct {
+		CreatedAt      func(childComplexity int) int
+		EffectiveMonth func(childComplexity int) int
+		ID             func(childComplexity int) int
+		Name           func(childComplexity int) int
+		Tiers          func(childComplexity int) int
+	}
+
+	IncentiveTier struct {
+		Percent   func(childComplexity int) int
+		Threshold func(childComplexity int) int
 	}
 
 	IngestError struct {
@@ -377,7 +530,9 @@ type ComplexityRoot struct {
 		AddMigrationRows          func(childComplexity int, id string, rows []*MigrationRowInput, file *graphql.Upload) int
 		AddSharingUnitMember      func(childComplexity int, unitID string, accountID string) int
 		AllocateCredit            func(childComplexity int, childID string, amount decimal.Decimal) int
+		ApplyForPayout            func(childComplexity int, incentiveID string) int
 		ApproveMigration          func(childComplexity int, id string, acknowledgeDataTransferStatement *bool) int
+		ApprovePayout             func(childComplexity int, incentiveID string) int
 		AuthorizePurchase         func(childComplexity int, customerID string, billingMode models.BillingMode, listAmount decimal.Decimal) int
 		CancelMigration           func(childComplexity int, id string) int
 		ClearBudget               func(childComplexity int, customerID string) int
@@ -385,19 +540,26 @@ type ComplexityRoot struct {
 		CreateAPIToken            func(childComplexity int, userID string, ttlHours *int) int
 		CreateAccount             func(childComplexity int, input CreateAccountInput) int
 		CreateCustomerGroup       func(childComplexity int, name string, administratorID string, memberIds []string) int
+		CreateIncentivePolicy     func(childComplexity int, name string, effectiveMonth models.Month, tiers []*IncentiveTierInput) int
 		CreateMigration           func(childComplexity int, sourceID string, rows []*MigrationRowInput, file *graphql.Upload) int
+		CreateRatingRule          func(childComplexity int, partnerID string, productCode *string, percent decimal.Decimal, effectiveMonth models.Month) int
 		CreateSharingUnit         func(childComplexity int, name string, memberIds []string) int
 		CreateUser                func(childComplexity int, accountID string, email string, phone *string, roles []models.Role, name *string, locale *string) int
 		DeclineInvitation         func(childComplexity int, token string) int
 		DeleteCustomerGroup       func(childComplexity int, id string) int
 		DeleteSharingUnit         func(childComplexity int, id string) int
 		FreezeAccount             func(childComplexity int, accountID string, mode models.FreezeMode) int
+		GenerateCustomerBills     func(childComplexity int, partnerID *string, month models.Month) int
+		GeneratePartnerBills      func(childComplexity int, month models.Month) int
 		InviteCustomer            func(childComplexity int, email string) int
+		IssuePartnerBill          func(childComplexity int, id string) int
+		IssuePartnerBills         func(childComplexity int, month models.Month) int
 		MarkAllRead               func(childComplexity int) int
 		MarkRead                  func(childComplexity int, ids []string) int
 		RecordExpenditures        func(childComplexity int, records []*ExpenditureInput) int
 		RegisterResource          func(childComplexity int, customerID string, productCode string, externalID string) int
 		RejectMigration           func(childComplexity int, id string, reason string) int
+		RejectPayout              func(childComplexity int, incentiveID string, reason string) int
 		RejectUnbinding           func(childComplexity int, id string, reason *string) int
 		RemoveGroupMember         func(childComplexity int, groupID string, accountID string) int
 		RemoveMigrationItem       func(childComplexity int, id string, accountID string) int
@@ -429,6 +591,47 @@ type ComplexityRoot struct {
 		HasNextPage func(childComplexity int) int
 	}
 
+	PartnerBill struct {
+		ActualTotal      func(childComplexity int) int
+		AdjustmentActual func(childComplexity int) int
+		AdjustmentList   func(childComplexity int) int
+		Adjustments      func(childComplexity int) int
+		CSVURL           func(childComplexity int) int
+		GeneratedAt      func(childComplexity int) int
+		ID               func(childComplexity int) int
+		Incentive        func(childComplexity int) int
+		IssuedAt         func(childComplexity int) int
+		Lines            func(childComplexity int, customerID *string, productCode *string) int
+		ListTotal        func(childComplexity int) int
+		Month            func(childComplexity int) int
+		Partner          func(childComplexity int) int
+		Records          func(childComplexity int) int
+		SettlesWith      func(childComplexity int) int
+		Status           func(childComplexity int) int
+	}
+
+	PartnerBillConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	PartnerBillEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	PartnerBillLine struct {
+		Actual      func(childComplexity int) int
+		Adjustment  func(childComplexity int) int
+		Customer    func(childComplexity int) int
+		ForMonth    func(childComplexity int) int
+		List        func(childComplexity int) int
+		Owner       func(childComplexity int) int
+		ProductCode func(childComplexity int) int
+		Records     func(childComplexity int) int
+	}
+
 	PurchaseDecision struct {
 		Allowed func(childComplexity int) int
 		Reason  func(childComplexity int) int
@@ -437,10 +640,16 @@ type ComplexityRoot struct {
 	Query struct {
 		Account                 func(childComplexity int, id string) int
 		AuditLog                func(childComplexity int, accountID string, includeDescendants *bool, first *int, after *string) int
+		Bills                   func(childComplexity int, partnerID *string, month *models.Month, status *billing.Status, first *int, after *string) int
 		CreditLedger            func(childComplexity int, accountID string, first *int, after *string) int
+		CustomerBills           func(childComplexity int, partnerID *string, customerID *string, month *models.Month, first *int, after *string) int
 		DataTransferStatement   func(childComplexity int, locale *string) int
 		Deliveries              func(childComplexity int, accountID string, status *models.DeliveryStatus, channel *models.Channel, first *int, after *string) int
+		ExpenditureSummary      func(childComplexity int, groupBy expenditures.GroupBy, partnerID *string, period *expenditures.Period, customerID *string, productCode *string, tag *TagInput) int
+		Expenditures            func(childComplexity int, filter *ExpenditureFilter, first *int, after *string) int
 		Inbox                   func(childComplexity int, unreadOnly *bool, first *int, after *string) int
+		IncentivePolicies       func(childComplexity int) int
+		Incentives              func(childComplexity int, partnerID *string, status *billing.IncentiveStatus, first *int, after *string) int
 		Invitations             func(childComplexity int, status *InvitationStatus, first *int, after *string) int
 		Me                      func(childComplexity int) int
 		Migration               func(childComplexity int, id string) int
@@ -448,8 +657,19 @@ type ComplexityRoot struct {
 		Migrations              func(childComplexity int, status *migration.Status, role *migration.Role, first *int, after *string) int
 		Node                    func(childComplexity int, id string) int
 		NotificationPreferences func(childComplexity int) int
+		PartnerBills            func(childComplexity int, partnerID string, month models.Month) int
+		RatingRules             func(childComplexity int, partnerID string) int
 		Unbinding               func(childComplexity int, id string) int
 		UnreadCount             func(childComplexity int) int
+	}
+
+	RatingRule struct {
+		CreatedAt      func(childComplexity int) int
+		EffectiveMonth func(childComplexity int) int
+		ID             func(childComplexity int) int
+		Partner        func(childComplexity int) int
+		Percent        func(childComplexity int) int
+		ProductCode    func(childComplexity int) int
 	}
 
 	Resource struct {
@@ -584,6 +804,11 @@ type AuditEntryResolver interface {
 	Before(ctx context.Context, obj *models.AuditEntry) (*string, error)
 	After(ctx context.Context, obj *models.AuditEntry) (*string, error)
 }
+type BillAdjustmentResolver interface {
+	Month(ctx context.Context, obj *billing.Adjustment) (*models.Month, error)
+
+	Records(ctx context.Context, obj *billing.Adjustment) (int, error)
+}
 type BudgetResolver interface {
 	Thresholds(ctx context.Context, obj *guard.BudgetView) ([]int, error)
 }
@@ -592,6 +817,23 @@ type CreditLedgerEntryResolver interface {
 
 	From(ctx context.Context, obj *models.LedgerEntry) (*models.Account, error)
 	To(ctx context.Context, obj *models.LedgerEntry) (*models.Account, error)
+}
+type CustomerBillResolver interface {
+	ID(ctx context.Context, obj *billing.CustomerBill) (string, error)
+	Number(ctx context.Context, obj *billing.CustomerBill) (string, error)
+	Partner(ctx context.Context, obj *billing.CustomerBill) (*models.Account, error)
+	Customer(ctx context.Context, obj *billing.CustomerBill) (*models.Account, error)
+	Month(ctx context.Context, obj *billing.CustomerBill) (*models.Month, error)
+
+	Lines(ctx context.Context, obj *billing.CustomerBill) ([]*billing.CustomerLine, error)
+
+	InvoiceHTMLURL(ctx context.Context, obj *billing.CustomerBill) (string, error)
+	InvoicePDFURL(ctx context.Context, obj *billing.CustomerBill) (string, error)
+}
+type CustomerBillLineResolver interface {
+	ForMonth(ctx context.Context, obj *billing.CustomerLine) (*models.Month, error)
+
+	Rule(ctx context.Context, obj *billing.CustomerLine) (*billing.RatingRule, error)
 }
 type CustomerGroupResolver interface {
 	ID(ctx context.Context, obj *groups.Group) (string, error)
@@ -608,10 +850,44 @@ type DeliveryResolver interface {
 
 	Locale(ctx context.Context, obj *notify.DeliveryView) (string, error)
 }
+type ExpenditureResolver interface {
+	ID(ctx context.Context, obj *expenditures.Record) (string, error)
+
+	Customer(ctx context.Context, obj *expenditures.Record) (*models.Account, error)
+	CustomerID(ctx context.Context, obj *expenditures.Record) (string, error)
+	Owner(ctx context.Context, obj *expenditures.Record) (*models.Account, error)
+
+	Tags(ctx context.Context, obj *expenditures.Record) ([]*Tag, error)
+}
+type ExpenditureConnectionResolver interface {
+	TotalCount(ctx context.Context, obj *ExpenditureConnection) (int, error)
+}
+type ExpenditureSummaryRowResolver interface {
+	Customer(ctx context.Context, obj *expenditures.Row) (*models.Account, error)
+	CustomerID(ctx context.Context, obj *expenditures.Row) (*string, error)
+	ProductCode(ctx context.Context, obj *expenditures.Row) (*string, error)
+	Day(ctx context.Context, obj *expenditures.Row) (*string, error)
+	Month(ctx context.Context, obj *expenditures.Row) (*models.Month, error)
+}
 type InboxMessageResolver interface {
 	ID(ctx context.Context, obj *models.InboxMessage) (string, error)
 
 	Read(ctx context.Context, obj *models.InboxMessage) (bool, error)
+}
+type IncentiveResolver interface {
+	ID(ctx context.Context, obj *billing.Incentive) (string, error)
+	Partner(ctx context.Context, obj *billing.Incentive) (*models.Account, error)
+	Month(ctx context.Context, obj *billing.Incentive) (*models.Month, error)
+	Bill(ctx context.Context, obj *billing.Incentive) (*billing.PartnerBill, error)
+	Policy(ctx context.Context, obj *billing.Incentive) (*billing.Policy, error)
+
+	History(ctx context.Context, obj *billing.Incentive) ([]*billing.IncentiveEvent, error)
+}
+type IncentivePolicyResolver interface {
+	ID(ctx context.Context, obj *billing.Policy) (string, error)
+
+	EffectiveMonth(ctx context.Context, obj *billing.Policy) (*models.Month, error)
+	Tiers(ctx context.Context, obj *billing.Policy) ([]*billing.Tier, error)
 }
 type InvitationResolver interface {
 	ID(ctx context.Context, obj *lifecycle.Invitation) (string, error)
@@ -692,6 +968,37 @@ type MutationResolver interface {
 	MarkAllRead(ctx context.Context) (int, error)
 	SetNotificationPreference(ctx context.Context, eventType string, channel models.Channel, enabled bool) (*notify.Preference, error)
 	ResendDelivery(ctx context.Context, id string) (*notify.DeliveryView, error)
+	GeneratePartnerBills(ctx context.Context, month models.Month) (int, error)
+	IssuePartnerBill(ctx context.Context, id string) (*billing.PartnerBill, error)
+	IssuePartnerBills(ctx context.Context, month models.Month) (int, error)
+	CreateRatingRule(ctx context.Context, partnerID string, productCode *string, percent decimal.Decimal, effectiveMonth models.Month) (*billing.RatingRule, error)
+	GenerateCustomerBills(ctx context.Context, partnerID *string, month models.Month) (int, error)
+	CreateIncentivePolicy(ctx context.Context, name string, effectiveMonth models.Month, tiers []*IncentiveTierInput) (*billing.Policy, error)
+	ApplyForPayout(ctx context.Context, incentiveID string) (*billing.Incentive, error)
+	ApprovePayout(ctx context.Context, incentiveID string) (*billing.Incentive, error)
+	RejectPayout(ctx context.Context, incentiveID string, reason string) (*billing.Incentive, error)
+}
+type PartnerBillResolver interface {
+	ID(ctx context.Context, obj *billing.PartnerBill) (string, error)
+	Partner(ctx context.Context, obj *billing.PartnerBill) (*models.Account, error)
+	Month(ctx context.Context, obj *billing.PartnerBill) (*models.Month, error)
+
+	Lines(ctx context.Context, obj *billing.PartnerBill, customerID *string, productCode *string) ([]*billing.Line, error)
+	SettlesWith(ctx context.Context, obj *billing.PartnerBill) (*models.Account, error)
+
+	Adjustments(ctx context.Context, obj *billing.PartnerBill) ([]*billing.Adjustment, error)
+	Records(ctx context.Context, obj *billing.PartnerBill) (int, error)
+
+	Incentive(ctx context.Context, obj *billing.PartnerBill) (*billing.Incentive, error)
+	CSVURL(ctx context.Context, obj *billing.PartnerBill) (string, error)
+}
+type PartnerBillLineResolver interface {
+	Customer(ctx context.Context, obj *billing.Line) (*models.Account, error)
+
+	ForMonth(ctx context.Context, obj *billing.Line) (*models.Month, error)
+
+	Owner(ctx context.Context, obj *billing.Line) (*models.Account, error)
+	Records(ctx context.Context, obj *billing.Line) (int, error)
 }
 type PurchaseDecisionResolver interface {
 	Reason(ctx context.Context, obj *guard.Decision) (*string, error)
@@ -712,6 +1019,21 @@ type QueryResolver interface {
 	MigrationTemplate(ctx context.Context) (string, error)
 	DataTransferStatement(ctx context.Context, locale *string) (*migration.Statement, error)
 	Deliveries(ctx context.Context, accountID string, status *models.DeliveryStatus, channel *models.Channel, first *int, after *string) (*DeliveryConnection, error)
+	ExpenditureSummary(ctx context.Context, groupBy expenditures.GroupBy, partnerID *string, period *expenditures.Period, customerID *string, productCode *string, tag *TagInput) (*expenditures.Summary, error)
+	Expenditures(ctx context.Context, filter *ExpenditureFilter, first *int, after *string) (*ExpenditureConnection, error)
+	PartnerBills(ctx context.Context, partnerID string, month models.Month) ([]*billing.PartnerBill, error)
+	Bills(ctx context.Context, partnerID *string, month *models.Month, status *billing.Status, first *int, after *string) (*PartnerBillConnection, error)
+	RatingRules(ctx context.Context, partnerID string) ([]*billing.RatingRule, error)
+	CustomerBills(ctx context.Context, partnerID *string, customerID *string, month *models.Month, first *int, after *string) (*CustomerBillConnection, error)
+	IncentivePolicies(ctx context.Context) ([]*billing.Policy, error)
+	Incentives(ctx context.Context, partnerID *string, status *billing.IncentiveStatus, first *int, after *string) (*IncentiveConnection, error)
+}
+type RatingRuleResolver interface {
+	ID(ctx context.Context, obj *billing.RatingRule) (string, error)
+	Partner(ctx context.Context, obj *billing.RatingRule) (*models.Account, error)
+	ProductCode(ctx context.Context, obj *billing.RatingRule) (*string, error)
+
+	EffectiveMonth(ctx context.Context, obj *billing.RatingRule) (*models.Month, error)
 }
 type ResourceResolver interface {
 	ID(ctx context.Context, obj *models.Resource) (string, error)
@@ -1121,6 +1443,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.AuditEntryEdge.Node(childComplexity), true
 
+	case "BillAdjustment.actual":
+		if e.ComplexityRoot.BillAdjustment.Actual == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillAdjustment.Actual(childComplexity), true
+	case "BillAdjustment.list":
+		if e.ComplexityRoot.BillAdjustment.List == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillAdjustment.List(childComplexity), true
+	case "BillAdjustment.month":
+		if e.ComplexityRoot.BillAdjustment.Month == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillAdjustment.Month(childComplexity), true
+	case "BillAdjustment.records":
+		if e.ComplexityRoot.BillAdjustment.Records == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillAdjustment.Records(childComplexity), true
+
 	case "Budget.amount":
 		if e.ComplexityRoot.Budget.Amount == nil {
 			break
@@ -1299,6 +1646,154 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CreditLedgerEntryEdge.Node(childComplexity), true
+
+	case "CustomerBill.customer":
+		if e.ComplexityRoot.CustomerBill.Customer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBill.Customer(childComplexity), true
+	case "CustomerBill.generatedAt":
+		if e.ComplexityRoot.CustomerBill.GeneratedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBill.GeneratedAt(childComplexity), true
+	case "CustomerBill.id":
+		if e.ComplexityRoot.CustomerBill.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBill.ID(childComplexity), true
+	case "CustomerBill.invoiceHtmlUrl":
+		if e.ComplexityRoot.CustomerBill.InvoiceHTMLURL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBill.InvoiceHTMLURL(childComplexity), true
+	case "CustomerBill.invoicePdfUrl":
+		if e.ComplexityRoot.CustomerBill.InvoicePDFURL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBill.InvoicePDFURL(childComplexity), true
+	case "CustomerBill.lines":
+		if e.ComplexityRoot.CustomerBill.Lines == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBill.Lines(childComplexity), true
+	case "CustomerBill.listTotal":
+		if e.ComplexityRoot.CustomerBill.ListTotal == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBill.ListTotal(childComplexity), true
+	case "CustomerBill.month":
+		if e.ComplexityRoot.CustomerBill.Month == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBill.Month(childComplexity), true
+	case "CustomerBill.number":
+		if e.ComplexityRoot.CustomerBill.Number == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBill.Number(childComplexity), true
+	case "CustomerBill.partner":
+		if e.ComplexityRoot.CustomerBill.Partner == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBill.Partner(childComplexity), true
+	case "CustomerBill.status":
+		if e.ComplexityRoot.CustomerBill.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBill.Status(childComplexity), true
+	case "CustomerBill.total":
+		if e.ComplexityRoot.CustomerBill.Total == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBill.Total(childComplexity), true
+
+	case "CustomerBillConnection.edges":
+		if e.ComplexityRoot.CustomerBillConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBillConnection.Edges(childComplexity), true
+	case "CustomerBillConnection.pageInfo":
+		if e.ComplexityRoot.CustomerBillConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBillConnection.PageInfo(childComplexity), true
+	case "CustomerBillConnection.totalCount":
+		if e.ComplexityRoot.CustomerBillConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBillConnection.TotalCount(childComplexity), true
+
+	case "CustomerBillEdge.cursor":
+		if e.ComplexityRoot.CustomerBillEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBillEdge.Cursor(childComplexity), true
+	case "CustomerBillEdge.node":
+		if e.ComplexityRoot.CustomerBillEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBillEdge.Node(childComplexity), true
+
+	case "CustomerBillLine.adjustment":
+		if e.ComplexityRoot.CustomerBillLine.Adjustment == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBillLine.Adjustment(childComplexity), true
+	case "CustomerBillLine.amount":
+		if e.ComplexityRoot.CustomerBillLine.Amount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBillLine.Amount(childComplexity), true
+	case "CustomerBillLine.forMonth":
+		if e.ComplexityRoot.CustomerBillLine.ForMonth == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBillLine.ForMonth(childComplexity), true
+	case "CustomerBillLine.list":
+		if e.ComplexityRoot.CustomerBillLine.List == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBillLine.List(childComplexity), true
+	case "CustomerBillLine.percent":
+		if e.ComplexityRoot.CustomerBillLine.Percent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBillLine.Percent(childComplexity), true
+	case "CustomerBillLine.productCode":
+		if e.ComplexityRoot.CustomerBillLine.ProductCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBillLine.ProductCode(childComplexity), true
+	case "CustomerBillLine.rule":
+		if e.ComplexityRoot.CustomerBillLine.Rule == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBillLine.Rule(childComplexity), true
 
 	case "CustomerGroup.administrator":
 		if e.ComplexityRoot.CustomerGroup.Administrator == nil {
@@ -1573,6 +2068,227 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.DeliveryEdge.Node(childComplexity), true
 
+	case "Expenditure.actualAmount":
+		if e.ComplexityRoot.Expenditure.ActualAmount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Expenditure.ActualAmount(childComplexity), true
+	case "Expenditure.adjustment":
+		if e.ComplexityRoot.Expenditure.Adjustment == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Expenditure.Adjustment(childComplexity), true
+	case "Expenditure.billingMode":
+		if e.ComplexityRoot.Expenditure.BillingMode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Expenditure.BillingMode(childComplexity), true
+	case "Expenditure.customer":
+		if e.ComplexityRoot.Expenditure.Customer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Expenditure.Customer(childComplexity), true
+	case "Expenditure.customerId":
+		if e.ComplexityRoot.Expenditure.CustomerID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Expenditure.CustomerID(childComplexity), true
+	case "Expenditure.externalId":
+		if e.ComplexityRoot.Expenditure.ExternalID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Expenditure.ExternalID(childComplexity), true
+	case "Expenditure.id":
+		if e.ComplexityRoot.Expenditure.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Expenditure.ID(childComplexity), true
+	case "Expenditure.listAmount":
+		if e.ComplexityRoot.Expenditure.ListAmount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Expenditure.ListAmount(childComplexity), true
+	case "Expenditure.month":
+		if e.ComplexityRoot.Expenditure.Month == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Expenditure.Month(childComplexity), true
+	case "Expenditure.owner":
+		if e.ComplexityRoot.Expenditure.Owner == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Expenditure.Owner(childComplexity), true
+	case "Expenditure.productCode":
+		if e.ComplexityRoot.Expenditure.ProductCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Expenditure.ProductCode(childComplexity), true
+	case "Expenditure.receivedAt":
+		if e.ComplexityRoot.Expenditure.ReceivedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Expenditure.ReceivedAt(childComplexity), true
+	case "Expenditure.region":
+		if e.ComplexityRoot.Expenditure.Region == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Expenditure.Region(childComplexity), true
+	case "Expenditure.tags":
+		if e.ComplexityRoot.Expenditure.Tags == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Expenditure.Tags(childComplexity), true
+	case "Expenditure.usageAt":
+		if e.ComplexityRoot.Expenditure.UsageAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Expenditure.UsageAt(childComplexity), true
+
+	case "ExpenditureConnection.edges":
+		if e.ComplexityRoot.ExpenditureConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpenditureConnection.Edges(childComplexity), true
+	case "ExpenditureConnection.pageInfo":
+		if e.ComplexityRoot.ExpenditureConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpenditureConnection.PageInfo(childComplexity), true
+	case "ExpenditureConnection.totalCount":
+		if e.ComplexityRoot.ExpenditureConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpenditureConnection.TotalCount(childComplexity), true
+
+	case "ExpenditureEdge.cursor":
+		if e.ComplexityRoot.ExpenditureEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpenditureEdge.Cursor(childComplexity), true
+	case "ExpenditureEdge.node":
+		if e.ComplexityRoot.ExpenditureEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpenditureEdge.Node(childComplexity), true
+
+	case "ExpenditureSummary.actual":
+		if e.ComplexityRoot.ExpenditureSummary.Actual == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpenditureSummary.Actual(childComplexity), true
+	case "ExpenditureSummary.asOf":
+		if e.ComplexityRoot.ExpenditureSummary.AsOf == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpenditureSummary.AsOf(childComplexity), true
+	case "ExpenditureSummary.from":
+		if e.ComplexityRoot.ExpenditureSummary.From == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpenditureSummary.From(childComplexity), true
+	case "ExpenditureSummary.groupBy":
+		if e.ComplexityRoot.ExpenditureSummary.GroupBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpenditureSummary.GroupBy(childComplexity), true
+	case "ExpenditureSummary.list":
+		if e.ComplexityRoot.ExpenditureSummary.List == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpenditureSummary.List(childComplexity), true
+	case "ExpenditureSummary.records":
+		if e.ComplexityRoot.ExpenditureSummary.Records == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpenditureSummary.Records(childComplexity), true
+	case "ExpenditureSummary.rows":
+		if e.ComplexityRoot.ExpenditureSummary.Rows == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpenditureSummary.Rows(childComplexity), true
+	case "ExpenditureSummary.to":
+		if e.ComplexityRoot.ExpenditureSummary.To == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpenditureSummary.To(childComplexity), true
+
+	case "ExpenditureSummaryRow.actual":
+		if e.ComplexityRoot.ExpenditureSummaryRow.Actual == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpenditureSummaryRow.Actual(childComplexity), true
+	case "ExpenditureSummaryRow.customer":
+		if e.ComplexityRoot.ExpenditureSummaryRow.Customer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpenditureSummaryRow.Customer(childComplexity), true
+	case "ExpenditureSummaryRow.customerId":
+		if e.ComplexityRoot.ExpenditureSummaryRow.CustomerID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpenditureSummaryRow.CustomerID(childComplexity), true
+	case "ExpenditureSummaryRow.day":
+		if e.ComplexityRoot.ExpenditureSummaryRow.Day == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpenditureSummaryRow.Day(childComplexity), true
+	case "ExpenditureSummaryRow.list":
+		if e.ComplexityRoot.ExpenditureSummaryRow.List == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpenditureSummaryRow.List(childComplexity), true
+	case "ExpenditureSummaryRow.month":
+		if e.ComplexityRoot.ExpenditureSummaryRow.Month == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpenditureSummaryRow.Month(childComplexity), true
+	case "ExpenditureSummaryRow.productCode":
+		if e.ComplexityRoot.ExpenditureSummaryRow.ProductCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpenditureSummaryRow.ProductCode(childComplexity), true
+	case "ExpenditureSummaryRow.records":
+		if e.ComplexityRoot.ExpenditureSummaryRow.Records == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpenditureSummaryRow.Records(childComplexity), true
+
 	case "InboxMessage.body":
 		if e.ComplexityRoot.InboxMessage.Body == nil {
 			break
@@ -1641,6 +2357,180 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.InboxMessageEdge.Node(childComplexity), true
+
+	case "Incentive.amount":
+		if e.ComplexityRoot.Incentive.Amount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Incentive.Amount(childComplexity), true
+	case "Incentive.bill":
+		if e.ComplexityRoot.Incentive.Bill == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Incentive.Bill(childComplexity), true
+	case "Incentive.history":
+		if e.ComplexityRoot.Incentive.History == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Incentive.History(childComplexity), true
+	case "Incentive.id":
+		if e.ComplexityRoot.Incentive.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Incentive.ID(childComplexity), true
+	case "Incentive.month":
+		if e.ComplexityRoot.Incentive.Month == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Incentive.Month(childComplexity), true
+	case "Incentive.partner":
+		if e.ComplexityRoot.Incentive.Partner == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Incentive.Partner(childComplexity), true
+	case "Incentive.percent":
+		if e.ComplexityRoot.Incentive.Percent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Incentive.Percent(childComplexity), true
+	case "Incentive.policy":
+		if e.ComplexityRoot.Incentive.Policy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Incentive.Policy(childComplexity), true
+	case "Incentive.reason":
+		if e.ComplexityRoot.Incentive.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Incentive.Reason(childComplexity), true
+	case "Incentive.revenue":
+		if e.ComplexityRoot.Incentive.Revenue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Incentive.Revenue(childComplexity), true
+	case "Incentive.status":
+		if e.ComplexityRoot.Incentive.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Incentive.Status(childComplexity), true
+
+	case "IncentiveConnection.edges":
+		if e.ComplexityRoot.IncentiveConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IncentiveConnection.Edges(childComplexity), true
+	case "IncentiveConnection.pageInfo":
+		if e.ComplexityRoot.IncentiveConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IncentiveConnection.PageInfo(childComplexity), true
+	case "IncentiveConnection.totalCount":
+		if e.ComplexityRoot.IncentiveConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IncentiveConnection.TotalCount(childComplexity), true
+
+	case "IncentiveEdge.cursor":
+		if e.ComplexityRoot.IncentiveEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IncentiveEdge.Cursor(childComplexity), true
+	case "IncentiveEdge.node":
+		if e.ComplexityRoot.IncentiveEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IncentiveEdge.Node(childComplexity), true
+
+	case "IncentiveEvent.action":
+		if e.ComplexityRoot.IncentiveEvent.Action == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IncentiveEvent.Action(childComplexity), true
+	case "IncentiveEvent.actor":
+		if e.ComplexityRoot.IncentiveEvent.Actor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IncentiveEvent.Actor(childComplexity), true
+	case "IncentiveEvent.at":
+		if e.ComplexityRoot.IncentiveEvent.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IncentiveEvent.At(childComplexity), true
+	case "IncentiveEvent.note":
+		if e.ComplexityRoot.IncentiveEvent.Note == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IncentiveEvent.Note(childComplexity), true
+	case "IncentiveEvent.status":
+		if e.ComplexityRoot.IncentiveEvent.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IncentiveEvent.Status(childComplexity), true
+
+	case "IncentivePolicy.createdAt":
+		if e.ComplexityRoot.IncentivePolicy.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IncentivePolicy.CreatedAt(childComplexity), true
+	case "IncentivePolicy.effectiveMonth":
+		if e.ComplexityRoot.IncentivePolicy.EffectiveMonth == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IncentivePolicy.EffectiveMonth(childComplexity), true
+	case "IncentivePolicy.id":
+		if e.ComplexityRoot.IncentivePolicy.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IncentivePolicy.ID(childComplexity), true
+	case "IncentivePolicy.name":
+		if e.ComplexityRoot.IncentivePolicy.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IncentivePolicy.Name(childComplexity), true
+	case "IncentivePolicy.tiers":
+		if e.ComplexityRoot.IncentivePolicy.Tiers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IncentivePolicy.Tiers(childComplexity), true
+
+	case "IncentiveTier.percent":
+		if e.ComplexityRoot.IncentiveTier.Percent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IncentiveTier.Percent(childComplexity), true
+	case "IncentiveTier.threshold":
+		if e.ComplexityRoot.IncentiveTier.Threshold == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IncentiveTier.Threshold(childComplexity), true
 
 	case "IngestError.externalId":
 		if e.ComplexityRoot.IngestError.ExternalID == nil {
@@ -2074,6 +2964,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.AllocateCredit(childComplexity, args["childId"].(string), args["amount"].(decimal.Decimal)), true
+	case "Mutation.applyForPayout":
+		if e.ComplexityRoot.Mutation.ApplyForPayout == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_applyForPayout_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ApplyForPayout(childComplexity, args["incentiveId"].(string)), true
 	case "Mutation.approveMigration":
 		if e.ComplexityRoot.Mutation.ApproveMigration == nil {
 			break
@@ -2085,6 +2986,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ApproveMigration(childComplexity, args["id"].(string), args["acknowledgeDataTransferStatement"].(*bool)), true
+	case "Mutation.approvePayout":
+		if e.ComplexityRoot.Mutation.ApprovePayout == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_approvePayout_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ApprovePayout(childComplexity, args["incentiveId"].(string)), true
 	case "Mutation.authorizePurchase":
 		if e.ComplexityRoot.Mutation.AuthorizePurchase == nil {
 			break
@@ -2162,6 +3074,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateCustomerGroup(childComplexity, args["name"].(string), args["administratorId"].(string), args["memberIds"].([]string)), true
+	case "Mutation.createIncentivePolicy":
+		if e.ComplexityRoot.Mutation.CreateIncentivePolicy == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createIncentivePolicy_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateIncentivePolicy(childComplexity, args["name"].(string), args["effectiveMonth"].(models.Month), args["tiers"].([]*IncentiveTierInput)), true
 	case "Mutation.createMigration":
 		if e.ComplexityRoot.Mutation.CreateMigration == nil {
 			break
@@ -2173,6 +3096,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateMigration(childComplexity, args["sourceId"].(string), args["rows"].([]*MigrationRowInput), args["file"].(*graphql.Upload)), true
+	case "Mutation.createRatingRule":
+		if e.ComplexityRoot.Mutation.CreateRatingRule == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createRatingRule_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateRatingRule(childComplexity, args["partnerId"].(string), args["productCode"].(*string), args["percent"].(decimal.Decimal), args["effectiveMonth"].(models.Month)), true
 	case "Mutation.createSharingUnit":
 		if e.ComplexityRoot.Mutation.CreateSharingUnit == nil {
 			break
@@ -2239,6 +3173,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.FreezeAccount(childComplexity, args["accountId"].(string), args["mode"].(models.FreezeMode)), true
+	case "Mutation.generateCustomerBills":
+		if e.ComplexityRoot.Mutation.GenerateCustomerBills == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_generateCustomerBills_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.GenerateCustomerBills(childComplexity, args["partnerId"].(*string), args["month"].(models.Month)), true
+	case "Mutation.generatePartnerBills":
+		if e.ComplexityRoot.Mutation.GeneratePartnerBills == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_generatePartnerBills_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.GeneratePartnerBills(childComplexity, args["month"].(models.Month)), true
 	case "Mutation.inviteCustomer":
 		if e.ComplexityRoot.Mutation.InviteCustomer == nil {
 			break
@@ -2250,6 +3206,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.InviteCustomer(childComplexity, args["email"].(string)), true
+	case "Mutation.issuePartnerBill":
+		if e.ComplexityRoot.Mutation.IssuePartnerBill == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_issuePartnerBill_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.IssuePartnerBill(childComplexity, args["id"].(string)), true
+	case "Mutation.issuePartnerBills":
+		if e.ComplexityRoot.Mutation.IssuePartnerBills == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_issuePartnerBills_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.IssuePartnerBills(childComplexity, args["month"].(models.Month)), true
 	case "Mutation.markAllRead":
 		if e.ComplexityRoot.Mutation.MarkAllRead == nil {
 			break
@@ -2300,6 +3278,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RejectMigration(childComplexity, args["id"].(string), args["reason"].(string)), true
+	case "Mutation.rejectPayout":
+		if e.ComplexityRoot.Mutation.RejectPayout == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_rejectPayout_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RejectPayout(childComplexity, args["incentiveId"].(string), args["reason"].(string)), true
 	case "Mutation.rejectUnbinding":
 		if e.ComplexityRoot.Mutation.RejectUnbinding == nil {
 			break
@@ -2526,6 +3515,189 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PageInfo.HasNextPage(childComplexity), true
 
+	case "PartnerBill.actualTotal":
+		if e.ComplexityRoot.PartnerBill.ActualTotal == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBill.ActualTotal(childComplexity), true
+	case "PartnerBill.adjustmentActual":
+		if e.ComplexityRoot.PartnerBill.AdjustmentActual == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBill.AdjustmentActual(childComplexity), true
+	case "PartnerBill.adjustmentList":
+		if e.ComplexityRoot.PartnerBill.AdjustmentList == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBill.AdjustmentList(childComplexity), true
+	case "PartnerBill.adjustments":
+		if e.ComplexityRoot.PartnerBill.Adjustments == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBill.Adjustments(childComplexity), true
+	case "PartnerBill.csvUrl":
+		if e.ComplexityRoot.PartnerBill.CSVURL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBill.CSVURL(childComplexity), true
+	case "PartnerBill.generatedAt":
+		if e.ComplexityRoot.PartnerBill.GeneratedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBill.GeneratedAt(childComplexity), true
+	case "PartnerBill.id":
+		if e.ComplexityRoot.PartnerBill.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBill.ID(childComplexity), true
+	case "PartnerBill.incentive":
+		if e.ComplexityRoot.PartnerBill.Incentive == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBill.Incentive(childComplexity), true
+	case "PartnerBill.issuedAt":
+		if e.ComplexityRoot.PartnerBill.IssuedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBill.IssuedAt(childComplexity), true
+	case "PartnerBill.lines":
+		if e.ComplexityRoot.PartnerBill.Lines == nil {
+			break
+		}
+
+		args, err := ec.field_PartnerBill_lines_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.PartnerBill.Lines(childComplexity, args["customerId"].(*string), args["productCode"].(*string)), true
+	case "PartnerBill.listTotal":
+		if e.ComplexityRoot.PartnerBill.ListTotal == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBill.ListTotal(childComplexity), true
+	case "PartnerBill.month":
+		if e.ComplexityRoot.PartnerBill.Month == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBill.Month(childComplexity), true
+	case "PartnerBill.partner":
+		if e.ComplexityRoot.PartnerBill.Partner == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBill.Partner(childComplexity), true
+	case "PartnerBill.records":
+		if e.ComplexityRoot.PartnerBill.Records == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBill.Records(childComplexity), true
+	case "PartnerBill.settlesWith":
+		if e.ComplexityRoot.PartnerBill.SettlesWith == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBill.SettlesWith(childComplexity), true
+	case "PartnerBill.status":
+		if e.ComplexityRoot.PartnerBill.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBill.Status(childComplexity), true
+
+	case "PartnerBillConnection.edges":
+		if e.ComplexityRoot.PartnerBillConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBillConnection.Edges(childComplexity), true
+	case "PartnerBillConnection.pageInfo":
+		if e.ComplexityRoot.PartnerBillConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBillConnection.PageInfo(childComplexity), true
+	case "PartnerBillConnection.totalCount":
+		if e.ComplexityRoot.PartnerBillConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBillConnection.TotalCount(childComplexity), true
+
+	case "PartnerBillEdge.cursor":
+		if e.ComplexityRoot.PartnerBillEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBillEdge.Cursor(childComplexity), true
+	case "PartnerBillEdge.node":
+		if e.ComplexityRoot.PartnerBillEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBillEdge.Node(childComplexity), true
+
+	case "PartnerBillLine.actual":
+		if e.ComplexityRoot.PartnerBillLine.Actual == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBillLine.Actual(childComplexity), true
+	case "PartnerBillLine.adjustment":
+		if e.ComplexityRoot.PartnerBillLine.Adjustment == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBillLine.Adjustment(childComplexity), true
+	case "PartnerBillLine.customer":
+		if e.ComplexityRoot.PartnerBillLine.Customer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBillLine.Customer(childComplexity), true
+	case "PartnerBillLine.forMonth":
+		if e.ComplexityRoot.PartnerBillLine.ForMonth == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBillLine.ForMonth(childComplexity), true
+	case "PartnerBillLine.list":
+		if e.ComplexityRoot.PartnerBillLine.List == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBillLine.List(childComplexity), true
+	case "PartnerBillLine.owner":
+		if e.ComplexityRoot.PartnerBillLine.Owner == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBillLine.Owner(childComplexity), true
+	case "PartnerBillLine.productCode":
+		if e.ComplexityRoot.PartnerBillLine.ProductCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBillLine.ProductCode(childComplexity), true
+	case "PartnerBillLine.records":
+		if e.ComplexityRoot.PartnerBillLine.Records == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBillLine.Records(childComplexity), true
+
 	case "PurchaseDecision.allowed":
 		if e.ComplexityRoot.PurchaseDecision.Allowed == nil {
 			break
@@ -2561,6 +3733,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.AuditLog(childComplexity, args["accountId"].(string), args["includeDescendants"].(*bool), args["first"].(*int), args["after"].(*string)), true
+	case "Query.bills":
+		if e.ComplexityRoot.Query.Bills == nil {
+			break
+		}
+
+		args, err := ec.field_Query_bills_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Bills(childComplexity, args["partnerId"].(*string), args["month"].(*models.Month), args["status"].(*billing.Status), args["first"].(*int), args["after"].(*string)), true
 	case "Query.creditLedger":
 		if e.ComplexityRoot.Query.CreditLedger == nil {
 			break
@@ -2572,6 +3755,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.CreditLedger(childComplexity, args["accountId"].(string), args["first"].(*int), args["after"].(*string)), true
+	case "Query.customerBills":
+		if e.ComplexityRoot.Query.CustomerBills == nil {
+			break
+		}
+
+		args, err := ec.field_Query_customerBills_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.CustomerBills(childComplexity, args["partnerId"].(*string), args["customerId"].(*string), args["month"].(*models.Month), args["first"].(*int), args["after"].(*string)), true
 	case "Query.dataTransferStatement":
 		if e.ComplexityRoot.Query.DataTransferStatement == nil {
 			break
@@ -2594,6 +3788,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Deliveries(childComplexity, args["accountId"].(string), args["status"].(*models.DeliveryStatus), args["channel"].(*models.Channel), args["first"].(*int), args["after"].(*string)), true
+	case "Query.expenditureSummary":
+		if e.ComplexityRoot.Query.ExpenditureSummary == nil {
+			break
+		}
+
+		args, err := ec.field_Query_expenditureSummary_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.ExpenditureSummary(childComplexity, args["groupBy"].(expenditures.GroupBy), args["partnerId"].(*string), args["period"].(*expenditures.Period), args["customerId"].(*string), args["productCode"].(*string), args["tag"].(*TagInput)), true
+	case "Query.expenditures":
+		if e.ComplexityRoot.Query.Expenditures == nil {
+			break
+		}
+
+		args, err := ec.field_Query_expenditures_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Expenditures(childComplexity, args["filter"].(*ExpenditureFilter), args["first"].(*int), args["after"].(*string)), true
 	case "Query.inbox":
 		if e.ComplexityRoot.Query.Inbox == nil {
 			break
@@ -2605,6 +3821,23 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Inbox(childComplexity, args["unreadOnly"].(*bool), args["first"].(*int), args["after"].(*string)), true
+	case "Query.incentivePolicies":
+		if e.ComplexityRoot.Query.IncentivePolicies == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.IncentivePolicies(childComplexity), true
+	case "Query.incentives":
+		if e.ComplexityRoot.Query.Incentives == nil {
+			break
+		}
+
+		args, err := ec.field_Query_incentives_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Incentives(childComplexity, args["partnerId"].(*string), args["status"].(*billing.IncentiveStatus), args["first"].(*int), args["after"].(*string)), true
 
 	case "Query.invitations":
 		if e.ComplexityRoot.Query.Invitations == nil {
@@ -2668,6 +3901,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.NotificationPreferences(childComplexity), true
+	case "Query.partnerBills":
+		if e.ComplexityRoot.Query.PartnerBills == nil {
+			break
+		}
+
+		args, err := ec.field_Query_partnerBills_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.PartnerBills(childComplexity, args["partnerId"].(string), args["month"].(models.Month)), true
+	case "Query.ratingRules":
+		if e.ComplexityRoot.Query.RatingRules == nil {
+			break
+		}
+
+		args, err := ec.field_Query_ratingRules_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.RatingRules(childComplexity, args["partnerId"].(string)), true
 	case "Query.unbinding":
 		if e.ComplexityRoot.Query.Unbinding == nil {
 			break
@@ -2685,6 +3940,43 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.UnreadCount(childComplexity), true
+
+	case "RatingRule.createdAt":
+		if e.ComplexityRoot.RatingRule.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RatingRule.CreatedAt(childComplexity), true
+	case "RatingRule.effectiveMonth":
+		if e.ComplexityRoot.RatingRule.EffectiveMonth == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RatingRule.EffectiveMonth(childComplexity), true
+	case "RatingRule.id":
+		if e.ComplexityRoot.RatingRule.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RatingRule.ID(childComplexity), true
+	case "RatingRule.partner":
+		if e.ComplexityRoot.RatingRule.Partner == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RatingRule.Partner(childComplexity), true
+	case "RatingRule.percent":
+		if e.ComplexityRoot.RatingRule.Percent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RatingRule.Percent(childComplexity), true
+	case "RatingRule.productCode":
+		if e.ComplexityRoot.RatingRule.ProductCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RatingRule.ProductCode(childComplexity), true
 
 	case "Resource.account":
 		if e.ComplexityRoot.Resource.Account == nil {
@@ -3038,8 +4330,11 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 		return graphql.NewInputUnmarshalerIndex(
 			graphql.NewInputUnmarshaler("BudgetInput", ec.unmarshalInputBudgetInput),
 			graphql.NewInputUnmarshaler("CreateAccountInput", ec.unmarshalInputCreateAccountInput),
+			graphql.NewInputUnmarshaler("ExpenditureFilter", ec.unmarshalInputExpenditureFilter),
 			graphql.NewInputUnmarshaler("ExpenditureInput", ec.unmarshalInputExpenditureInput),
+			graphql.NewInputUnmarshaler("IncentiveTierInput", ec.unmarshalInputIncentiveTierInput),
 			graphql.NewInputUnmarshaler("MigrationRowInput", ec.unmarshalInputMigrationRowInput),
+			graphql.NewInputUnmarshaler("MonthRange", ec.unmarshalInputMonthRange),
 			graphql.NewInputUnmarshaler("TagInput", ec.unmarshalInputTagInput),
 			graphql.NewInputUnmarshaler("UpdateAccountInput", ec.unmarshalInputUpdateAccountInput),
 		)
@@ -3536,6 +4831,178 @@ type DeliveryAttempt { n: Int! startedAt: Time! finishedAt: Time "null while in 
 type DeliveryConnection { edges: [DeliveryEdge!]! pageInfo: PageInfo! totalCount: Int! }
 type DeliveryEdge { cursor: String! node: Delivery! }
 
+"""The key an expenditure summary groups by: the customer, the product code, the calendar day of usage in Beijing time, or the billing month."""
+enum ExpenditureGroupBy { CUSTOMER PRODUCT DAY MONTH }
+
+"An inclusive range of billing months (Beijing time), at most 24 months long."
+input MonthRange { from: Month! to: Month! }
+
+"""Which expenditure records a query counts, within the caller's scope: a partner sees the records owned (at usage time) by a partner of its subtree, so after a customer moves each partner sees only its own era; a customer sees its own records; the platform all."""
+input ExpenditureFilter {
+  "A partner (or the platform) in the caller's scope whose subtree's records to count; default: the caller's own account. Outside the scope: NOT_FOUND; not a partner: VALIDATION."
+  partnerId: ID
+  "The billing months of usage; default: the current month."
+  period: MonthRange
+  "One customer: a customer or personal account that is, or was, a customer of a partner of that subtree (else NOT_FOUND)."
+  customerId: ID
+  "One product code, exactly."
+  productCode: String
+  "The records whose customer carried this tag when the record arrived (records keep the tags of their arrival)."
+  tag: TagInput
+}
+
+"""One expenditure record from the cloud's billing pipeline, as the partner that owned the customer at usage time bills it."""
+type Expenditure implements Node {
+  id: ID!
+  "The pipeline's record ID (the idempotency key of ingestion)."
+  externalId: String!
+  "The customer, while it is in the caller's scope (null for a former customer: customerId still names it)."
+  customer: Account
+  customerId: ID!
+  "The partner that owned the customer at usage time (the platform for a personal account), when it is in the caller's scope."
+  owner: Account
+  productCode: String!
+  region: String!
+  billingMode: BillingMode!
+  usageAt: Time!
+  "The billing month of usageAt, in Beijing time."
+  month: Month!
+  listAmount: Decimal!
+  actualAmount: Decimal!
+  "When the record arrived."
+  receivedAt: Time!
+  "The owner's bill of the month was already issued when it arrived: it goes into the next bill."
+  adjustment: Boolean!
+  "The customer's tags when the record arrived, ordered by key."
+  tags: [Tag!]!
+}
+type ExpenditureConnection { edges: [ExpenditureEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type ExpenditureEdge { cursor: String! node: Expenditure! }
+
+"""What the selected records of a period add up to. asOf is when the newest record counted was received (null when none was): records that arrive later are not in it."""
+type ExpenditureSummary {
+  groupBy: ExpenditureGroupBy!
+  from: Month!
+  to: Month!
+  "One row per group that has records; DAY and MONTH in time order, CUSTOMER and PRODUCT by actual amount, largest first, then by key."
+  rows: [ExpenditureSummaryRow!]!
+  list: Decimal!
+  actual: Decimal!
+  records: Int!
+  asOf: Time
+}
+"""One group of a summary; only its grouping's key is set (DAY sets month too)."""
+type ExpenditureSummaryRow {
+  "CUSTOMER: the customer, while it is in the caller's scope (null for a former customer: customerId still names it)."
+  customer: Account
+  "CUSTOMER: the customer's ID."
+  customerId: ID
+  "PRODUCT: the product code."
+  productCode: String
+  "DAY: the calendar day of usage in Beijing time, YYYY-MM-DD."
+  day: String
+  "DAY and MONTH: the billing month."
+  month: Month
+  list: Decimal!
+  actual: Decimal!
+  records: Int!
+}
+
+enum BillStatus { DRAFT ISSUED }
+enum IncentiveStatus { PENDING EARNED APPLIED APPROVED REJECTED }
+
+"""A partner's bill of a month (DOMAIN.md §5): the settlement basis with settlesWith. DRAFT until issued (by settlesWith, or on the schedule's issue day), then never changed: records of its month that arrive later go into a later bill as adjustment lines. A distributor's bill covers its whole subtree."""
+type PartnerBill implements Node {
+  id: ID!
+  partner: Account!
+  month: Month!
+  "Every line's list amounts, adjustments included (exact)."
+  listTotal: Decimal!
+  "Every line's actual amounts, adjustments included (exact)."
+  actualTotal: Decimal!
+  "The lines: the bill's own month first, then adjustments by month; by customer and product."
+  lines(customerId: ID, productCode: String): [PartnerBillLine!]!
+  "The platform for a tier-1 partner, the distributor for a second-level reseller; null when the caller cannot see that account (a partner does not see the platform)."
+  settlesWith: Account
+  status: BillStatus!
+  "The adjustment lines' part of the totals."
+  adjustmentList: Decimal!
+  adjustmentActual: Decimal!
+  "The adjustments summed by the month they belong to."
+  adjustments: [BillAdjustment!]!
+  "The records of the bill's own month."
+  records: Int!
+  generatedAt: Time!
+  issuedAt: Time
+  "The platform incentive computed with the bill (tier-1 partners, under a policy)."
+  incentive: Incentive
+  "The lines as CSV: GET with the bearer token."
+  csvUrl: String!
+}
+type PartnerBillLine {
+  customer: Account!
+  productCode: String!
+  list: Decimal!
+  actual: Decimal!
+  "The month the records belong to: the bill's month, or an earlier one for an adjustment."
+  forMonth: Month!
+  adjustment: Boolean!
+  "The partner that owned the customer at usage time (for a distributor's bill: itself or a second-level reseller)."
+  owner: Account!
+  records: Int!
+}
+type BillAdjustment { month: Month! list: Decimal! actual: Decimal! records: Int! }
+type PartnerBillConnection { edges: [PartnerBillEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type PartnerBillEdge { cursor: String! node: PartnerBill! }
+
+"""A partner's price rule for its customers: percent on list price (negative: a discount, positive: a markup) for productCode (null: the default), in force from effectiveMonth until a later rule for the same product."""
+type RatingRule implements Node { id: ID! partner: Account! productCode: String percent: Decimal! effectiveMonth: Month! createdAt: Time! }
+
+"""A customer's bill from its partner for a month, rated from the partner bill's lines of that customer. Each line's amount is list × (1 + percent/100) rounded half-even to 2 decimals; the total is the sum of the rounded lines. DRAFT while the partner bill is; ISSUED bills never change."""
+type CustomerBill implements Node {
+  id: ID!
+  "The invoice number."
+  number: String!
+  partner: Account!
+  customer: Account!
+  month: Month!
+  status: BillStatus!
+  listTotal: Decimal!
+  total: Decimal!
+  lines: [CustomerBillLine!]!
+  generatedAt: Time!
+  "The invoice: GET with the bearer token; add ?locale=zh-CN for Chinese."
+  invoiceHtmlUrl: String!
+  invoicePdfUrl: String!
+}
+type CustomerBillLine { productCode: String! forMonth: Month! adjustment: Boolean! list: Decimal! percent: Decimal! amount: Decimal! rule: RatingRule }
+type CustomerBillConnection { edges: [CustomerBillEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type CustomerBillEdge { cursor: String! node: CustomerBill! }
+
+"From threshold of monthly revenue on, the rebate is percent of the whole revenue."
+type IncentiveTier { threshold: Decimal! percent: Decimal! }
+input IncentiveTierInput { threshold: Decimal! percent: Decimal! }
+"A platform incentive policy, in force from effectiveMonth until a later one."
+type IncentivePolicy implements Node { id: ID! name: String! effectiveMonth: Month! tiers: [IncentiveTier!]! createdAt: Time! }
+"""A tier-1 partner's incentive earning of a month: revenue is its bill's actual total, amount the tier's percent of it rounded half-even to 2 decimals. PENDING while the bill is a draft, EARNED once it is issued, then APPLIED, APPROVED or REJECTED (and applied again)."""
+type Incentive implements Node {
+  id: ID!
+  partner: Account!
+  month: Month!
+  bill: PartnerBill!
+  policy: IncentivePolicy!
+  revenue: Decimal!
+  percent: Decimal!
+  amount: Decimal!
+  status: IncentiveStatus!
+  "Why the payout was rejected."
+  reason: String
+  history: [IncentiveEvent!]!
+}
+type IncentiveEvent { at: Time! actor: String! action: String! status: IncentiveStatus! note: String }
+type IncentiveConnection { edges: [IncentiveEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type IncentiveEdge { cursor: String! node: Incentive! }
+
 type Query {
   node(id: ID!): Node
   "The caller's own account."
@@ -3563,6 +5030,22 @@ type Query {
   dataTransferStatement(locale: String): DataTransferStatement!
   "What was sent to the users and contacts of an account and its subtree, newest first. ADMIN."
   deliveries(accountId: ID!, status: DeliveryStatus, channel: Channel, first: Int = 50, after: String): DeliveryConnection!
+  "What a partner's (or a customer's own) expenditure records add up to, grouped (DOMAIN.md §5); filters as ExpenditureFilter. Also GET /v1/expenditures/export?kind=summary."
+  expenditureSummary(groupBy: ExpenditureGroupBy!, partnerId: ID, period: MonthRange, customerId: ID, productCode: String, tag: TagInput): ExpenditureSummary!
+  "The expenditure records the filter selects, in usage-time order (billing month, usage time, then ID); stable while records arrive. Also GET /v1/expenditures/export?kind=records."
+  expenditures(filter: ExpenditureFilter, first: Int = 50, after: String): ExpenditureConnection!
+  "The bills of month that concern a partner: its own first (what it settles with its parent), then those of the second-level resellers that settle with it."
+  partnerBills(partnerId: ID!, month: Month!): [PartnerBill!]!
+  "Partner bills the caller may see (its own and those below it), newest month first; partnerId narrows to a partner's own and those settling with it."
+  bills(partnerId: ID, month: Month, status: BillStatus, first: Int = 50, after: String): PartnerBillConnection!
+  "A partner's rating rules, by product (the default first) and effective month."
+  ratingRules(partnerId: ID!): [RatingRule!]!
+  "Customer bills: a partner's (partnerId, default the caller's), or a customer's own; newest month first. Also GET /v1/customer-bills/export."
+  customerBills(partnerId: ID, customerId: ID, month: Month, first: Int = 50, after: String): CustomerBillConnection!
+  "The platform's incentive policies, latest first."
+  incentivePolicies: [IncentivePolicy!]!
+  "Incentives: a partner's own, or for the platform every partner's; newest first."
+  incentives(partnerId: ID, status: IncentiveStatus, first: Int = 50, after: String): IncentiveConnection!
 }
 
 type Mutation {
@@ -3644,6 +5127,25 @@ type Mutation {
   setNotificationPreference(eventType: String!, channel: Channel!, enabled: Boolean!): NotificationPreference!
   "Sends a FAILED delivery again (same key, same message). ADMIN of a scope that holds the recipient."
   resendDelivery(id: ID!): Delivery!
+
+  "Generates (or regenerates, idempotently) the partner bills of a month. Platform ADMIN only."
+  generatePartnerBills(month: Month!): Int!
+  "By the party the bill settles with (platform ADMIN/FINANCE for a tier-1 partner's, the distributor's ADMIN/FINANCE for a second-level reseller's): regenerates the DRAFT bill and issues it; CONFLICT if already issued."
+  issuePartnerBill(id: ID!): PartnerBill!
+  "Platform ADMIN: regenerates and issues every DRAFT bill of a past month (as the schedule does on its issue day); returns how many."
+  issuePartnerBills(month: Month!): Int!
+  "By the partner (ADMIN or FINANCE) or those above it: a rating rule; productCode null is the default. percent is -100..1000; CONFLICT for a second rule of a product and month; PRECONDITION_FAILED in a month whose customer bills are issued."
+  createRatingRule(partnerId: ID!, productCode: String, percent: Decimal!, effectiveMonth: Month!): RatingRule!
+  "By the partner (ADMIN or FINANCE): rates its customer bills of a past month from its partner bill (PRECONDITION_FAILED without one); returns how many."
+  generateCustomerBills(partnerId: ID, month: Month!): Int!
+  "Platform ADMIN: an incentive policy (tiers by ascending threshold, percent 0..100) from effectiveMonth, which must come after the last issued month."
+  createIncentivePolicy(name: String!, effectiveMonth: Month!, tiers: [IncentiveTierInput!]!): IncentivePolicy!
+  "By the partner (ADMIN or FINANCE): asks for the payout of an EARNED (or REJECTED) incentive."
+  applyForPayout(incentiveId: ID!): Incentive!
+  "By a platform REVIEWER."
+  approvePayout(incentiveId: ID!): Incentive!
+  "By a platform REVIEWER, with a reason; the partner may apply again."
+  rejectPayout(incentiveId: ID!, reason: String!): Incentive!
 }
 
 type Subscription {
@@ -3816,6 +5318,20 @@ func (ec *executionContext) childFields_AuditEntryEdge(ctx context.Context, fiel
 	return nil, fmt.Errorf("no field named %q was found under type AuditEntryEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_BillAdjustment(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "month":
+		return ec.fieldContext_BillAdjustment_month(ctx, field)
+	case "list":
+		return ec.fieldContext_BillAdjustment_list(ctx, field)
+	case "actual":
+		return ec.fieldContext_BillAdjustment_actual(ctx, field)
+	case "records":
+		return ec.fieldContext_BillAdjustment_records(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BillAdjustment", field.Name)
+}
+
 func (ec *executionContext) childFields_Budget(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "type":
@@ -3902,6 +5418,78 @@ func (ec *executionContext) childFields_CreditLedgerEntryEdge(ctx context.Contex
 		return ec.fieldContext_CreditLedgerEntryEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CreditLedgerEntryEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_CustomerBill(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_CustomerBill_id(ctx, field)
+	case "number":
+		return ec.fieldContext_CustomerBill_number(ctx, field)
+	case "partner":
+		return ec.fieldContext_CustomerBill_partner(ctx, field)
+	case "customer":
+		return ec.fieldContext_CustomerBill_customer(ctx, field)
+	case "month":
+		return ec.fieldContext_CustomerBill_month(ctx, field)
+	case "status":
+		return ec.fieldContext_CustomerBill_status(ctx, field)
+	case "listTotal":
+		return ec.fieldContext_CustomerBill_listTotal(ctx, field)
+	case "total":
+		return ec.fieldContext_CustomerBill_total(ctx, field)
+	case "lines":
+		return ec.fieldContext_CustomerBill_lines(ctx, field)
+	case "generatedAt":
+		return ec.fieldContext_CustomerBill_generatedAt(ctx, field)
+	case "invoiceHtmlUrl":
+		return ec.fieldContext_CustomerBill_invoiceHtmlUrl(ctx, field)
+	case "invoicePdfUrl":
+		return ec.fieldContext_CustomerBill_invoicePdfUrl(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CustomerBill", field.Name)
+}
+
+func (ec *executionContext) childFields_CustomerBillConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_CustomerBillConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_CustomerBillConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_CustomerBillConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CustomerBillConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_CustomerBillEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_CustomerBillEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_CustomerBillEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CustomerBillEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_CustomerBillLine(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "productCode":
+		return ec.fieldContext_CustomerBillLine_productCode(ctx, field)
+	case "forMonth":
+		return ec.fieldContext_CustomerBillLine_forMonth(ctx, field)
+	case "adjustment":
+		return ec.fieldContext_CustomerBillLine_adjustment(ctx, field)
+	case "list":
+		return ec.fieldContext_CustomerBillLine_list(ctx, field)
+	case "percent":
+		return ec.fieldContext_CustomerBillLine_percent(ctx, field)
+	case "amount":
+		return ec.fieldContext_CustomerBillLine_amount(ctx, field)
+	case "rule":
+		return ec.fieldContext_CustomerBillLine_rule(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CustomerBillLine", field.Name)
 }
 
 func (ec *executionContext) childFields_CustomerGroup(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4046,6 +5634,108 @@ func (ec *executionContext) childFields_DeliveryEdge(ctx context.Context, field 
 	return nil, fmt.Errorf("no field named %q was found under type DeliveryEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_Expenditure(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Expenditure_id(ctx, field)
+	case "externalId":
+		return ec.fieldContext_Expenditure_externalId(ctx, field)
+	case "customer":
+		return ec.fieldContext_Expenditure_customer(ctx, field)
+	case "customerId":
+		return ec.fieldContext_Expenditure_customerId(ctx, field)
+	case "owner":
+		return ec.fieldContext_Expenditure_owner(ctx, field)
+	case "productCode":
+		return ec.fieldContext_Expenditure_productCode(ctx, field)
+	case "region":
+		return ec.fieldContext_Expenditure_region(ctx, field)
+	case "billingMode":
+		return ec.fieldContext_Expenditure_billingMode(ctx, field)
+	case "usageAt":
+		return ec.fieldContext_Expenditure_usageAt(ctx, field)
+	case "month":
+		return ec.fieldContext_Expenditure_month(ctx, field)
+	case "listAmount":
+		return ec.fieldContext_Expenditure_listAmount(ctx, field)
+	case "actualAmount":
+		return ec.fieldContext_Expenditure_actualAmount(ctx, field)
+	case "receivedAt":
+		return ec.fieldContext_Expenditure_receivedAt(ctx, field)
+	case "adjustment":
+		return ec.fieldContext_Expenditure_adjustment(ctx, field)
+	case "tags":
+		return ec.fieldContext_Expenditure_tags(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Expenditure", field.Name)
+}
+
+func (ec *executionContext) childFields_ExpenditureConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_ExpenditureConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_ExpenditureConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_ExpenditureConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ExpenditureConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_ExpenditureEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_ExpenditureEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_ExpenditureEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ExpenditureEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_ExpenditureSummary(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "groupBy":
+		return ec.fieldContext_ExpenditureSummary_groupBy(ctx, field)
+	case "from":
+		return ec.fieldContext_ExpenditureSummary_from(ctx, field)
+	case "to":
+		return ec.fieldContext_ExpenditureSummary_to(ctx, field)
+	case "rows":
+		return ec.fieldContext_ExpenditureSummary_rows(ctx, field)
+	case "list":
+		return ec.fieldContext_ExpenditureSummary_list(ctx, field)
+	case "actual":
+		return ec.fieldContext_ExpenditureSummary_actual(ctx, field)
+	case "records":
+		return ec.fieldContext_ExpenditureSummary_records(ctx, field)
+	case "asOf":
+		return ec.fieldContext_ExpenditureSummary_asOf(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ExpenditureSummary", field.Name)
+}
+
+func (ec *executionContext) childFields_ExpenditureSummaryRow(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "customer":
+		return ec.fieldContext_ExpenditureSummaryRow_customer(ctx, field)
+	case "customerId":
+		return ec.fieldContext_ExpenditureSummaryRow_customerId(ctx, field)
+	case "productCode":
+		return ec.fieldContext_ExpenditureSummaryRow_productCode(ctx, field)
+	case "day":
+		return ec.fieldContext_ExpenditureSummaryRow_day(ctx, field)
+	case "month":
+		return ec.fieldContext_ExpenditureSummaryRow_month(ctx, field)
+	case "list":
+		return ec.fieldContext_ExpenditureSummaryRow_list(ctx, field)
+	case "actual":
+		return ec.fieldContext_ExpenditureSummaryRow_actual(ctx, field)
+	case "records":
+		return ec.fieldContext_ExpenditureSummaryRow_records(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ExpenditureSummaryRow", field.Name)
+}
+
 func (ec *executionContext) childFields_InboxMessage(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -4084,6 +5774,98 @@ func (ec *executionContext) childFields_InboxMessageEdge(ctx context.Context, fi
 		return ec.fieldContext_InboxMessageEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type InboxMessageEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_Incentive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Incentive_id(ctx, field)
+	case "partner":
+		return ec.fieldContext_Incentive_partner(ctx, field)
+	case "month":
+		return ec.fieldContext_Incentive_month(ctx, field)
+	case "bill":
+		return ec.fieldContext_Incentive_bill(ctx, field)
+	case "policy":
+		return ec.fieldContext_Incentive_policy(ctx, field)
+	case "revenue":
+		return ec.fieldContext_Incentive_revenue(ctx, field)
+	case "percent":
+		return ec.fieldContext_Incentive_percent(ctx, field)
+	case "amount":
+		return ec.fieldContext_Incentive_amount(ctx, field)
+	case "status":
+		return ec.fieldContext_Incentive_status(ctx, field)
+	case "reason":
+		return ec.fieldContext_Incentive_reason(ctx, field)
+	case "history":
+		return ec.fieldContext_Incentive_history(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Incentive", field.Name)
+}
+
+func (ec *executionContext) childFields_IncentiveConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_IncentiveConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_IncentiveConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_IncentiveConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type IncentiveConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_IncentiveEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_IncentiveEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_IncentiveEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type IncentiveEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_IncentiveEvent(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "at":
+		return ec.fieldContext_IncentiveEvent_at(ctx, field)
+	case "actor":
+		return ec.fieldContext_IncentiveEvent_actor(ctx, field)
+	case "action":
+		return ec.fieldContext_IncentiveEvent_action(ctx, field)
+	case "status":
+		return ec.fieldContext_IncentiveEvent_status(ctx, field)
+	case "note":
+		return ec.fieldContext_IncentiveEvent_note(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type IncentiveEvent", field.Name)
+}
+
+func (ec *executionContext) childFields_IncentivePolicy(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_IncentivePolicy_id(ctx, field)
+	case "name":
+		return ec.fieldContext_IncentivePolicy_name(ctx, field)
+	case "effectiveMonth":
+		return ec.fieldContext_IncentivePolicy_effectiveMonth(ctx, field)
+	case "tiers":
+		return ec.fieldContext_IncentivePolicy_tiers(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_IncentivePolicy_createdAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type IncentivePolicy", field.Name)
+}
+
+func (ec *executionContext) childFields_IncentiveTier(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "threshold":
+		return ec.fieldContext_IncentiveTier_threshold(ctx, field)
+	case "percent":
+		return ec.fieldContext_IncentiveTier_percent(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type IncentiveTier", field.Name)
 }
 
 func (ec *executionContext) childFields_IngestError(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4302,6 +6084,88 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
 }
 
+func (ec *executionContext) childFields_PartnerBill(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_PartnerBill_id(ctx, field)
+	case "partner":
+		return ec.fieldContext_PartnerBill_partner(ctx, field)
+	case "month":
+		return ec.fieldContext_PartnerBill_month(ctx, field)
+	case "listTotal":
+		return ec.fieldContext_PartnerBill_listTotal(ctx, field)
+	case "actualTotal":
+		return ec.fieldContext_PartnerBill_actualTotal(ctx, field)
+	case "lines":
+		return ec.fieldContext_PartnerBill_lines(ctx, field)
+	case "settlesWith":
+		return ec.fieldContext_PartnerBill_settlesWith(ctx, field)
+	case "status":
+		return ec.fieldContext_PartnerBill_status(ctx, field)
+	case "adjustmentList":
+		return ec.fieldContext_PartnerBill_adjustmentList(ctx, field)
+	case "adjustmentActual":
+		return ec.fieldContext_PartnerBill_adjustmentActual(ctx, field)
+	case "adjustments":
+		return ec.fieldContext_PartnerBill_adjustments(ctx, field)
+	case "records":
+		return ec.fieldContext_PartnerBill_records(ctx, field)
+	case "generatedAt":
+		return ec.fieldContext_PartnerBill_generatedAt(ctx, field)
+	case "issuedAt":
+		return ec.fieldContext_PartnerBill_issuedAt(ctx, field)
+	case "incentive":
+		return ec.fieldContext_PartnerBill_incentive(ctx, field)
+	case "csvUrl":
+		return ec.fieldContext_PartnerBill_csvUrl(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PartnerBill", field.Name)
+}
+
+func (ec *executionContext) childFields_PartnerBillConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_PartnerBillConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_PartnerBillConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_PartnerBillConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PartnerBillConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_PartnerBillEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_PartnerBillEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_PartnerBillEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PartnerBillEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_PartnerBillLine(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "customer":
+		return ec.fieldContext_PartnerBillLine_customer(ctx, field)
+	case "productCode":
+		return ec.fieldContext_PartnerBillLine_productCode(ctx, field)
+	case "list":
+		return ec.fieldContext_PartnerBillLine_list(ctx, field)
+	case "actual":
+		return ec.fieldContext_PartnerBillLine_actual(ctx, field)
+	case "forMonth":
+		return ec.fieldContext_PartnerBillLine_forMonth(ctx, field)
+	case "adjustment":
+		return ec.fieldContext_PartnerBillLine_adjustment(ctx, field)
+	case "owner":
+		return ec.fieldContext_PartnerBillLine_owner(ctx, field)
+	case "records":
+		return ec.fieldContext_PartnerBillLine_records(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PartnerBillLine", field.Name)
+}
+
 func (ec *executionContext) childFields_PurchaseDecision(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "allowed":
@@ -4310,6 +6174,24 @@ func (ec *executionContext) childFields_PurchaseDecision(ctx context.Context, fi
 		return ec.fieldContext_PurchaseDecision_reason(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PurchaseDecision", field.Name)
+}
+
+func (ec *executionContext) childFields_RatingRule(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_RatingRule_id(ctx, field)
+	case "partner":
+		return ec.fieldContext_RatingRule_partner(ctx, field)
+	case "productCode":
+		return ec.fieldContext_RatingRule_productCode(ctx, field)
+	case "percent":
+		return ec.fieldContext_RatingRule_percent(ctx, field)
+	case "effectiveMonth":
+		return ec.fieldContext_RatingRule_effectiveMonth(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_RatingRule_createdAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RatingRule", field.Name)
 }
 
 func (ec *executionContext) childFields_Resource(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4896,6 +6778,20 @@ func (ec *executionContext) field_Mutation_allocateCredit_args(ctx context.Conte
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_applyForPayout_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "incentiveId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["incentiveId"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_approveMigration_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -4915,6 +6811,20 @@ func (ec *executionContext) field_Mutation_approveMigration_args(ctx context.Con
 		return nil, err
 	}
 	args["acknowledgeDataTransferStatement"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_approvePayout_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "incentiveId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["incentiveId"] = arg0
 	return args, nil
 }
 
@@ -5056,6 +6966,36 @@ func (ec *executionContext) field_Mutation_createCustomerGroup_args(ctx context.
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_createIncentivePolicy_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "effectiveMonth",
+		func(ctx context.Context, v any) (models.Month, error) {
+			return ec.unmarshalNMonth2partnerdᚋmodelsᚐMonth(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["effectiveMonth"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "tiers",
+		func(ctx context.Context, v any) ([]*IncentiveTierInput, error) {
+			return ec.unmarshalNIncentiveTierInput2ᚕᚖpartnerdᚋgraphᚐIncentiveTierInputᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["tiers"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createMigration_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -5083,6 +7023,44 @@ func (ec *executionContext) field_Mutation_createMigration_args(ctx context.Cont
 		return nil, err
 	}
 	args["file"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_createRatingRule_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "partnerId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["partnerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "productCode",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["productCode"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "percent",
+		func(ctx context.Context, v any) (decimal.Decimal, error) {
+			return ec.unmarshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["percent"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "effectiveMonth",
+		func(ctx context.Context, v any) (models.Month, error) {
+			return ec.unmarshalNMonth2partnerdᚋmodelsᚐMonth(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["effectiveMonth"] = arg3
 	return args, nil
 }
 
@@ -5226,6 +7204,42 @@ func (ec *executionContext) field_Mutation_freezeAccount_args(ctx context.Contex
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_generateCustomerBills_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "partnerId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["partnerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "month",
+		func(ctx context.Context, v any) (models.Month, error) {
+			return ec.unmarshalNMonth2partnerdᚋmodelsᚐMonth(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["month"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_generatePartnerBills_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "month",
+		func(ctx context.Context, v any) (models.Month, error) {
+			return ec.unmarshalNMonth2partnerdᚋmodelsᚐMonth(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["month"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_inviteCustomer_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -5237,6 +7251,34 @@ func (ec *executionContext) field_Mutation_inviteCustomer_args(ctx context.Conte
 		return nil, err
 	}
 	args["email"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_issuePartnerBill_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_issuePartnerBills_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "month",
+		func(ctx context.Context, v any) (models.Month, error) {
+			return ec.unmarshalNMonth2partnerdᚋmodelsᚐMonth(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["month"] = arg0
 	return args, nil
 }
 
@@ -5309,6 +7351,28 @@ func (ec *executionContext) field_Mutation_rejectMigration_args(ctx context.Cont
 		return nil, err
 	}
 	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "reason",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["reason"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_rejectPayout_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "incentiveId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["incentiveId"] = arg0
 	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "reason",
 		func(ctx context.Context, v any) (string, error) {
 			return ec.unmarshalNString2string(ctx, v)
@@ -5654,6 +7718,28 @@ func (ec *executionContext) field_Mutation_updateAccount_args(ctx context.Contex
 	return args, nil
 }
 
+func (ec *executionContext) field_PartnerBill_lines_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "customerId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["customerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "productCode",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["productCode"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -5720,6 +7806,52 @@ func (ec *executionContext) field_Query_auditLog_args(ctx context.Context, rawAr
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_bills_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "partnerId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["partnerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "month",
+		func(ctx context.Context, v any) (*models.Month, error) {
+			return ec.unmarshalOMonth2ᚖpartnerdᚋmodelsᚐMonth(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["month"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) (*billing.Status, error) {
+			return ec.unmarshalOBillStatus2ᚖpartnerdᚋbillingᚐStatus(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg4
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_creditLedger_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -5747,6 +7879,52 @@ func (ec *executionContext) field_Query_creditLedger_args(ctx context.Context, r
 		return nil, err
 	}
 	args["after"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_customerBills_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "partnerId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["partnerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "customerId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["customerId"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "month",
+		func(ctx context.Context, v any) (*models.Month, error) {
+			return ec.unmarshalOMonth2ᚖpartnerdᚋmodelsᚐMonth(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["month"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg4
 	return args, nil
 }
 
@@ -5810,6 +7988,90 @@ func (ec *executionContext) field_Query_deliveries_args(ctx context.Context, raw
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_expenditureSummary_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "groupBy",
+		func(ctx context.Context, v any) (expenditures.GroupBy, error) {
+			return ec.unmarshalNExpenditureGroupBy2partnerdᚋexpendituresᚐGroupBy(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["groupBy"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "partnerId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["partnerId"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "period",
+		func(ctx context.Context, v any) (*expenditures.Period, error) {
+			return ec.unmarshalOMonthRange2ᚖpartnerdᚋexpendituresᚐPeriod(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["period"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "customerId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["customerId"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "productCode",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["productCode"] = arg4
+	arg5, err := graphql.ProcessArgField(ctx, rawArgs, "tag",
+		func(ctx context.Context, v any) (*TagInput, error) {
+			return ec.unmarshalOTagInput2ᚖpartnerdᚋgraphᚐTagInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["tag"] = arg5
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_expenditures_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "filter",
+		func(ctx context.Context, v any) (*ExpenditureFilter, error) {
+			return ec.unmarshalOExpenditureFilter2ᚖpartnerdᚋgraphᚐExpenditureFilter(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["filter"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_inbox_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -5837,6 +8099,44 @@ func (ec *executionContext) field_Query_inbox_args(ctx context.Context, rawArgs 
 		return nil, err
 	}
 	args["after"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_incentives_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "partnerId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["partnerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) (*billing.IncentiveStatus, error) {
+			return ec.unmarshalOIncentiveStatus2ᚖpartnerdᚋbillingᚐIncentiveStatus(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg3
 	return args, nil
 }
 
@@ -5933,6 +8233,42 @@ func (ec *executionContext) field_Query_node_args(ctx context.Context, rawArgs m
 		return nil, err
 	}
 	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_partnerBills_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "partnerId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["partnerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "month",
+		func(ctx context.Context, v any) (models.Month, error) {
+			return ec.unmarshalNMonth2partnerdᚋmodelsᚐMonth(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["month"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_ratingRules_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "partnerId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["partnerId"] = arg0
 	return args, nil
 }
 
@@ -7523,6 +9859,98 @@ func (ec *executionContext) fieldContext_AuditEntryEdge_node(_ context.Context, 
 	return fc, nil
 }
 
+func (ec *executionContext) _BillAdjustment_month(ctx context.Context, field graphql.CollectedField, obj *billing.Adjustment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BillAdjustment_month(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.BillAdjustment().Month(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Month) graphql.Marshaler {
+			return ec.marshalNMonth2ᚖpartnerdᚋmodelsᚐMonth(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BillAdjustment_month(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BillAdjustment", field, true, true, "Month")
+}
+
+func (ec *executionContext) _BillAdjustment_list(ctx context.Context, field graphql.CollectedField, obj *billing.Adjustment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BillAdjustment_list(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.List, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BillAdjustment_list(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BillAdjustment", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _BillAdjustment_actual(ctx context.Context, field graphql.CollectedField, obj *billing.Adjustment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BillAdjustment_actual(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Actual, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BillAdjustment_actual(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BillAdjustment", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _BillAdjustment_records(ctx context.Context, field graphql.CollectedField, obj *billing.Adjustment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BillAdjustment_records(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.BillAdjustment().Records(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BillAdjustment_records(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BillAdjustment", field, true, true, "Int")
+}
+
 func (ec *executionContext) _Budget_type(ctx context.Context, field graphql.CollectedField, obj *guard.BudgetView) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8230,6 +10658,621 @@ func (ec *executionContext) fieldContext_CreditLedgerEntryEdge_node(_ context.Co
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_CreditLedgerEntry(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerBill_id(ctx context.Context, field graphql.CollectedField, obj *billing.CustomerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBill_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CustomerBill().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBill_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerBill", field, true, true, "ID")
+}
+
+func (ec *executionContext) _CustomerBill_number(ctx context.Context, field graphql.CollectedField, obj *billing.CustomerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBill_number(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CustomerBill().Number(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBill_number(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerBill", field, true, true, "String")
+}
+
+func (ec *executionContext) _CustomerBill_partner(ctx context.Context, field graphql.CollectedField, obj *billing.CustomerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBill_partner(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CustomerBill().Partner(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBill_partner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerBill",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerBill_customer(ctx context.Context, field graphql.CollectedField, obj *billing.CustomerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBill_customer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CustomerBill().Customer(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBill_customer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerBill",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerBill_month(ctx context.Context, field graphql.CollectedField, obj *billing.CustomerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBill_month(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CustomerBill().Month(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Month) graphql.Marshaler {
+			return ec.marshalNMonth2ᚖpartnerdᚋmodelsᚐMonth(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBill_month(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerBill", field, true, true, "Month")
+}
+
+func (ec *executionContext) _CustomerBill_status(ctx context.Context, field graphql.CollectedField, obj *billing.CustomerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBill_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v billing.Status) graphql.Marshaler {
+			return ec.marshalNBillStatus2partnerdᚋbillingᚐStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBill_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerBill", field, false, false, "BillStatus")
+}
+
+func (ec *executionContext) _CustomerBill_listTotal(ctx context.Context, field graphql.CollectedField, obj *billing.CustomerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBill_listTotal(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ListTotal, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBill_listTotal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerBill", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _CustomerBill_total(ctx context.Context, field graphql.CollectedField, obj *billing.CustomerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBill_total(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Total, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBill_total(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerBill", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _CustomerBill_lines(ctx context.Context, field graphql.CollectedField, obj *billing.CustomerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBill_lines(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CustomerBill().Lines(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*billing.CustomerLine) graphql.Marshaler {
+			return ec.marshalNCustomerBillLine2ᚕᚖpartnerdᚋbillingᚐCustomerLineᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBill_lines(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerBill",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CustomerBillLine(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerBill_generatedAt(ctx context.Context, field graphql.CollectedField, obj *billing.CustomerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBill_generatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.GeneratedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBill_generatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerBill", field, false, false, "Time")
+}
+
+func (ec *executionContext) _CustomerBill_invoiceHtmlUrl(ctx context.Context, field graphql.CollectedField, obj *billing.CustomerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBill_invoiceHtmlUrl(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CustomerBill().InvoiceHTMLURL(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBill_invoiceHtmlUrl(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerBill", field, true, true, "String")
+}
+
+func (ec *executionContext) _CustomerBill_invoicePdfUrl(ctx context.Context, field graphql.CollectedField, obj *billing.CustomerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBill_invoicePdfUrl(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CustomerBill().InvoicePDFURL(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBill_invoicePdfUrl(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerBill", field, true, true, "String")
+}
+
+func (ec *executionContext) _CustomerBillConnection_edges(ctx context.Context, field graphql.CollectedField, obj *CustomerBillConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBillConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*CustomerBillEdge) graphql.Marshaler {
+			return ec.marshalNCustomerBillEdge2ᚕᚖpartnerdᚋgraphᚐCustomerBillEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBillConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerBillConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CustomerBillEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerBillConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *CustomerBillConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBillConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBillConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerBillConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerBillConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *CustomerBillConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBillConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBillConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerBillConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CustomerBillEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *CustomerBillEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBillEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBillEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerBillEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _CustomerBillEdge_node(ctx context.Context, field graphql.CollectedField, obj *CustomerBillEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBillEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *billing.CustomerBill) graphql.Marshaler {
+			return ec.marshalNCustomerBill2ᚖpartnerdᚋbillingᚐCustomerBill(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBillEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerBillEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CustomerBill(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerBillLine_productCode(ctx context.Context, field graphql.CollectedField, obj *billing.CustomerLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBillLine_productCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProductCode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBillLine_productCode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerBillLine", field, false, false, "String")
+}
+
+func (ec *executionContext) _CustomerBillLine_forMonth(ctx context.Context, field graphql.CollectedField, obj *billing.CustomerLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBillLine_forMonth(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CustomerBillLine().ForMonth(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Month) graphql.Marshaler {
+			return ec.marshalNMonth2ᚖpartnerdᚋmodelsᚐMonth(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBillLine_forMonth(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerBillLine", field, true, true, "Month")
+}
+
+func (ec *executionContext) _CustomerBillLine_adjustment(ctx context.Context, field graphql.CollectedField, obj *billing.CustomerLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBillLine_adjustment(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Adjustment, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBillLine_adjustment(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerBillLine", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _CustomerBillLine_list(ctx context.Context, field graphql.CollectedField, obj *billing.CustomerLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBillLine_list(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.List, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBillLine_list(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerBillLine", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _CustomerBillLine_percent(ctx context.Context, field graphql.CollectedField, obj *billing.CustomerLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBillLine_percent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Percent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBillLine_percent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerBillLine", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _CustomerBillLine_amount(ctx context.Context, field graphql.CollectedField, obj *billing.CustomerLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBillLine_amount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Amount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBillLine_amount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerBillLine", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _CustomerBillLine_rule(ctx context.Context, field graphql.CollectedField, obj *billing.CustomerLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBillLine_rule(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CustomerBillLine().Rule(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *billing.RatingRule) graphql.Marshaler {
+			return ec.marshalORatingRule2ᚖpartnerdᚋbillingᚐRatingRule(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBillLine_rule(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerBillLine",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RatingRule(ctx, field)
 		},
 	}
 	return fc, nil
@@ -9355,6 +12398,906 @@ func (ec *executionContext) fieldContext_DeliveryEdge_node(_ context.Context, fi
 	return fc, nil
 }
 
+func (ec *executionContext) _Expenditure_id(ctx context.Context, field graphql.CollectedField, obj *expenditures.Record) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Expenditure_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Expenditure().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Expenditure_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Expenditure", field, true, true, "ID")
+}
+
+func (ec *executionContext) _Expenditure_externalId(ctx context.Context, field graphql.CollectedField, obj *expenditures.Record) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Expenditure_externalId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExternalID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Expenditure_externalId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Expenditure", field, false, false, "String")
+}
+
+func (ec *executionContext) _Expenditure_customer(ctx context.Context, field graphql.CollectedField, obj *expenditures.Record) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Expenditure_customer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Expenditure().Customer(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalOAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Expenditure_customer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Expenditure",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Expenditure_customerId(ctx context.Context, field graphql.CollectedField, obj *expenditures.Record) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Expenditure_customerId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Expenditure().CustomerID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Expenditure_customerId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Expenditure", field, true, true, "ID")
+}
+
+func (ec *executionContext) _Expenditure_owner(ctx context.Context, field graphql.CollectedField, obj *expenditures.Record) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Expenditure_owner(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Expenditure().Owner(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalOAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Expenditure_owner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Expenditure",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Expenditure_productCode(ctx context.Context, field graphql.CollectedField, obj *expenditures.Record) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Expenditure_productCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProductCode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Expenditure_productCode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Expenditure", field, false, false, "String")
+}
+
+func (ec *executionContext) _Expenditure_region(ctx context.Context, field graphql.CollectedField, obj *expenditures.Record) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Expenditure_region(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Region, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Expenditure_region(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Expenditure", field, false, false, "String")
+}
+
+func (ec *executionContext) _Expenditure_billingMode(ctx context.Context, field graphql.CollectedField, obj *expenditures.Record) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Expenditure_billingMode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BillingMode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v models.BillingMode) graphql.Marshaler {
+			return ec.marshalNBillingMode2partnerdᚋmodelsᚐBillingMode(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Expenditure_billingMode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Expenditure", field, false, false, "BillingMode")
+}
+
+func (ec *executionContext) _Expenditure_usageAt(ctx context.Context, field graphql.CollectedField, obj *expenditures.Record) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Expenditure_usageAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UsageAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Expenditure_usageAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Expenditure", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Expenditure_month(ctx context.Context, field graphql.CollectedField, obj *expenditures.Record) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Expenditure_month(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Month(), nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v models.Month) graphql.Marshaler {
+			return ec.marshalNMonth2partnerdᚋmodelsᚐMonth(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Expenditure_month(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Expenditure", field, true, false, "Month")
+}
+
+func (ec *executionContext) _Expenditure_listAmount(ctx context.Context, field graphql.CollectedField, obj *expenditures.Record) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Expenditure_listAmount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ListAmount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Expenditure_listAmount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Expenditure", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Expenditure_actualAmount(ctx context.Context, field graphql.CollectedField, obj *expenditures.Record) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Expenditure_actualAmount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ActualAmount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Expenditure_actualAmount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Expenditure", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Expenditure_receivedAt(ctx context.Context, field graphql.CollectedField, obj *expenditures.Record) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Expenditure_receivedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReceivedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Expenditure_receivedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Expenditure", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Expenditure_adjustment(ctx context.Context, field graphql.CollectedField, obj *expenditures.Record) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Expenditure_adjustment(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Adjustment, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Expenditure_adjustment(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Expenditure", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Expenditure_tags(ctx context.Context, field graphql.CollectedField, obj *expenditures.Record) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Expenditure_tags(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Expenditure().Tags(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*Tag) graphql.Marshaler {
+			return ec.marshalNTag2ᚕᚖpartnerdᚋgraphᚐTagᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Expenditure_tags(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Expenditure",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Tag(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ExpenditureConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ExpenditureConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpenditureConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ExpenditureEdge) graphql.Marshaler {
+			return ec.marshalNExpenditureEdge2ᚕᚖpartnerdᚋgraphᚐExpenditureEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExpenditureConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ExpenditureConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ExpenditureEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ExpenditureConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ExpenditureConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpenditureConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExpenditureConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ExpenditureConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ExpenditureConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ExpenditureConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpenditureConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ExpenditureConnection().TotalCount(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExpenditureConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExpenditureConnection", field, true, true, "Int")
+}
+
+func (ec *executionContext) _ExpenditureEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ExpenditureEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpenditureEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExpenditureEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExpenditureEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _ExpenditureEdge_node(ctx context.Context, field graphql.CollectedField, obj *ExpenditureEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpenditureEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *expenditures.Record) graphql.Marshaler {
+			return ec.marshalNExpenditure2ᚖpartnerdᚋexpendituresᚐRecord(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExpenditureEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ExpenditureEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Expenditure(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ExpenditureSummary_groupBy(ctx context.Context, field graphql.CollectedField, obj *expenditures.Summary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpenditureSummary_groupBy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.GroupBy, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v expenditures.GroupBy) graphql.Marshaler {
+			return ec.marshalNExpenditureGroupBy2partnerdᚋexpendituresᚐGroupBy(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExpenditureSummary_groupBy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExpenditureSummary", field, false, false, "ExpenditureGroupBy")
+}
+
+func (ec *executionContext) _ExpenditureSummary_from(ctx context.Context, field graphql.CollectedField, obj *expenditures.Summary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpenditureSummary_from(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.From, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v models.Month) graphql.Marshaler {
+			return ec.marshalNMonth2partnerdᚋmodelsᚐMonth(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExpenditureSummary_from(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExpenditureSummary", field, false, false, "Month")
+}
+
+func (ec *executionContext) _ExpenditureSummary_to(ctx context.Context, field graphql.CollectedField, obj *expenditures.Summary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpenditureSummary_to(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.To, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v models.Month) graphql.Marshaler {
+			return ec.marshalNMonth2partnerdᚋmodelsᚐMonth(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExpenditureSummary_to(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExpenditureSummary", field, false, false, "Month")
+}
+
+func (ec *executionContext) _ExpenditureSummary_rows(ctx context.Context, field graphql.CollectedField, obj *expenditures.Summary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpenditureSummary_rows(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Rows, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []expenditures.Row) graphql.Marshaler {
+			return ec.marshalNExpenditureSummaryRow2ᚕpartnerdᚋexpendituresᚐRowᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExpenditureSummary_rows(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ExpenditureSummary",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ExpenditureSummaryRow(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ExpenditureSummary_list(ctx context.Context, field graphql.CollectedField, obj *expenditures.Summary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpenditureSummary_list(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.List, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExpenditureSummary_list(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExpenditureSummary", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _ExpenditureSummary_actual(ctx context.Context, field graphql.CollectedField, obj *expenditures.Summary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpenditureSummary_actual(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Actual, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExpenditureSummary_actual(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExpenditureSummary", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _ExpenditureSummary_records(ctx context.Context, field graphql.CollectedField, obj *expenditures.Summary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpenditureSummary_records(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Records, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExpenditureSummary_records(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExpenditureSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ExpenditureSummary_asOf(ctx context.Context, field graphql.CollectedField, obj *expenditures.Summary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpenditureSummary_asOf(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AsOf, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ExpenditureSummary_asOf(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExpenditureSummary", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ExpenditureSummaryRow_customer(ctx context.Context, field graphql.CollectedField, obj *expenditures.Row) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpenditureSummaryRow_customer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ExpenditureSummaryRow().Customer(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalOAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ExpenditureSummaryRow_customer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ExpenditureSummaryRow",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ExpenditureSummaryRow_customerId(ctx context.Context, field graphql.CollectedField, obj *expenditures.Row) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpenditureSummaryRow_customerId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ExpenditureSummaryRow().CustomerID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ExpenditureSummaryRow_customerId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExpenditureSummaryRow", field, true, true, "ID")
+}
+
+func (ec *executionContext) _ExpenditureSummaryRow_productCode(ctx context.Context, field graphql.CollectedField, obj *expenditures.Row) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpenditureSummaryRow_productCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ExpenditureSummaryRow().ProductCode(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ExpenditureSummaryRow_productCode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExpenditureSummaryRow", field, true, true, "String")
+}
+
+func (ec *executionContext) _ExpenditureSummaryRow_day(ctx context.Context, field graphql.CollectedField, obj *expenditures.Row) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpenditureSummaryRow_day(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ExpenditureSummaryRow().Day(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ExpenditureSummaryRow_day(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExpenditureSummaryRow", field, true, true, "String")
+}
+
+func (ec *executionContext) _ExpenditureSummaryRow_month(ctx context.Context, field graphql.CollectedField, obj *expenditures.Row) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpenditureSummaryRow_month(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ExpenditureSummaryRow().Month(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Month) graphql.Marshaler {
+			return ec.marshalOMonth2ᚖpartnerdᚋmodelsᚐMonth(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ExpenditureSummaryRow_month(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExpenditureSummaryRow", field, true, true, "Month")
+}
+
+func (ec *executionContext) _ExpenditureSummaryRow_list(ctx context.Context, field graphql.CollectedField, obj *expenditures.Row) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpenditureSummaryRow_list(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.List, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExpenditureSummaryRow_list(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExpenditureSummaryRow", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _ExpenditureSummaryRow_actual(ctx context.Context, field graphql.CollectedField, obj *expenditures.Row) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpenditureSummaryRow_actual(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Actual, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExpenditureSummaryRow_actual(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExpenditureSummaryRow", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _ExpenditureSummaryRow_records(ctx context.Context, field graphql.CollectedField, obj *expenditures.Row) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpenditureSummaryRow_records(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Records, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExpenditureSummaryRow_records(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExpenditureSummaryRow", field, false, false, "Int")
+}
+
 func (ec *executionContext) _InboxMessage_id(ctx context.Context, field graphql.CollectedField, obj *models.InboxMessage) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -9633,6 +13576,722 @@ func (ec *executionContext) fieldContext_InboxMessageEdge_node(_ context.Context
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _Incentive_id(ctx context.Context, field graphql.CollectedField, obj *billing.Incentive) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Incentive_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Incentive().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Incentive_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Incentive", field, true, true, "ID")
+}
+
+func (ec *executionContext) _Incentive_partner(ctx context.Context, field graphql.CollectedField, obj *billing.Incentive) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Incentive_partner(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Incentive().Partner(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Incentive_partner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Incentive",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Incentive_month(ctx context.Context, field graphql.CollectedField, obj *billing.Incentive) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Incentive_month(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Incentive().Month(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Month) graphql.Marshaler {
+			return ec.marshalNMonth2ᚖpartnerdᚋmodelsᚐMonth(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Incentive_month(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Incentive", field, true, true, "Month")
+}
+
+func (ec *executionContext) _Incentive_bill(ctx context.Context, field graphql.CollectedField, obj *billing.Incentive) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Incentive_bill(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Incentive().Bill(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *billing.PartnerBill) graphql.Marshaler {
+			return ec.marshalNPartnerBill2ᚖpartnerdᚋbillingᚐPartnerBill(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Incentive_bill(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Incentive",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PartnerBill(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Incentive_policy(ctx context.Context, field graphql.CollectedField, obj *billing.Incentive) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Incentive_policy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Incentive().Policy(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *billing.Policy) graphql.Marshaler {
+			return ec.marshalNIncentivePolicy2ᚖpartnerdᚋbillingᚐPolicy(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Incentive_policy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Incentive",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_IncentivePolicy(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Incentive_revenue(ctx context.Context, field graphql.CollectedField, obj *billing.Incentive) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Incentive_revenue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Revenue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Incentive_revenue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Incentive", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Incentive_percent(ctx context.Context, field graphql.CollectedField, obj *billing.Incentive) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Incentive_percent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Percent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Incentive_percent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Incentive", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Incentive_amount(ctx context.Context, field graphql.CollectedField, obj *billing.Incentive) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Incentive_amount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Amount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Incentive_amount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Incentive", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Incentive_status(ctx context.Context, field graphql.CollectedField, obj *billing.Incentive) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Incentive_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v billing.IncentiveStatus) graphql.Marshaler {
+			return ec.marshalNIncentiveStatus2partnerdᚋbillingᚐIncentiveStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Incentive_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Incentive", field, false, false, "IncentiveStatus")
+}
+
+func (ec *executionContext) _Incentive_reason(ctx context.Context, field graphql.CollectedField, obj *billing.Incentive) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Incentive_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Incentive_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Incentive", field, false, false, "String")
+}
+
+func (ec *executionContext) _Incentive_history(ctx context.Context, field graphql.CollectedField, obj *billing.Incentive) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Incentive_history(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Incentive().History(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*billing.IncentiveEvent) graphql.Marshaler {
+			return ec.marshalNIncentiveEvent2ᚕᚖpartnerdᚋbillingᚐIncentiveEventᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Incentive_history(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Incentive",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_IncentiveEvent(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _IncentiveConnection_edges(ctx context.Context, field graphql.CollectedField, obj *IncentiveConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IncentiveConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*IncentiveEdge) graphql.Marshaler {
+			return ec.marshalNIncentiveEdge2ᚕᚖpartnerdᚋgraphᚐIncentiveEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IncentiveConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "IncentiveConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_IncentiveEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _IncentiveConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *IncentiveConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IncentiveConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IncentiveConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "IncentiveConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _IncentiveConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *IncentiveConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IncentiveConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IncentiveConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IncentiveConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _IncentiveEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *IncentiveEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IncentiveEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IncentiveEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IncentiveEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _IncentiveEdge_node(ctx context.Context, field graphql.CollectedField, obj *IncentiveEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IncentiveEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *billing.Incentive) graphql.Marshaler {
+			return ec.marshalNIncentive2ᚖpartnerdᚋbillingᚐIncentive(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IncentiveEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "IncentiveEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Incentive(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _IncentiveEvent_at(ctx context.Context, field graphql.CollectedField, obj *billing.IncentiveEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IncentiveEvent_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IncentiveEvent_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IncentiveEvent", field, false, false, "Time")
+}
+
+func (ec *executionContext) _IncentiveEvent_actor(ctx context.Context, field graphql.CollectedField, obj *billing.IncentiveEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IncentiveEvent_actor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Actor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IncentiveEvent_actor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IncentiveEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _IncentiveEvent_action(ctx context.Context, field graphql.CollectedField, obj *billing.IncentiveEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IncentiveEvent_action(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Action, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IncentiveEvent_action(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IncentiveEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _IncentiveEvent_status(ctx context.Context, field graphql.CollectedField, obj *billing.IncentiveEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IncentiveEvent_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v billing.IncentiveStatus) graphql.Marshaler {
+			return ec.marshalNIncentiveStatus2partnerdᚋbillingᚐIncentiveStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IncentiveEvent_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IncentiveEvent", field, false, false, "IncentiveStatus")
+}
+
+func (ec *executionContext) _IncentiveEvent_note(ctx context.Context, field graphql.CollectedField, obj *billing.IncentiveEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IncentiveEvent_note(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Note, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_IncentiveEvent_note(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IncentiveEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _IncentivePolicy_id(ctx context.Context, field graphql.CollectedField, obj *billing.Policy) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IncentivePolicy_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.IncentivePolicy().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IncentivePolicy_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IncentivePolicy", field, true, true, "ID")
+}
+
+func (ec *executionContext) _IncentivePolicy_name(ctx context.Context, field graphql.CollectedField, obj *billing.Policy) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IncentivePolicy_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IncentivePolicy_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IncentivePolicy", field, false, false, "String")
+}
+
+func (ec *executionContext) _IncentivePolicy_effectiveMonth(ctx context.Context, field graphql.CollectedField, obj *billing.Policy) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IncentivePolicy_effectiveMonth(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.IncentivePolicy().EffectiveMonth(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Month) graphql.Marshaler {
+			return ec.marshalNMonth2ᚖpartnerdᚋmodelsᚐMonth(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IncentivePolicy_effectiveMonth(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IncentivePolicy", field, true, true, "Month")
+}
+
+func (ec *executionContext) _IncentivePolicy_tiers(ctx context.Context, field graphql.CollectedField, obj *billing.Policy) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IncentivePolicy_tiers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.IncentivePolicy().Tiers(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*billing.Tier) graphql.Marshaler {
+			return ec.marshalNIncentiveTier2ᚕᚖpartnerdᚋbillingᚐTierᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IncentivePolicy_tiers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "IncentivePolicy",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_IncentiveTier(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _IncentivePolicy_createdAt(ctx context.Context, field graphql.CollectedField, obj *billing.Policy) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IncentivePolicy_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IncentivePolicy_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IncentivePolicy", field, false, false, "Time")
+}
+
+func (ec *executionContext) _IncentiveTier_threshold(ctx context.Context, field graphql.CollectedField, obj *billing.Tier) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IncentiveTier_threshold(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Threshold, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IncentiveTier_threshold(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IncentiveTier", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _IncentiveTier_percent(ctx context.Context, field graphql.CollectedField, obj *billing.Tier) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IncentiveTier_percent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Percent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IncentiveTier_percent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IncentiveTier", field, false, false, "Decimal")
 }
 
 func (ec *executionContext) _IngestError_index(ctx context.Context, field graphql.CollectedField, obj *IngestError) (ret graphql.Marshaler) {
@@ -13069,6 +17728,402 @@ func (ec *executionContext) fieldContext_Mutation_resendDelivery(ctx context.Con
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_generatePartnerBills(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_generatePartnerBills(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().GeneratePartnerBills(ctx, fc.Args["month"].(models.Month))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_generatePartnerBills(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Int does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_generatePartnerBills_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_issuePartnerBill(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_issuePartnerBill(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().IssuePartnerBill(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *billing.PartnerBill) graphql.Marshaler {
+			return ec.marshalNPartnerBill2ᚖpartnerdᚋbillingᚐPartnerBill(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_issuePartnerBill(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PartnerBill(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_issuePartnerBill_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_issuePartnerBills(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_issuePartnerBills(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().IssuePartnerBills(ctx, fc.Args["month"].(models.Month))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_issuePartnerBills(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Int does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_issuePartnerBills_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createRatingRule(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createRatingRule(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateRatingRule(ctx, fc.Args["partnerId"].(string), fc.Args["productCode"].(*string), fc.Args["percent"].(decimal.Decimal), fc.Args["effectiveMonth"].(models.Month))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *billing.RatingRule) graphql.Marshaler {
+			return ec.marshalNRatingRule2ᚖpartnerdᚋbillingᚐRatingRule(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createRatingRule(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RatingRule(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createRatingRule_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_generateCustomerBills(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_generateCustomerBills(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().GenerateCustomerBills(ctx, fc.Args["partnerId"].(*string), fc.Args["month"].(models.Month))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_generateCustomerBills(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Int does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_generateCustomerBills_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createIncentivePolicy(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createIncentivePolicy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateIncentivePolicy(ctx, fc.Args["name"].(string), fc.Args["effectiveMonth"].(models.Month), fc.Args["tiers"].([]*IncentiveTierInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *billing.Policy) graphql.Marshaler {
+			return ec.marshalNIncentivePolicy2ᚖpartnerdᚋbillingᚐPolicy(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createIncentivePolicy(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_IncentivePolicy(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createIncentivePolicy_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_applyForPayout(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_applyForPayout(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ApplyForPayout(ctx, fc.Args["incentiveId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *billing.Incentive) graphql.Marshaler {
+			return ec.marshalNIncentive2ᚖpartnerdᚋbillingᚐIncentive(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_applyForPayout(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Incentive(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_applyForPayout_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_approvePayout(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_approvePayout(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ApprovePayout(ctx, fc.Args["incentiveId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *billing.Incentive) graphql.Marshaler {
+			return ec.marshalNIncentive2ᚖpartnerdᚋbillingᚐIncentive(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_approvePayout(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Incentive(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_approvePayout_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_rejectPayout(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_rejectPayout(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RejectPayout(ctx, fc.Args["incentiveId"].(string), fc.Args["reason"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *billing.Incentive) graphql.Marshaler {
+			return ec.marshalNIncentive2ᚖpartnerdᚋbillingᚐIncentive(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_rejectPayout(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Incentive(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_rejectPayout_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _NotificationPreference_eventType(ctx context.Context, field graphql.CollectedField, obj *notify.Preference) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -13205,6 +18260,775 @@ func (ec *executionContext) _PageInfo_endCursor(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_PageInfo_endCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "String")
+}
+
+func (ec *executionContext) _PartnerBill_id(ctx context.Context, field graphql.CollectedField, obj *billing.PartnerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBill_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PartnerBill().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBill_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerBill", field, true, true, "ID")
+}
+
+func (ec *executionContext) _PartnerBill_partner(ctx context.Context, field graphql.CollectedField, obj *billing.PartnerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBill_partner(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PartnerBill().Partner(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBill_partner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PartnerBill",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PartnerBill_month(ctx context.Context, field graphql.CollectedField, obj *billing.PartnerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBill_month(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PartnerBill().Month(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Month) graphql.Marshaler {
+			return ec.marshalNMonth2ᚖpartnerdᚋmodelsᚐMonth(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBill_month(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerBill", field, true, true, "Month")
+}
+
+func (ec *executionContext) _PartnerBill_listTotal(ctx context.Context, field graphql.CollectedField, obj *billing.PartnerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBill_listTotal(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ListTotal, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBill_listTotal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerBill", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _PartnerBill_actualTotal(ctx context.Context, field graphql.CollectedField, obj *billing.PartnerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBill_actualTotal(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ActualTotal, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBill_actualTotal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerBill", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _PartnerBill_lines(ctx context.Context, field graphql.CollectedField, obj *billing.PartnerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBill_lines(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.PartnerBill().Lines(ctx, obj, fc.Args["customerId"].(*string), fc.Args["productCode"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*billing.Line) graphql.Marshaler {
+			return ec.marshalNPartnerBillLine2ᚕᚖpartnerdᚋbillingᚐLineᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBill_lines(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PartnerBill",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PartnerBillLine(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_PartnerBill_lines_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PartnerBill_settlesWith(ctx context.Context, field graphql.CollectedField, obj *billing.PartnerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBill_settlesWith(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PartnerBill().SettlesWith(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalOAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBill_settlesWith(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PartnerBill",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PartnerBill_status(ctx context.Context, field graphql.CollectedField, obj *billing.PartnerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBill_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v billing.Status) graphql.Marshaler {
+			return ec.marshalNBillStatus2partnerdᚋbillingᚐStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBill_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerBill", field, false, false, "BillStatus")
+}
+
+func (ec *executionContext) _PartnerBill_adjustmentList(ctx context.Context, field graphql.CollectedField, obj *billing.PartnerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBill_adjustmentList(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AdjustmentList, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBill_adjustmentList(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerBill", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _PartnerBill_adjustmentActual(ctx context.Context, field graphql.CollectedField, obj *billing.PartnerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBill_adjustmentActual(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AdjustmentActual, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBill_adjustmentActual(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerBill", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _PartnerBill_adjustments(ctx context.Context, field graphql.CollectedField, obj *billing.PartnerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBill_adjustments(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PartnerBill().Adjustments(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*billing.Adjustment) graphql.Marshaler {
+			return ec.marshalNBillAdjustment2ᚕᚖpartnerdᚋbillingᚐAdjustmentᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBill_adjustments(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PartnerBill",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BillAdjustment(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PartnerBill_records(ctx context.Context, field graphql.CollectedField, obj *billing.PartnerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBill_records(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PartnerBill().Records(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBill_records(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerBill", field, true, true, "Int")
+}
+
+func (ec *executionContext) _PartnerBill_generatedAt(ctx context.Context, field graphql.CollectedField, obj *billing.PartnerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBill_generatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.GeneratedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBill_generatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerBill", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PartnerBill_issuedAt(ctx context.Context, field graphql.CollectedField, obj *billing.PartnerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBill_issuedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.IssuedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBill_issuedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerBill", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PartnerBill_incentive(ctx context.Context, field graphql.CollectedField, obj *billing.PartnerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBill_incentive(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PartnerBill().Incentive(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *billing.Incentive) graphql.Marshaler {
+			return ec.marshalOIncentive2ᚖpartnerdᚋbillingᚐIncentive(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBill_incentive(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PartnerBill",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Incentive(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PartnerBill_csvUrl(ctx context.Context, field graphql.CollectedField, obj *billing.PartnerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBill_csvUrl(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PartnerBill().CSVURL(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBill_csvUrl(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerBill", field, true, true, "String")
+}
+
+func (ec *executionContext) _PartnerBillConnection_edges(ctx context.Context, field graphql.CollectedField, obj *PartnerBillConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBillConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*PartnerBillEdge) graphql.Marshaler {
+			return ec.marshalNPartnerBillEdge2ᚕᚖpartnerdᚋgraphᚐPartnerBillEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBillConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PartnerBillConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PartnerBillEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PartnerBillConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *PartnerBillConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBillConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBillConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PartnerBillConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PartnerBillConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *PartnerBillConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBillConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBillConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerBillConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PartnerBillEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *PartnerBillEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBillEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBillEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerBillEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _PartnerBillEdge_node(ctx context.Context, field graphql.CollectedField, obj *PartnerBillEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBillEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *billing.PartnerBill) graphql.Marshaler {
+			return ec.marshalNPartnerBill2ᚖpartnerdᚋbillingᚐPartnerBill(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBillEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PartnerBillEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PartnerBill(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PartnerBillLine_customer(ctx context.Context, field graphql.CollectedField, obj *billing.Line) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBillLine_customer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PartnerBillLine().Customer(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBillLine_customer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PartnerBillLine",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PartnerBillLine_productCode(ctx context.Context, field graphql.CollectedField, obj *billing.Line) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBillLine_productCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProductCode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBillLine_productCode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerBillLine", field, false, false, "String")
+}
+
+func (ec *executionContext) _PartnerBillLine_list(ctx context.Context, field graphql.CollectedField, obj *billing.Line) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBillLine_list(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.List, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBillLine_list(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerBillLine", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _PartnerBillLine_actual(ctx context.Context, field graphql.CollectedField, obj *billing.Line) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBillLine_actual(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Actual, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBillLine_actual(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerBillLine", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _PartnerBillLine_forMonth(ctx context.Context, field graphql.CollectedField, obj *billing.Line) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBillLine_forMonth(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PartnerBillLine().ForMonth(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Month) graphql.Marshaler {
+			return ec.marshalNMonth2ᚖpartnerdᚋmodelsᚐMonth(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBillLine_forMonth(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerBillLine", field, true, true, "Month")
+}
+
+func (ec *executionContext) _PartnerBillLine_adjustment(ctx context.Context, field graphql.CollectedField, obj *billing.Line) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBillLine_adjustment(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Adjustment, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBillLine_adjustment(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerBillLine", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _PartnerBillLine_owner(ctx context.Context, field graphql.CollectedField, obj *billing.Line) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBillLine_owner(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PartnerBillLine().Owner(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBillLine_owner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PartnerBillLine",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PartnerBillLine_records(ctx context.Context, field graphql.CollectedField, obj *billing.Line) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBillLine_records(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PartnerBillLine().Records(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBillLine_records(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerBillLine", field, true, true, "Int")
 }
 
 func (ec *executionContext) _PurchaseDecision_allowed(ctx context.Context, field graphql.CollectedField, obj *guard.Decision) (ret graphql.Marshaler) {
@@ -13847,6 +19671,346 @@ func (ec *executionContext) fieldContext_Query_deliveries(ctx context.Context, f
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_expenditureSummary(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_expenditureSummary(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().ExpenditureSummary(ctx, fc.Args["groupBy"].(expenditures.GroupBy), fc.Args["partnerId"].(*string), fc.Args["period"].(*expenditures.Period), fc.Args["customerId"].(*string), fc.Args["productCode"].(*string), fc.Args["tag"].(*TagInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *expenditures.Summary) graphql.Marshaler {
+			return ec.marshalNExpenditureSummary2ᚖpartnerdᚋexpendituresᚐSummary(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_expenditureSummary(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ExpenditureSummary(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_expenditureSummary_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_expenditures(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_expenditures(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Expenditures(ctx, fc.Args["filter"].(*ExpenditureFilter), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ExpenditureConnection) graphql.Marshaler {
+			return ec.marshalNExpenditureConnection2ᚖpartnerdᚋgraphᚐExpenditureConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_expenditures(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ExpenditureConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_expenditures_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_partnerBills(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_partnerBills(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().PartnerBills(ctx, fc.Args["partnerId"].(string), fc.Args["month"].(models.Month))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*billing.PartnerBill) graphql.Marshaler {
+			return ec.marshalNPartnerBill2ᚕᚖpartnerdᚋbillingᚐPartnerBillᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_partnerBills(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PartnerBill(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_partnerBills_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_bills(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_bills(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Bills(ctx, fc.Args["partnerId"].(*string), fc.Args["month"].(*models.Month), fc.Args["status"].(*billing.Status), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *PartnerBillConnection) graphql.Marshaler {
+			return ec.marshalNPartnerBillConnection2ᚖpartnerdᚋgraphᚐPartnerBillConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_bills(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PartnerBillConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_bills_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_ratingRules(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_ratingRules(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().RatingRules(ctx, fc.Args["partnerId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*billing.RatingRule) graphql.Marshaler {
+			return ec.marshalNRatingRule2ᚕᚖpartnerdᚋbillingᚐRatingRuleᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_ratingRules(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RatingRule(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_ratingRules_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_customerBills(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_customerBills(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().CustomerBills(ctx, fc.Args["partnerId"].(*string), fc.Args["customerId"].(*string), fc.Args["month"].(*models.Month), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *CustomerBillConnection) graphql.Marshaler {
+			return ec.marshalNCustomerBillConnection2ᚖpartnerdᚋgraphᚐCustomerBillConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_customerBills(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CustomerBillConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_customerBills_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_incentivePolicies(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_incentivePolicies(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().IncentivePolicies(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*billing.Policy) graphql.Marshaler {
+			return ec.marshalNIncentivePolicy2ᚕᚖpartnerdᚋbillingᚐPolicyᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_incentivePolicies(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_IncentivePolicy(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_incentives(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_incentives(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Incentives(ctx, fc.Args["partnerId"].(*string), fc.Args["status"].(*billing.IncentiveStatus), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *IncentiveConnection) graphql.Marshaler {
+			return ec.marshalNIncentiveConnection2ᚖpartnerdᚋgraphᚐIncentiveConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_incentives(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_IncentiveConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_incentives_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query___type(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -13921,6 +20085,153 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _RatingRule_id(ctx context.Context, field graphql.CollectedField, obj *billing.RatingRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RatingRule_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.RatingRule().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RatingRule_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RatingRule", field, true, true, "ID")
+}
+
+func (ec *executionContext) _RatingRule_partner(ctx context.Context, field graphql.CollectedField, obj *billing.RatingRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RatingRule_partner(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.RatingRule().Partner(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RatingRule_partner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RatingRule",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RatingRule_productCode(ctx context.Context, field graphql.CollectedField, obj *billing.RatingRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RatingRule_productCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.RatingRule().ProductCode(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_RatingRule_productCode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RatingRule", field, true, true, "String")
+}
+
+func (ec *executionContext) _RatingRule_percent(ctx context.Context, field graphql.CollectedField, obj *billing.RatingRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RatingRule_percent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Percent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RatingRule_percent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RatingRule", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _RatingRule_effectiveMonth(ctx context.Context, field graphql.CollectedField, obj *billing.RatingRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RatingRule_effectiveMonth(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.RatingRule().EffectiveMonth(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Month) graphql.Marshaler {
+			return ec.marshalNMonth2ᚖpartnerdᚋmodelsᚐMonth(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RatingRule_effectiveMonth(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RatingRule", field, true, true, "Month")
+}
+
+func (ec *executionContext) _RatingRule_createdAt(ctx context.Context, field graphql.CollectedField, obj *billing.RatingRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RatingRule_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RatingRule_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RatingRule", field, false, false, "Time")
 }
 
 func (ec *executionContext) _Resource_id(ctx context.Context, field graphql.CollectedField, obj *models.Resource) (ret graphql.Marshaler) {
@@ -16555,6 +22866,76 @@ func UnmarshalCreateAccountInput(ctx context.Context, raw any) (CreateAccountInp
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputExpenditureFilter(ctx context.Context, obj any) (ExpenditureFilter, error) {
+	var it ExpenditureFilter
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"partnerId", "period", "customerId", "productCode", "tag"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "partnerId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("partnerId"))
+			data, err := ec.unmarshalOID2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PartnerID = data
+		case "period":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("period"))
+			data, err := ec.unmarshalOMonthRange2ᚖpartnerdᚋexpendituresᚐPeriod(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Period = data
+		case "customerId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("customerId"))
+			data, err := ec.unmarshalOID2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CustomerID = data
+		case "productCode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("productCode"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ProductCode = data
+		case "tag":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("tag"))
+			data, err := ec.unmarshalOTagInput2ᚖpartnerdᚋgraphᚐTagInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Tag = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalExpenditureFilter unmarshals raw into the ExpenditureFilter input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalExpenditureFilter(ctx context.Context, raw any) (ExpenditureFilter, error) {
+	var out ExpenditureFilter
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ExpenditureFilter", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputExpenditureInput(ctx context.Context, obj any) (ExpenditureInput, error) {
 	var it ExpenditureInput
 	if obj == nil {
@@ -16646,6 +23027,55 @@ func UnmarshalExpenditureInput(ctx context.Context, raw any) (ExpenditureInput, 
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputIncentiveTierInput(ctx context.Context, obj any) (IncentiveTierInput, error) {
+	var it IncentiveTierInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"threshold", "percent"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "threshold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("threshold"))
+			data, err := ec.unmarshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Threshold = data
+		case "percent":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("percent"))
+			data, err := ec.unmarshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Percent = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalIncentiveTierInput unmarshals raw into the IncentiveTierInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalIncentiveTierInput(ctx context.Context, raw any) (IncentiveTierInput, error) {
+	var out IncentiveTierInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "IncentiveTierInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputMigrationRowInput(ctx context.Context, obj any) (MigrationRowInput, error) {
 	var it MigrationRowInput
 	if obj == nil {
@@ -16692,6 +23122,55 @@ func (ec *executionContext) unmarshalInputMigrationRowInput(ctx context.Context,
 func UnmarshalMigrationRowInput(ctx context.Context, raw any) (MigrationRowInput, error) {
 	var out MigrationRowInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "MigrationRowInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputMonthRange(ctx context.Context, obj any) (expenditures.Period, error) {
+	var it expenditures.Period
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"from", "to"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "from":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("from"))
+			data, err := ec.unmarshalNMonth2partnerdᚋmodelsᚐMonth(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.From = data
+		case "to":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("to"))
+			data, err := ec.unmarshalNMonth2partnerdᚋmodelsᚐMonth(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.To = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalMonthRange unmarshals raw into the MonthRange input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalMonthRange(ctx context.Context, raw any) (expenditures.Period, error) {
+	var out expenditures.Period
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "MonthRange", raw, &out)
 	return out, err
 }
 
@@ -16836,6 +23315,20 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._Resource(ctx, sel, obj)
+	case billing.RatingRule:
+		return ec._RatingRule(ctx, sel, &obj)
+	case *billing.RatingRule:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._RatingRule(ctx, sel, obj)
+	case billing.PartnerBill:
+		return ec._PartnerBill(ctx, sel, &obj)
+	case *billing.PartnerBill:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._PartnerBill(ctx, sel, obj)
 	case migration.Migration:
 		return ec._Migration(ctx, sel, &obj)
 	case *migration.Migration:
@@ -16850,6 +23343,20 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._Invitation(ctx, sel, obj)
+	case billing.Policy:
+		return ec._IncentivePolicy(ctx, sel, &obj)
+	case *billing.Policy:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._IncentivePolicy(ctx, sel, obj)
+	case billing.Incentive:
+		return ec._Incentive(ctx, sel, &obj)
+	case *billing.Incentive:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._Incentive(ctx, sel, obj)
 	case models.InboxMessage:
 		return ec._InboxMessage(ctx, sel, &obj)
 	case *models.InboxMessage:
@@ -16857,6 +23364,13 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._InboxMessage(ctx, sel, obj)
+	case expenditures.Record:
+		return ec._Expenditure(ctx, sel, &obj)
+	case *expenditures.Record:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._Expenditure(ctx, sel, obj)
 	case notify.DeliveryView:
 		return ec._Delivery(ctx, sel, &obj)
 	case *notify.DeliveryView:
@@ -16871,6 +23385,13 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._CustomerGroup(ctx, sel, obj)
+	case billing.CustomerBill:
+		return ec._CustomerBill(ctx, sel, &obj)
+	case *billing.CustomerBill:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._CustomerBill(ctx, sel, obj)
 	case models.Account:
 		return ec._Account(ctx, sel, &obj)
 	case *models.Account:
@@ -17405,6 +23926,56 @@ func (ec *executionContext) _AuditEntryEdge(ctx context.Context, sel ast.Selecti
 	return out
 }
 
+var billAdjustmentImplementors = []string{"BillAdjustment"}
+
+func (ec *executionContext) _BillAdjustment(ctx context.Context, sel ast.SelectionSet, obj *billing.Adjustment) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, billAdjustmentImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BillAdjustment")
+		case "month":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._BillAdjustment_month(ctx, field, obj)
+				})
+		case "list":
+			out.Values[i] = ec._BillAdjustment_list(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "actual":
+			out.Values[i] = ec._BillAdjustment_actual(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "records":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._BillAdjustment_records(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var budgetImplementors = []string{"Budget"}
 
 func (ec *executionContext) _Budget(ctx context.Context, sel ast.SelectionSet, obj *guard.BudgetView) graphql.Marshaler {
@@ -17677,6 +24248,248 @@ func (ec *executionContext) _CreditLedgerEntryEdge(ctx context.Context, sel ast.
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var customerBillImplementors = []string{"CustomerBill", "Node"}
+
+func (ec *executionContext) _CustomerBill(ctx context.Context, sel ast.SelectionSet, obj *billing.CustomerBill) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, customerBillImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CustomerBill")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CustomerBill_id(ctx, field, obj)
+				})
+		case "number":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CustomerBill_number(ctx, field, obj)
+				})
+		case "partner":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CustomerBill_partner(ctx, field, obj)
+				})
+		case "customer":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CustomerBill_customer(ctx, field, obj)
+				})
+		case "month":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CustomerBill_month(ctx, field, obj)
+				})
+		case "status":
+			out.Values[i] = ec._CustomerBill_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "listTotal":
+			out.Values[i] = ec._CustomerBill_listTotal(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "total":
+			out.Values[i] = ec._CustomerBill_total(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "lines":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CustomerBill_lines(ctx, field, obj)
+				})
+		case "generatedAt":
+			out.Values[i] = ec._CustomerBill_generatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "invoiceHtmlUrl":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CustomerBill_invoiceHtmlUrl(ctx, field, obj)
+				})
+		case "invoicePdfUrl":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CustomerBill_invoicePdfUrl(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var customerBillConnectionImplementors = []string{"CustomerBillConnection"}
+
+func (ec *executionContext) _CustomerBillConnection(ctx context.Context, sel ast.SelectionSet, obj *CustomerBillConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, customerBillConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CustomerBillConnection")
+		case "edges":
+			out.Values[i] = ec._CustomerBillConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._CustomerBillConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._CustomerBillConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var customerBillEdgeImplementors = []string{"CustomerBillEdge"}
+
+func (ec *executionContext) _CustomerBillEdge(ctx context.Context, sel ast.SelectionSet, obj *CustomerBillEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, customerBillEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CustomerBillEdge")
+		case "cursor":
+			out.Values[i] = ec._CustomerBillEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._CustomerBillEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var customerBillLineImplementors = []string{"CustomerBillLine"}
+
+func (ec *executionContext) _CustomerBillLine(ctx context.Context, sel ast.SelectionSet, obj *billing.CustomerLine) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, customerBillLineImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CustomerBillLine")
+		case "productCode":
+			out.Values[i] = ec._CustomerBillLine_productCode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "forMonth":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CustomerBillLine_forMonth(ctx, field, obj)
+				})
+		case "adjustment":
+			out.Values[i] = ec._CustomerBillLine_adjustment(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "list":
+			out.Values[i] = ec._CustomerBillLine_list(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "percent":
+			out.Values[i] = ec._CustomerBillLine_percent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "amount":
+			out.Values[i] = ec._CustomerBillLine_amount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "rule":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CustomerBillLine_rule(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -18174,6 +24987,337 @@ func (ec *executionContext) _DeliveryEdge(ctx context.Context, sel ast.Selection
 	return out
 }
 
+var expenditureImplementors = []string{"Expenditure", "Node"}
+
+func (ec *executionContext) _Expenditure(ctx context.Context, sel ast.SelectionSet, obj *expenditures.Record) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, expenditureImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Expenditure")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Expenditure_id(ctx, field, obj)
+				})
+		case "externalId":
+			out.Values[i] = ec._Expenditure_externalId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "customer":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Expenditure_customer(ctx, field, obj)
+				})
+		case "customerId":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Expenditure_customerId(ctx, field, obj)
+				})
+		case "owner":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Expenditure_owner(ctx, field, obj)
+				})
+		case "productCode":
+			out.Values[i] = ec._Expenditure_productCode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "region":
+			out.Values[i] = ec._Expenditure_region(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "billingMode":
+			out.Values[i] = ec._Expenditure_billingMode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "usageAt":
+			out.Values[i] = ec._Expenditure_usageAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "month":
+			out.Values[i] = ec._Expenditure_month(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "listAmount":
+			out.Values[i] = ec._Expenditure_listAmount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "actualAmount":
+			out.Values[i] = ec._Expenditure_actualAmount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "receivedAt":
+			out.Values[i] = ec._Expenditure_receivedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "adjustment":
+			out.Values[i] = ec._Expenditure_adjustment(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "tags":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Expenditure_tags(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var expenditureConnectionImplementors = []string{"ExpenditureConnection"}
+
+func (ec *executionContext) _ExpenditureConnection(ctx context.Context, sel ast.SelectionSet, obj *ExpenditureConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, expenditureConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ExpenditureConnection")
+		case "edges":
+			out.Values[i] = ec._ExpenditureConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "pageInfo":
+			out.Values[i] = ec._ExpenditureConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "totalCount":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ExpenditureConnection_totalCount(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var expenditureEdgeImplementors = []string{"ExpenditureEdge"}
+
+func (ec *executionContext) _ExpenditureEdge(ctx context.Context, sel ast.SelectionSet, obj *ExpenditureEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, expenditureEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ExpenditureEdge")
+		case "cursor":
+			out.Values[i] = ec._ExpenditureEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._ExpenditureEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var expenditureSummaryImplementors = []string{"ExpenditureSummary"}
+
+func (ec *executionContext) _ExpenditureSummary(ctx context.Context, sel ast.SelectionSet, obj *expenditures.Summary) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, expenditureSummaryImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ExpenditureSummary")
+		case "groupBy":
+			out.Values[i] = ec._ExpenditureSummary_groupBy(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "from":
+			out.Values[i] = ec._ExpenditureSummary_from(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "to":
+			out.Values[i] = ec._ExpenditureSummary_to(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rows":
+			out.Values[i] = ec._ExpenditureSummary_rows(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "list":
+			out.Values[i] = ec._ExpenditureSummary_list(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "actual":
+			out.Values[i] = ec._ExpenditureSummary_actual(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "records":
+			out.Values[i] = ec._ExpenditureSummary_records(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "asOf":
+			out.Values[i] = ec._ExpenditureSummary_asOf(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var expenditureSummaryRowImplementors = []string{"ExpenditureSummaryRow"}
+
+func (ec *executionContext) _ExpenditureSummaryRow(ctx context.Context, sel ast.SelectionSet, obj *expenditures.Row) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, expenditureSummaryRowImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ExpenditureSummaryRow")
+		case "customer":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ExpenditureSummaryRow_customer(ctx, field, obj)
+				})
+		case "customerId":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ExpenditureSummaryRow_customerId(ctx, field, obj)
+				})
+		case "productCode":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ExpenditureSummaryRow_productCode(ctx, field, obj)
+				})
+		case "day":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ExpenditureSummaryRow_day(ctx, field, obj)
+				})
+		case "month":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ExpenditureSummaryRow_month(ctx, field, obj)
+				})
+		case "list":
+			out.Values[i] = ec._ExpenditureSummaryRow_list(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "actual":
+			out.Values[i] = ec._ExpenditureSummaryRow_actual(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "records":
+			out.Values[i] = ec._ExpenditureSummaryRow_records(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var inboxMessageImplementors = []string{"InboxMessage", "Node"}
 
 func (ec *executionContext) _InboxMessage(ctx context.Context, sel ast.SelectionSet, obj *models.InboxMessage) graphql.Marshaler {
@@ -18295,6 +25439,323 @@ func (ec *executionContext) _InboxMessageEdge(ctx context.Context, sel ast.Selec
 			}
 		case "node":
 			out.Values[i] = ec._InboxMessageEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var incentiveImplementors = []string{"Incentive", "Node"}
+
+func (ec *executionContext) _Incentive(ctx context.Context, sel ast.SelectionSet, obj *billing.Incentive) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, incentiveImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Incentive")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Incentive_id(ctx, field, obj)
+				})
+		case "partner":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Incentive_partner(ctx, field, obj)
+				})
+		case "month":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Incentive_month(ctx, field, obj)
+				})
+		case "bill":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Incentive_bill(ctx, field, obj)
+				})
+		case "policy":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Incentive_policy(ctx, field, obj)
+				})
+		case "revenue":
+			out.Values[i] = ec._Incentive_revenue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "percent":
+			out.Values[i] = ec._Incentive_percent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "amount":
+			out.Values[i] = ec._Incentive_amount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._Incentive_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "reason":
+			out.Values[i] = ec._Incentive_reason(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "history":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Incentive_history(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var incentiveConnectionImplementors = []string{"IncentiveConnection"}
+
+func (ec *executionContext) _IncentiveConnection(ctx context.Context, sel ast.SelectionSet, obj *IncentiveConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, incentiveConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("IncentiveConnection")
+		case "edges":
+			out.Values[i] = ec._IncentiveConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._IncentiveConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._IncentiveConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var incentiveEdgeImplementors = []string{"IncentiveEdge"}
+
+func (ec *executionContext) _IncentiveEdge(ctx context.Context, sel ast.SelectionSet, obj *IncentiveEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, incentiveEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("IncentiveEdge")
+		case "cursor":
+			out.Values[i] = ec._IncentiveEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._IncentiveEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var incentiveEventImplementors = []string{"IncentiveEvent"}
+
+func (ec *executionContext) _IncentiveEvent(ctx context.Context, sel ast.SelectionSet, obj *billing.IncentiveEvent) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, incentiveEventImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("IncentiveEvent")
+		case "at":
+			out.Values[i] = ec._IncentiveEvent_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "actor":
+			out.Values[i] = ec._IncentiveEvent_actor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "action":
+			out.Values[i] = ec._IncentiveEvent_action(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "status":
+			out.Values[i] = ec._IncentiveEvent_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "note":
+			out.Values[i] = ec._IncentiveEvent_note(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var incentivePolicyImplementors = []string{"IncentivePolicy", "Node"}
+
+func (ec *executionContext) _IncentivePolicy(ctx context.Context, sel ast.SelectionSet, obj *billing.Policy) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, incentivePolicyImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("IncentivePolicy")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._IncentivePolicy_id(ctx, field, obj)
+				})
+		case "name":
+			out.Values[i] = ec._IncentivePolicy_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "effectiveMonth":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._IncentivePolicy_effectiveMonth(ctx, field, obj)
+				})
+		case "tiers":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._IncentivePolicy_tiers(ctx, field, obj)
+				})
+		case "createdAt":
+			out.Values[i] = ec._IncentivePolicy_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var incentiveTierImplementors = []string{"IncentiveTier"}
+
+func (ec *executionContext) _IncentiveTier(ctx context.Context, sel ast.SelectionSet, obj *billing.Tier) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, incentiveTierImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("IncentiveTier")
+		case "threshold":
+			out.Values[i] = ec._IncentiveTier_threshold(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "percent":
+			out.Values[i] = ec._IncentiveTier_percent(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -19292,6 +26753,69 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "generatePartnerBills":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_generatePartnerBills(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "issuePartnerBill":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_issuePartnerBill(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "issuePartnerBills":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_issuePartnerBills(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createRatingRule":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createRatingRule(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "generateCustomerBills":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_generateCustomerBills(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createIncentivePolicy":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createIncentivePolicy(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "applyForPayout":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_applyForPayout(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "approvePayout":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_approvePayout(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rejectPayout":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_rejectPayout(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -19378,6 +26902,276 @@ func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet,
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var partnerBillImplementors = []string{"PartnerBill", "Node"}
+
+func (ec *executionContext) _PartnerBill(ctx context.Context, sel ast.SelectionSet, obj *billing.PartnerBill) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, partnerBillImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PartnerBill")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PartnerBill_id(ctx, field, obj)
+				})
+		case "partner":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PartnerBill_partner(ctx, field, obj)
+				})
+		case "month":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PartnerBill_month(ctx, field, obj)
+				})
+		case "listTotal":
+			out.Values[i] = ec._PartnerBill_listTotal(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "actualTotal":
+			out.Values[i] = ec._PartnerBill_actualTotal(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "lines":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PartnerBill_lines(ctx, field, obj)
+				})
+		case "settlesWith":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PartnerBill_settlesWith(ctx, field, obj)
+				})
+		case "status":
+			out.Values[i] = ec._PartnerBill_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "adjustmentList":
+			out.Values[i] = ec._PartnerBill_adjustmentList(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "adjustmentActual":
+			out.Values[i] = ec._PartnerBill_adjustmentActual(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "adjustments":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PartnerBill_adjustments(ctx, field, obj)
+				})
+		case "records":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PartnerBill_records(ctx, field, obj)
+				})
+		case "generatedAt":
+			out.Values[i] = ec._PartnerBill_generatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "issuedAt":
+			out.Values[i] = ec._PartnerBill_issuedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "incentive":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PartnerBill_incentive(ctx, field, obj)
+				})
+		case "csvUrl":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PartnerBill_csvUrl(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var partnerBillConnectionImplementors = []string{"PartnerBillConnection"}
+
+func (ec *executionContext) _PartnerBillConnection(ctx context.Context, sel ast.SelectionSet, obj *PartnerBillConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, partnerBillConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PartnerBillConnection")
+		case "edges":
+			out.Values[i] = ec._PartnerBillConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._PartnerBillConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._PartnerBillConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var partnerBillEdgeImplementors = []string{"PartnerBillEdge"}
+
+func (ec *executionContext) _PartnerBillEdge(ctx context.Context, sel ast.SelectionSet, obj *PartnerBillEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, partnerBillEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PartnerBillEdge")
+		case "cursor":
+			out.Values[i] = ec._PartnerBillEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._PartnerBillEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var partnerBillLineImplementors = []string{"PartnerBillLine"}
+
+func (ec *executionContext) _PartnerBillLine(ctx context.Context, sel ast.SelectionSet, obj *billing.Line) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, partnerBillLineImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PartnerBillLine")
+		case "customer":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PartnerBillLine_customer(ctx, field, obj)
+				})
+		case "productCode":
+			out.Values[i] = ec._PartnerBillLine_productCode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "list":
+			out.Values[i] = ec._PartnerBillLine_list(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "actual":
+			out.Values[i] = ec._PartnerBillLine_actual(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "forMonth":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PartnerBillLine_forMonth(ctx, field, obj)
+				})
+		case "adjustment":
+			out.Values[i] = ec._PartnerBillLine_adjustment(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "owner":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PartnerBillLine_owner(ctx, field, obj)
+				})
+		case "records":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PartnerBillLine_records(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -19543,6 +27337,54 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_deliveries(ctx, field)
 				})
+		case "expenditureSummary":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_expenditureSummary(ctx, field)
+				})
+		case "expenditures":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_expenditures(ctx, field)
+				})
+		case "partnerBills":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_partnerBills(ctx, field)
+				})
+		case "bills":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_bills(ctx, field)
+				})
+		case "ratingRules":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_ratingRules(ctx, field)
+				})
+		case "customerBills":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_customerBills(ctx, field)
+				})
+		case "incentivePolicies":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_incentivePolicies(ctx, field)
+				})
+		case "incentives":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_incentives(ctx, field)
+				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Query___type(ctx, field)
@@ -19554,6 +27396,68 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Query___schema(ctx, field)
 			})
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var ratingRuleImplementors = []string{"RatingRule", "Node"}
+
+func (ec *executionContext) _RatingRule(ctx context.Context, sel ast.SelectionSet, obj *billing.RatingRule) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, ratingRuleImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RatingRule")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._RatingRule_id(ctx, field, obj)
+				})
+		case "partner":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._RatingRule_partner(ctx, field, obj)
+				})
+		case "productCode":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._RatingRule_productCode(ctx, field, obj)
+				})
+		case "percent":
+			out.Values[i] = ec._RatingRule_percent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "effectiveMonth":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._RatingRule_effectiveMonth(ctx, field, obj)
+				})
+		case "createdAt":
+			out.Values[i] = ec._RatingRule_createdAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
@@ -20704,6 +28608,45 @@ func (ec *executionContext) marshalNAuditEntryEdge2ᚖpartnerdᚋgraphᚐAuditEn
 	return ec._AuditEntryEdge(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNBillAdjustment2ᚕᚖpartnerdᚋbillingᚐAdjustmentᚄ(ctx context.Context, sel ast.SelectionSet, v []*billing.Adjustment) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNBillAdjustment2ᚖpartnerdᚋbillingᚐAdjustment(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNBillAdjustment2ᚖpartnerdᚋbillingᚐAdjustment(ctx context.Context, sel ast.SelectionSet, v *billing.Adjustment) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "BillAdjustment!")
+		return graphql.Null
+	}
+	return ec._BillAdjustment(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNBillStatus2partnerdᚋbillingᚐStatus(ctx context.Context, v any) (billing.Status, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := billing.Status(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNBillStatus2partnerdᚋbillingᚐStatus(ctx context.Context, sel ast.SelectionSet, v billing.Status) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "BillStatus!")
+	}
+	return res
+}
+
 func (ec *executionContext) unmarshalNBillingMode2partnerdᚋmodelsᚐBillingMode(ctx context.Context, v any) (models.BillingMode, error) {
 	tmp, err := graphql.UnmarshalString(v)
 	res := models.BillingMode(tmp)
@@ -20834,6 +28777,70 @@ func (ec *executionContext) marshalNCreditLedgerKind2partnerdᚋmodelsᚐLedgerK
 		graphql.AddInvalidNullFromMarshaler(ctx, "CreditLedgerKind!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNCustomerBill2ᚖpartnerdᚋbillingᚐCustomerBill(ctx context.Context, sel ast.SelectionSet, v *billing.CustomerBill) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CustomerBill!")
+		return graphql.Null
+	}
+	return ec._CustomerBill(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCustomerBillConnection2ᚖpartnerdᚋgraphᚐCustomerBillConnection(ctx context.Context, sel ast.SelectionSet, v *CustomerBillConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CustomerBillConnection!")
+		return graphql.Null
+	}
+	return ec._CustomerBillConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCustomerBillEdge2ᚕᚖpartnerdᚋgraphᚐCustomerBillEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*CustomerBillEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNCustomerBillEdge2ᚖpartnerdᚋgraphᚐCustomerBillEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNCustomerBillEdge2ᚖpartnerdᚋgraphᚐCustomerBillEdge(ctx context.Context, sel ast.SelectionSet, v *CustomerBillEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CustomerBillEdge!")
+		return graphql.Null
+	}
+	return ec._CustomerBillEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCustomerBillLine2ᚕᚖpartnerdᚋbillingᚐCustomerLineᚄ(ctx context.Context, sel ast.SelectionSet, v []*billing.CustomerLine) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNCustomerBillLine2ᚖpartnerdᚋbillingᚐCustomerLine(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNCustomerBillLine2ᚖpartnerdᚋbillingᚐCustomerLine(ctx context.Context, sel ast.SelectionSet, v *billing.CustomerLine) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CustomerBillLine!")
+		return graphql.Null
+	}
+	return ec._CustomerBillLine(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNCustomerGroup2ᚖpartnerdᚋgroupsᚐGroup(ctx context.Context, sel ast.SelectionSet, v *groups.Group) graphql.Marshaler {
@@ -20991,6 +28998,61 @@ func (ec *executionContext) marshalNDeliveryStatus2partnerdᚋmodelsᚐDeliveryS
 	return res
 }
 
+func (ec *executionContext) marshalNExpenditure2ᚖpartnerdᚋexpendituresᚐRecord(ctx context.Context, sel ast.SelectionSet, v *expenditures.Record) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Expenditure!")
+		return graphql.Null
+	}
+	return ec._Expenditure(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNExpenditureConnection2ᚖpartnerdᚋgraphᚐExpenditureConnection(ctx context.Context, sel ast.SelectionSet, v *ExpenditureConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ExpenditureConnection!")
+		return graphql.Null
+	}
+	return ec._ExpenditureConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNExpenditureEdge2ᚕᚖpartnerdᚋgraphᚐExpenditureEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*ExpenditureEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNExpenditureEdge2ᚖpartnerdᚋgraphᚐExpenditureEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNExpenditureEdge2ᚖpartnerdᚋgraphᚐExpenditureEdge(ctx context.Context, sel ast.SelectionSet, v *ExpenditureEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ExpenditureEdge!")
+		return graphql.Null
+	}
+	return ec._ExpenditureEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNExpenditureGroupBy2partnerdᚋexpendituresᚐGroupBy(ctx context.Context, v any) (expenditures.GroupBy, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := expenditures.GroupBy(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNExpenditureGroupBy2partnerdᚋexpendituresᚐGroupBy(ctx context.Context, sel ast.SelectionSet, v expenditures.GroupBy) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "ExpenditureGroupBy!")
+	}
+	return res
+}
+
 func (ec *executionContext) unmarshalNExpenditureInput2ᚕᚖpartnerdᚋgraphᚐExpenditureInputᚄ(ctx context.Context, v any) ([]*ExpenditureInput, error) {
 	vSlice := graphql.CoerceList(v)
 	var err error
@@ -21008,6 +29070,34 @@ func (ec *executionContext) unmarshalNExpenditureInput2ᚕᚖpartnerdᚋgraphᚐ
 func (ec *executionContext) unmarshalNExpenditureInput2ᚖpartnerdᚋgraphᚐExpenditureInput(ctx context.Context, v any) (*ExpenditureInput, error) {
 	res, err := ec.unmarshalInputExpenditureInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNExpenditureSummary2ᚖpartnerdᚋexpendituresᚐSummary(ctx context.Context, sel ast.SelectionSet, v *expenditures.Summary) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ExpenditureSummary!")
+		return graphql.Null
+	}
+	return ec._ExpenditureSummary(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNExpenditureSummaryRow2partnerdᚋexpendituresᚐRow(ctx context.Context, sel ast.SelectionSet, v expenditures.Row) graphql.Marshaler {
+	return ec._ExpenditureSummaryRow(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNExpenditureSummaryRow2ᚕpartnerdᚋexpendituresᚐRowᚄ(ctx context.Context, sel ast.SelectionSet, v []expenditures.Row) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNExpenditureSummaryRow2partnerdᚋexpendituresᚐRow(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) unmarshalNFreezeMode2partnerdᚋmodelsᚐFreezeMode(ctx context.Context, v any) (models.FreezeMode, error) {
@@ -21121,6 +29211,152 @@ func (ec *executionContext) marshalNInboxMessageEdge2ᚖpartnerdᚋgraphᚐInbox
 		return graphql.Null
 	}
 	return ec._InboxMessageEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNIncentive2ᚖpartnerdᚋbillingᚐIncentive(ctx context.Context, sel ast.SelectionSet, v *billing.Incentive) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Incentive!")
+		return graphql.Null
+	}
+	return ec._Incentive(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNIncentiveConnection2ᚖpartnerdᚋgraphᚐIncentiveConnection(ctx context.Context, sel ast.SelectionSet, v *IncentiveConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "IncentiveConnection!")
+		return graphql.Null
+	}
+	return ec._IncentiveConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNIncentiveEdge2ᚕᚖpartnerdᚋgraphᚐIncentiveEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*IncentiveEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNIncentiveEdge2ᚖpartnerdᚋgraphᚐIncentiveEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNIncentiveEdge2ᚖpartnerdᚋgraphᚐIncentiveEdge(ctx context.Context, sel ast.SelectionSet, v *IncentiveEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "IncentiveEdge!")
+		return graphql.Null
+	}
+	return ec._IncentiveEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNIncentiveEvent2ᚕᚖpartnerdᚋbillingᚐIncentiveEventᚄ(ctx context.Context, sel ast.SelectionSet, v []*billing.IncentiveEvent) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNIncentiveEvent2ᚖpartnerdᚋbillingᚐIncentiveEvent(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNIncentiveEvent2ᚖpartnerdᚋbillingᚐIncentiveEvent(ctx context.Context, sel ast.SelectionSet, v *billing.IncentiveEvent) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "IncentiveEvent!")
+		return graphql.Null
+	}
+	return ec._IncentiveEvent(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNIncentivePolicy2ᚕᚖpartnerdᚋbillingᚐPolicyᚄ(ctx context.Context, sel ast.SelectionSet, v []*billing.Policy) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNIncentivePolicy2ᚖpartnerdᚋbillingᚐPolicy(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNIncentivePolicy2ᚖpartnerdᚋbillingᚐPolicy(ctx context.Context, sel ast.SelectionSet, v *billing.Policy) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "IncentivePolicy!")
+		return graphql.Null
+	}
+	return ec._IncentivePolicy(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNIncentiveStatus2partnerdᚋbillingᚐIncentiveStatus(ctx context.Context, v any) (billing.IncentiveStatus, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := billing.IncentiveStatus(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNIncentiveStatus2partnerdᚋbillingᚐIncentiveStatus(ctx context.Context, sel ast.SelectionSet, v billing.IncentiveStatus) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "IncentiveStatus!")
+	}
+	return res
+}
+
+func (ec *executionContext) marshalNIncentiveTier2ᚕᚖpartnerdᚋbillingᚐTierᚄ(ctx context.Context, sel ast.SelectionSet, v []*billing.Tier) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNIncentiveTier2ᚖpartnerdᚋbillingᚐTier(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNIncentiveTier2ᚖpartnerdᚋbillingᚐTier(ctx context.Context, sel ast.SelectionSet, v *billing.Tier) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "IncentiveTier!")
+		return graphql.Null
+	}
+	return ec._IncentiveTier(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNIncentiveTierInput2ᚕᚖpartnerdᚋgraphᚐIncentiveTierInputᚄ(ctx context.Context, v any) ([]*IncentiveTierInput, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*IncentiveTierInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNIncentiveTierInput2ᚖpartnerdᚋgraphᚐIncentiveTierInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalNIncentiveTierInput2ᚖpartnerdᚋgraphᚐIncentiveTierInput(ctx context.Context, v any) (*IncentiveTierInput, error) {
+	res, err := ec.unmarshalInputIncentiveTierInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalNIngestError2ᚕᚖpartnerdᚋgraphᚐIngestErrorᚄ(ctx context.Context, sel ast.SelectionSet, v []*IngestError) graphql.Marshaler {
@@ -21417,6 +29653,24 @@ func (ec *executionContext) marshalNMonth2partnerdᚋmodelsᚐMonth(ctx context.
 	return res
 }
 
+func (ec *executionContext) unmarshalNMonth2ᚖpartnerdᚋmodelsᚐMonth(ctx context.Context, v any) (*models.Month, error) {
+	res, err := models.UnmarshalMonth(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNMonth2ᚖpartnerdᚋmodelsᚐMonth(ctx context.Context, sel ast.SelectionSet, v *models.Month) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Month!")
+		return graphql.Null
+	}
+	_ = sel
+	res := models.MarshalMonth(*v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Month!")
+	}
+	return res
+}
+
 func (ec *executionContext) marshalNNotificationPreference2ᚕᚖpartnerdᚋnotifyᚐPreferenceᚄ(ctx context.Context, sel ast.SelectionSet, v []*notify.Preference) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -21464,12 +29718,116 @@ func (ec *executionContext) marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx 
 	return ec._PageInfo(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNPartnerBill2ᚕᚖpartnerdᚋbillingᚐPartnerBillᚄ(ctx context.Context, sel ast.SelectionSet, v []*billing.PartnerBill) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPartnerBill2ᚖpartnerdᚋbillingᚐPartnerBill(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNPartnerBill2ᚖpartnerdᚋbillingᚐPartnerBill(ctx context.Context, sel ast.SelectionSet, v *billing.PartnerBill) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PartnerBill!")
+		return graphql.Null
+	}
+	return ec._PartnerBill(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPartnerBillConnection2ᚖpartnerdᚋgraphᚐPartnerBillConnection(ctx context.Context, sel ast.SelectionSet, v *PartnerBillConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PartnerBillConnection!")
+		return graphql.Null
+	}
+	return ec._PartnerBillConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPartnerBillEdge2ᚕᚖpartnerdᚋgraphᚐPartnerBillEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*PartnerBillEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPartnerBillEdge2ᚖpartnerdᚋgraphᚐPartnerBillEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNPartnerBillEdge2ᚖpartnerdᚋgraphᚐPartnerBillEdge(ctx context.Context, sel ast.SelectionSet, v *PartnerBillEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PartnerBillEdge!")
+		return graphql.Null
+	}
+	return ec._PartnerBillEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPartnerBillLine2ᚕᚖpartnerdᚋbillingᚐLineᚄ(ctx context.Context, sel ast.SelectionSet, v []*billing.Line) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPartnerBillLine2ᚖpartnerdᚋbillingᚐLine(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNPartnerBillLine2ᚖpartnerdᚋbillingᚐLine(ctx context.Context, sel ast.SelectionSet, v *billing.Line) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PartnerBillLine!")
+		return graphql.Null
+	}
+	return ec._PartnerBillLine(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNPurchaseDecision2ᚖpartnerdᚋguardᚐDecision(ctx context.Context, sel ast.SelectionSet, v *guard.Decision) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "PurchaseDecision!")
 		return graphql.Null
 	}
 	return ec._PurchaseDecision(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNRatingRule2ᚕᚖpartnerdᚋbillingᚐRatingRuleᚄ(ctx context.Context, sel ast.SelectionSet, v []*billing.RatingRule) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNRatingRule2ᚖpartnerdᚋbillingᚐRatingRule(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNRatingRule2ᚖpartnerdᚋbillingᚐRatingRule(ctx context.Context, sel ast.SelectionSet, v *billing.RatingRule) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RatingRule!")
+		return graphql.Null
+	}
+	return ec._RatingRule(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNResource2ᚖpartnerdᚋmodelsᚐResource(ctx context.Context, sel ast.SelectionSet, v *models.Resource) graphql.Marshaler {
@@ -21951,6 +30309,25 @@ func (ec *executionContext) marshalOAccountStatus2ᚖpartnerdᚋmodelsᚐAccount
 	return res
 }
 
+func (ec *executionContext) unmarshalOBillStatus2ᚖpartnerdᚋbillingᚐStatus(ctx context.Context, v any) (*billing.Status, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := graphql.UnmarshalString(v)
+	res := billing.Status(tmp)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOBillStatus2ᚖpartnerdᚋbillingᚐStatus(ctx context.Context, sel ast.SelectionSet, v *billing.Status) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(string(*v))
+	return res
+}
+
 func (ec *executionContext) unmarshalOBoolean2bool(ctx context.Context, v any) (bool, error) {
 	res, err := graphql.UnmarshalBoolean(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -22077,6 +30454,14 @@ func (ec *executionContext) marshalODeliveryStatus2ᚖpartnerdᚋmodelsᚐDelive
 	return res
 }
 
+func (ec *executionContext) unmarshalOExpenditureFilter2ᚖpartnerdᚋgraphᚐExpenditureFilter(ctx context.Context, v any) (*ExpenditureFilter, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputExpenditureFilter(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalOFrozenReason2ᚖpartnerdᚋmodelsᚐFrozenReason(ctx context.Context, v any) (*models.FrozenReason, error) {
 	if v == nil {
 		return nil, nil
@@ -22087,6 +30472,50 @@ func (ec *executionContext) unmarshalOFrozenReason2ᚖpartnerdᚋmodelsᚐFrozen
 }
 
 func (ec *executionContext) marshalOFrozenReason2ᚖpartnerdᚋmodelsᚐFrozenReason(ctx context.Context, sel ast.SelectionSet, v *models.FrozenReason) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(string(*v))
+	return res
+}
+
+func (ec *executionContext) unmarshalOID2ᚖstring(ctx context.Context, v any) (*string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalID(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOID2ᚖstring(ctx context.Context, sel ast.SelectionSet, v *string) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalID(*v)
+	return res
+}
+
+func (ec *executionContext) marshalOIncentive2ᚖpartnerdᚋbillingᚐIncentive(ctx context.Context, sel ast.SelectionSet, v *billing.Incentive) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Incentive(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOIncentiveStatus2ᚖpartnerdᚋbillingᚐIncentiveStatus(ctx context.Context, v any) (*billing.IncentiveStatus, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := graphql.UnmarshalString(v)
+	res := billing.IncentiveStatus(tmp)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOIncentiveStatus2ᚖpartnerdᚋbillingᚐIncentiveStatus(ctx context.Context, sel ast.SelectionSet, v *billing.IncentiveStatus) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
@@ -22245,6 +30674,14 @@ func (ec *executionContext) marshalOMonth2ᚖpartnerdᚋmodelsᚐMonth(ctx conte
 	return res
 }
 
+func (ec *executionContext) unmarshalOMonthRange2ᚖpartnerdᚋexpendituresᚐPeriod(ctx context.Context, v any) (*expenditures.Period, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputMonthRange(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) marshalONode2partnerdᚋmodelsᚐNode(ctx context.Context, sel ast.SelectionSet, v models.Node) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
@@ -22269,6 +30706,13 @@ func (ec *executionContext) marshalOOverspendAction2ᚖpartnerdᚋmodelsᚐOvers
 	_ = ctx
 	res := graphql.MarshalString(string(*v))
 	return res
+}
+
+func (ec *executionContext) marshalORatingRule2ᚖpartnerdᚋbillingᚐRatingRule(ctx context.Context, sel ast.SelectionSet, v *billing.RatingRule) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._RatingRule(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOResourceStatus2ᚖpartnerdᚋmodelsᚐResourceStatus(ctx context.Context, v any) (*models.ResourceStatus, error) {

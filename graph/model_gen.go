@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"partnerd/billing"
+	"partnerd/expenditures"
 	"partnerd/groups"
 	"partnerd/lifecycle"
 	"partnerd/migration"
@@ -84,6 +86,17 @@ type CreditLedgerEntryEdge struct {
 	Node   *models.LedgerEntry `json:"node"`
 }
 
+type CustomerBillConnection struct {
+	Edges      []*CustomerBillEdge `json:"edges"`
+	PageInfo   *PageInfo           `json:"pageInfo"`
+	TotalCount int                 `json:"totalCount"`
+}
+
+type CustomerBillEdge struct {
+	Cursor string                `json:"cursor"`
+	Node   *billing.CustomerBill `json:"node"`
+}
+
 type CustomerGroupConnection struct {
 	Edges      []*CustomerGroupEdge `json:"edges"`
 	PageInfo   *PageInfo            `json:"pageInfo"`
@@ -114,6 +127,33 @@ type DeliveryEdge struct {
 	Node   *notify.DeliveryView `json:"node"`
 }
 
+type ExpenditureConnection struct {
+	Edges      []*ExpenditureEdge `json:"edges"`
+	PageInfo   *PageInfo          `json:"pageInfo"`
+	TotalCount int                `json:"totalCount"`
+	// the filter the connection was listed with, for totalCount
+	Filter expenditures.Filter `json:"-"`
+}
+
+type ExpenditureEdge struct {
+	Cursor string               `json:"cursor"`
+	Node   *expenditures.Record `json:"node"`
+}
+
+// Which expenditure records a query counts, within the caller's scope: a partner sees the records owned (at usage time) by a partner of its subtree, so after a customer moves each partner sees only its own era; a customer sees its own records; the platform all.
+type ExpenditureFilter struct {
+	// A partner (or the platform) in the caller's scope whose subtree's records to count; default: the caller's own account. Outside the scope: NOT_FOUND; not a partner: VALIDATION.
+	PartnerID *string `json:"partnerId,omitempty"`
+	// The billing months of usage; default: the current month.
+	Period *expenditures.Period `json:"period,omitempty"`
+	// One customer: a customer or personal account that is, or was, a customer of a partner of that subtree (else NOT_FOUND).
+	CustomerID *string `json:"customerId,omitempty"`
+	// One product code, exactly.
+	ProductCode *string `json:"productCode,omitempty"`
+	// The records whose customer carried this tag when the record arrived (records keep the tags of their arrival).
+	Tag *TagInput `json:"tag,omitempty"`
+}
+
 // One expenditure record from the cloud's billing pipeline; externalId makes it idempotent.
 type ExpenditureInput struct {
 	ExternalID   string             `json:"externalId"`
@@ -135,6 +175,22 @@ type InboxMessageConnection struct {
 type InboxMessageEdge struct {
 	Cursor string               `json:"cursor"`
 	Node   *models.InboxMessage `json:"node"`
+}
+
+type IncentiveConnection struct {
+	Edges      []*IncentiveEdge `json:"edges"`
+	PageInfo   *PageInfo        `json:"pageInfo"`
+	TotalCount int              `json:"totalCount"`
+}
+
+type IncentiveEdge struct {
+	Cursor string             `json:"cursor"`
+	Node   *billing.Incentive `json:"node"`
+}
+
+type IncentiveTierInput struct {
+	Threshold decimal.Decimal `json:"threshold"`
+	Percent   decimal.Decimal `json:"percent"`
 }
 
 type IngestError struct {
@@ -195,6 +251,17 @@ type Mutation struct {
 type PageInfo struct {
 	HasNextPage bool    `json:"hasNextPage"`
 	EndCursor   *string `json:"endCursor,omitempty"`
+}
+
+type PartnerBillConnection struct {
+	Edges      []*PartnerBillEdge `json:"edges"`
+	PageInfo   *PageInfo          `json:"pageInfo"`
+	TotalCount int                `json:"totalCount"`
+}
+
+type PartnerBillEdge struct {
+	Cursor string               `json:"cursor"`
+	Node   *billing.PartnerBill `json:"node"`
 }
 
 type Query struct {

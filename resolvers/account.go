@@ -7,6 +7,8 @@ import (
 
 	"partnerd/accounts"
 	"partnerd/apperr"
+	"partnerd/billing"
+	"partnerd/expenditures"
 	"partnerd/graph"
 	"partnerd/groups"
 	"partnerd/ids"
@@ -86,6 +88,18 @@ func (r *queryResolver) node(ctx context.Context, id string) (models.Node, error
 		return r.Lifecycle.Invitation(ctx, key)
 	case migration.TypeMigration:
 		return r.Batches.Get(ctx, key)
+	case expenditures.TypeExpenditure:
+		return r.ExpenditureQueries.Get(ctx, key)
+	case billing.TypePartnerBill:
+		return r.Billing.PartnerBill(ctx, key)
+	case billing.TypeCustomerBill:
+		return r.Billing.CustomerBill(ctx, key)
+	case billing.TypeRatingRule:
+		return r.Billing.RatingRule(ctx, key)
+	case billing.TypeIncentive:
+		return r.Billing.Incentive(ctx, key)
+	case billing.TypePolicy:
+		return r.Billing.Policy(ctx, key)
 	case TypeCustomerGroup:
 		s, err := r.Groups.Get(ctx, groups.KindGroup, key)
 		if err != nil {

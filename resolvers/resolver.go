@@ -6,7 +6,9 @@ package resolvers
 
 import (
 	"partnerd/accounts"
+	"partnerd/billing"
 	"partnerd/credit"
+	"partnerd/expenditures"
 	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/lifecycle"
@@ -27,4 +29,12 @@ type Resolver struct {
 	Lifecycle *lifecycle.Service
 	// Batches holds sub-customer migrations.
 	Batches *migration.Service
+	// ExpenditureQueries answers expenditure summaries and record pages
+	// (the name Expenditures is the query field's resolver).
+	ExpenditureQueries *expenditures.Service
+	// Billing holds partner and customer bills, rating rules, incentives.
+	Billing *billing.Service
+	// PublicURL is where users reach the product (download links start
+	// with it).
+	PublicURL string
 }

@@ -8,7 +8,9 @@ package resolvers
 import (
 	"context"
 	"partnerd/accounts"
+	"partnerd/billing"
 	"partnerd/credit"
+	"partnerd/expenditures"
 	"partnerd/graph"
 	"partnerd/groups"
 	"partnerd/guard"
@@ -187,6 +189,16 @@ func (r *auditEntryResolver) After(ctx context.Context, obj *models.AuditEntry) 
 	return jsonText(obj.After), nil
 }
 
+// Month is the resolver for the month field.
+func (r *billAdjustmentResolver) Month(ctx context.Context, obj *billing.Adjustment) (*models.Month, error) {
+	return monthPtr(obj.ForMonth), nil
+}
+
+// Records is the resolver for the records field.
+func (r *billAdjustmentResolver) Records(ctx context.Context, obj *billing.Adjustment) (int, error) {
+	return int(obj.Records), nil
+}
+
 // Thresholds is the resolver for the thresholds field.
 func (r *budgetResolver) Thresholds(ctx context.Context, obj *guard.BudgetView) ([]int, error) {
 	return []int(obj.Thresholds), nil
@@ -212,6 +224,70 @@ func (r *creditLedgerEntryResolver) To(ctx context.Context, obj *models.LedgerEn
 		err = accounts.NotFound("account")
 	}
 	return a, err
+}
+
+// ID is the resolver for the id field.
+func (r *customerBillResolver) ID(ctx context.Context, obj *billing.CustomerBill) (string, error) {
+	return obj.GlobalID(), nil
+}
+
+// Number is the resolver for the number field.
+func (r *customerBillResolver) Number(ctx context.Context, obj *billing.CustomerBill) (string, error) {
+	return obj.Number(), nil
+}
+
+// Partner is the resolver for the partner field.
+func (r *customerBillResolver) Partner(ctx context.Context, obj *billing.CustomerBill) (*models.Account, error) {
+	return r.account(ctx, obj.PartnerID)
+}
+
+// Customer is the resolver for the customer field.
+func (r *customerBillResolver) Customer(ctx context.Context, obj *billing.CustomerBill) (*models.Account, error) {
+	return r.account(ctx, obj.CustomerID)
+}
+
+// Month is the resolver for the month field.
+func (r *customerBillResolver) Month(ctx context.Context, obj *billing.CustomerBill) (*models.Month, error) {
+	return monthPtr(obj.Month), nil
+}
+
+// Lines is the resolver for the lines field.
+func (r *customerBillResolver) Lines(ctx context.Context, obj *billing.CustomerBill) ([]*billing.CustomerLine, error) {
+	ls, err := r.Billing.CustomerLines(ctx, []int64{obj.ID})
+	if err != nil {
+		return nil, err
+	}
+	if ls[obj.ID] == nil {
+		return []*billing.CustomerLine{}, nil
+	}
+	return ls[obj.ID], nil
+}
+
+// InvoiceHTMLURL is the resolver for the invoiceHtmlUrl field.
+func (r *customerBillResolver) InvoiceHTMLURL(ctx context.Context, obj *billing.CustomerBill) (string, error) {
+	return r.PublicURL + "/v1/customer-bills/" + obj.GlobalID() + "/invoice.html", nil
+}
+
+// InvoicePDFURL is the resolver for the invoicePdfUrl field.
+func (r *customerBillResolver) InvoicePDFURL(ctx context.Context, obj *billing.CustomerBill) (string, error) {
+	return r.PublicURL + "/v1/customer-bills/" + obj.GlobalID() + "/invoice.pdf", nil
+}
+
+// ForMonth is the resolver for the forMonth field.
+func (r *customerBillLineResolver) ForMonth(ctx context.Context, obj *billing.CustomerLine) (*models.Month, error) {
+	return monthPtr(obj.ForMonth), nil
+}
+
+// Rule is the resolver for the rule field.
+func (r *customerBillLineResolver) Rule(ctx context.Context, obj *billing.CustomerLine) (*billing.RatingRule, error) {
+	if obj.RuleID == nil {
+		return nil, nil
+	}
+	rules, err := r.Billing.RulesOfLines(ctx, []int64{*obj.RuleID})
+	if err != nil {
+		return nil, err
+	}
+	return rules[*obj.RuleID], nil
 }
 
 // ID is the resolver for the id field.
@@ -258,6 +334,64 @@ func (r *deliveryResolver) Locale(ctx context.Context, obj *notify.DeliveryView)
 }
 
 // ID is the resolver for the id field.
+func (r *expenditureResolver) ID(ctx context.Context, obj *expenditures.Record) (string, error) {
+	return ids.Encode(expenditures.TypeExpenditure, obj.ID), nil
+}
+
+// Customer is the resolver for the customer field.
+func (r *expenditureResolver) Customer(ctx context.Context, obj *expenditures.Record) (*models.Account, error) {
+	return r.optionalAccount(ctx, obj.CustomerID)
+}
+
+// CustomerID is the resolver for the customerId field.
+func (r *expenditureResolver) CustomerID(ctx context.Context, obj *expenditures.Record) (string, error) {
+	return ids.Encode(TypeAccount, obj.CustomerID), nil
+}
+
+// Owner is the resolver for the owner field.
+func (r *expenditureResolver) Owner(ctx context.Context, obj *expenditures.Record) (*models.Account, error) {
+	return r.optionalAccount(ctx, obj.OwnerID)
+}
+
+// Tags is the resolver for the tags field.
+func (r *expenditureResolver) Tags(ctx context.Context, obj *expenditures.Record) ([]*graph.Tag, error) {
+	return tagList(obj.Tags), nil
+}
+
+// TotalCount is the resolver for the totalCount field.
+func (r *expenditureConnectionResolver) TotalCount(ctx context.Context, obj *graph.ExpenditureConnection) (int, error) {
+	return r.ExpenditureQueries.Count(ctx, obj.Filter)
+}
+
+// Customer is the resolver for the customer field.
+func (r *expenditureSummaryRowResolver) Customer(ctx context.Context, obj *expenditures.Row) (*models.Account, error) {
+	if obj.GroupBy != expenditures.ByCustomer {
+		return nil, nil
+	}
+	return r.optionalAccount(ctx, obj.CustomerID)
+}
+
+// CustomerID is the resolver for the customerId field.
+func (r *expenditureSummaryRowResolver) CustomerID(ctx context.Context, obj *expenditures.Row) (*string, error) {
+	return summaryKey(obj, ids.Encode(TypeAccount, obj.CustomerID), expenditures.ByCustomer), nil
+}
+
+// ProductCode is the resolver for the productCode field.
+func (r *expenditureSummaryRowResolver) ProductCode(ctx context.Context, obj *expenditures.Row) (*string, error) {
+	return summaryKey(obj, obj.ProductCode, expenditures.ByProduct), nil
+}
+
+// Day is the resolver for the day field.
+func (r *expenditureSummaryRowResolver) Day(ctx context.Context, obj *expenditures.Row) (*string, error) {
+	return summaryKey(obj, obj.Day, expenditures.ByDay), nil
+}
+
+// Month is the resolver for the month field.
+func (r *expenditureSummaryRowResolver) Month(ctx context.Context, obj *expenditures.Row) (*models.Month, error) {
+	return summaryKey(obj, obj.Month, expenditures.ByDay, expenditures.ByMonth), nil
+}
+
+// ID is the resolver for the id field.
 func (r *inboxMessageResolver) ID(ctx context.Context, obj *models.InboxMessage) (string, error) {
 	return ids.Encode(TypeInboxMessage, obj.ID), nil
 }
@@ -265,6 +399,62 @@ func (r *inboxMessageResolver) ID(ctx context.Context, obj *models.InboxMessage)
 // Read is the resolver for the read field.
 func (r *inboxMessageResolver) Read(ctx context.Context, obj *models.InboxMessage) (bool, error) {
 	return obj.ReadAt != nil, nil
+}
+
+// ID is the resolver for the id field.
+func (r *incentiveResolver) ID(ctx context.Context, obj *billing.Incentive) (string, error) {
+	return obj.GlobalID(), nil
+}
+
+// Partner is the resolver for the partner field.
+func (r *incentiveResolver) Partner(ctx context.Context, obj *billing.Incentive) (*models.Account, error) {
+	return r.account(ctx, obj.PartnerID)
+}
+
+// Month is the resolver for the month field.
+func (r *incentiveResolver) Month(ctx context.Context, obj *billing.Incentive) (*models.Month, error) {
+	return monthPtr(obj.Month), nil
+}
+
+// Bill is the resolver for the bill field.
+func (r *incentiveResolver) Bill(ctx context.Context, obj *billing.Incentive) (*billing.PartnerBill, error) {
+	return r.Billing.PartnerBill(ctx, obj.BillID)
+}
+
+// Policy is the resolver for the policy field.
+func (r *incentiveResolver) Policy(ctx context.Context, obj *billing.Incentive) (*billing.Policy, error) {
+	return r.Billing.Policy(ctx, obj.PolicyID)
+}
+
+// History is the resolver for the history field.
+func (r *incentiveResolver) History(ctx context.Context, obj *billing.Incentive) ([]*billing.IncentiveEvent, error) {
+	h, err := r.Billing.IncentiveHistory(ctx, []int64{obj.ID})
+	if err != nil {
+		return nil, err
+	}
+	if h[obj.ID] == nil {
+		return []*billing.IncentiveEvent{}, nil
+	}
+	return h[obj.ID], nil
+}
+
+// ID is the resolver for the id field.
+func (r *incentivePolicyResolver) ID(ctx context.Context, obj *billing.Policy) (string, error) {
+	return obj.GlobalID(), nil
+}
+
+// EffectiveMonth is the resolver for the effectiveMonth field.
+func (r *incentivePolicyResolver) EffectiveMonth(ctx context.Context, obj *billing.Policy) (*models.Month, error) {
+	return monthPtr(obj.EffectiveMonth), nil
+}
+
+// Tiers is the resolver for the tiers field.
+func (r *incentivePolicyResolver) Tiers(ctx context.Context, obj *billing.Policy) ([]*billing.Tier, error) {
+	out := make([]*billing.Tier, len(obj.Tiers))
+	for i := range obj.Tiers {
+		out[i] = &obj.Tiers[i]
+	}
+	return out, nil
 }
 
 // ID is the resolver for the id field.
@@ -762,6 +952,151 @@ func (r *mutationResolver) ResendDelivery(ctx context.Context, id string) (*noti
 	return r.resendDelivery(ctx, id)
 }
 
+// GeneratePartnerBills is the resolver for the generatePartnerBills field.
+func (r *mutationResolver) GeneratePartnerBills(ctx context.Context, month models.Month) (int, error) {
+	return r.Billing.GeneratePartnerBills(ctx, month)
+}
+
+// IssuePartnerBill is the resolver for the issuePartnerBill field.
+func (r *mutationResolver) IssuePartnerBill(ctx context.Context, id string) (*billing.PartnerBill, error) {
+	key, err := decodeKey("id", id, billing.TypePartnerBill)
+	if err != nil {
+		return nil, err
+	}
+	return r.Billing.IssuePartnerBill(ctx, key)
+}
+
+// IssuePartnerBills is the resolver for the issuePartnerBills field.
+func (r *mutationResolver) IssuePartnerBills(ctx context.Context, month models.Month) (int, error) {
+	return r.Billing.IssueMonth(ctx, month)
+}
+
+// CreateRatingRule is the resolver for the createRatingRule field.
+func (r *mutationResolver) CreateRatingRule(ctx context.Context, partnerID string, productCode *string, percent decimal.Decimal, effectiveMonth models.Month) (*billing.RatingRule, error) {
+	key, err := decodeKey("partnerId", partnerID, TypeAccount)
+	if err != nil {
+		return nil, err
+	}
+	return r.Billing.CreateRatingRule(ctx, key, strOr(productCode, ""), percent, effectiveMonth)
+}
+
+// GenerateCustomerBills is the resolver for the generateCustomerBills field.
+func (r *mutationResolver) GenerateCustomerBills(ctx context.Context, partnerID *string, month models.Month) (int, error) {
+	key, err := r.callerPartner(ctx, partnerID)
+	if err != nil {
+		return 0, err
+	}
+	return r.Billing.GenerateCustomerBills(ctx, key, month)
+}
+
+// CreateIncentivePolicy is the resolver for the createIncentivePolicy field.
+func (r *mutationResolver) CreateIncentivePolicy(ctx context.Context, name string, effectiveMonth models.Month, tiers []*graph.IncentiveTierInput) (*billing.Policy, error) {
+	return r.createIncentivePolicy(ctx, name, effectiveMonth, tiers)
+}
+
+// ApplyForPayout is the resolver for the applyForPayout field.
+func (r *mutationResolver) ApplyForPayout(ctx context.Context, incentiveID string) (*billing.Incentive, error) {
+	key, err := decodeKey("incentiveId", incentiveID, billing.TypeIncentive)
+	if err != nil {
+		return nil, err
+	}
+	return r.Billing.ApplyForPayout(ctx, key)
+}
+
+// ApprovePayout is the resolver for the approvePayout field.
+func (r *mutationResolver) ApprovePayout(ctx context.Context, incentiveID string) (*billing.Incentive, error) {
+	key, err := decodeKey("incentiveId", incentiveID, billing.TypeIncentive)
+	if err != nil {
+		return nil, err
+	}
+	return r.Billing.ApprovePayout(ctx, key)
+}
+
+// RejectPayout is the resolver for the rejectPayout field.
+func (r *mutationResolver) RejectPayout(ctx context.Context, incentiveID string, reason string) (*billing.Incentive, error) {
+	key, err := decodeKey("incentiveId", incentiveID, billing.TypeIncentive)
+	if err != nil {
+		return nil, err
+	}
+	return r.Billing.RejectPayout(ctx, key, reason)
+}
+
+// ID is the resolver for the id field.
+func (r *partnerBillResolver) ID(ctx context.Context, obj *billing.PartnerBill) (string, error) {
+	return obj.GlobalID(), nil
+}
+
+// Partner is the resolver for the partner field.
+func (r *partnerBillResolver) Partner(ctx context.Context, obj *billing.PartnerBill) (*models.Account, error) {
+	return r.account(ctx, obj.PartnerID)
+}
+
+// Month is the resolver for the month field.
+func (r *partnerBillResolver) Month(ctx context.Context, obj *billing.PartnerBill) (*models.Month, error) {
+	return monthPtr(obj.Month), nil
+}
+
+// Lines is the resolver for the lines field.
+func (r *partnerBillResolver) Lines(ctx context.Context, obj *billing.PartnerBill, customerID *string, productCode *string) ([]*billing.Line, error) {
+	return r.lines(ctx, obj, customerID, productCode)
+}
+
+// SettlesWith is the resolver for the settlesWith field.
+func (r *partnerBillResolver) SettlesWith(ctx context.Context, obj *billing.PartnerBill) (*models.Account, error) {
+	return r.accountIfVisible(ctx, obj.SettlesWithID)
+}
+
+// Adjustments is the resolver for the adjustments field.
+func (r *partnerBillResolver) Adjustments(ctx context.Context, obj *billing.PartnerBill) ([]*billing.Adjustment, error) {
+	a, err := r.Billing.Adjustments(ctx, []int64{obj.ID})
+	if err != nil {
+		return nil, err
+	}
+	if a[obj.ID] == nil {
+		return []*billing.Adjustment{}, nil
+	}
+	return a[obj.ID], nil
+}
+
+// Records is the resolver for the records field.
+func (r *partnerBillResolver) Records(ctx context.Context, obj *billing.PartnerBill) (int, error) {
+	return int(obj.Records), nil
+}
+
+// Incentive is the resolver for the incentive field.
+func (r *partnerBillResolver) Incentive(ctx context.Context, obj *billing.PartnerBill) (*billing.Incentive, error) {
+	incs, err := r.Billing.IncentivesOfBills(ctx, []int64{obj.ID})
+	if err != nil {
+		return nil, err
+	}
+	return incs[obj.ID], nil
+}
+
+// CSVURL is the resolver for the csvUrl field.
+func (r *partnerBillResolver) CSVURL(ctx context.Context, obj *billing.PartnerBill) (string, error) {
+	return r.PublicURL + "/v1/partner-bills/" + obj.GlobalID() + "/lines.csv", nil
+}
+
+// Customer is the resolver for the customer field.
+func (r *partnerBillLineResolver) Customer(ctx context.Context, obj *billing.Line) (*models.Account, error) {
+	return r.account(ctx, obj.CustomerID)
+}
+
+// ForMonth is the resolver for the forMonth field.
+func (r *partnerBillLineResolver) ForMonth(ctx context.Context, obj *billing.Line) (*models.Month, error) {
+	return monthPtr(obj.ForMonth), nil
+}
+
+// Owner is the resolver for the owner field.
+func (r *partnerBillLineResolver) Owner(ctx context.Context, obj *billing.Line) (*models.Account, error) {
+	return r.account(ctx, obj.OwnerID)
+}
+
+// Records is the resolver for the records field.
+func (r *partnerBillLineResolver) Records(ctx context.Context, obj *billing.Line) (int, error) {
+	return int(obj.Records), nil
+}
+
 // Reason is the resolver for the reason field.
 func (r *purchaseDecisionResolver) Reason(ctx context.Context, obj *guard.Decision) (*string, error) {
 	if obj.Allowed {
@@ -851,6 +1186,77 @@ func (r *queryResolver) DataTransferStatement(ctx context.Context, locale *strin
 // Deliveries is the resolver for the deliveries field.
 func (r *queryResolver) Deliveries(ctx context.Context, accountID string, status *models.DeliveryStatus, channel *models.Channel, first *int, after *string) (*graph.DeliveryConnection, error) {
 	return r.deliveries(ctx, accountID, status, channel, first, after)
+}
+
+// ExpenditureSummary is the resolver for the expenditureSummary field.
+func (r *queryResolver) ExpenditureSummary(ctx context.Context, groupBy expenditures.GroupBy, partnerID *string, period *expenditures.Period, customerID *string, productCode *string, tag *graph.TagInput) (*expenditures.Summary, error) {
+	return r.expenditureSummary(ctx, groupBy, partnerID, period, customerID, productCode, tag)
+}
+
+// Expenditures is the resolver for the expenditures field.
+func (r *queryResolver) Expenditures(ctx context.Context, filter *graph.ExpenditureFilter, first *int, after *string) (*graph.ExpenditureConnection, error) {
+	return r.expenditures(ctx, filter, first, after)
+}
+
+// PartnerBills is the resolver for the partnerBills field.
+func (r *queryResolver) PartnerBills(ctx context.Context, partnerID string, month models.Month) ([]*billing.PartnerBill, error) {
+	key, err := decodeKey("partnerId", partnerID, TypeAccount)
+	if err != nil {
+		return nil, err
+	}
+	return r.Billing.PartnerBills(ctx, key, month)
+}
+
+// Bills is the resolver for the bills field.
+func (r *queryResolver) Bills(ctx context.Context, partnerID *string, month *models.Month, status *billing.Status, first *int, after *string) (*graph.PartnerBillConnection, error) {
+	return r.bills(ctx, partnerID, month, status, first, after)
+}
+
+// RatingRules is the resolver for the ratingRules field.
+func (r *queryResolver) RatingRules(ctx context.Context, partnerID string) ([]*billing.RatingRule, error) {
+	key, err := decodeKey("partnerId", partnerID, TypeAccount)
+	if err != nil {
+		return nil, err
+	}
+	return r.Billing.RatingRules(ctx, key)
+}
+
+// CustomerBills is the resolver for the customerBills field.
+func (r *queryResolver) CustomerBills(ctx context.Context, partnerID *string, customerID *string, month *models.Month, first *int, after *string) (*graph.CustomerBillConnection, error) {
+	return r.customerBills(ctx, partnerID, customerID, month, first, after)
+}
+
+// IncentivePolicies is the resolver for the incentivePolicies field.
+func (r *queryResolver) IncentivePolicies(ctx context.Context) ([]*billing.Policy, error) {
+	return r.Billing.Policies(ctx)
+}
+
+// Incentives is the resolver for the incentives field.
+func (r *queryResolver) Incentives(ctx context.Context, partnerID *string, status *billing.IncentiveStatus, first *int, after *string) (*graph.IncentiveConnection, error) {
+	return r.incentives(ctx, partnerID, status, first, after)
+}
+
+// ID is the resolver for the id field.
+func (r *ratingRuleResolver) ID(ctx context.Context, obj *billing.RatingRule) (string, error) {
+	return obj.GlobalID(), nil
+}
+
+// Partner is the resolver for the partner field.
+func (r *ratingRuleResolver) Partner(ctx context.Context, obj *billing.RatingRule) (*models.Account, error) {
+	return r.account(ctx, obj.PartnerID)
+}
+
+// ProductCode is the resolver for the productCode field.
+func (r *ratingRuleResolver) ProductCode(ctx context.Context, obj *billing.RatingRule) (*string, error) {
+	if obj.ProductCode == "" {
+		return nil, nil
+	}
+	return &obj.ProductCode, nil
+}
+
+// EffectiveMonth is the resolver for the effectiveMonth field.
+func (r *ratingRuleResolver) EffectiveMonth(ctx context.Context, obj *billing.RatingRule) (*models.Month, error) {
+	return monthPtr(obj.EffectiveMonth), nil
 }
 
 // ID is the resolver for the id field.
@@ -962,6 +1368,9 @@ func (r *Resolver) AccountConnection() graph.AccountConnectionResolver {
 // AuditEntry returns graph.AuditEntryResolver implementation.
 func (r *Resolver) AuditEntry() graph.AuditEntryResolver { return &auditEntryResolver{r} }
 
+// BillAdjustment returns graph.BillAdjustmentResolver implementation.
+func (r *Resolver) BillAdjustment() graph.BillAdjustmentResolver { return &billAdjustmentResolver{r} }
+
 // Budget returns graph.BudgetResolver implementation.
 func (r *Resolver) Budget() graph.BudgetResolver { return &budgetResolver{r} }
 
@@ -970,14 +1379,43 @@ func (r *Resolver) CreditLedgerEntry() graph.CreditLedgerEntryResolver {
 	return &creditLedgerEntryResolver{r}
 }
 
+// CustomerBill returns graph.CustomerBillResolver implementation.
+func (r *Resolver) CustomerBill() graph.CustomerBillResolver { return &customerBillResolver{r} }
+
+// CustomerBillLine returns graph.CustomerBillLineResolver implementation.
+func (r *Resolver) CustomerBillLine() graph.CustomerBillLineResolver {
+	return &customerBillLineResolver{r}
+}
+
 // CustomerGroup returns graph.CustomerGroupResolver implementation.
 func (r *Resolver) CustomerGroup() graph.CustomerGroupResolver { return &customerGroupResolver{r} }
 
 // Delivery returns graph.DeliveryResolver implementation.
 func (r *Resolver) Delivery() graph.DeliveryResolver { return &deliveryResolver{r} }
 
+// Expenditure returns graph.ExpenditureResolver implementation.
+func (r *Resolver) Expenditure() graph.ExpenditureResolver { return &expenditureResolver{r} }
+
+// ExpenditureConnection returns graph.ExpenditureConnectionResolver implementation.
+func (r *Resolver) ExpenditureConnection() graph.ExpenditureConnectionResolver {
+	return &expenditureConnectionResolver{r}
+}
+
+// ExpenditureSummaryRow returns graph.ExpenditureSummaryRowResolver implementation.
+func (r *Resolver) ExpenditureSummaryRow() graph.ExpenditureSummaryRowResolver {
+	return &expenditureSummaryRowResolver{r}
+}
+
 // InboxMessage returns graph.InboxMessageResolver implementation.
 func (r *Resolver) InboxMessage() graph.InboxMessageResolver { return &inboxMessageResolver{r} }
+
+// Incentive returns graph.IncentiveResolver implementation.
+func (r *Resolver) Incentive() graph.IncentiveResolver { return &incentiveResolver{r} }
+
+// IncentivePolicy returns graph.IncentivePolicyResolver implementation.
+func (r *Resolver) IncentivePolicy() graph.IncentivePolicyResolver {
+	return &incentivePolicyResolver{r}
+}
 
 // Invitation returns graph.InvitationResolver implementation.
 func (r *Resolver) Invitation() graph.InvitationResolver { return &invitationResolver{r} }
@@ -996,6 +1434,14 @@ func (r *Resolver) MigrationRowError() graph.MigrationRowErrorResolver {
 // Mutation returns graph.MutationResolver implementation.
 func (r *Resolver) Mutation() graph.MutationResolver { return &mutationResolver{r} }
 
+// PartnerBill returns graph.PartnerBillResolver implementation.
+func (r *Resolver) PartnerBill() graph.PartnerBillResolver { return &partnerBillResolver{r} }
+
+// PartnerBillLine returns graph.PartnerBillLineResolver implementation.
+func (r *Resolver) PartnerBillLine() graph.PartnerBillLineResolver {
+	return &partnerBillLineResolver{r}
+}
+
 // PurchaseDecision returns graph.PurchaseDecisionResolver implementation.
 func (r *Resolver) PurchaseDecision() graph.PurchaseDecisionResolver {
 	return &purchaseDecisionResolver{r}
@@ -1003,6 +1449,9 @@ func (r *Resolver) PurchaseDecision() graph.PurchaseDecisionResolver {
 
 // Query returns graph.QueryResolver implementation.
 func (r *Resolver) Query() graph.QueryResolver { return &queryResolver{r} }
+
+// RatingRule returns graph.RatingRuleResolver implementation.
+func (r *Resolver) RatingRule() graph.RatingRuleResolver { return &ratingRuleResolver{r} }
 
 // Resource returns graph.ResourceResolver implementation.
 func (r *Resolver) Resource() graph.ResourceResolver { return &resourceResolver{r} }
@@ -1023,25 +1472,36 @@ func (r *Resolver) User() graph.UserResolver { return &userResolver{r} }
 func (r *Resolver) UserConnection() graph.UserConnectionResolver { return &userConnectionResolver{r} }
 
 type (
-	accountResolver           struct{ *Resolver }
-	accountConnectionResolver struct{ *Resolver }
-	auditEntryResolver        struct{ *Resolver }
-	budgetResolver            struct{ *Resolver }
-	creditLedgerEntryResolver struct{ *Resolver }
-	customerGroupResolver     struct{ *Resolver }
-	deliveryResolver          struct{ *Resolver }
-	inboxMessageResolver      struct{ *Resolver }
-	invitationResolver        struct{ *Resolver }
-	migrationResolver         struct{ *Resolver }
-	migrationItemResolver     struct{ *Resolver }
-	migrationRowErrorResolver struct{ *Resolver }
-	mutationResolver          struct{ *Resolver }
-	purchaseDecisionResolver  struct{ *Resolver }
-	queryResolver             struct{ *Resolver }
-	resourceResolver          struct{ *Resolver }
-	sharingUnitResolver       struct{ *Resolver }
-	subscriptionResolver      struct{ *Resolver }
-	unbindingResolver         struct{ *Resolver }
-	userResolver              struct{ *Resolver }
-	userConnectionResolver    struct{ *Resolver }
+	accountResolver               struct{ *Resolver }
+	accountConnectionResolver     struct{ *Resolver }
+	auditEntryResolver            struct{ *Resolver }
+	billAdjustmentResolver        struct{ *Resolver }
+	budgetResolver                struct{ *Resolver }
+	creditLedgerEntryResolver     struct{ *Resolver }
+	customerBillResolver          struct{ *Resolver }
+	customerBillLineResolver      struct{ *Resolver }
+	customerGroupResolver         struct{ *Resolver }
+	deliveryResolver              struct{ *Resolver }
+	expenditureResolver           struct{ *Resolver }
+	expenditureConnectionResolver struct{ *Resolver }
+	expenditureSummaryRowResolver struct{ *Resolver }
+	inboxMessageResolver          struct{ *Resolver }
+	incentiveResolver             struct{ *Resolver }
+	incentivePolicyResolver       struct{ *Resolver }
+	invitationResolver            struct{ *Resolver }
+	migrationResolver             struct{ *Resolver }
+	migrationItemResolver         struct{ *Resolver }
+	migrationRowErrorResolver     struct{ *Resolver }
+	mutationResolver              struct{ *Resolver }
+	partnerBillResolver           struct{ *Resolver }
+	partnerBillLineResolver       struct{ *Resolver }
+	purchaseDecisionResolver      struct{ *Resolver }
+	queryResolver                 struct{ *Resolver }
+	ratingRuleResolver            struct{ *Resolver }
+	resourceResolver              struct{ *Resolver }
+	sharingUnitResolver           struct{ *Resolver }
+	subscriptionResolver          struct{ *Resolver }
+	unbindingResolver             struct{ *Resolver }
+	userResolver                  struct{ *Resolver }
+	userConnectionResolver        struct{ *Resolver }
 )

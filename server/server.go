@@ -33,7 +33,9 @@ import (
 
 	"partnerd/accounts"
 	"partnerd/apperr"
+	"partnerd/billing"
 	"partnerd/credit"
+	"partnerd/expenditures"
 	"partnerd/graph"
 	"partnerd/groups"
 	"partnerd/guard"
@@ -60,6 +62,13 @@ type Deps struct {
 	Lifecycle *lifecycle.Service
 	// Migration holds sub-customer migrations.
 	Migration *migration.Service
+	// Expenditures answers expenditure queries and exports.
+	Expenditures *expenditures.Service
+	// Billing holds partner and customer bills, rating rules, incentives.
+	Billing *billing.Service
+	// PublicURL is where users reach the product; download links in the
+	// API start with it.
+	PublicURL string
 	Redis     redis.UniversalClient
 	// Queue is the asynq Redis connection, for the dashboard and queue metrics.
 	Queue    asynq.RedisConnOpt
@@ -109,6 +118,12 @@ func New(d Deps, opts Options) http.Handler {
 		}
 	}
 	mux.HandleFunc("GET "+migrationTemplatePath, migrationTemplate)
+	if d.Expenditures != nil {
+		mux.Handle("GET "+expenditureExportPath, ExportHandler(d.Expenditures, d.Log))
+	}
+	if d.Billing != nil {
+		billingRoutes(mux, d.Billing, d.Log)
+	}
 	if d.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
 	}
@@ -127,7 +142,8 @@ func New(d Deps, opts Options) http.Handler {
 }
 
 func newGraphQL(d Deps, opts Options, m *metrics) http.Handler {
-	res := &resolvers.Resolver{Accounts: d.Accounts, Credit: d.Credit, Spend: d.Spend, Live: d.Hub, Notify: d.Notify, Guard: d.Guard, Groups: d.Groups, Lifecycle: d.Lifecycle, Batches: d.Migration}
+	res := &resolvers.Resolver{Accounts: d.Accounts, Credit: d.Credit, Spend: d.Spend, Live: d.Hub, Notify: d.Notify, Guard: d.Guard, Groups: d.Groups, Lifecycle: d.Lifecycle, Batches: d.Migration,
+		ExpenditureQueries: d.Expenditures, Billing: d.Billing, PublicURL: strings.TrimRight(d.PublicURL, "/")}
 	cfg := graph.Config{Resolvers: res}
 	setComplexity(&cfg)
 	srv := handler.New(graph.NewExecutableSchema(cfg))
@@ -177,6 +193,9 @@ func setComplexity(cfg *graph.Config) {
 	}
 	cfg.Complexity.Account.Users = func(child int, first *int, _ *string) int { return 1 + child*page(first, 50) }
 	cfg.Complexity.Query.AuditLog = func(child int, _ string, _ *bool, first *int, _ *string) int {
+		return 1 + child*page(first, 50)
+	}
+	cfg.Complexity.Query.Expenditures = func(child int, _ *graph.ExpenditureFilter, first *int, _ *string) int {
 		return 1 + child*page(first, 50)
 	}
 }

@@ -15,7 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"partnerd/billing"
 	"partnerd/credit"
+	"partnerd/expenditures"
 	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/lifecycle"
@@ -39,7 +41,11 @@ type API struct {
 	Guard    *guard.Service
 	// Migration is the API's migration service (PUBLIC_URL https://partner.test).
 	Migration *migration.Service
-	Registry  *prometheus.Registry
+	// Expenditures is the API's expenditure query service (Beijing time).
+	Expenditures *expenditures.Service
+	// Billing is the API's billing service (PUBLIC_URL https://partner.test).
+	Billing  *billing.Service
+	Registry *prometheus.Registry
 }
 
 // NewAPI starts the API on the standard fixture tree.
@@ -78,12 +84,15 @@ func NewAPIOn(t testing.TB, tr *Tree, opts server.Options, shared ...*API) *API 
 	}
 	gs := guard.New(tr.Store, guard.Options{Location: Shanghai, Log: log})
 	ms := migration.New(tr.Store, migration.Options{Location: Shanghai, PublicURL: "https://partner.test", Log: log})
+	es := expenditures.New(tr.Store, Shanghai)
+	bs := billing.New(tr.Store, tr.Accounts, billing.Options{Location: Shanghai, PublicURL: "https://partner.test", Log: log})
 	h := server.New(server.Deps{Store: tr.Store, Accounts: tr.Accounts, Credit: credit.New(tr.Store, Shanghai), Spend: spend.New(tr.Store, Shanghai),
 		Hub: hub, Notify: ns, Guard: gs, Groups: groups.New(tr.Store),
-		Lifecycle: lifecycle.New(tr.Store, lifecycle.Options{PublicURL: "https://partner.test", Location: Shanghai}), Migration: ms, Redis: rdb, Queue: qopt, Registry: reg, Log: log}, opts)
+		Lifecycle: lifecycle.New(tr.Store, lifecycle.Options{PublicURL: "https://partner.test", Location: Shanghai}), Migration: ms, Expenditures: es,
+		Billing: bs, PublicURL: "https://partner.test", Redis: rdb, Queue: qopt, Registry: reg, Log: log}, opts)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &API{Tree: tr, Server: srv, Redis: rdb, RedisURL: redisURL, Prefix: prefix, Hub: hub, Notify: ns, Guard: gs, Migration: ms, Registry: reg}
+	return &API{Tree: tr, Server: srv, Redis: rdb, RedisURL: redisURL, Prefix: prefix, Hub: hub, Notify: ns, Guard: gs, Migration: ms, Expenditures: es, Billing: bs, Registry: reg}
 }
 
 // Response is a GraphQL response.

@@ -18,8 +18,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"partnerd/accounts"
+	"partnerd/billing"
 	"partnerd/credit"
 	"partnerd/demo"
+	"partnerd/expenditures"
 	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/lifecycle"
@@ -135,14 +137,16 @@ func loadDemo(ctx context.Context, d demo.Services, log *slog.Logger, stdout io.
 
 // domain builds the domain services of one process.
 func domain(st *store.Store, cfg *config, log *slog.Logger) demo.Services {
+	acc := accounts.New(st)
 	return demo.Services{
-		Accounts:  accounts.New(st),
+		Accounts:  acc,
 		Credit:    credit.New(st, cfg.BillingTimezone),
 		Spend:     spend.New(st, cfg.BillingTimezone).WithLogger(log),
 		Guard:     guard.New(st, guard.Options{Location: cfg.BillingTimezone, Retention: cfg.FreezeRetention, Log: log}),
 		Groups:    groups.New(st),
 		Lifecycle: lifecycle.New(st, lifecycle.Options{PublicURL: cfg.PublicURL, Location: cfg.BillingTimezone}),
 		Migration: migration.New(st, migration.Options{Location: cfg.BillingTimezone, TTL: cfg.MigrationTTL, PublicURL: cfg.PublicURL, Log: log}),
+		Billing:   billing.New(st, acc, billing.Options{Location: cfg.BillingTimezone, PublicURL: cfg.PublicURL, Log: log}),
 	}
 }
 
@@ -212,7 +216,8 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		h := server.New(server.Deps{Store: st, Accounts: svc, Credit: dom.Credit, Spend: dom.Spend, Hub: hub, Notify: notifications, Guard: dom.Guard, Groups: dom.Groups,
-			Lifecycle: dom.Lifecycle, Migration: dom.Migration, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
+			Lifecycle: dom.Lifecycle, Migration: dom.Migration,
+			Expenditures: expenditures.New(st, cfg.BillingTimezone), Billing: dom.Billing, PublicURL: cfg.PublicURL, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
 			server.Options{Playground: cfg.Playground, Monitoring: true, Limits: server.Limits{
 				Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, ParserTokens: cfg.MaxTokens, BodyBytes: cfg.MaxBody, UploadBytes: cfg.MaxUpload}})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -247,6 +252,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		mw := workers.NewMigration(dom.Migration, queue, log)
 		mw.Register(reg)
 		mw.Handle(mux)
+		workers.HandleBilling(mux, dom.Billing, cfg.BillSchedule)
 		taskSrv = workers.NewServer(cfg.QueueRedis, workers.ServerConfig{Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: cfg.ShutdownTimeout}, log)
 		if err := taskSrv.Start(mux); err != nil {
 			return fmt.Errorf("start workers: %w", err)
@@ -257,7 +263,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 	}
 	if r.scheduler {
 		entries := append(append(append(workers.DefaultEntries(), workers.NotificationEntries()...), workers.GuardEntries()...), workers.LifecycleEntries()...)
-		entries = append(entries, workers.MigrationEntries()...)
+		entries = append(append(entries, workers.MigrationEntries()...), workers.BillingEntries()...)
 		sched := workers.NewScheduler(queue, entries, st.Clock(), log)
 		goRun("scheduler", sched.Run)
 		log.Info("scheduler started")

@@ -1,0 +1,163 @@
+package resolvers
+
+import (
+	"context"
+
+	"partnerd/apperr"
+	"partnerd/billing"
+	"partnerd/graph"
+	"partnerd/ids"
+	"partnerd/models"
+)
+
+// monthPtr turns a table month (YYYYMM) into a schema Month.
+func monthPtr(k int) *models.Month {
+	m := billing.MonthOfKey(k)
+	return &m
+}
+
+// optionalID decodes an optional Account ID argument (0 when absent).
+func optionalID(field string, id *string) (int64, error) {
+	if id == nil || *id == "" {
+		return 0, nil
+	}
+	key, err := ids.Decode(*id, TypeAccount)
+	if err != nil {
+		return 0, apperr.Invalid(field, "%s is not a valid account ID", field)
+	}
+	return key, nil
+}
+
+// callerPartner is partnerID, or the caller's own account without it.
+func (r *Resolver) callerPartner(ctx context.Context, partnerID *string) (int64, error) {
+	id, err := optionalID("partnerId", partnerID)
+	if err != nil || id != 0 {
+		return id, err
+	}
+	me, err := r.Accounts.Me(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return me.ID, nil
+}
+
+func (r *queryResolver) bills(ctx context.Context, partnerID *string, month *models.Month, status *billing.Status, first *int, after *string) (*graph.PartnerBillConnection, error) {
+	pid, err := optionalID("partnerId", partnerID)
+	if err != nil {
+		return nil, err
+	}
+	afterID, err := decodeCursor(after)
+	if err != nil {
+		return nil, err
+	}
+	f := billing.BillFilter{PartnerID: pid, Month: month, Status: status}
+	list, more, err := r.Billing.Bills(ctx, f, pageSize(first, 50), afterID)
+	if err != nil {
+		return nil, err
+	}
+	total, err := r.Billing.CountBills(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	es, info := edges(list, more, func(b *billing.PartnerBill) int64 { return b.ID },
+		func(c string, b *billing.PartnerBill) *graph.PartnerBillEdge {
+			return &graph.PartnerBillEdge{Cursor: c, Node: b}
+		})
+	return &graph.PartnerBillConnection{Edges: es, PageInfo: info, TotalCount: total}, nil
+}
+
+func (r *queryResolver) customerBills(ctx context.Context, partnerID, customerID *string, month *models.Month, first *int, after *string) (*graph.CustomerBillConnection, error) {
+	pid, err := optionalID("partnerId", partnerID)
+	if err != nil {
+		return nil, err
+	}
+	cid, err := optionalID("customerId", customerID)
+	if err != nil {
+		return nil, err
+	}
+	afterID, err := decodeCursor(after)
+	if err != nil {
+		return nil, err
+	}
+	f := billing.CustomerBillFilter{PartnerID: pid, CustomerID: cid, Month: month}
+	list, more, err := r.Billing.CustomerBills(ctx, f, pageSize(first, 50), afterID)
+	if err != nil {
+		return nil, err
+	}
+	total, err := r.Billing.CountCustomerBills(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	es, info := edges(list, more, func(b *billing.CustomerBill) int64 { return b.ID },
+		func(c string, b *billing.CustomerBill) *graph.CustomerBillEdge {
+			return &graph.CustomerBillEdge{Cursor: c, Node: b}
+		})
+	return &graph.CustomerBillConnection{Edges: es, PageInfo: info, TotalCount: total}, nil
+}
+
+func (r *queryResolver) incentives(ctx context.Context, partnerID *string, status *billing.IncentiveStatus, first *int, after *string) (*graph.IncentiveConnection, error) {
+	pid, err := optionalID("partnerId", partnerID)
+	if err != nil {
+		return nil, err
+	}
+	afterID, err := decodeCursor(after)
+	if err != nil {
+		return nil, err
+	}
+	f := billing.IncentiveFilter{PartnerID: pid, Status: status}
+	list, more, err := r.Billing.Incentives(ctx, f, pageSize(first, 50), afterID)
+	if err != nil {
+		return nil, err
+	}
+	total, err := r.Billing.CountIncentives(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	es, info := edges(list, more, func(i *billing.Incentive) int64 { return i.ID },
+		func(c string, i *billing.Incentive) *graph.IncentiveEdge {
+			return &graph.IncentiveEdge{Cursor: c, Node: i}
+		})
+	return &graph.IncentiveConnection{Edges: es, PageInfo: info, TotalCount: total}, nil
+}
+
+func (r *partnerBillResolver) lines(ctx context.Context, obj *billing.PartnerBill, customerID, productCode *string) ([]*billing.Line, error) {
+	cid, err := optionalID("customerId", customerID)
+	if err != nil {
+		return nil, err
+	}
+	ls, err := r.Billing.Lines(ctx, []int64{obj.ID}, billing.LineFilter{CustomerID: cid, ProductCode: strOr(productCode, "")})
+	if err != nil {
+		return nil, err
+	}
+	if ls[obj.ID] == nil {
+		return []*billing.Line{}, nil
+	}
+	return ls[obj.ID], nil
+}
+
+func (r *mutationResolver) createIncentivePolicy(ctx context.Context, name string, effective models.Month, in []*graph.IncentiveTierInput) (*billing.Policy, error) {
+	tiers := make(billing.Tiers, len(in))
+	for i, t := range in {
+		tiers[i] = billing.Tier{Threshold: t.Threshold, Percent: t.Percent}
+	}
+	return r.Billing.CreatePolicy(ctx, name, effective, tiers)
+}
+
+// decodeKey decodes the ID of a billing object of type typ.
+func decodeKey(field, id, typ string) (int64, error) {
+	key, err := ids.Decode(id, typ)
+	if err != nil {
+		return 0, apperr.Invalid(field, "%s is not a valid %s ID", field, typ)
+	}
+	return key, nil
+}
+
+// accountIfVisible is account id, or nil when it is outside the caller's
+// scope.
+func (r *Resolver) accountIfVisible(ctx context.Context, id int64) (*models.Account, error) {
+	a, err := r.account(ctx, id)
+	if apperr.Is(err, apperr.NotFound) {
+		return nil, nil
+	}
+	return a, err
+}
