@@ -61,18 +61,7 @@ func (s *Service) CreateRatingRule(ctx context.Context, partnerID int64, product
 	}
 	var out RatingRule
 	err := s.st.InTx(ctx, func(tx *store.Tx) error {
-		sc, err := accounts.ScopeOf(tx.Context())
-		if err != nil {
-			return err
-		}
-		a, err := accounts.LockInScope(tx, sc, partnerID)
-		if err != nil {
-			return err
-		}
-		if a.Kind != models.KindDistributor && a.Kind != models.KindReseller {
-			return apperr.Invalid("partnerId", "rating rules belong to partners, not to a %s", a.Kind)
-		}
-		if err := sc.Require(accounts.PermFinance); err != nil {
+		if err := lockPartnerForFinance(tx, partnerID); err != nil {
 			return err
 		}
 		var issued int
@@ -82,7 +71,7 @@ func (s *Service) CreateRatingRule(ctx context.Context, partnerID int64, product
 		if effective.Key() <= issued {
 			return apperr.Preconditionf("the customer bills of %s are issued and final: a new rule starts after it", MonthOfKey(issued))
 		}
-		err = tx.DB.Raw(`INSERT INTO rating_rules (partner_id, product_code, percent, effective_month, created_at, created_by)
+		err := tx.DB.Raw(`INSERT INTO rating_rules (partner_id, product_code, percent, effective_month, created_at, created_by)
 			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (partner_id, product_code, effective_month) DO NOTHING RETURNING *`,
 			partnerID, productCode, percent, effective.Key(), tx.Now(), store.ActorFrom(tx.Context()).Label).Scan(&out).Error
 		if err != nil {
@@ -102,6 +91,24 @@ func (s *Service) CreateRatingRule(ctx context.Context, partnerID int64, product
 		return nil, err
 	}
 	return &out, nil
+}
+
+// lockPartnerForFinance locks partner id through the caller's scope
+// (NOT_FOUND outside it, VALIDATION if it is not a partner) and requires a
+// role with PermFinance (ADMIN or FINANCE).
+func lockPartnerForFinance(tx *store.Tx, id int64) error {
+	sc, err := accounts.ScopeOf(tx.Context())
+	if err != nil {
+		return err
+	}
+	a, err := accounts.LockInScope(tx, sc, id)
+	if err != nil {
+		return err
+	}
+	if a.Kind != models.KindDistributor && a.Kind != models.KindReseller {
+		return apperr.Invalid("partnerId", "account %d is a %s, not a partner", id, a.Kind)
+	}
+	return sc.Require(accounts.PermFinance)
 }
 
 // RatingRules lists the rating rules of partner partnerID (in scope), by
@@ -170,20 +177,10 @@ func (s *Service) GenerateCustomerBills(ctx context.Context, partnerID int64, mo
 	}
 	var n int
 	err := s.st.InTx(ctx, func(tx *store.Tx) error {
-		sc, err := accounts.ScopeOf(tx.Context())
-		if err != nil {
+		if err := lockPartnerForFinance(tx, partnerID); err != nil {
 			return err
 		}
-		a, err := accounts.LockInScope(tx, sc, partnerID)
-		if err != nil {
-			return err
-		}
-		if a.Kind != models.KindDistributor && a.Kind != models.KindReseller {
-			return apperr.Invalid("partnerId", "customer bills are a partner's, not a %s's", a.Kind)
-		}
-		if err := sc.Require(accounts.PermFinance); err != nil {
-			return err
-		}
+		var err error
 		n, err = s.rateCustomers(tx, partnerID, month.Key())
 		return err
 	})
