@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"partnerd/accounts"
+	"partnerd/billing"
 	"partnerd/credit"
 	"partnerd/demo"
 	"partnerd/groups"
@@ -34,12 +35,13 @@ func TestLoad_TreeCreditSpendAndInbox(t *testing.T) {
 	d := demo.Services{Accounts: svc, Credit: credit.New(st, testkit.Shanghai), Spend: spend.New(st, testkit.Shanghai), Notify: ns,
 		Guard: guard.New(st, guard.Options{Location: testkit.Shanghai}), Groups: groups.New(st),
 		Lifecycle: lifecycle.New(st, lifecycle.Options{PublicURL: "http://localhost:8080", Location: testkit.Shanghai}),
-		Migration: migration.New(st, migration.Options{Location: testkit.Shanghai})}
+		Migration: migration.New(st, migration.Options{Location: testkit.Shanghai}),
+		Billing:   billing.New(st, svc, billing.Options{Location: testkit.Shanghai})}
 	sum, err := demo.Load(ctx, d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sum.Loaded || sum.Accounts < 10 || sum.Expenditures == 0 || sum.InboxMessages == 0 {
+	if !sum.Loaded || sum.Accounts < 10 || sum.Expenditures == 0 || sum.InboxMessages == 0 || sum.Bills == 0 {
 		t.Fatalf("summary %+v", sum)
 	}
 	// Budgets: one exceeded, a frozen customer awaiting its budget, and the
@@ -70,6 +72,19 @@ func TestLoad_TreeCreditSpendAndInbox(t *testing.T) {
 		if got[name] != want {
 			t.Errorf("%s: %s, want %s", name, got[name], want)
 		}
+	}
+	// Last month's bills are issued, Aurora's customers rated, and Aurora
+	// applied for the payout of its incentive.
+	var billing struct{ Issued, Drafts, Rated, Applied int64 }
+	if err := st.DB.Raw(`SELECT (SELECT count(*) FROM partner_bills WHERE status = 'ISSUED') AS issued,
+			(SELECT count(*) FROM partner_bills WHERE status = 'DRAFT') AS drafts,
+			(SELECT count(*) FROM customer_bills WHERE status = 'ISSUED') AS rated,
+			(SELECT count(*) FROM incentives i JOIN accounts a ON a.id = i.partner_id
+				WHERE i.status = 'APPLIED' AND a.name = 'Aurora Cloud Distribution' AND i.amount > 0) AS applied`).Scan(&billing).Error; err != nil {
+		t.Fatal(err)
+	}
+	if billing.Issued == 0 || billing.Drafts != 0 || billing.Rated == 0 || billing.Applied != 1 {
+		t.Errorf("demo bills: %+v", billing)
 	}
 	var pending int64
 	if err := st.DB.Raw(`SELECT count(*) FROM invitations WHERE status = 'PENDING'`).Scan(&pending).Error; err != nil || pending != 1 {
