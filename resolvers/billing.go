@@ -16,21 +16,18 @@ func monthPtr(k int) *models.Month {
 	return &m
 }
 
-// optionalID decodes an optional Account ID argument (0 when absent).
-func optionalID(field string, id *string) (int64, error) {
+// optionalID decodes an optional Account ID argument (0 when
+// absent; a malformed ID is VALIDATION, another type's NOT_FOUND).
+func optionalID(id *string) (int64, error) {
 	if id == nil || *id == "" {
 		return 0, nil
 	}
-	key, err := ids.Decode(*id, TypeAccount)
-	if err != nil {
-		return 0, apperr.Invalid(field, "%s is not a valid account ID", field)
-	}
-	return key, nil
+	return ids.Decode(*id, TypeAccount)
 }
 
 // callerPartner is partnerID, or the caller's own account without it.
 func (r *Resolver) callerPartner(ctx context.Context, partnerID *string) (int64, error) {
-	id, err := optionalID("partnerId", partnerID)
+	id, err := optionalID(partnerID)
 	if err != nil || id != 0 {
 		return id, err
 	}
@@ -42,7 +39,7 @@ func (r *Resolver) callerPartner(ctx context.Context, partnerID *string) (int64,
 }
 
 func (r *queryResolver) bills(ctx context.Context, partnerID *string, month *models.Month, status *billing.Status, first *int, after *string) (*graph.PartnerBillConnection, error) {
-	pid, err := optionalID("partnerId", partnerID)
+	pid, err := optionalID(partnerID)
 	if err != nil {
 		return nil, err
 	}
@@ -67,11 +64,11 @@ func (r *queryResolver) bills(ctx context.Context, partnerID *string, month *mod
 }
 
 func (r *queryResolver) customerBills(ctx context.Context, partnerID, customerID *string, month *models.Month, first *int, after *string) (*graph.CustomerBillConnection, error) {
-	pid, err := optionalID("partnerId", partnerID)
+	pid, err := optionalID(partnerID)
 	if err != nil {
 		return nil, err
 	}
-	cid, err := optionalID("customerId", customerID)
+	cid, err := optionalID(customerID)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +93,7 @@ func (r *queryResolver) customerBills(ctx context.Context, partnerID, customerID
 }
 
 func (r *queryResolver) incentives(ctx context.Context, partnerID *string, status *billing.IncentiveStatus, first *int, after *string) (*graph.IncentiveConnection, error) {
-	pid, err := optionalID("partnerId", partnerID)
+	pid, err := optionalID(partnerID)
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +118,7 @@ func (r *queryResolver) incentives(ctx context.Context, partnerID *string, statu
 }
 
 func (r *partnerBillResolver) lines(ctx context.Context, obj *billing.PartnerBill, customerID, productCode *string) ([]*billing.Line, error) {
-	cid, err := optionalID("customerId", customerID)
+	cid, err := optionalID(customerID)
 	if err != nil {
 		return nil, err
 	}
@@ -141,15 +138,6 @@ func (r *mutationResolver) createIncentivePolicy(ctx context.Context, name strin
 		tiers[i] = billing.Tier{Threshold: t.Threshold, Percent: t.Percent}
 	}
 	return r.Billing.CreatePolicy(ctx, name, effective, tiers)
-}
-
-// decodeKey decodes the ID of a billing object of type typ.
-func decodeKey(field, id, typ string) (int64, error) {
-	key, err := ids.Decode(id, typ)
-	if err != nil {
-		return 0, apperr.Invalid(field, "%s is not a valid %s ID", field, typ)
-	}
-	return key, nil
 }
 
 // accountIfVisible is account id, or nil when it is outside the caller's

@@ -959,7 +959,7 @@ func (r *mutationResolver) GeneratePartnerBills(ctx context.Context, month model
 
 // IssuePartnerBill is the resolver for the issuePartnerBill field.
 func (r *mutationResolver) IssuePartnerBill(ctx context.Context, id string) (*billing.PartnerBill, error) {
-	key, err := decodeKey("id", id, billing.TypePartnerBill)
+	key, err := ids.Decode(id, billing.TypePartnerBill)
 	if err != nil {
 		return nil, err
 	}
@@ -973,7 +973,7 @@ func (r *mutationResolver) IssuePartnerBills(ctx context.Context, month models.M
 
 // CreateRatingRule is the resolver for the createRatingRule field.
 func (r *mutationResolver) CreateRatingRule(ctx context.Context, partnerID string, productCode *string, percent decimal.Decimal, effectiveMonth models.Month) (*billing.RatingRule, error) {
-	key, err := decodeKey("partnerId", partnerID, TypeAccount)
+	key, err := ids.Decode(partnerID, TypeAccount)
 	if err != nil {
 		return nil, err
 	}
@@ -996,7 +996,7 @@ func (r *mutationResolver) CreateIncentivePolicy(ctx context.Context, name strin
 
 // ApplyForPayout is the resolver for the applyForPayout field.
 func (r *mutationResolver) ApplyForPayout(ctx context.Context, incentiveID string) (*billing.Incentive, error) {
-	key, err := decodeKey("incentiveId", incentiveID, billing.TypeIncentive)
+	key, err := ids.Decode(incentiveID, billing.TypeIncentive)
 	if err != nil {
 		return nil, err
 	}
@@ -1005,7 +1005,7 @@ func (r *mutationResolver) ApplyForPayout(ctx context.Context, incentiveID strin
 
 // ApprovePayout is the resolver for the approvePayout field.
 func (r *mutationResolver) ApprovePayout(ctx context.Context, incentiveID string) (*billing.Incentive, error) {
-	key, err := decodeKey("incentiveId", incentiveID, billing.TypeIncentive)
+	key, err := ids.Decode(incentiveID, billing.TypeIncentive)
 	if err != nil {
 		return nil, err
 	}
@@ -1014,7 +1014,7 @@ func (r *mutationResolver) ApprovePayout(ctx context.Context, incentiveID string
 
 // RejectPayout is the resolver for the rejectPayout field.
 func (r *mutationResolver) RejectPayout(ctx context.Context, incentiveID string, reason string) (*billing.Incentive, error) {
-	key, err := decodeKey("incentiveId", incentiveID, billing.TypeIncentive)
+	key, err := ids.Decode(incentiveID, billing.TypeIncentive)
 	if err != nil {
 		return nil, err
 	}
@@ -1200,7 +1200,7 @@ func (r *queryResolver) Expenditures(ctx context.Context, filter *graph.Expendit
 
 // PartnerBills is the resolver for the partnerBills field.
 func (r *queryResolver) PartnerBills(ctx context.Context, partnerID string, month models.Month) ([]*billing.PartnerBill, error) {
-	key, err := decodeKey("partnerId", partnerID, TypeAccount)
+	key, err := ids.Decode(partnerID, TypeAccount)
 	if err != nil {
 		return nil, err
 	}
@@ -1214,7 +1214,7 @@ func (r *queryResolver) Bills(ctx context.Context, partnerID *string, month *mod
 
 // RatingRules is the resolver for the ratingRules field.
 func (r *queryResolver) RatingRules(ctx context.Context, partnerID string) ([]*billing.RatingRule, error) {
-	key, err := decodeKey("partnerId", partnerID, TypeAccount)
+	key, err := ids.Decode(partnerID, TypeAccount)
 	if err != nil {
 		return nil, err
 	}

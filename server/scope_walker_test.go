@@ -167,6 +167,10 @@ func typeForArg(field, arg string) string {
 		return "Unbinding"
 	case arg == "id" && strings.Contains(strings.ToLower(field), "migration"):
 		return "Migration"
+	case arg == "id" && field == "issuePartnerBill":
+		return "PartnerBill"
+	case arg == "incentiveId":
+		return "Incentive"
 	case arg == "groupId", arg == "id" && field == "deleteCustomerGroup":
 		return "CustomerGroup"
 	case arg == "unitId", arg == "id" && field == "deleteSharingUnit":
@@ -345,7 +349,29 @@ func foreignIDs(t *testing.T, api *testkit.API, p testkit.Party) idSet {
 		"InboxMessage": ids.Encode("InboxMessage", inbox), "Delivery": ids.Encode("Delivery", delivery),
 		"CustomerGroup": ids.Encode("CustomerGroup", groupOf(t, api, p)), "SharingUnit": ids.Encode("SharingUnit", unitOf(t, api, p)),
 		"Invitation": ids.Encode("Invitation", invitationOf(t, api, p)), "Unbinding": ids.Encode("Unbinding", unbindingOf(t, api, p)),
-		"Migration": ids.Encode("Migration", migrationOf(t, api, p))}
+		"Migration": ids.Encode("Migration", migrationOf(t, api, p))}.withBilling(t, api, p)
+}
+
+// withBilling adds a DRAFT partner bill of p's account, settling with the
+// platform (so no walker may issue it), and its PENDING incentive
+// (straight in the database).
+func (s idSet) withBilling(t *testing.T, api *testkit.API, p testkit.Party) idSet {
+	t.Helper()
+	var bill, inc int64
+	db := api.Store.DB
+	if err := db.Raw(`INSERT INTO partner_bills (partner_id, settles_with_id, month, generated_at) VALUES (?, ?, 200001, now())
+		ON CONFLICT (partner_id, month) DO UPDATE SET generated_at = EXCLUDED.generated_at RETURNING id`, p.Account.ID, api.Platform.Account.ID).Scan(&bill).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Raw(`WITH pol AS (INSERT INTO incentive_policies (name, effective_month, tiers, created_at, created_by)
+			VALUES ('walker', 200001, '[]', now(), 'walker') ON CONFLICT (effective_month) DO UPDATE SET name = EXCLUDED.name RETURNING id)
+		INSERT INTO incentives (partner_id, month, bill_id, policy_id, revenue, percent, amount, status, updated_at)
+		SELECT ?, 200001, ?, pol.id, 0, 0, 0, 'PENDING', now() FROM pol
+		ON CONFLICT (partner_id, month) DO UPDATE SET updated_at = EXCLUDED.updated_at RETURNING id`, p.Account.ID, bill).Scan(&inc).Error; err != nil {
+		t.Fatal(err)
+	}
+	s["PartnerBill"], s["Incentive"] = ids.Encode("PartnerBill", bill), ids.Encode("Incentive", inc)
+	return s
 }
 
 // invitationOf makes a (declined) invitation sent by partner p (straight in
@@ -419,7 +445,7 @@ func ownIDs(t *testing.T, api *testkit.API, p testkit.Party) idSet {
 		"InboxMessage": ids.Encode("InboxMessage", inbox), "Delivery": ids.Encode("Delivery", delivery),
 		"CustomerGroup": ids.Encode("CustomerGroup", groupOf(t, api, p)), "SharingUnit": ids.Encode("SharingUnit", unitOf(t, api, p)),
 		"Invitation": ids.Encode("Invitation", invitationOf(t, api, p)), "Unbinding": ids.Encode("Unbinding", unbindingOf(t, api, p)),
-		"Migration": ids.Encode("Migration", migrationOf(t, api, p))}
+		"Migration": ids.Encode("Migration", migrationOf(t, api, p))}.withBilling(t, api, p)
 }
 
 // notificationOf gives party p's admin a notification (fanned out and, in
