@@ -90,6 +90,11 @@ func (s *Service) issue(tx *store.Tx, m int, partners []int64) ([]PartnerBill, e
 	if err := tx.DB.Raw(q+` RETURNING *`, args...).Scan(&issued).Error; err != nil {
 		return nil, fmt.Errorf("issue the bills of %d: %w", m, err)
 	}
+	if partners == nil {
+		if err := tx.DB.Exec(`UPDATE bill_runs SET issued_at = ? WHERE month = ?`, tx.Now(), m).Error; err != nil {
+			return nil, fmt.Errorf("record the issue of %d: %w", m, err)
+		}
+	}
 	if len(issued) == 0 {
 		return nil, nil
 	}
@@ -115,11 +120,6 @@ func (s *Service) issue(tx *store.Tx, m int, partners []int64) ([]PartnerBill, e
 			ListTotal: b.ListTotal.StringFixed(2), ActualTotal: b.ActualTotal.StringFixed(2),
 			Adjustments: b.AdjustmentActual.StringFixed(2), URL: s.url + "/bills/" + b.GlobalID()}); err != nil {
 			return nil, err
-		}
-	}
-	if partners == nil {
-		if err := tx.DB.Exec(`UPDATE bill_runs SET issued_at = ? WHERE month = ?`, tx.Now(), m).Error; err != nil {
-			return nil, fmt.Errorf("record the issue of %d: %w", m, err)
 		}
 	}
 	return issued, nil
