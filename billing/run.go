@@ -87,16 +87,25 @@ func (s *Service) run(tx *store.Tx, m int, partners []int64) (int, error) {
 	if err := db.Exec(`SELECT pg_advisory_xact_lock(?, ?)`, billRunLock, m).Error; err != nil {
 		return 0, fmt.Errorf("lock the bill run of %d: %w", m, err)
 	}
+	// A month of records is a long statement: the run has its own bound
+	// instead of the connections' default.
+	if err := db.Exec(`SET LOCAL statement_timeout = '1h'`).Error; err != nil {
+		return 0, fmt.Errorf("bound the bill run of %d: %w", m, err)
+	}
 	now := tx.Now()
 	end := MonthOfKey(m).End(s.loc)
 	subset, args := "", []any{}
 	if partners != nil {
 		subset, args = " AND partner_id = ANY(?)", []any{store.Int64Array(partners)}
 	}
+	// The run's (partner, owner) pairs, read from the tree once.
+	if err := tempTable(tx, "bill_run_owners", `SELECT partner_id, owner_id FROM `+billOwners+` o WHERE true`+subset, args...); err != nil {
+		return 0, fmt.Errorf("list the owners of the bill run of %d: %w", m, err)
+	}
 	create := `INSERT INTO partner_bills (partner_id, settles_with_id, month, generated_at)
 		SELECT a.id, a.parent_id, ?, ? FROM accounts a
 		WHERE a.kind IN ('DISTRIBUTOR','RESELLER') AND a.parent_id IS NOT NULL
-		AND (a.created_at < ? OR a.id IN (SELECT o.partner_id FROM owner_spend_totals t JOIN ` + billOwners + ` o ON o.owner_id = t.owner_id WHERE t.month = ?))`
+		AND (a.created_at < ? OR a.id IN (SELECT o.partner_id FROM owner_spend_totals t JOIN bill_run_owners o ON o.owner_id = t.owner_id WHERE t.month = ?))`
 	if partners != nil {
 		create += ` AND a.id = ANY(?)`
 	}
@@ -133,40 +142,48 @@ func (s *Service) run(tx *store.Tx, m int, partners []int64) (int, error) {
 }
 
 // monthLines writes the lines of month m into its DRAFT bills and adds
-// them to the bills' totals, reading the month's records once.
+// them to the bills' totals, reading the month's records once: the GROUP BY
+// goes into a temporary table first (a statement that only reads can use
+// parallel workers; the INSERT of the lines cannot), then each group goes
+// to the bills of its owner, in bill order (a bill's lines then sit
+// together, so the next regeneration deletes them from few pages).
 func (s *Service) monthLines(tx *store.Tx, m int, subset string, args []any) error {
-	owners := billOwners
-	recordFilter := ""
+	filter := ""
 	if subset != "" {
-		owners = `(SELECT * FROM ` + billOwners + ` o WHERE true` + subset + `)`
-		recordFilter = ` AND owner_id IN (SELECT owner_id FROM ` + owners + ` f)`
+		filter = ` AND owner_id IN (SELECT owner_id FROM bill_run_owners)`
 	}
-	q := `WITH g AS (
-			SELECT owner_id, customer_id, product_code, sum(list_amount) AS l, sum(actual_amount) AS a, count(*) AS n
-			FROM expenditures WHERE month = ?` + recordFilter + ` GROUP BY owner_id, customer_id, product_code
-		), ins AS (
+	if err := tempTable(tx, "bill_run_lines", `SELECT owner_id, customer_id, product_code,
+			sum(list_amount) AS l, sum(actual_amount) AS a, count(*) AS n
+		FROM expenditures WHERE month = ?`+filter+` GROUP BY owner_id, customer_id, product_code`, m); err != nil {
+		return fmt.Errorf("sum the records of %d: %w", m, err)
+	}
+	err := tx.DB.Exec(`WITH ins AS (
 			INSERT INTO partner_bill_lines (bill_id, for_month, owner_id, customer_id, product_code, list, actual, records)
 			SELECT b.id, ?, g.owner_id, g.customer_id, g.product_code, g.l, g.a, g.n
-			FROM g JOIN ` + owners + ` o ON o.owner_id = g.owner_id
+			FROM bill_run_lines g JOIN bill_run_owners o ON o.owner_id = g.owner_id
 			JOIN partner_bills b ON b.partner_id = o.partner_id AND b.month = ? AND b.status = 'DRAFT'
+			ORDER BY b.id
 			RETURNING bill_id, list, actual, records
 		)
 		UPDATE partner_bills b SET list_total = s.l, actual_total = s.a, records = s.n
 		FROM (SELECT bill_id, sum(list) AS l, sum(actual) AS a, sum(records) AS n FROM ins GROUP BY bill_id) s
-		WHERE b.id = s.bill_id`
-	qa := []any{m}
-	if subset != "" {
-		qa = append(qa, args...)
-	}
-	qa = append(qa, m)
-	if subset != "" {
-		qa = append(qa, args...)
-	}
-	qa = append(qa, m)
-	if err := tx.DB.Exec(q, qa...).Error; err != nil {
+		WHERE b.id = s.bill_id`, m, m).Error
+	if err != nil {
 		return fmt.Errorf("write the lines of %d: %w", m, err)
 	}
 	return nil
+}
+
+// tempTable creates the temporary table name (dropped at commit) from the
+// query, and analyzes it so the statements that join it plan well.
+func tempTable(tx *store.Tx, name, query string, args ...any) error {
+	if err := tx.DB.Exec(`DROP TABLE IF EXISTS ` + name).Error; err != nil {
+		return err
+	}
+	if err := tx.DB.Exec(`CREATE TEMP TABLE `+name+` ON COMMIT DROP AS `+query, args...).Error; err != nil {
+		return err
+	}
+	return tx.DB.Exec(`ANALYZE ` + name).Error
 }
 
 // adjustments writes, into each DRAFT bill of month m, the records of
@@ -182,7 +199,7 @@ func (s *Service) adjustments(tx *store.Tx, m int, subset string, args []any) er
 		Month     int
 	}
 	var gaps []gap
-	q := `WITH o AS ` + billOwners + `,
+	q := `WITH o AS (SELECT * FROM bill_run_owners),
 		drafts AS (SELECT id, partner_id FROM partner_bills WHERE month = ? AND status = 'DRAFT'` + subset + `),
 		cur AS (SELECT o.partner_id, t.month, sum(t.records) AS n FROM owner_spend_totals t
 			JOIN o ON o.owner_id = t.owner_id JOIN drafts d ON d.partner_id = o.partner_id
@@ -209,7 +226,7 @@ func (s *Service) adjustments(tx *store.Tx, m int, subset string, args []any) er
 		err := tx.DB.Exec(`INSERT INTO partner_bill_lines (bill_id, for_month, owner_id, customer_id, product_code, list, actual, records)
 			SELECT ?, ?, c.owner_id, c.customer_id, c.product_code, c.l - coalesce(p.l, 0), c.a - coalesce(p.a, 0), c.n - coalesce(p.n, 0)
 			FROM (SELECT owner_id, customer_id, product_code, sum(list_amount) AS l, sum(actual_amount) AS a, count(*) AS n
-				FROM expenditures WHERE month = ? AND owner_id IN (SELECT owner_id FROM `+billOwners+` o WHERE o.partner_id = ?)
+				FROM expenditures WHERE month = ? AND owner_id IN (SELECT owner_id FROM bill_run_owners WHERE partner_id = ?)
 				GROUP BY owner_id, customer_id, product_code) c
 			LEFT JOIN (SELECT l.owner_id, l.customer_id, l.product_code, sum(l.list) AS l, sum(l.actual) AS a, sum(l.records) AS n
 				FROM partner_bill_lines l JOIN partner_bills b ON b.id = l.bill_id

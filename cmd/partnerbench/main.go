@@ -52,7 +52,7 @@ type options struct {
 }
 
 // allScenarios are the scenarios in the order "all" runs them.
-var allScenarios = []string{"ingest", "allocate", "point", "tree", "notify", "authorize", "overspend", "migrate"}
+var allScenarios = []string{"ingest", "allocate", "point", "tree", "notify", "authorize", "overspend", "migrate", "billrun"}
 
 // maxErrorRate is the request error rate above which a run is a harness error.
 const maxErrorRate = 0.01
@@ -234,6 +234,8 @@ func (b *bench) runScenario(ctx context.Context, name string) (*section, error) 
 		sec, err = b.overspend(ctx)
 	case "migrate":
 		sec, err = b.migrate(ctx)
+	case "billrun":
+		sec, err = b.billrun(ctx)
 	default:
 		return nil, fmt.Errorf("unknown scenario %q", name)
 	}
