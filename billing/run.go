@@ -145,8 +145,7 @@ func (s *Service) run(tx *store.Tx, m int, partners []int64) (int, error) {
 // them to the bills' totals, reading the month's records once: the GROUP BY
 // goes into a temporary table first (a statement that only reads can use
 // parallel workers; the INSERT of the lines cannot), then each group goes
-// to the bills of its owner, in bill order (a bill's lines then sit
-// together, so the next regeneration deletes them from few pages).
+// to the bills of its owner.
 func (s *Service) monthLines(tx *store.Tx, m int, subset string, args []any) error {
 	filter := ""
 	if subset != "" {
@@ -162,7 +161,6 @@ func (s *Service) monthLines(tx *store.Tx, m int, subset string, args []any) err
 			SELECT b.id, ?, g.owner_id, g.customer_id, g.product_code, g.l, g.a, g.n
 			FROM bill_run_lines g JOIN bill_run_owners o ON o.owner_id = g.owner_id
 			JOIN partner_bills b ON b.partner_id = o.partner_id AND b.month = ? AND b.status = 'DRAFT'
-			ORDER BY b.id
 			RETURNING bill_id, list, actual, records
 		)
 		UPDATE partner_bills b SET list_total = s.l, actual_total = s.a, records = s.n
