@@ -59,6 +59,22 @@ type Export struct {
 	sel     *selection
 	kind    ExportKind
 	groupBy GroupBy
+	// labels caches the cells that repeat across rows (account IDs,
+	// months), for one WriteCSV.
+	labels map[int64]string
+}
+
+// label returns the cell of key k (an account ID, or a month key negated),
+// making it once per export.
+func (e *Export) label(k int64, build func() string) string {
+	if v, ok := e.labels[k]; ok {
+		return v
+	}
+	v := build()
+	if len(e.labels) < 100_000 {
+		e.labels[k] = v
+	}
+	return v
 }
 
 // PrepareExport checks an export of kind (records, or a summary grouped by
@@ -159,6 +175,7 @@ func (e *Export) WriteCSV(ctx context.Context, w io.Writer) error {
 		}
 		return flush()
 	}
+	e.labels = map[int64]string{}
 	cells := make([]string, len(header))
 	err := e.s.cursor(ctx, q, args, func(rows *sql.Rows) error {
 		if !started {
@@ -240,7 +257,7 @@ func (e *Export) recordsQuery() (string, []any) {
 	where, wargs := sel.where("e", true)
 	cvis, cargs := sel.visible("c.path")
 	ovis, oargs := sel.visible("o.path")
-	order := `e.owner_id, e.month, e.usage_at, e.id`
+	order := `e.owner_id, e.month, ` + usageHour + `, e.usage_at, e.id`
 	if sel.customer != 0 {
 		order = `e.month, e.usage_at, e.id`
 	}
@@ -275,20 +292,20 @@ func (e *Export) recordRow(rows *sql.Rows, cells []string) error {
 	}
 	cells[0] = ids.Encode(TypeExpenditure, id)
 	cells[1] = SafeCell(ext)
-	cells[2] = ids.Encode(typeAccount, customer)
+	cells[2] = e.label(customer, func() string { return ids.Encode(typeAccount, customer) })
 	cells[3] = SafeCell(cname.String)
 	cells[4] = ""
 	if oname.Valid {
 		// An owner outside the caller's scope (a customer's partner) is
 		// not named, by ID or name.
-		cells[4] = ids.Encode(typeAccount, owner)
+		cells[4] = e.label(owner, func() string { return ids.Encode(typeAccount, owner) })
 	}
 	cells[5] = SafeCell(oname.String)
 	cells[6] = SafeCell(product)
 	cells[7] = SafeCell(region)
 	cells[8] = mode
 	cells[9] = usage.UTC().Format(time.RFC3339Nano)
-	cells[10] = monthOfKey(month).String()
+	cells[10] = e.label(-int64(month), func() string { return monthOfKey(month).String() })
 	cells[11] = models.FormatDecimal(list)
 	cells[12] = models.FormatDecimal(actual)
 	cells[13] = received.UTC().Format(time.RFC3339Nano)

@@ -36,9 +36,11 @@ type position struct {
 // normally the endCursor of the previous page; another is VALIDATION.
 //
 // How: for a subtree, each owner's records come in that order from the
-// (owner_id, month, usage_at, id) index and the owners' first rows are
-// merged, so a page reads at most first+1 index entries per owner with
-// records in the period; for one customer, (customer_id, month, usage_at).
+// owner index (owner_id, month, UTC hour of usage; one hour's records sorted
+// at a time) and the owners' first rows are merged, so a page reads about
+// first+1 records per owner with records in the period, plus the rest of
+// the hour it starts in; for one customer, from (customer_id, month,
+// usage_at).
 //
 // Errors: as Summarize; and VALIDATION for first outside 0..500.
 func (s *Service) Page(ctx context.Context, f Filter, first int, afterID int64) (*Page, error) {
@@ -67,33 +69,7 @@ func (s *Service) Page(ctx context.Context, f Filter, first int, afterID int64) 
 	if sel.empty() {
 		return page, nil
 	}
-	var q string
-	var args []any
-	keyset := ""
-	if after != nil {
-		keyset = ` AND (e.month, e.usage_at, e.id) > (?, ?, ?)`
-	}
-	if sel.byOwner && sel.customer == 0 {
-		where, wargs := sel.where("e", false)
-		q = `SELECT x.* FROM unnest(?::bigint[]) AS o(id) CROSS JOIN LATERAL (
-				SELECT e.* FROM expenditures e
-				WHERE e.owner_id = o.id AND ` + where + keyset + `
-				ORDER BY e.month, e.usage_at, e.id LIMIT ?
-			) x ORDER BY x.month, x.usage_at, x.id LIMIT ?`
-		args = append([]any{store.Int64Array(sel.owners)}, wargs...)
-	} else {
-		where, wargs := sel.where("e", true)
-		q = `SELECT e.* FROM expenditures e WHERE ` + where + keyset + `
-			ORDER BY e.month, e.usage_at, e.id LIMIT ?`
-		args = wargs
-	}
-	if after != nil {
-		args = append(args, after.Month, after.UsageAt, after.ID)
-	}
-	args = append(args, first+1)
-	if sel.byOwner && sel.customer == 0 {
-		args = append(args, first+1)
-	}
+	q, args := pageQuery(sel, first, after)
 	if err := db.Raw(q, args...).Scan(&page.Records).Error; err != nil {
 		return nil, fmt.Errorf("expenditure page: %w", err)
 	}
@@ -104,6 +80,43 @@ func (s *Service) Page(ctx context.Context, f Filter, first int, afterID int64) 
 		r.UsageAt, r.ReceivedAt = r.UsageAt.UTC(), r.ReceivedAt.UTC()
 	}
 	return page, nil
+}
+
+// usageHour is the third key of the owner index expenditures_owner_hour_idx
+// (migration 00014): the UTC hour of usage. Ordering by (month, usageHour,
+// usage_at, id) is ordering by (month, usage_at, id) — the hour only lets
+// the index serve it, one hour's records sorted at a time.
+const usageHour = `date_trunc('hour', e.usage_at AT TIME ZONE 'UTC')`
+
+// pageQuery renders the page of first+1 records of sel after position
+// after (nil: from the start).
+func pageQuery(sel *selection, first int, after *position) (string, []any) {
+	var q string
+	var args []any
+	if sel.byOwner && sel.customer == 0 {
+		where, wargs := sel.where("e", false)
+		keyset := ""
+		if after != nil {
+			keyset = ` AND (e.month, ` + usageHour + `, e.usage_at, e.id) > (?, date_trunc('hour', ?::timestamptz AT TIME ZONE 'UTC'), ?, ?)`
+			wargs = append(wargs, after.Month, after.UsageAt, after.UsageAt, after.ID)
+		}
+		q = `SELECT x.* FROM unnest(?::bigint[]) AS o(id) CROSS JOIN LATERAL (
+				SELECT e.* FROM expenditures e
+				WHERE e.owner_id = o.id AND ` + where + keyset + `
+				ORDER BY e.month, ` + usageHour + `, e.usage_at, e.id LIMIT ?
+			) x ORDER BY x.month, x.usage_at, x.id LIMIT ?`
+		args = append(append([]any{store.Int64Array(sel.owners)}, wargs...), first+1, first+1)
+		return q, args
+	}
+	where, args := sel.where("e", true)
+	keyset := ""
+	if after != nil {
+		keyset = ` AND (e.month, e.usage_at, e.id) > (?, ?, ?)`
+		args = append(args, after.Month, after.UsageAt, after.ID)
+	}
+	q = `SELECT e.* FROM expenditures e WHERE ` + where + keyset + `
+		ORDER BY e.month, e.usage_at, e.id LIMIT ?`
+	return q, append(args, first+1)
 }
 
 // Count returns how many records f selects in the caller's scope: from the

@@ -19,9 +19,9 @@
 //
 // Every query is bounded by the owners' running totals and the indexes: the
 // owners with records in the period come from owner_spend_totals, and the
-// records are read through (owner_id, month, usage_at, id) — or, for one
-// customer, (customer_id, month, usage_at) — never by scanning everyone's
-// records.
+// records are read through the owner index (owner_id, month, UTC hour of
+// usage) — or, for one customer, (customer_id, month, usage_at) — never by
+// scanning everyone's records.
 package expenditures
 
 import (
@@ -31,7 +31,6 @@ import (
 
 	"partnerd/accounts"
 	"partnerd/apperr"
-	"partnerd/ids"
 	"partnerd/models"
 	"partnerd/store"
 )
@@ -156,9 +155,6 @@ type Record struct {
 
 // IsNode marks Record as a Node.
 func (Record) IsNode() {}
-
-// GlobalID is the record's global ID.
-func (r *Record) GlobalID() string { return ids.Encode(TypeExpenditure, r.ID) }
 
 // Month is the billing month of the record's usage.
 func (r Record) Month() models.Month { return monthOfKey(r.MonthKey) }

@@ -136,10 +136,10 @@ func (s *Service) summaryQuery(sel *selection, g GroupBy, withNames bool) (strin
 		case ByProduct:
 			key, group = `0::bigint AS customer_id, e.product_code, ''::text AS day, 0 AS month`, `e.product_code`
 		case ByDay:
-			// One parameter, so GROUP BY names the output column rather
-			// than repeating an expression PostgreSQL would not match.
+			// Grouped by the date (4 bytes, hashed) and formatted after;
+			// GROUP BY names the output column so the zone is one parameter.
 			key, group = `0::bigint AS customer_id, ''::text AS product_code,
-				to_char(e.usage_at AT TIME ZONE ?, 'YYYY-MM-DD') AS day, min(e.month) AS month`, `3`
+				(e.usage_at AT TIME ZONE ?)::date AS day, min(e.month) AS month`, `3`
 			args = append(args, s.loc.String())
 		case ByMonth:
 			key, group = `0::bigint AS customer_id, ''::text AS product_code, ''::text AS day, e.month`, `e.month`
@@ -149,9 +149,14 @@ func (s *Service) summaryQuery(sel *selection, g GroupBy, withNames bool) (strin
 				count(*) AS records, max(e.received_at) AS as_of
 			FROM expenditures e WHERE ` + where + ` GROUP BY ` + group
 		args = append(args, wargs...)
+		if g == ByDay {
+			q = `SELECT d.customer_id, d.product_code, to_char(d.day, 'YYYY-MM-DD') AS day, d.month,
+					d.list, d.actual, d.records, d.as_of
+				FROM (` + q + `) d`
+		}
 	}
 	order := map[GroupBy]string{
-		ByCustomer: `g.customer_id`,
+		ByCustomer: `g.actual DESC, g.customer_id`,
 		ByProduct:  `g.actual DESC, g.product_code`,
 		ByDay:      `g.day`,
 		ByMonth:    `g.month`,

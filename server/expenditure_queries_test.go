@@ -311,6 +311,19 @@ func TestExpenditureExport_CSV(t *testing.T) {
 		t.Errorf("C1's months: %d %q", resp.StatusCode, body)
 	}
 
+	// HEAD answers the headers of the download without running it.
+	head, _ := http.NewRequest(http.MethodHead, api.Server.URL+"/v1/expenditures/export?from=2026-10&to=2026-11", nil)
+	head.Header.Set("Authorization", "Bearer "+tr.D1.Token)
+	hr, err := api.Server.Client().Do(head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb, _ := io.ReadAll(hr.Body)
+	hr.Body.Close()
+	if hr.StatusCode != 200 || len(hb) != 0 || hr.Header.Get("Content-Disposition") != `attachment; filename="expenditures-records-2026-10_2026-11.csv"` {
+		t.Errorf("HEAD: %d %v %q", hr.StatusCode, hr.Header, hb)
+	}
+
 	for _, c := range []struct {
 		name   string
 		token  string
@@ -410,5 +423,37 @@ func TestExpenditureExport_StreamsALargeExport(t *testing.T) {
 	}
 	if len(seen) != n || !sum.Equal(list) {
 		t.Errorf("%d records adding up to %s, want %d adding up to %s", len(seen), sum, n, list)
+	}
+}
+
+// The customers of a CUSTOMER summary load through the dataloader: the
+// statements of the query do not grow with the number of customers.
+func TestExpenditureSummary_CustomersLoadTogether(t *testing.T) {
+	api := testkit.NewAPI(t, server.Options{})
+	tr := api.Tree
+	// The fewer of two runs: the token check is served from its one-second
+	// cache at least once (and costs a statement otherwise).
+	statements := func() int64 {
+		least := int64(-1)
+		for range 2 {
+			before := api.Store.CountStatements()
+			var s summaryView
+			api.MustDo(t, tr.D1.Token, summaryQuery, map[string]any{"g": "CUSTOMER", "p": map[string]any{"from": "2026-10", "to": "2026-10"}}, &s)
+			if n := api.Store.CountStatements() - before; least < 0 || n < least {
+				least = n
+			}
+		}
+		return least
+	}
+	recordVia(t, api, expRec("a", tr.C1, "ecs", "2026-10-01T00:00:00Z", "1", "1"))
+	one := statements()
+	var recs []map[string]any
+	for i := range 6 {
+		c := tr.Add(t, tr.R2.Account.ID, models.KindCustomer, fmt.Sprintf("Extra %d", i))
+		recs = append(recs, expRec(fmt.Sprintf("x%d", i), c, "ecs", "2026-10-01T00:00:00Z", "1", "1"))
+	}
+	recordVia(t, api, recs...)
+	if seven := statements(); seven != one {
+		t.Errorf("a summary of 1 customer took %d statements, of 7 customers %d", one, seven)
 	}
 }

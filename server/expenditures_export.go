@@ -30,7 +30,7 @@ const exportIdleTimeout = 2 * time.Minute
 var exportParams = map[string]bool{"kind": true, "groupBy": true, "from": true, "to": true,
 	"partnerId": true, "customerId": true, "productCode": true, "tag": true}
 
-// ExportHandler serves GET /v1/expenditures/export: the records
+// ExportHandler serves GET (and HEAD) /v1/expenditures/export: the records
 // (kind=records, the default) or a summary (kind=summary&groupBy=CUSTOMER|
 // PRODUCT|DAY|MONTH) of the caller's scope as a CSV download, with the
 // filters of the GraphQL queries: from and to (YYYY-MM, inclusive, both or
@@ -72,6 +72,9 @@ func ExportHandler(svc *expenditures.Service, log *slog.Logger) http.Handler {
 		h.Set("Content-Disposition", `attachment; filename="`+exp.Filename()+`"`)
 		h.Set("Cache-Control", "no-store")
 		h.Set("X-Content-Type-Options", "nosniff")
+		if r.Method == http.MethodHead {
+			return
+		}
 		out := &exportWriter{w: w, rc: http.NewResponseController(w), idle: exportIdleTimeout}
 		defer out.rc.SetWriteDeadline(time.Time{}) //nolint:errcheck // the connection may serve another request
 		err = exp.WriteCSV(ctx, out)
