@@ -474,11 +474,7 @@ func (s *Service) IncentiveHistory(ctx context.Context, ids []int64) (map[int64]
 		store.Int64Array(ids)).Scan(&list).Error; err != nil {
 		return nil, fmt.Errorf("load incentive history: %w", err)
 	}
-	out := make(map[int64][]*IncentiveEvent, len(ids))
-	for _, e := range list {
-		out[e.IncentiveID] = append(out[e.IncentiveID], e)
-	}
-	return out, nil
+	return groupBy(list, func(x *IncentiveEvent) int64 { return x.IncentiveID }), nil
 }
 
 // Policy returns policy id (every signed-in caller may read policies).

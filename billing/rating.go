@@ -378,11 +378,7 @@ func (s *Service) CustomerLines(ctx context.Context, billIDs []int64) (map[int64
 		store.Int64Array(billIDs)).Scan(&list).Error; err != nil {
 		return nil, fmt.Errorf("load customer bill lines: %w", err)
 	}
-	out := make(map[int64][]*CustomerLine, len(billIDs))
-	for _, l := range list {
-		out[l.BillID] = append(out[l.BillID], l)
-	}
-	return out, nil
+	return groupBy(list, func(x *CustomerLine) int64 { return x.BillID }), nil
 }
 
 // RatingRule returns rule id if the caller may see its partner's rules

@@ -203,11 +203,7 @@ func (s *Service) Lines(ctx context.Context, billIDs []int64, f LineFilter) (map
 	if err := s.st.DB.WithContext(ctx).Raw(q+` ORDER BY l.bill_id, l.for_month <> b.month, l.for_month, l.customer_id, l.product_code, l.owner_id`, args...).Scan(&list).Error; err != nil {
 		return nil, fmt.Errorf("load bill lines: %w", err)
 	}
-	out := make(map[int64][]*Line, len(billIDs))
-	for _, l := range list {
-		out[l.BillID] = append(out[l.BillID], l)
-	}
-	return out, nil
+	return groupBy(list, func(x *Line) int64 { return x.BillID }), nil
 }
 
 // EachLine calls fn with the lines of bill b (which the caller was allowed
@@ -238,9 +234,15 @@ func (s *Service) Adjustments(ctx context.Context, billIDs []int64) (map[int64][
 		store.Int64Array(billIDs)).Scan(&list).Error; err != nil {
 		return nil, fmt.Errorf("load bill adjustments: %w", err)
 	}
-	out := make(map[int64][]*Adjustment, len(billIDs))
-	for _, a := range list {
-		out[a.BillID] = append(out[a.BillID], a)
+	return groupBy(list, func(x *Adjustment) int64 { return x.BillID }), nil
+}
+
+// groupBy groups rows by key, keeping their order.
+func groupBy[T any](rows []T, key func(T) int64) map[int64][]T {
+	out := map[int64][]T{}
+	for _, r := range rows {
+		k := key(r)
+		out[k] = append(out[k], r)
 	}
-	return out, nil
+	return out
 }
