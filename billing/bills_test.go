@@ -261,6 +261,14 @@ func TestBillsConnection(t *testing.T) {
 	if err != nil || len(mine) != 3 {
 		t.Fatalf("D1's bills: %v %v", mine, err)
 	}
+	// A cursor naming a bill outside the caller's scope gives an empty page,
+	// as an unknown one does: it tells nothing about that bill.
+	foreign := f.bill(t, f.D2.Account.ID, "2026-09")
+	for _, after := range []int64{foreign.ID, 1 << 40} {
+		if page, more, err := f.svc.Bills(f.D1.Ctx, billing.BillFilter{}, 50, after); err != nil || len(page) != 0 || more {
+			t.Fatalf("page after %d: %v %v %v", after, page, more, err)
+		}
+	}
 	issued := billing.StatusIssued
 	none, _, err := f.svc.Bills(f.D1.Ctx, billing.BillFilter{Status: &issued}, 50, 0)
 	if err != nil || len(none) != 0 {

@@ -14,12 +14,22 @@ import (
 
 // IssuePartnerBill issues DRAFT bill id after regenerating it, so it holds
 // every record received until now; from then on it never changes. The
-// party the bill settles with issues it: a platform ADMIN or FINANCE user
+// party the bill settles with issues it — a platform ADMIN or FINANCE user
 // for a tier-1 partner's bill, the distributor's for a second-level
-// reseller's. Issuing an ISSUED bill is a CONFLICT.
+// reseller's — and the platform may issue any. Issuing an ISSUED bill is a
+// CONFLICT.
 func (s *Service) IssuePartnerBill(ctx context.Context, id int64) (*PartnerBill, error) {
 	var out *PartnerBill
 	err := s.st.InTx(ctx, func(tx *store.Tx) error {
+		// The month's run lock before the bill's row lock, in the order a
+		// bill run takes them, so an issue and a run never deadlock.
+		var month int
+		if err := tx.DB.Raw(`SELECT month FROM partner_bills WHERE id = ?`, id).Scan(&month).Error; err != nil {
+			return fmt.Errorf("read partner bill %d: %w", id, err)
+		}
+		if err := lockRun(tx, month); err != nil {
+			return err
+		}
 		b, sc, err := s.lockBill(tx, id)
 		if err != nil {
 			return err

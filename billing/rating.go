@@ -170,10 +170,18 @@ type CustomerLine struct {
 // returns how many bills there are. Bills rated from a DRAFT partner bill
 // are DRAFT and rated again on every call; once rated from the ISSUED
 // partner bill they are ISSUED and never change (a call returns their
-// count). ADMIN or FINANCE of the partner or above it.
+// count). ADMIN or FINANCE of the partner or above it; partnerID 0 is the
+// caller's own account.
 func (s *Service) GenerateCustomerBills(ctx context.Context, partnerID int64, month models.Month) (int, error) {
 	if err := s.checkClosed(month); err != nil {
 		return 0, err
+	}
+	if partnerID == 0 {
+		p, ok := accounts.PrincipalFrom(ctx)
+		if !ok {
+			return 0, accounts.ErrUnauthenticated
+		}
+		partnerID = p.AccountID
 	}
 	var n int
 	err := s.st.InTx(ctx, func(tx *store.Tx) error {
@@ -300,8 +308,10 @@ func (s *Service) CustomerBills(ctx context.Context, f CustomerBillFilter, first
 		return nil, false, err
 	}
 	if afterID > 0 {
-		q += ` AND (b.month, -b.id) < (SELECT month, -id FROM customer_bills WHERE id = ?)`
-		args = append(args, afterID)
+		// The cursor's bill through the same filter: one the caller may not
+		// see gives an empty page, as an unknown one does.
+		q += ` AND (b.month, -b.id) < (SELECT b.month, -b.id FROM customer_bills b WHERE b.id = ? AND ` + q + `)`
+		args = append(append(args, afterID), args...)
 	}
 	var out []*CustomerBill
 	if err := s.st.DB.WithContext(ctx).Raw(`SELECT b.* FROM customer_bills b WHERE `+q+` ORDER BY b.month DESC, b.id LIMIT ?`,

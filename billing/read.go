@@ -118,8 +118,11 @@ func (s *Service) Bills(ctx context.Context, f BillFilter, first int, afterID in
 		return nil, false, err
 	}
 	if afterID > 0 {
-		q += ` AND (b.month, -b.id) < (SELECT month, -id FROM partner_bills WHERE id = ?)`
-		args = append(args, afterID)
+		// The cursor's bill through the same filter: one the caller may not
+		// see gives an empty page, as an unknown one does.
+		q += ` AND (b.month, -b.id) < (SELECT b.month, -b.id FROM partner_bills b JOIN accounts a ON a.id = b.partner_id
+			WHERE b.id = ? AND ` + q + `)`
+		args = append(append(args, afterID), args...)
 	}
 	var out []*PartnerBill
 	err = s.st.DB.WithContext(ctx).Raw(`SELECT b.* FROM partner_bills b JOIN accounts a ON a.id = b.partner_id WHERE `+q+

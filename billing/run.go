@@ -14,6 +14,17 @@ import (
 // (by any scheduler, worker or caller) take turns.
 const billRunLock = 7201
 
+// lockRun takes month m's bill run lock (runs and issues of a month take
+// turns) and, shared, the policies' lock (a policy is not created while a
+// run computes incentives under the one in force). Taken again in the same
+// transaction it is a no-op.
+func lockRun(tx *store.Tx, m int) error {
+	if err := tx.DB.Exec(`SELECT pg_advisory_xact_lock_shared(?, 0), pg_advisory_xact_lock(?, ?)`, billRunLock, billRunLock, m).Error; err != nil {
+		return fmt.Errorf("lock the bill run of %d: %w", m, err)
+	}
+	return nil
+}
+
 // billOwners relates each partner to the owners whose records its bill
 // holds: itself, and for a tier-1 distributor its second-level resellers
 // (a distributor settles with the platform for its whole subtree).
@@ -84,8 +95,8 @@ func (s *Service) checkClosed(m models.Month) error {
 //  4. the totals, and the incentive of each tier-1 partner's bill.
 func (s *Service) run(tx *store.Tx, m int, partners []int64) (int, error) {
 	db := tx.DB
-	if err := db.Exec(`SELECT pg_advisory_xact_lock(?, ?)`, billRunLock, m).Error; err != nil {
-		return 0, fmt.Errorf("lock the bill run of %d: %w", m, err)
+	if err := lockRun(tx, m); err != nil {
+		return 0, err
 	}
 	// A month of records is a long statement: the run has its own bound
 	// instead of the connections' default.
@@ -251,13 +262,15 @@ func (s *Service) adjustments(tx *store.Tx, m int, subset string, args []any) er
 }
 
 // recordRun notes that the whole month's run completed (a run over some
-// partners only does not count).
+// partners only does not count), keeping the count of bills of the last
+// run that wrote any.
 func (s *Service) recordRun(tx *store.Tx, m int, partners []int64, n int) error {
 	if partners != nil {
 		return nil
 	}
 	err := tx.DB.Exec(`INSERT INTO bill_runs (month, generated_at, bills) VALUES (?, ?, ?)
-		ON CONFLICT (month) DO UPDATE SET generated_at = EXCLUDED.generated_at, bills = EXCLUDED.bills`, m, tx.Now(), n).Error
+		ON CONFLICT (month) DO UPDATE SET generated_at = EXCLUDED.generated_at,
+			bills = CASE WHEN EXCLUDED.bills > 0 THEN EXCLUDED.bills ELSE bill_runs.bills END`, m, tx.Now(), n).Error
 	if err != nil {
 		return fmt.Errorf("record the bill run of %d: %w", m, err)
 	}

@@ -25,19 +25,6 @@ func optionalID(id *string) (int64, error) {
 	return ids.Decode(*id, TypeAccount)
 }
 
-// callerPartner is partnerID, or the caller's own account without it.
-func (r *Resolver) callerPartner(ctx context.Context, partnerID *string) (int64, error) {
-	id, err := optionalID(partnerID)
-	if err != nil || id != 0 {
-		return id, err
-	}
-	me, err := r.Accounts.Me(ctx)
-	if err != nil {
-		return 0, err
-	}
-	return me.ID, nil
-}
-
 func (r *queryResolver) bills(ctx context.Context, partnerID *string, month *models.Month, status *billing.Status, first *int, after *string) (*graph.PartnerBillConnection, error) {
 	pid, err := optionalID(partnerID)
 	if err != nil {

@@ -7,7 +7,9 @@
 -- One partner bill per partner and month: the settlement basis between the
 -- partner and settles_with (the platform for a tier-1 partner, the
 -- distributor for a second-level reseller). DRAFT until issued; an ISSUED
--- bill and its lines never change (the triggers below refuse it).
+-- bill and its lines never change: the triggers below refuse to update or
+-- delete them, and only the bill run inserts lines, into the drafts it has
+-- locked.
 CREATE TABLE partner_bills (
     id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     partner_id     bigint NOT NULL REFERENCES accounts(id),
