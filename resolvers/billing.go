@@ -109,14 +109,22 @@ func (r *partnerBillResolver) lines(ctx context.Context, obj *billing.PartnerBil
 	if err != nil {
 		return nil, err
 	}
+	if cid == 0 && productCode == nil {
+		return orEmpty(r.loaders(ctx).BillLines.Load(ctx, obj.ID)())
+	}
 	ls, err := r.Billing.Lines(ctx, []int64{obj.ID}, billing.LineFilter{CustomerID: cid, ProductCode: strOr(productCode, "")})
 	if err != nil {
 		return nil, err
 	}
-	if ls[obj.ID] == nil {
-		return []*billing.Line{}, nil
+	return orEmpty(ls[obj.ID], nil)
+}
+
+// orEmpty is list, or an empty list for nil (a non-null GraphQL list).
+func orEmpty[T any](list []T, err error) ([]T, error) {
+	if list == nil && err == nil {
+		list = []T{}
 	}
-	return ls[obj.ID], nil
+	return list, err
 }
 
 func (r *mutationResolver) createIncentivePolicy(ctx context.Context, name string, effective models.Month, in []*graph.IncentiveTierInput) (*billing.Policy, error) {

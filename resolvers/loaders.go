@@ -7,6 +7,7 @@ import (
 	"github.com/graph-gophers/dataloader/v7"
 
 	"partnerd/accounts"
+	"partnerd/billing"
 	"partnerd/credit"
 	"partnerd/groups"
 	"partnerd/guard"
@@ -26,7 +27,27 @@ type Loaders struct {
 	Membership    *dataloader.Loader[int64, groups.Membership]
 	InUnbinding   *dataloader.Loader[int64, bool]
 	InMigration   *dataloader.Loader[int64, bool]
-	done          *prefetched
+	// Billing: the parts of bills the caller loaded through the scope.
+	BillLines        *dataloader.Loader[int64, []*billing.Line]
+	BillAdjustments  *dataloader.Loader[int64, []*billing.Adjustment]
+	BillIncentive    *dataloader.Loader[int64, *billing.Incentive]
+	IncentiveHistory *dataloader.Loader[int64, []*billing.IncentiveEvent]
+	CustomerLines    *dataloader.Loader[int64, []*billing.CustomerLine]
+	RatingRule       *dataloader.Loader[int64, *billing.RatingRule]
+	done             *prefetched
+}
+
+// byID is a loader of values by id from fetch, which loads many ids in one
+// query (absent ids get the zero value).
+func byID[V any](fetch func(context.Context, []int64) (map[int64]V, error)) *dataloader.Loader[int64, V] {
+	return dataloader.NewBatchedLoader(func(ctx context.Context, keys []int64) []*dataloader.Result[V] {
+		m, err := fetch(ctx, keys)
+		out := make([]*dataloader.Result[V], len(keys))
+		for i, k := range keys {
+			out[i] = &dataloader.Result[V]{Data: m[k], Error: err}
+		}
+		return out
+	}, dataloader.WithWait[int64, V](batchWait))
 }
 
 type childKey struct {
@@ -68,27 +89,21 @@ func (r *Resolver) WithLoaders(ctx context.Context) context.Context {
 			}
 			return out
 		}, dataloader.WithWait[spendKey, spend.Totals](batchWait)),
-		Credit: dataloader.NewBatchedLoader(func(ctx context.Context, keys []int64) []*dataloader.Result[credit.View] {
-			m, err := r.Credit.Views(ctx, keys)
-			out := make([]*dataloader.Result[credit.View], len(keys))
-			for i, k := range keys {
-				out[i] = &dataloader.Result[credit.View]{Data: m[k], Error: err}
-			}
-			return out
-		}, dataloader.WithWait[int64, credit.View](batchWait)),
+		Credit:      byID(r.Credit.Views),
 		done:        &prefetched{keys: map[childKey]bool{}},
 		Budget:      r.newBudgetLoader(),
 		Membership:  r.newMembershipLoader(),
 		InUnbinding: r.newUnbindingLoader(),
 		InMigration: r.newInMigrationLoader(),
-		Account: dataloader.NewBatchedLoader(func(ctx context.Context, keys []int64) []*dataloader.Result[*models.Account] {
-			m, err := svc.GetMany(ctx, keys)
-			out := make([]*dataloader.Result[*models.Account], len(keys))
-			for i, k := range keys {
-				out[i] = &dataloader.Result[*models.Account]{Data: m[k], Error: err}
-			}
-			return out
-		}, dataloader.WithWait[int64, *models.Account](batchWait)),
+		Account:     byID(svc.GetMany),
+		BillLines: byID(func(ctx context.Context, ids []int64) (map[int64][]*billing.Line, error) {
+			return r.Billing.Lines(ctx, ids, billing.LineFilter{})
+		}),
+		BillAdjustments:  byID(r.Billing.Adjustments),
+		BillIncentive:    byID(r.Billing.IncentivesOfBills),
+		IncentiveHistory: byID(r.Billing.IncentiveHistory),
+		CustomerLines:    byID(r.Billing.CustomerLines),
+		RatingRule:       byID(r.Billing.RulesOfLines),
 		ChildrenPage: dataloader.NewBatchedLoader(func(ctx context.Context, keys []childKey) []*dataloader.Result[*accounts.Page] {
 			out := make([]*dataloader.Result[*accounts.Page], len(keys))
 			for group, idx := range groupChildKeys(keys) {

@@ -253,14 +253,7 @@ func (r *customerBillResolver) Month(ctx context.Context, obj *billing.CustomerB
 
 // Lines is the resolver for the lines field.
 func (r *customerBillResolver) Lines(ctx context.Context, obj *billing.CustomerBill) ([]*billing.CustomerLine, error) {
-	ls, err := r.Billing.CustomerLines(ctx, []int64{obj.ID})
-	if err != nil {
-		return nil, err
-	}
-	if ls[obj.ID] == nil {
-		return []*billing.CustomerLine{}, nil
-	}
-	return ls[obj.ID], nil
+	return orEmpty(r.loaders(ctx).CustomerLines.Load(ctx, obj.ID)())
 }
 
 // InvoiceHTMLURL is the resolver for the invoiceHtmlUrl field.
@@ -283,11 +276,7 @@ func (r *customerBillLineResolver) Rule(ctx context.Context, obj *billing.Custom
 	if obj.RuleID == nil {
 		return nil, nil
 	}
-	rules, err := r.Billing.RulesOfLines(ctx, []int64{*obj.RuleID})
-	if err != nil {
-		return nil, err
-	}
-	return rules[*obj.RuleID], nil
+	return r.loaders(ctx).RatingRule.Load(ctx, *obj.RuleID)()
 }
 
 // ID is the resolver for the id field.
@@ -428,14 +417,7 @@ func (r *incentiveResolver) Policy(ctx context.Context, obj *billing.Incentive) 
 
 // History is the resolver for the history field.
 func (r *incentiveResolver) History(ctx context.Context, obj *billing.Incentive) ([]*billing.IncentiveEvent, error) {
-	h, err := r.Billing.IncentiveHistory(ctx, []int64{obj.ID})
-	if err != nil {
-		return nil, err
-	}
-	if h[obj.ID] == nil {
-		return []*billing.IncentiveEvent{}, nil
-	}
-	return h[obj.ID], nil
+	return orEmpty(r.loaders(ctx).IncentiveHistory.Load(ctx, obj.ID)())
 }
 
 // ID is the resolver for the id field.
@@ -1048,14 +1030,7 @@ func (r *partnerBillResolver) SettlesWith(ctx context.Context, obj *billing.Part
 
 // Adjustments is the resolver for the adjustments field.
 func (r *partnerBillResolver) Adjustments(ctx context.Context, obj *billing.PartnerBill) ([]*billing.Adjustment, error) {
-	a, err := r.Billing.Adjustments(ctx, []int64{obj.ID})
-	if err != nil {
-		return nil, err
-	}
-	if a[obj.ID] == nil {
-		return []*billing.Adjustment{}, nil
-	}
-	return a[obj.ID], nil
+	return orEmpty(r.loaders(ctx).BillAdjustments.Load(ctx, obj.ID)())
 }
 
 // Records is the resolver for the records field.
@@ -1065,11 +1040,7 @@ func (r *partnerBillResolver) Records(ctx context.Context, obj *billing.PartnerB
 
 // Incentive is the resolver for the incentive field.
 func (r *partnerBillResolver) Incentive(ctx context.Context, obj *billing.PartnerBill) (*billing.Incentive, error) {
-	incs, err := r.Billing.IncentivesOfBills(ctx, []int64{obj.ID})
-	if err != nil {
-		return nil, err
-	}
-	return incs[obj.ID], nil
+	return r.loaders(ctx).BillIncentive.Load(ctx, obj.ID)()
 }
 
 // CSVURL is the resolver for the csvUrl field.
