@@ -4956,15 +4956,17 @@ type PartnerBillConnection { edges: [PartnerBillEdge!]! pageInfo: PageInfo! tota
 type PartnerBillEdge { cursor: String! node: PartnerBill! }
 
 """A partner's price rule for its customers: percent on list price (negative: a discount, positive: a markup) for productCode (null: the default), in force from effectiveMonth until a later rule for the same product."""
-type RatingRule implements Node { id: ID! partner: Account! productCode: String percent: Decimal! effectiveMonth: Month! createdAt: Time! }
+type RatingRule implements Node { id: ID! "null for a caller that does not see the partner (its customers)" partner: Account productCode: String percent: Decimal! effectiveMonth: Month! createdAt: Time! }
 
 """A customer's bill from its partner for a month, rated from the partner bill's lines of that customer. Each line's amount is list × (1 + percent/100) rounded half-even to 2 decimals; the total is the sum of the rounded lines. DRAFT while the partner bill is; ISSUED bills never change."""
 type CustomerBill implements Node {
   id: ID!
   "The invoice number."
   number: String!
-  partner: Account!
-  customer: Account!
+  "The partner that bills; null for a caller that does not see it (a customer does not see its partner, as with parent)."
+  partner: Account
+  "The customer billed; null for a caller that no longer sees it (a former customer that moved to another partner)."
+  customer: Account
   month: Month!
   status: BillStatus!
   listTotal: Decimal!
@@ -10722,10 +10724,10 @@ func (ec *executionContext) _CustomerBill_partner(ctx context.Context, field gra
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
-			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+			return ec.marshalOAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_CustomerBill_partner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -10754,10 +10756,10 @@ func (ec *executionContext) _CustomerBill_customer(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
-			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+			return ec.marshalOAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_CustomerBill_customer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -20123,10 +20125,10 @@ func (ec *executionContext) _RatingRule_partner(ctx context.Context, field graph
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
-			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+			return ec.marshalOAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_RatingRule_partner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -24290,13 +24292,13 @@ func (ec *executionContext) _CustomerBill(ctx context.Context, sel ast.Selection
 				})
 		case "partner":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
+				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._CustomerBill_partner(ctx, field, obj)
 				})
 		case "customer":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
+				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._CustomerBill_customer(ctx, field, obj)
 				})
@@ -27435,7 +27437,7 @@ func (ec *executionContext) _RatingRule(ctx context.Context, sel ast.SelectionSe
 				})
 		case "partner":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
+				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._RatingRule_partner(ctx, field, obj)
 				})

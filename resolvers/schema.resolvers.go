@@ -238,12 +238,12 @@ func (r *customerBillResolver) Number(ctx context.Context, obj *billing.Customer
 
 // Partner is the resolver for the partner field.
 func (r *customerBillResolver) Partner(ctx context.Context, obj *billing.CustomerBill) (*models.Account, error) {
-	return r.account(ctx, obj.PartnerID)
+	return r.accountIfVisible(ctx, obj.PartnerID)
 }
 
 // Customer is the resolver for the customer field.
 func (r *customerBillResolver) Customer(ctx context.Context, obj *billing.CustomerBill) (*models.Account, error) {
-	return r.account(ctx, obj.CustomerID)
+	return r.accountIfVisible(ctx, obj.CustomerID)
 }
 
 // Month is the resolver for the month field.
@@ -1214,7 +1214,7 @@ func (r *ratingRuleResolver) ID(ctx context.Context, obj *billing.RatingRule) (s
 
 // Partner is the resolver for the partner field.
 func (r *ratingRuleResolver) Partner(ctx context.Context, obj *billing.RatingRule) (*models.Account, error) {
-	return r.account(ctx, obj.PartnerID)
+	return r.accountIfVisible(ctx, obj.PartnerID)
 }
 
 // ProductCode is the resolver for the productCode field.

@@ -105,15 +105,20 @@ func TestBilling_ThroughGraphQLAndDownloads(t *testing.T) {
 				Node struct {
 					ID, Number, Status, Total, InvoicePdfUrl string
 					Lines                                    []struct{ ProductCode, Percent, Amount string }
+					Partner                                  *struct{ ID string }
+					Customer                                 *struct{ Name string }
 				}
 			}
 		}
 	}
-	api.MustDo(t, tr.C3.Token, `{ customerBills { totalCount edges { node { id number status total invoicePdfUrl lines { productCode percent amount } } } } }`, nil, &cbs)
+	api.MustDo(t, tr.C3.Token, `{ customerBills { totalCount edges { node { id number status total invoicePdfUrl lines { productCode percent amount } partner { id } customer { name } } } } }`, nil, &cbs)
 	if cbs.CustomerBills.TotalCount != 1 {
 		t.Fatalf("C3's bills: %+v", cbs)
 	}
 	cb := cbs.CustomerBills.Edges[0].Node
+	if cb.Partner != nil || cb.Customer == nil || cb.Customer.Name != "Customer Three" { // a customer does not see its partner
+		t.Fatalf("C3's bill's parties: %+v %+v", cb.Partner, cb.Customer)
+	}
 	if cb.Total != "110.22" || cb.Status != "ISSUED" { // 100.25 × 0.9 = 90.225 → 90.22, + 20.00
 		t.Fatalf("C3's bill: %+v", cb)
 	}
