@@ -19,7 +19,7 @@ import (
 
 // BillFilename is the CSV download name of bill b's lines.
 func BillFilename(b *PartnerBill) string {
-	return fmt.Sprintf("partner-bill-%d-%s.csv", b.PartnerID, MonthOfKey(b.Month))
+	return fmt.Sprintf("partner-bill-%d-%s.csv", b.PartnerID, models.MonthOfKey(b.Month))
 }
 
 // WriteBillCSV writes the lines of bill b (which the caller was allowed to
@@ -39,7 +39,7 @@ func (s *Service) WriteBillCSV(ctx context.Context, b *PartnerBill, w io.Writer)
 		return fmt.Errorf("read the lines of bill %d: %w", b.ID, err)
 	}
 	defer rows.Close()
-	bill, partner, month := b.GlobalID(), ids.Encode("Account", b.PartnerID), MonthOfKey(b.Month).String()
+	bill, partner, month := b.GlobalID(), ids.Encode("Account", b.PartnerID), models.MonthOfKey(b.Month).String()
 	for rows.Next() {
 		var (
 			forMonth, records      int64
@@ -51,7 +51,7 @@ func (s *Service) WriteBillCSV(ctx context.Context, b *PartnerBill, w io.Writer)
 		if err := rows.Scan(&forMonth, &owner, &ownerName, &customer, &customerNam, &product, &records, &list, &actual); err != nil {
 			return fmt.Errorf("read the lines of bill %d: %w", b.ID, err)
 		}
-		if err := cw.Write([]string{bill, partner, month, string(b.Status), MonthOfKey(int(forMonth)).String(),
+		if err := cw.Write([]string{bill, partner, month, string(b.Status), models.MonthOfKey(int(forMonth)).String(),
 			strconv.FormatBool(int(forMonth) != b.Month), ids.Encode("Account", owner), expenditures.SafeCell(ownerName),
 			ids.Encode("Account", customer), expenditures.SafeCell(customerNam), expenditures.SafeCell(product),
 			strconv.FormatInt(records, 10), list.String(), actual.String()}); err != nil {
@@ -114,7 +114,7 @@ func (e *CustomerBillsExport) WriteCSV(ctx context.Context, w io.Writer) error {
 			return fmt.Errorf("read customer bills: %w", err)
 		}
 		if err := cw.Write([]string{b.Number(), b.GlobalID(), ids.Encode("Account", b.PartnerID), ids.Encode("Account", b.CustomerID),
-			expenditures.SafeCell(name), MonthOfKey(b.Month).String(), string(b.Status), MonthOfKey(forMonth).String(),
+			expenditures.SafeCell(name), models.MonthOfKey(b.Month).String(), string(b.Status), models.MonthOfKey(forMonth).String(),
 			strconv.FormatBool(forMonth != b.Month), expenditures.SafeCell(product), list.String(), percent.String(),
 			amount.StringFixed(2), b.Total.StringFixed(2)}); err != nil {
 			return err
@@ -153,7 +153,7 @@ func (s *Service) Invoice(ctx context.Context, id int64, locale string) (*invoic
 	if seller == nil || buyer == nil {
 		return nil, fmt.Errorf("invoice %d: its parties are missing", b.ID)
 	}
-	inv := &invoice.Invoice{Number: b.Number(), Month: MonthOfKey(b.Month).String(), Status: string(b.Status), Locale: locale,
+	inv := &invoice.Invoice{Number: b.Number(), Month: models.MonthOfKey(b.Month).String(), Status: string(b.Status), Locale: locale,
 		Currency: buyer.Currency, Seller: party(seller), Buyer: party(buyer), ListTotal: b.ListTotal, Total: b.Total}
 	if b.Status == StatusIssued {
 		inv.IssuedAt = b.GeneratedAt
@@ -161,7 +161,7 @@ func (s *Service) Invoice(ctx context.Context, id int64, locale string) (*invoic
 	for _, l := range lines[b.ID] {
 		line := invoice.Line{ProductCode: l.ProductCode, Kind: invoice.KindUsage, List: l.List, Percent: l.Percent, Amount: l.Amount}
 		if l.ForMonth != b.Month {
-			line.Kind, line.ForMonth = invoice.KindAdjustment, MonthOfKey(l.ForMonth).String()
+			line.Kind, line.ForMonth = invoice.KindAdjustment, models.MonthOfKey(l.ForMonth).String()
 		}
 		inv.Lines = append(inv.Lines, line)
 	}

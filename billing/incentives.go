@@ -170,7 +170,7 @@ func (s *Service) CreatePolicy(ctx context.Context, name string, effective model
 			return fmt.Errorf("read the last issued month: %w", err)
 		}
 		if effective.Key() <= issued {
-			return apperr.Preconditionf("the bills of %s are issued and their incentives final: a new policy starts after it", MonthOfKey(issued))
+			return apperr.Preconditionf("the bills of %s are issued and their incentives final: a new policy starts after it", models.MonthOfKey(issued))
 		}
 		err := tx.DB.Raw(`INSERT INTO incentive_policies (name, effective_month, tiers, created_at, created_by)
 			VALUES (?, ?, ?, ?, ?) ON CONFLICT (effective_month) DO NOTHING RETURNING *`,
@@ -358,7 +358,7 @@ func (s *Service) changeIncentive(ctx context.Context, id int64, status Incentiv
 			map[string]any{"incentive": id, "status": before}, map[string]any{"incentive": id, "status": status, "reason": reason}); err != nil {
 			return err
 		}
-		return tx.Emit(notify.PayoutChanged{IncentiveID: id, PartnerID: inc.PartnerID, Month: MonthOfKey(inc.Month).String(),
+		return tx.Emit(notify.PayoutChanged{IncentiveID: id, PartnerID: inc.PartnerID, Month: models.MonthOfKey(inc.Month).String(),
 			Amount: inc.Amount.StringFixed(2), Status: string(status), Reason: strOr(reason), URL: s.url + "/incentives/" + out.GlobalID()})
 	})
 	if err != nil {

@@ -120,7 +120,7 @@ func (s *Service) issue(tx *store.Tx, m int, partners []int64) ([]PartnerBill, e
 	if err := s.earnIncentives(tx, billIDs); err != nil {
 		return nil, err
 	}
-	month := MonthOfKey(m).String()
+	month := models.MonthOfKey(m).String()
 	for _, b := range issued {
 		if err := tx.Audit("billing.bill_issued", b.PartnerID, nil, map[string]any{"bill": b.ID, "month": month,
 			"listTotal": b.ListTotal.String(), "actualTotal": b.ActualTotal.String()}); err != nil {

@@ -69,7 +69,7 @@ func (s *Service) CreateRatingRule(ctx context.Context, partnerID int64, product
 			return fmt.Errorf("read the last issued customer bills: %w", err)
 		}
 		if effective.Key() <= issued {
-			return apperr.Preconditionf("the customer bills of %s are issued and final: a new rule starts after it", MonthOfKey(issued))
+			return apperr.Preconditionf("the customer bills of %s are issued and final: a new rule starts after it", models.MonthOfKey(issued))
 		}
 		err := tx.DB.Raw(`INSERT INTO rating_rules (partner_id, product_code, percent, effective_month, created_at, created_by)
 			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (partner_id, product_code, effective_month) DO NOTHING RETURNING *`,
@@ -206,7 +206,7 @@ func (s *Service) rateCustomers(tx *store.Tx, p int64, m int) (int, error) {
 		return 0, fmt.Errorf("load the partner bill: %w", err)
 	}
 	if pb.ID == 0 {
-		return 0, apperr.Preconditionf("there is no partner bill for %s yet: generate the partner bills first", MonthOfKey(m))
+		return 0, apperr.Preconditionf("there is no partner bill for %s yet: generate the partner bills first", models.MonthOfKey(m))
 	}
 	var issued int
 	if err := tx.DB.Raw(`SELECT count(*) FROM customer_bills WHERE partner_id = ? AND month = ? AND status = 'ISSUED'`, p, m).Scan(&issued).Error; err != nil {
@@ -252,7 +252,7 @@ func (s *Service) rateCustomers(tx *store.Tx, p int64, m int) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("rate customer bills: %w", err)
 	}
-	if err := tx.Audit("billing.customer_bills_generated", p, nil, map[string]any{"month": MonthOfKey(m).String(),
+	if err := tx.Audit("billing.customer_bills_generated", p, nil, map[string]any{"month": models.MonthOfKey(m).String(),
 		"bills": res.RowsAffected, "status": pb.Status}); err != nil {
 		return 0, err
 	}

@@ -104,7 +104,7 @@ func (s *Service) run(tx *store.Tx, m int, partners []int64) (int, error) {
 		return 0, fmt.Errorf("bound the bill run of %d: %w", m, err)
 	}
 	now := tx.Now()
-	end := MonthOfKey(m).End(s.loc)
+	end := models.MonthOfKey(m).End(s.loc)
 	subset, args := "", []any{}
 	if partners != nil {
 		subset, args = " AND partner_id = ANY(?)", []any{store.Int64Array(partners)}

@@ -68,7 +68,7 @@ func (PartnerBill) IsNode() {}
 func (b *PartnerBill) GlobalID() string { return ids.Encode(TypePartnerBill, b.ID) }
 
 // BillMonth is the bill's month.
-func (b *PartnerBill) BillMonth() models.Month { return MonthOfKey(b.Month) }
+func (b *PartnerBill) BillMonth() models.Month { return models.MonthOfKey(b.Month) }
 
 // Line is one line of a partner bill: a customer's records of one product
 // in ForMonth (the bill's month, or an earlier one for an adjustment),
@@ -132,6 +132,3 @@ func (s *Service) Location() *time.Location { return s.loc }
 
 // CurrentMonth is the month the store clock's now falls in.
 func (s *Service) CurrentMonth() models.Month { return models.MonthOf(s.st.Now(), s.loc) }
-
-// MonthOfKey turns the integer YYYYMM of the tables into a Month.
-func MonthOfKey(k int) models.Month { return models.Month{Year: k / 100, Month: time.Month(k % 100)} }

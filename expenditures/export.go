@@ -305,7 +305,7 @@ func (e *Export) recordRow(rows *sql.Rows, cells []string) error {
 	cells[7] = SafeCell(region)
 	cells[8] = mode
 	cells[9] = usage.UTC().Format(time.RFC3339Nano)
-	cells[10] = e.label(-int64(month), func() string { return monthOfKey(month).String() })
+	cells[10] = e.label(-int64(month), func() string { return models.MonthOfKey(month).String() })
 	cells[11] = models.FormatDecimal(list)
 	cells[12] = models.FormatDecimal(actual)
 	cells[13] = received.UTC().Format(time.RFC3339Nano)

@@ -157,7 +157,4 @@ type Record struct {
 func (Record) IsNode() {}
 
 // Month is the billing month of the record's usage.
-func (r Record) Month() models.Month { return monthOfKey(r.MonthKey) }
-
-// monthOfKey is the inverse of models.Month.Key.
-func monthOfKey(k int) models.Month { return models.Month{Year: k / 100, Month: time.Month(k % 100)} }
+func (r Record) Month() models.Month { return models.MonthOfKey(r.MonthKey) }

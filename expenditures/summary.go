@@ -187,7 +187,7 @@ func scanRow(rows *sql.Rows, g GroupBy, withNames bool) (Row, error) {
 	}
 	r.Records = int(records)
 	if month != 0 {
-		r.Month = monthOfKey(month)
+		r.Month = models.MonthOfKey(month)
 	}
 	if r.AsOf != nil {
 		at := r.AsOf.UTC()

@@ -77,3 +77,6 @@ func (LedgerEntry) TableName() string { return "credit_ledger" }
 
 // Key is the month as the integer YYYYMM used in the spend tables.
 func (m Month) Key() int { return m.Year*100 + int(m.Month) }
+
+// MonthOfKey is the inverse of Key: the month of the integer YYYYMM.
+func MonthOfKey(k int) Month { return Month{Year: k / 100, Month: time.Month(k % 100)} }

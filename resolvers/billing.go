@@ -12,7 +12,7 @@ import (
 
 // monthPtr turns a table month (YYYYMM) into a schema Month.
 func monthPtr(k int) *models.Month {
-	m := billing.MonthOfKey(k)
+	m := models.MonthOfKey(k)
 	return &m
 }
 

@@ -368,7 +368,7 @@ func emitSpendChanged(tx *store.Tx, touched []monthTotals, loc *time.Location) e
 	customers := make([]int64, 0, len(touched))
 	evs := make([]store.Event, 0, len(touched))
 	for i, t := range touched {
-		m := models.Month{Year: t.Month / 100, Month: time.Month(t.Month % 100)}
+		m := models.MonthOfKey(t.Month)
 		evs = append(evs, CustomerSpendChanged{CustomerID: t.CustomerID, Month: m.String(),
 			List: models.FormatDecimal(t.ListTotal), Actual: models.FormatDecimal(t.ActualTotal), Records: t.Records})
 		if i == 0 || touched[i-1].CustomerID != t.CustomerID {
