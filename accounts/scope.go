@@ -10,6 +10,9 @@ import (
 	"partnerd/models"
 )
 
+// TypeAccount is the type name inside an account's global ID.
+const TypeAccount = "Account"
+
 // Scope is the part of the tree a principal may see: the platform sees
 // everything, a partner its subtree, a customer or personal account itself
 // (DOMAIN.md §1). Every read filters by it and every write checks its target

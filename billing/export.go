@@ -39,7 +39,7 @@ func (s *Service) WriteBillCSV(ctx context.Context, b *PartnerBill, w io.Writer)
 		return fmt.Errorf("read the lines of bill %d: %w", b.ID, err)
 	}
 	defer rows.Close()
-	bill, partner, month := b.GlobalID(), ids.Encode("Account", b.PartnerID), models.MonthOfKey(b.Month).String()
+	bill, partner, month := b.GlobalID(), ids.Encode(accounts.TypeAccount, b.PartnerID), models.MonthOfKey(b.Month).String()
 	for rows.Next() {
 		var (
 			forMonth, records      int64
@@ -52,8 +52,8 @@ func (s *Service) WriteBillCSV(ctx context.Context, b *PartnerBill, w io.Writer)
 			return fmt.Errorf("read the lines of bill %d: %w", b.ID, err)
 		}
 		if err := cw.Write([]string{bill, partner, month, string(b.Status), models.MonthOfKey(int(forMonth)).String(),
-			strconv.FormatBool(int(forMonth) != b.Month), ids.Encode("Account", owner), expenditures.SafeCell(ownerName),
-			ids.Encode("Account", customer), expenditures.SafeCell(customerNam), expenditures.SafeCell(product),
+			strconv.FormatBool(int(forMonth) != b.Month), ids.Encode(accounts.TypeAccount, owner), expenditures.SafeCell(ownerName),
+			ids.Encode(accounts.TypeAccount, customer), expenditures.SafeCell(customerNam), expenditures.SafeCell(product),
 			strconv.FormatInt(records, 10), list.String(), actual.String()}); err != nil {
 			return err
 		}
@@ -113,7 +113,7 @@ func (e *CustomerBillsExport) WriteCSV(ctx context.Context, w io.Writer) error {
 		if err := rows.Scan(&b.ID, &b.PartnerID, &b.CustomerID, &name, &b.Month, &b.Status, &b.Total, &forMonth, &product, &list, &percent, &amount); err != nil {
 			return fmt.Errorf("read customer bills: %w", err)
 		}
-		if err := cw.Write([]string{b.Number(), b.GlobalID(), ids.Encode("Account", b.PartnerID), ids.Encode("Account", b.CustomerID),
+		if err := cw.Write([]string{b.Number(), b.GlobalID(), ids.Encode(accounts.TypeAccount, b.PartnerID), ids.Encode(accounts.TypeAccount, b.CustomerID),
 			expenditures.SafeCell(name), models.MonthOfKey(b.Month).String(), string(b.Status), models.MonthOfKey(forMonth).String(),
 			strconv.FormatBool(forMonth != b.Month), expenditures.SafeCell(product), list.String(), percent.String(),
 			amount.StringFixed(2), b.Total.StringFixed(2)}); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/shopspring/decimal"
 	"gorm.io/gorm"
 
+	"partnerd/accounts"
 	"partnerd/apperr"
 	"partnerd/ids"
 	"partnerd/models"
@@ -29,9 +30,6 @@ const (
 	ExportRecords ExportKind = "records"
 	ExportSummary ExportKind = "summary"
 )
-
-// typeAccount is the Node type name of accounts in global IDs.
-const typeAccount = "Account"
 
 // exportStatementTimeout replaces the store's statement timeout in an
 // export's transaction: the first fetch of a summary computes the whole
@@ -292,13 +290,13 @@ func (e *Export) recordRow(rows *sql.Rows, cells []string) error {
 	}
 	cells[0] = ids.Encode(TypeExpenditure, id)
 	cells[1] = SafeCell(ext)
-	cells[2] = e.label(customer, func() string { return ids.Encode(typeAccount, customer) })
+	cells[2] = e.label(customer, func() string { return ids.Encode(accounts.TypeAccount, customer) })
 	cells[3] = SafeCell(cname.String)
 	cells[4] = ""
 	if oname.Valid {
 		// An owner outside the caller's scope (a customer's partner) is
 		// not named, by ID or name.
-		cells[4] = e.label(owner, func() string { return ids.Encode(typeAccount, owner) })
+		cells[4] = e.label(owner, func() string { return ids.Encode(accounts.TypeAccount, owner) })
 	}
 	cells[5] = SafeCell(oname.String)
 	cells[6] = SafeCell(product)
@@ -330,7 +328,7 @@ func (e *Export) summaryRow(rows *sql.Rows, cells []string) error {
 	i := 0
 	switch e.groupBy {
 	case ByCustomer:
-		cells[0], cells[1], i = ids.Encode(typeAccount, r.CustomerID), SafeCell(r.customerName), 2
+		cells[0], cells[1], i = ids.Encode(accounts.TypeAccount, r.CustomerID), SafeCell(r.customerName), 2
 	case ByProduct:
 		cells[0], i = SafeCell(r.ProductCode), 1
 	case ByDay:

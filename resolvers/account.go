@@ -18,7 +18,7 @@ import (
 
 // The type names inside global IDs.
 const (
-	TypeAccount     = "Account"
+	TypeAccount     = accounts.TypeAccount
 	TypeUser        = "User"
 	TypeAPIToken    = "ApiToken"
 	TypeAuditEntry  = "AuditEntry"
