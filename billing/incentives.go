@@ -418,29 +418,14 @@ type IncentiveFilter struct {
 	Status    *IncentiveStatus
 }
 
-// Incentives lists up to first incentives the caller may see, newest first,
-// after afterID, and whether more follow.
-func (s *Service) Incentives(ctx context.Context, f IncentiveFilter, first int, afterID int64) ([]*Incentive, bool, error) {
-	if first < 0 || first > MaxPage {
-		return nil, false, apperr.Invalid("first", "first must be between 0 and %d", MaxPage)
-	}
+// Incentives returns a page of up to first incentives the caller may see,
+// newest first, after afterID, with the size of the whole list.
+func (s *Service) Incentives(ctx context.Context, f IncentiveFilter, first int, afterID int64) (*Page[*Incentive], error) {
 	q, args, err := s.incentivesWhere(ctx, f)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	if afterID > 0 {
-		q += ` AND id < ?`
-		args = append(args, afterID)
-	}
-	var out []*Incentive
-	if err := s.st.DB.WithContext(ctx).Raw(`SELECT * FROM incentives WHERE `+q+` ORDER BY id DESC LIMIT ?`, append(args, first+1)...).Scan(&out).Error; err != nil {
-		return nil, false, fmt.Errorf("list incentives: %w", err)
-	}
-	more := len(out) > first
-	if more {
-		out = out[:first]
-	}
-	return out, more, nil
+	return pageOf[*Incentive](s.st.DB.WithContext(ctx), "incentives b", q, args, "-b.id", "b.id DESC", first, afterID)
 }
 
 func (s *Service) incentivesWhere(ctx context.Context, f IncentiveFilter) (string, []any, error) {
@@ -490,17 +475,4 @@ func (s *Service) Policy(ctx context.Context, id int64) (*Policy, error) {
 		return nil, apperr.NotFoundf("incentive policy not found")
 	}
 	return &p, nil
-}
-
-// CountIncentives counts what Incentives lists with f.
-func (s *Service) CountIncentives(ctx context.Context, f IncentiveFilter) (int, error) {
-	q, args, err := s.incentivesWhere(ctx, f)
-	if err != nil {
-		return 0, err
-	}
-	var n int
-	if err := s.st.DB.WithContext(ctx).Raw(`SELECT count(*) FROM incentives WHERE `+q, args...).Scan(&n).Error; err != nil {
-		return 0, fmt.Errorf("count incentives: %w", err)
-	}
-	return n, nil
 }

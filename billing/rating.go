@@ -297,45 +297,15 @@ type CustomerBillFilter struct {
 	Month      *models.Month
 }
 
-// CustomerBills lists up to first customer bills the caller may see, newest
-// month first then by id, after afterID, and whether more follow.
-func (s *Service) CustomerBills(ctx context.Context, f CustomerBillFilter, first int, afterID int64) ([]*CustomerBill, bool, error) {
-	if first < 0 || first > MaxPage {
-		return nil, false, apperr.Invalid("first", "first must be between 0 and %d", MaxPage)
-	}
+// CustomerBills returns a page of up to first customer bills the caller may
+// see, newest month first then by id, after afterID, with the size of the
+// whole list.
+func (s *Service) CustomerBills(ctx context.Context, f CustomerBillFilter, first int, afterID int64) (*Page[*CustomerBill], error) {
 	q, args, err := s.customerBillsWhere(ctx, f)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	if afterID > 0 {
-		// The cursor's bill through the same filter: one the caller may not
-		// see gives an empty page, as an unknown one does.
-		q += ` AND (b.month, -b.id) < (SELECT b.month, -b.id FROM customer_bills b WHERE b.id = ? AND ` + q + `)`
-		args = append(append(args, afterID), args...)
-	}
-	var out []*CustomerBill
-	if err := s.st.DB.WithContext(ctx).Raw(`SELECT b.* FROM customer_bills b WHERE `+q+` ORDER BY b.month DESC, b.id LIMIT ?`,
-		append(args, first+1)...).Scan(&out).Error; err != nil {
-		return nil, false, fmt.Errorf("list customer bills: %w", err)
-	}
-	more := len(out) > first
-	if more {
-		out = out[:first]
-	}
-	return out, more, nil
-}
-
-// CountCustomerBills counts what CustomerBills lists with f.
-func (s *Service) CountCustomerBills(ctx context.Context, f CustomerBillFilter) (int, error) {
-	q, args, err := s.customerBillsWhere(ctx, f)
-	if err != nil {
-		return 0, err
-	}
-	var n int
-	if err := s.st.DB.WithContext(ctx).Raw(`SELECT count(*) FROM customer_bills b WHERE `+q, args...).Scan(&n).Error; err != nil {
-		return 0, fmt.Errorf("count customer bills: %w", err)
-	}
-	return n, nil
+	return pageOf[*CustomerBill](s.st.DB.WithContext(ctx), "customer_bills b", q, args, "-b.month, b.id", "b.month DESC, b.id", first, afterID)
 }
 
 func (s *Service) customerBillsWhere(ctx context.Context, f CustomerBillFilter) (string, []any, error) {

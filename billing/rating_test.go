@@ -50,7 +50,7 @@ func TestRatingRulesAndCustomerBills(t *testing.T) {
 	if n := must[int](t)(f.svc.GenerateCustomerBills(f.D1.Ctx, d1, month("2026-09"))); n != 2 {
 		t.Fatalf("customer bills: %d", n)
 	}
-	bills, _ := must2(t)(f.svc.CustomerBills(f.D1.Ctx, billing.CustomerBillFilter{PartnerID: d1}, 50, 0))
+	bills, _ := items[*billing.CustomerBill](t)(f.svc.CustomerBills(f.D1.Ctx, billing.CustomerBillFilter{PartnerID: d1}, 50, 0))
 	if len(bills) != 2 {
 		t.Fatalf("bills: %+v", bills)
 	}
@@ -87,7 +87,7 @@ func TestRatingRulesAndCustomerBills(t *testing.T) {
 	wantCode(t, err, apperr.NotFound)
 	_, err = f.svc.CustomerBill(f.R1.Ctx, b3.ID)
 	wantCode(t, err, apperr.NotFound)
-	own, _ := must2(t)(f.svc.CustomerBills(f.C3.Ctx, billing.CustomerBillFilter{}, 50, 0))
+	own, _ := items[*billing.CustomerBill](t)(f.svc.CustomerBills(f.C3.Ctx, billing.CustomerBillFilter{}, 50, 0))
 	if len(own) != 1 || own[0].ID != b3.ID {
 		t.Fatalf("C3's own bills: %+v", own)
 	}
@@ -194,39 +194,30 @@ func TestIncentivesAndPayouts(t *testing.T) {
 	}
 	// Lists: the reviewer's queue, the partner's own.
 	approved := billing.IncentiveApproved
-	queue, _ := must2i(t)(f.svc.Incentives(reviewer, billing.IncentiveFilter{Status: &approved}, 50, 0))
-	if all, _ := must2i(t)(f.svc.Incentives(reviewer, billing.IncentiveFilter{}, 50, 0)); len(all) != 3 { // D1, S1, D2
+	queue, _ := items[*billing.Incentive](t)(f.svc.Incentives(reviewer, billing.IncentiveFilter{Status: &approved}, 50, 0))
+	if all, _ := items[*billing.Incentive](t)(f.svc.Incentives(reviewer, billing.IncentiveFilter{}, 50, 0)); len(all) != 3 { // D1, S1, D2
 		t.Fatalf("all incentives: %d", len(all))
 	}
-	if mine, _ := must2i(t)(f.svc.Incentives(f.D1.Ctx, billing.IncentiveFilter{}, 50, 0)); len(mine) != 1 {
+	if mine, _ := items[*billing.Incentive](t)(f.svc.Incentives(f.D1.Ctx, billing.IncentiveFilter{}, 50, 0)); len(mine) != 1 {
 		t.Fatalf("D1's incentives: %d", len(mine))
 	}
 	if len(queue) != 1 {
 		t.Fatalf("reviewer's list: %+v", queue)
 	}
-	_, _, err = f.svc.Incentives(f.D2.Ctx, billing.IncentiveFilter{PartnerID: f.D1.Account.ID}, 50, 0)
+	_, err = f.svc.Incentives(f.D2.Ctx, billing.IncentiveFilter{PartnerID: f.D1.Account.ID}, 50, 0)
 	wantCode(t, err, apperr.NotFound)
 	// A policy may not start in an issued month.
 	_, err = f.svc.CreatePolicy(ctx, "late", month("2026-09"), tiers)
 	wantCode(t, err, apperr.PreconditionFailed)
 }
 
-func must2(t *testing.T) func([]*billing.CustomerBill, bool, error) ([]*billing.CustomerBill, bool) {
-	return func(v []*billing.CustomerBill, more bool, err error) ([]*billing.CustomerBill, bool) {
+// items is a page's items, failing the test on err.
+func items[T any](t *testing.T) func(*billing.Page[T], error) ([]T, bool) {
+	return func(p *billing.Page[T], err error) ([]T, bool) {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
-		return v, more
-	}
-}
-
-func must2i(t *testing.T) func([]*billing.Incentive, bool, error) ([]*billing.Incentive, bool) {
-	return func(v []*billing.Incentive, more bool, err error) ([]*billing.Incentive, bool) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v, more
+		return p.Items, p.More
 	}
 }

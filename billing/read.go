@@ -106,49 +106,16 @@ type BillFilter struct {
 // MaxPage is the largest page of a billing list.
 const MaxPage = 500
 
-// Bills returns up to first bills the caller may see, newest month first
-// (then by id), after the bill with id afterID (0: from the start), and
-// whether more follow.
-func (s *Service) Bills(ctx context.Context, f BillFilter, first int, afterID int64) ([]*PartnerBill, bool, error) {
-	if first < 0 || first > MaxPage {
-		return nil, false, apperr.Invalid("first", "first must be between 0 and %d", MaxPage)
-	}
+// Bills returns a page of up to first bills the caller may see, newest
+// month first (then by id), after the bill afterID (0: from the start),
+// with the size of the whole list.
+func (s *Service) Bills(ctx context.Context, f BillFilter, first int, afterID int64) (*Page[*PartnerBill], error) {
 	q, args, err := s.billsWhere(ctx, f)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	if afterID > 0 {
-		// The cursor's bill through the same filter: one the caller may not
-		// see gives an empty page, as an unknown one does.
-		q += ` AND (b.month, -b.id) < (SELECT b.month, -b.id FROM partner_bills b JOIN accounts a ON a.id = b.partner_id
-			WHERE b.id = ? AND ` + q + `)`
-		args = append(append(args, afterID), args...)
-	}
-	var out []*PartnerBill
-	err = s.st.DB.WithContext(ctx).Raw(`SELECT b.* FROM partner_bills b JOIN accounts a ON a.id = b.partner_id WHERE `+q+
-		` ORDER BY b.month DESC, b.id LIMIT ?`, append(args, first+1)...).Scan(&out).Error
-	if err != nil {
-		return nil, false, fmt.Errorf("list partner bills: %w", err)
-	}
-	more := len(out) > first
-	if more {
-		out = out[:first]
-	}
-	return out, more, nil
-}
-
-// CountBills counts the bills Bills lists with f.
-func (s *Service) CountBills(ctx context.Context, f BillFilter) (int, error) {
-	q, args, err := s.billsWhere(ctx, f)
-	if err != nil {
-		return 0, err
-	}
-	var n int
-	err = s.st.DB.WithContext(ctx).Raw(`SELECT count(*) FROM partner_bills b JOIN accounts a ON a.id = b.partner_id WHERE `+q, args...).Scan(&n).Error
-	if err != nil {
-		return 0, fmt.Errorf("count partner bills: %w", err)
-	}
-	return n, nil
+	return pageOf[*PartnerBill](s.st.DB.WithContext(ctx), "partner_bills b JOIN accounts a ON a.id = b.partner_id", q, args,
+		"-b.month, b.id", "b.month DESC, b.id", first, afterID)
 }
 
 func (s *Service) billsWhere(ctx context.Context, f BillFilter) (string, []any, error) {
@@ -238,6 +205,41 @@ func (s *Service) Adjustments(ctx context.Context, billIDs []int64) (map[int64][
 		return nil, fmt.Errorf("load bill adjustments: %w", err)
 	}
 	return groupBy(list, func(x *Adjustment) int64 { return x.BillID }), nil
+}
+
+// Page is one keyset page of a list, whether more follow, and the size of
+// the whole list.
+type Page[T any] struct {
+	Items []T
+	More  bool
+	Total int
+}
+
+// pageOf reads up to first rows b.* of from (the row aliased b) matching
+// where, ordered by order, after the row afterID — found through the same
+// filter, so a cursor the caller may not see gives an empty page, as an
+// unknown one does — and counts the whole list. key lists the columns
+// order sorts ascending by ("-b.month, b.id").
+func pageOf[T any](db *gorm.DB, from, where string, args []any, key, order string, first int, afterID int64) (*Page[T], error) {
+	if first < 0 || first > MaxPage {
+		return nil, apperr.Invalid("first", "first must be between 0 and %d", MaxPage)
+	}
+	q, qa := where, args
+	if afterID > 0 {
+		q += ` AND (` + key + `) > (SELECT ` + key + ` FROM ` + from + ` WHERE b.id = ? AND ` + where + `)`
+		qa = append(append(append([]any{}, args...), afterID), args...)
+	}
+	out := &Page[T]{}
+	if err := db.Raw(`SELECT b.* FROM `+from+` WHERE `+q+` ORDER BY `+order+` LIMIT ?`, append(qa, first+1)...).Scan(&out.Items).Error; err != nil {
+		return nil, fmt.Errorf("list %s: %w", from, err)
+	}
+	if out.More = len(out.Items) > first; out.More {
+		out.Items = out.Items[:first]
+	}
+	if err := db.Raw(`SELECT count(*) FROM `+from+` WHERE `+where, args...).Scan(&out.Total).Error; err != nil {
+		return nil, fmt.Errorf("count %s: %w", from, err)
+	}
+	return out, nil
 }
 
 // groupBy groups rows by key, keeping their order.

@@ -329,11 +329,11 @@ func bills(ctx context.Context, d Services, customers []*models.Account, sum *Su
 	if _, err := d.Billing.GenerateCustomerBills(as, aurora, prev); err != nil {
 		return fmt.Errorf("demo customer bills: %w", err)
 	}
-	incs, _, err := d.Billing.Incentives(as, billing.IncentiveFilter{}, 1, 0)
-	if err != nil || len(incs) == 0 {
+	incs, err := d.Billing.Incentives(as, billing.IncentiveFilter{}, 1, 0)
+	if err != nil || len(incs.Items) == 0 {
 		return fmt.Errorf("demo incentive of Aurora: %v", err)
 	}
-	if _, err := d.Billing.ApplyForPayout(as, incs[0].ID); err != nil {
+	if _, err := d.Billing.ApplyForPayout(as, incs.Items[0].ID); err != nil {
 		return fmt.Errorf("demo payout application: %w", err)
 	}
 	return nil

@@ -35,19 +35,15 @@ func (r *queryResolver) bills(ctx context.Context, partnerID *string, month *mod
 		return nil, err
 	}
 	f := billing.BillFilter{PartnerID: pid, Month: month, Status: status}
-	list, more, err := r.Billing.Bills(ctx, f, pageSize(first, 50), afterID)
+	page, err := r.Billing.Bills(ctx, f, pageSize(first, 50), afterID)
 	if err != nil {
 		return nil, err
 	}
-	total, err := r.Billing.CountBills(ctx, f)
-	if err != nil {
-		return nil, err
-	}
-	es, info := edges(list, more, func(b *billing.PartnerBill) int64 { return b.ID },
-		func(c string, b *billing.PartnerBill) *graph.PartnerBillEdge {
-			return &graph.PartnerBillEdge{Cursor: c, Node: b}
+	es, info := edges(page.Items, page.More, func(n *billing.PartnerBill) int64 { return n.ID },
+		func(c string, n *billing.PartnerBill) *graph.PartnerBillEdge {
+			return &graph.PartnerBillEdge{Cursor: c, Node: n}
 		})
-	return &graph.PartnerBillConnection{Edges: es, PageInfo: info, TotalCount: total}, nil
+	return &graph.PartnerBillConnection{Edges: es, PageInfo: info, TotalCount: page.Total}, nil
 }
 
 func (r *queryResolver) customerBills(ctx context.Context, partnerID, customerID *string, month *models.Month, first *int, after *string) (*graph.CustomerBillConnection, error) {
@@ -64,19 +60,15 @@ func (r *queryResolver) customerBills(ctx context.Context, partnerID, customerID
 		return nil, err
 	}
 	f := billing.CustomerBillFilter{PartnerID: pid, CustomerID: cid, Month: month}
-	list, more, err := r.Billing.CustomerBills(ctx, f, pageSize(first, 50), afterID)
+	page, err := r.Billing.CustomerBills(ctx, f, pageSize(first, 50), afterID)
 	if err != nil {
 		return nil, err
 	}
-	total, err := r.Billing.CountCustomerBills(ctx, f)
-	if err != nil {
-		return nil, err
-	}
-	es, info := edges(list, more, func(b *billing.CustomerBill) int64 { return b.ID },
-		func(c string, b *billing.CustomerBill) *graph.CustomerBillEdge {
-			return &graph.CustomerBillEdge{Cursor: c, Node: b}
+	es, info := edges(page.Items, page.More, func(n *billing.CustomerBill) int64 { return n.ID },
+		func(c string, n *billing.CustomerBill) *graph.CustomerBillEdge {
+			return &graph.CustomerBillEdge{Cursor: c, Node: n}
 		})
-	return &graph.CustomerBillConnection{Edges: es, PageInfo: info, TotalCount: total}, nil
+	return &graph.CustomerBillConnection{Edges: es, PageInfo: info, TotalCount: page.Total}, nil
 }
 
 func (r *queryResolver) incentives(ctx context.Context, partnerID *string, status *billing.IncentiveStatus, first *int, after *string) (*graph.IncentiveConnection, error) {
@@ -89,19 +81,15 @@ func (r *queryResolver) incentives(ctx context.Context, partnerID *string, statu
 		return nil, err
 	}
 	f := billing.IncentiveFilter{PartnerID: pid, Status: status}
-	list, more, err := r.Billing.Incentives(ctx, f, pageSize(first, 50), afterID)
+	page, err := r.Billing.Incentives(ctx, f, pageSize(first, 50), afterID)
 	if err != nil {
 		return nil, err
 	}
-	total, err := r.Billing.CountIncentives(ctx, f)
-	if err != nil {
-		return nil, err
-	}
-	es, info := edges(list, more, func(i *billing.Incentive) int64 { return i.ID },
-		func(c string, i *billing.Incentive) *graph.IncentiveEdge {
-			return &graph.IncentiveEdge{Cursor: c, Node: i}
+	es, info := edges(page.Items, page.More, func(n *billing.Incentive) int64 { return n.ID },
+		func(c string, n *billing.Incentive) *graph.IncentiveEdge {
+			return &graph.IncentiveEdge{Cursor: c, Node: n}
 		})
-	return &graph.IncentiveConnection{Edges: es, PageInfo: info, TotalCount: total}, nil
+	return &graph.IncentiveConnection{Edges: es, PageInfo: info, TotalCount: page.Total}, nil
 }
 
 func (r *partnerBillResolver) lines(ctx context.Context, obj *billing.PartnerBill, customerID, productCode *string) ([]*billing.Line, error) {
