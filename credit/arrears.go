@@ -34,7 +34,7 @@ func UpdateArrears(tx *store.Tx, customerIDs []int64, loc *time.Location) error 
 		ArrearsMonth int
 		Actual       decimal.Decimal
 	}
-	err := tx.DB.Raw(`SELECT b.account_id, b.credit_limit, b.in_arrears, b.arrears_month, coalesce(t.actual_total, 0) AS actual
+	err := tx.DB.Raw(`SELECT b.account_id, b.credit_limit, b.in_arrears, b.arrears_month, coalesce(t.actual_total - t.voucher_total, 0) AS actual
 		FROM credit_balances b
 		JOIN accounts a ON a.id = b.account_id AND a.kind = 'CUSTOMER'
 		LEFT JOIN spend_totals t ON t.customer_id = b.account_id AND t.month = ?

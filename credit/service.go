@@ -77,7 +77,7 @@ func (s *Service) Views(ctx context.Context, ids []int64) (map[int64]View, error
 		Actual         decimal.Decimal
 	}
 	err = s.st.DB.WithContext(ctx).Raw(`SELECT b.account_id, a.kind, b.credit_limit, b.allocated, b.exempt_postpaid, b.exempt_prepaid,
-			coalesce(t.actual_total, 0) AS actual
+			coalesce(t.actual_total - t.voucher_total, 0) AS actual
 		FROM credit_balances b JOIN accounts a ON a.id = b.account_id
 		LEFT JOIN spend_totals t ON t.customer_id = b.account_id AND t.month = ?
 		WHERE b.account_id = ANY(?::bigint[]) AND `+q, append([]any{month.Key(), store.Int64Array(ids)}, args...)...).Scan(&rows).Error
@@ -383,7 +383,7 @@ func lockBalance(tx *store.Tx, id int64) (*models.CreditBalance, error) {
 
 func consumedThisMonth(tx *store.Tx, customerID int64, m models.Month) (decimal.Decimal, error) {
 	var v decimal.Decimal
-	err := tx.DB.Raw(`SELECT coalesce((SELECT actual_total FROM spend_totals WHERE customer_id = ? AND month = ?), 0)`, customerID, m.Key()).Scan(&v).Error
+	err := tx.DB.Raw(`SELECT coalesce((SELECT actual_total - voucher_total FROM spend_totals WHERE customer_id = ? AND month = ?), 0)`, customerID, m.Key()).Scan(&v).Error
 	if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
 		return v, fmt.Errorf("consumption: %w", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"partnerd/models"
 	"partnerd/notify"
 	"partnerd/spend"
+	"partnerd/vouchers"
 )
 
 // Services are the domain services the demo data is built through.
@@ -40,6 +41,10 @@ type Services struct {
 	// Billing, when set, issues last month's bills and applies for a
 	// payout of the distributor's incentive.
 	Billing *billing.Service
+	// Vouchers, when set, grants the distributor a voucher quota, passes
+	// part of it to a reseller, and issues vouchers that pay for some of
+	// the demo's spend.
+	Vouchers *vouchers.Service
 	// Notify, when set, writes the in-site messages the demo's changes owe
 	// at once (the workers send the emails and SMS).
 	Notify *notify.Service

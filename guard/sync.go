@@ -47,7 +47,7 @@ func Sync(tx *store.Tx, loc *time.Location, ids ...int64) error {
 			credit_limit = coalesce(b.credit_limit, 0),
 			exempt_postpaid = coalesce(b.exempt_postpaid, false),
 			exempt_prepaid = coalesce(b.exempt_prepaid, false),
-			month = ?, month_list = coalesce(t.list_total, 0), month_actual = coalesce(t.actual_total, 0),
+			month = ?, month_list = coalesce(t.list_total, 0), month_actual = coalesce(t.actual_total - t.voucher_total, 0),
 			budget_id = bu.id, budget_type = bu.type, budget_amount = bu.amount,
 			one_time_spent = CASE WHEN bu.type = 'ONE_TIME' THEN
 				(SELECT coalesce(sum(e.list_amount), 0) FROM expenditures e

@@ -14,6 +14,7 @@ import (
 	"partnerd/models"
 	"partnerd/notify"
 	"partnerd/store"
+	"partnerd/vouchers"
 )
 
 // UnbindingTTL is how long an unbinding waits for the other side.
@@ -118,6 +119,9 @@ func (s *Service) ConfirmUnbinding(ctx context.Context, id int64) (*Unbinding, e
 		}
 		now := tx.Now()
 		if err := credit.ReleaseAllocation(tx, c.ID, fmt.Sprintf("unbinding %d", u.ID), s.opts.Location); err != nil {
+			return err
+		}
+		if err := vouchers.CancelForCustomer(tx, c.ID, fmt.Sprintf("unbinding %d", u.ID)); err != nil {
 			return err
 		}
 		if err := tx.DB.Exec(`DELETE FROM budgets WHERE customer_id = ?`, c.ID).Error; err != nil {

@@ -11,6 +11,7 @@ import (
 	"partnerd/models"
 	"partnerd/notify"
 	"partnerd/store"
+	"partnerd/vouchers"
 )
 
 // ExecuteResult is what one run of ExecuteBatch did.
@@ -125,6 +126,10 @@ func (s *Service) migrate(tx *store.Tx, m *Migration, it *Item) (string, error) 
 	ref := "migration " + globalID(m.ID)
 	before := map[string]any{"parentId": c.ParentID, "path": c.Path}
 	err = credit.Transfer(tx, c.ID, m.SourceID, receiver.ID, it.Credit, ref, s.opts.Location, func() error {
+		// The customer's vouchers stay with the partner that issued them.
+		if err := vouchers.CancelForCustomer(tx, c.ID, ref); err != nil {
+			return err
+		}
 		return accounts.Move(tx, c, receiver, models.KindCustomer)
 	})
 	if apperr.CodeOf(err) == apperr.PreconditionFailed {

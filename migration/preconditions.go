@@ -40,7 +40,7 @@ func Check(tx *store.Tx, loc *time.Location, source, self int64, ids []int64) (m
 	}
 	var list []facts
 	err := tx.DB.Raw(`SELECT a.id, a.kind, a.parent_id, a.status,
-			coalesce(b.credit_limit, 0) - coalesce(t.actual_total, 0) AS available,
+			coalesce(b.credit_limit, 0) - coalesce(t.actual_total - t.voucher_total, 0) AS available,
 			coalesce(b.exempt_postpaid OR b.exempt_prepaid, false) AS exempt,
 			EXISTS (SELECT 1 FROM customer_group_members g WHERE g.account_id = a.id) AS in_group,
 			EXISTS (SELECT 1 FROM sharing_unit_members u WHERE u.account_id = a.id) AS in_unit,

@@ -219,6 +219,35 @@ func NewCatalogue() *Catalogue {
 		URL: "https://partner.example.com/incentives/SW5jZW50aXZlOjQ"}, payout)
 	Register(c, PayoutChanged{IncentiveID: 4, PartnerID: 7, Month: "2026-10", Amount: "2054.40", Status: "REJECTED",
 		Reason: "The October revenue includes a disputed invoice.", URL: "https://partner.example.com/incentives/SW5jZW50aXZlOjQ"}, payout)
+
+	Register(c, VoucherQuotaLow{PartnerID: 7, Quota: "100000.00", Remaining: "8500.00", ExpiresAt: "2026-12-31T16:00:00Z"}, Spec[VoucherQuotaLow]{
+		Audience: func(e VoucherQuotaLow) []Audience { return []Audience{To(e.PartnerID, fin)} },
+		Defaults: InSiteAndEmail(),
+	})
+	Register(c, VoucherQuotaExpired{PartnerID: 7, ExpiredAt: "2026-12-31T16:00:00Z", Unused: "8500.00"}, Spec[VoucherQuotaExpired]{
+		Audience: func(e VoucherQuotaExpired) []Audience { return []Audience{To(e.PartnerID, fin)} },
+		Defaults: InSiteAndEmail(),
+	})
+	Register(c, VoucherExpiring{VoucherID: 88, CustomerID: 42, IssuerID: 7, Name: "New customer welcome credit", Remaining: "350.00",
+		ExpiresAt: "2026-12-01T00:00:00Z", DaysLeft: 7}, Spec[VoucherExpiring]{
+		Audience: func(e VoucherExpiring) []Audience { return []Audience{To(e.CustomerID, fin)} },
+		Defaults: InSiteAndEmail(),
+	})
+	Register(c, VoucherExpired{VoucherID: 88, CustomerID: 42, IssuerID: 7, Name: "New customer welcome credit", Unused: "120.00",
+		ExpiredAt: "2026-12-01T00:00:00Z"}, Spec[VoucherExpired]{
+		Audience: func(e VoucherExpired) []Audience { return []Audience{To(e.CustomerID, fin)} },
+		Defaults: InSiteAndEmail(),
+	})
+	Register(c, VoucherIssuanceRequested{IssuanceID: 15, ResellerID: 42, DistributorID: 7, Template: "Q4 migration incentive", Customers: 40,
+		FaceValue: "500.00", FaceTotal: "20000.00", Threshold: "10000.00"}, Spec[VoucherIssuanceRequested]{
+		Audience: func(e VoucherIssuanceRequested) []Audience { return []Audience{To(e.DistributorID, fin)} },
+		Defaults: InSiteAndEmail(),
+	})
+	Register(c, VoucherIssuanceDecided{IssuanceID: 15, ResellerID: 42, DistributorID: 7, Template: "Q4 migration incentive", Approved: false,
+		Reason: "Please split the issue by region first."}, Spec[VoucherIssuanceDecided]{
+		Audience: func(e VoucherIssuanceDecided) []Audience { return []Audience{To(e.ResellerID, fin)} },
+		Defaults: InSiteAndEmail(),
+	})
 	return c
 }
 

@@ -456,3 +456,138 @@ func (e PayoutChanged) EventType() string {
 
 // EventAccountID implements store.AccountEvent.
 func (e PayoutChanged) EventAccountID() int64 { return e.PartnerID }
+
+// The event types of vouchers (issue 13).
+const (
+	EventVoucherQuotaLow          = "voucher.quota_low"
+	EventVoucherQuotaExpired      = "voucher.quota_expired"
+	EventVoucherExpiring          = "voucher.expiring"
+	EventVoucherExpired           = "voucher.expired"
+	EventVoucherIssuanceRequested = "voucher.issuance_requested"
+	EventVoucherIssuanceDecided   = "voucher.issuance_decided"
+)
+
+// VoucherQuotaLow tells a partner that the remaining voucher quota of its
+// pool (quota less what it allocated to its resellers and issued) fell below
+// 10% of its quota. ExpiresAt (RFC 3339, UTC) is when the quota expires, if
+// it does.
+type VoucherQuotaLow struct {
+	PartnerID int64  `json:"partnerId"`
+	Quota     string `json:"quota"`
+	Remaining string `json:"remaining"`
+	ExpiresAt string `json:"expiresAt,omitempty"`
+}
+
+// EventType implements store.Event.
+func (VoucherQuotaLow) EventType() string { return EventVoucherQuotaLow }
+
+// EventAccountID implements store.AccountEvent.
+func (e VoucherQuotaLow) EventAccountID() int64 { return e.PartnerID }
+
+// LiveTopics implements store.LiveEvent.
+func (e VoucherQuotaLow) LiveTopics() []string { return []string{accounts.AccountTopic(e.PartnerID)} }
+
+// VoucherQuotaExpired tells a partner that its voucher quota expired at
+// ExpiredAt (RFC 3339, UTC); Unused is what was left unissued.
+type VoucherQuotaExpired struct {
+	PartnerID int64  `json:"partnerId"`
+	ExpiredAt string `json:"expiredAt"`
+	Unused    string `json:"unused"`
+}
+
+// EventType implements store.Event.
+func (VoucherQuotaExpired) EventType() string { return EventVoucherQuotaExpired }
+
+// EventAccountID implements store.AccountEvent.
+func (e VoucherQuotaExpired) EventAccountID() int64 { return e.PartnerID }
+
+// LiveTopics implements store.LiveEvent.
+func (e VoucherQuotaExpired) LiveTopics() []string {
+	return []string{accounts.AccountTopic(e.PartnerID)}
+}
+
+// VoucherExpiring reminds a customer that a voucher IssuerID issued to it,
+// with Remaining left, expires at ExpiresAt (RFC 3339, UTC), in DaysLeft
+// whole days (7 by default).
+type VoucherExpiring struct {
+	VoucherID  int64 `json:"voucherId"`
+	CustomerID int64 `json:"customerId"`
+	IssuerID   int64 `json:"issuerId"`
+	// Name is the name of the voucher's template.
+	Name      string `json:"name"`
+	Remaining string `json:"remaining"`
+	ExpiresAt string `json:"expiresAt"`
+	DaysLeft  int    `json:"daysLeft"`
+}
+
+// EventType implements store.Event.
+func (VoucherExpiring) EventType() string { return EventVoucherExpiring }
+
+// EventAccountID implements store.AccountEvent.
+func (e VoucherExpiring) EventAccountID() int64 { return e.CustomerID }
+
+// VoucherExpired tells a customer that a voucher IssuerID issued to it
+// expired at ExpiredAt (RFC 3339, UTC) with Unused left unused.
+type VoucherExpired struct {
+	VoucherID  int64 `json:"voucherId"`
+	CustomerID int64 `json:"customerId"`
+	IssuerID   int64 `json:"issuerId"`
+	// Name is the name of the voucher's template.
+	Name      string `json:"name"`
+	Unused    string `json:"unused"`
+	ExpiredAt string `json:"expiredAt"`
+}
+
+// EventType implements store.Event.
+func (VoucherExpired) EventType() string { return EventVoucherExpired }
+
+// EventAccountID implements store.AccountEvent.
+func (e VoucherExpired) EventAccountID() int64 { return e.CustomerID }
+
+// LiveTopics implements store.LiveEvent.
+func (e VoucherExpired) LiveTopics() []string { return []string{accounts.AccountTopic(e.CustomerID)} }
+
+// VoucherIssuanceRequested asks a distributor to approve its second-level
+// reseller's issue of vouchers of Template to Customers customers, FaceValue
+// each (FaceTotal in all): more than the Threshold the distributor set.
+type VoucherIssuanceRequested struct {
+	IssuanceID    int64  `json:"issuanceId"`
+	ResellerID    int64  `json:"resellerId"`
+	DistributorID int64  `json:"distributorId"`
+	Template      string `json:"template"`
+	Customers     int    `json:"customers"`
+	FaceValue     string `json:"faceValue"`
+	FaceTotal     string `json:"faceTotal"`
+	Threshold     string `json:"threshold"`
+}
+
+// EventType implements store.Event.
+func (VoucherIssuanceRequested) EventType() string { return EventVoucherIssuanceRequested }
+
+// EventAccountID implements store.AccountEvent.
+func (e VoucherIssuanceRequested) EventAccountID() int64 { return e.ResellerID }
+
+// VoucherIssuanceDecided tells a second-level reseller that its distributor
+// approved its issue of vouchers of Template (Issued vouchers were issued) or
+// rejected it (with Reason).
+type VoucherIssuanceDecided struct {
+	IssuanceID    int64  `json:"issuanceId"`
+	ResellerID    int64  `json:"resellerId"`
+	DistributorID int64  `json:"distributorId"`
+	Template      string `json:"template"`
+	Approved      bool   `json:"approved"`
+	Issued        int    `json:"issued"`
+	Reason        string `json:"reason,omitempty"`
+}
+
+// EventType implements store.Event.
+func (VoucherIssuanceDecided) EventType() string { return EventVoucherIssuanceDecided }
+
+// EventAccountID implements store.AccountEvent.
+func (e VoucherIssuanceDecided) EventAccountID() int64 { return e.ResellerID }
+
+// LiveTopics implements store.LiveEvent: an approved issue charged the
+// reseller's pool.
+func (e VoucherIssuanceDecided) LiveTopics() []string {
+	return []string{accounts.AccountTopic(e.ResellerID)}
+}

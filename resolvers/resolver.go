@@ -15,6 +15,7 @@ import (
 	"partnerd/migration"
 	"partnerd/notify"
 	"partnerd/spend"
+	"partnerd/vouchers"
 )
 
 // Resolver holds the domain services the resolvers call.
@@ -34,6 +35,9 @@ type Resolver struct {
 	ExpenditureQueries *expenditures.Service
 	// Billing holds partner and customer bills, rating rules, incentives.
 	Billing *billing.Service
+	// VoucherService holds voucher pools, templates, vouchers and
+	// redemptions (the name Vouchers is the query field's resolver).
+	VoucherService *vouchers.Service
 	// PublicURL is where users reach the product (download links start
 	// with it).
 	PublicURL string

@@ -46,6 +46,7 @@ import (
 	"partnerd/resolvers"
 	"partnerd/spend"
 	"partnerd/store"
+	"partnerd/vouchers"
 )
 
 // Deps are what the HTTP server serves from.
@@ -66,6 +67,8 @@ type Deps struct {
 	Expenditures *expenditures.Service
 	// Billing holds partner and customer bills, rating rules, incentives.
 	Billing *billing.Service
+	// Vouchers holds voucher pools, templates, vouchers and redemptions.
+	Vouchers *vouchers.Service
 	// PublicURL is where users reach the product; download links in the
 	// API start with it.
 	PublicURL string
@@ -143,7 +146,7 @@ func New(d Deps, opts Options) http.Handler {
 
 func newGraphQL(d Deps, opts Options, m *metrics) http.Handler {
 	res := &resolvers.Resolver{Accounts: d.Accounts, Credit: d.Credit, Spend: d.Spend, Live: d.Hub, Notify: d.Notify, Guard: d.Guard, Groups: d.Groups, Lifecycle: d.Lifecycle, Batches: d.Migration,
-		ExpenditureQueries: d.Expenditures, Billing: d.Billing, PublicURL: strings.TrimRight(d.PublicURL, "/")}
+		ExpenditureQueries: d.Expenditures, Billing: d.Billing, VoucherService: d.Vouchers, PublicURL: strings.TrimRight(d.PublicURL, "/")}
 	cfg := graph.Config{Resolvers: res}
 	setComplexity(&cfg)
 	srv := handler.New(graph.NewExecutableSchema(cfg))

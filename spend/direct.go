@@ -19,6 +19,7 @@ import (
 
 	"partnerd/models"
 	"partnerd/store"
+	"partnerd/vouchers"
 )
 
 // The direct path: every record is judged in Go and the new valid ones are
@@ -99,6 +100,9 @@ type customer struct {
 	// tags are the customer's tags as JSON, copied onto its records; nil
 	// when it has none.
 	tags json.RawMessage
+	// vouchers: the customer holds a live voucher, so its records are
+	// collected for vouchers.Redeem.
+	vouchers bool
 }
 
 // ownerPeriod is one row of account_parent_history: from is when the
@@ -142,6 +146,8 @@ type direct struct {
 	issued    map[ownerMonth]bool
 	totals    map[customerMonth]*customerSums
 	owners    map[ownerMonth]*ownerSums
+	// usages are the accepted records of customers with live vouchers.
+	usages []vouchers.Usage
 
 	// look is a connection of its own for the reads of the next batch
 	// (customers, issued months, stored externalIds), so they overlap the
@@ -438,6 +444,10 @@ func (d *direct) add(r *Record, j *judgement) {
 	o.list.add(j.list)
 	o.actual.add(j.actual)
 	o.n++
+	if d.customers[r.CustomerID].vouchers {
+		d.usages = append(d.usages, vouchers.Usage{ExternalID: r.ExternalID, CustomerID: r.CustomerID, OwnerID: j.owner,
+			ProductCode: r.ProductCode, BillingMode: r.BillingMode, UsageAt: j.usage, Month: int(j.month), Actual: r.Actual})
+	}
 }
 
 // read runs a query of prepare on the look-ahead connection, or on the
@@ -462,8 +472,9 @@ func (d *direct) loadCustomers(ctx context.Context, ids []int64) error {
 	for _, id := range ids {
 		d.customers[id] = &customer{}
 	}
-	rows, err := d.read(ctx, `SELECT id, kind, coalesce(parent_id, 0), CASE WHEN tags = '{}'::jsonb THEN NULL ELSE tags::text END
-		FROM accounts WHERE id = ANY($1)`, ids)
+	rows, err := d.read(ctx, `SELECT a.id, a.kind, coalesce(a.parent_id, 0), CASE WHEN a.tags = '{}'::jsonb THEN NULL ELSE a.tags::text END,
+		`+vouchers.LiveCustomersSQL+`
+		FROM accounts a WHERE a.id = ANY($1)`, ids)
 	if err != nil {
 		return fmt.Errorf("load customers: %w", err)
 	}
@@ -471,7 +482,7 @@ func (d *direct) loadCustomers(ctx context.Context, ids []int64) error {
 		var id int64
 		var c customer
 		var tags *string
-		if err := rows.Scan(&id, &c.kind, &c.parent, &tags); err != nil {
+		if err := rows.Scan(&id, &c.kind, &c.parent, &tags, &c.vouchers); err != nil {
 			rows.Close()
 			return fmt.Errorf("load customers: %w", err)
 		}
@@ -717,7 +728,7 @@ func (d *direct) finish() error {
 		}
 		return touched[a].Month < touched[b].Month
 	})
-	if err := emitSpendChanged(d.tx, touched, d.s.loc); err != nil {
+	if err := emitSpendChanged(d.tx, touched, d.usages, d.s.loc); err != nil {
 		return raced(err)
 	}
 	d.step("events and arrears", t0)

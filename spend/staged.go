@@ -15,6 +15,7 @@ import (
 	"partnerd/guard"
 	"partnerd/models"
 	"partnerd/store"
+	"partnerd/vouchers"
 )
 
 // The staged path: COPY into a staging table, classify in one statement,
@@ -265,7 +266,11 @@ func (s *Service) judge(tx *store.Tx, res *Result, staged int64, now time.Time) 
 	}
 	res.Errors = mergeErrors(rejected, conflicts)
 
-	if err := emitSpendChanged(tx, touched, s.loc); err != nil {
+	usages, err := storedUsages(tx)
+	if err != nil {
+		return err
+	}
+	if err := emitSpendChanged(tx, touched, usages, s.loc); err != nil {
 		return err
 	}
 	timer("events and arrears")
@@ -359,12 +364,45 @@ func compareStored(tx *store.Tx, rest int64) (dup, conf int, conflicts []RecordE
 	return int(counts.Dup), int(counts.Conf), conflicts, nil
 }
 
-// emitSpendChanged emits CustomerSpendChanged for each touched customer
+// storedUsages returns the records the staged path just stored for
+// customers with live vouchers, for vouchers.Redeem: those of the checked
+// table that are valid and whose stored row this transaction wrote.
+func storedUsages(tx *store.Tx) ([]vouchers.Usage, error) {
+	var rows []struct {
+		ExternalID  string
+		CustomerID  int64
+		OwnerID     int64
+		ProductCode string
+		BillingMode models.BillingMode
+		UsageAt     time.Time
+		Month       int
+		Actual      decimal.Decimal
+	}
+	err := tx.DB.Raw(`SELECT e.external_id, e.customer_id, e.owner_id, e.product_code, e.billing_mode, e.usage_at, e.month, e.actual_amount AS actual
+		FROM ` + checkedTable + ` c JOIN accounts a ON a.id = c.customer_id
+		JOIN expenditures e ON e.external_id = c.external_id AND e.xmin = pg_current_xact_id()::xid
+		WHERE c.reason IS NULL AND ` + vouchers.LiveCustomersSQL).Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("load records for vouchers: %w", err)
+	}
+	out := make([]vouchers.Usage, len(rows))
+	for i, r := range rows {
+		out[i] = vouchers.Usage{ExternalID: r.ExternalID, CustomerID: r.CustomerID, OwnerID: r.OwnerID, ProductCode: r.ProductCode,
+			BillingMode: r.BillingMode, UsageAt: r.UsageAt, Month: r.Month, Actual: r.Actual}
+	}
+	return out, nil
+}
+
+// emitSpendChanged lets the customers' vouchers pay for the stored records
+// (vouchers.Redeem), emits CustomerSpendChanged for each touched customer
 // month (ordered by customer and month) and re-evaluates those customers'
 // arrears (credit.UpdateArrears emits ArrearsChanged when one flips, and
 // syncs their purchase guards), then flags the budgets that now owe an alert
 // or the overspend action (guard.Flag).
-func emitSpendChanged(tx *store.Tx, touched []monthTotals, loc *time.Location) error {
+func emitSpendChanged(tx *store.Tx, touched []monthTotals, usages []vouchers.Usage, loc *time.Location) error {
+	if err := vouchers.Redeem(tx, usages); err != nil {
+		return err
+	}
 	customers := make([]int64, 0, len(touched))
 	evs := make([]store.Event, 0, len(touched))
 	for i, t := range touched {

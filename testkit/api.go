@@ -26,6 +26,7 @@ import (
 	"partnerd/server"
 	"partnerd/spend"
 	"partnerd/store/storetest"
+	"partnerd/vouchers"
 )
 
 // API is a running HTTP server of the product on a test's own database and
@@ -44,7 +45,9 @@ type API struct {
 	// Expenditures is the API's expenditure query service (Beijing time).
 	Expenditures *expenditures.Service
 	// Billing is the API's billing service (PUBLIC_URL https://partner.test).
-	Billing  *billing.Service
+	Billing *billing.Service
+	// Vouchers is the API's vouchers service.
+	Vouchers *vouchers.Service
 	Registry *prometheus.Registry
 }
 
@@ -86,13 +89,14 @@ func NewAPIOn(t testing.TB, tr *Tree, opts server.Options, shared ...*API) *API 
 	ms := migration.New(tr.Store, migration.Options{Location: Shanghai, PublicURL: "https://partner.test", Log: log})
 	es := expenditures.New(tr.Store, Shanghai)
 	bs := billing.New(tr.Store, tr.Accounts, billing.Options{Location: Shanghai, PublicURL: "https://partner.test", Log: log})
+	vs := vouchers.New(tr.Store, vouchers.Options{Location: Shanghai, Log: log})
 	h := server.New(server.Deps{Store: tr.Store, Accounts: tr.Accounts, Credit: credit.New(tr.Store, Shanghai), Spend: spend.New(tr.Store, Shanghai),
 		Hub: hub, Notify: ns, Guard: gs, Groups: groups.New(tr.Store),
 		Lifecycle: lifecycle.New(tr.Store, lifecycle.Options{PublicURL: "https://partner.test", Location: Shanghai}), Migration: ms, Expenditures: es,
-		Billing: bs, PublicURL: "https://partner.test", Redis: rdb, Queue: qopt, Registry: reg, Log: log}, opts)
+		Billing: bs, Vouchers: vs, PublicURL: "https://partner.test", Redis: rdb, Queue: qopt, Registry: reg, Log: log}, opts)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &API{Tree: tr, Server: srv, Redis: rdb, RedisURL: redisURL, Prefix: prefix, Hub: hub, Notify: ns, Guard: gs, Migration: ms, Expenditures: es, Billing: bs, Registry: reg}
+	return &API{Tree: tr, Server: srv, Redis: rdb, RedisURL: redisURL, Prefix: prefix, Hub: hub, Notify: ns, Guard: gs, Migration: ms, Expenditures: es, Billing: bs, Vouchers: vs, Registry: reg}
 }
 
 // Response is a GraphQL response.

@@ -32,6 +32,7 @@ import (
 	"partnerd/server"
 	"partnerd/spend"
 	"partnerd/store"
+	"partnerd/vouchers"
 	"partnerd/workers"
 )
 
@@ -147,6 +148,7 @@ func domain(st *store.Store, cfg *config, log *slog.Logger) demo.Services {
 		Lifecycle: lifecycle.New(st, lifecycle.Options{PublicURL: cfg.PublicURL, Location: cfg.BillingTimezone}),
 		Migration: migration.New(st, migration.Options{Location: cfg.BillingTimezone, TTL: cfg.MigrationTTL, PublicURL: cfg.PublicURL, Log: log}),
 		Billing:   billing.New(st, acc, billing.Options{Location: cfg.BillingTimezone, PublicURL: cfg.PublicURL, Log: log}),
+		Vouchers:  vouchers.New(st, vouchers.Options{Location: cfg.BillingTimezone, Log: log}),
 	}
 }
 
@@ -217,7 +219,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		h := server.New(server.Deps{Store: st, Accounts: svc, Credit: dom.Credit, Spend: dom.Spend, Hub: hub, Notify: notifications, Guard: dom.Guard, Groups: dom.Groups,
 			Lifecycle: dom.Lifecycle, Migration: dom.Migration,
-			Expenditures: expenditures.New(st, cfg.BillingTimezone), Billing: dom.Billing, PublicURL: cfg.PublicURL, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
+			Expenditures: expenditures.New(st, cfg.BillingTimezone), Billing: dom.Billing, Vouchers: dom.Vouchers, PublicURL: cfg.PublicURL, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
 			server.Options{Playground: cfg.Playground, Monitoring: true, Limits: server.Limits{
 				Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, ParserTokens: cfg.MaxTokens, BodyBytes: cfg.MaxBody, UploadBytes: cfg.MaxUpload}})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -253,6 +255,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		mw.Register(reg)
 		mw.Handle(mux)
 		workers.HandleBilling(mux, dom.Billing, cfg.BillSchedule)
+		workers.HandleVouchers(mux, dom.Vouchers)
 		taskSrv = workers.NewServer(cfg.QueueRedis, workers.ServerConfig{Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: cfg.ShutdownTimeout}, log)
 		if err := taskSrv.Start(mux); err != nil {
 			return fmt.Errorf("start workers: %w", err)
@@ -264,6 +267,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 	if r.scheduler {
 		entries := append(append(append(workers.DefaultEntries(), workers.NotificationEntries()...), workers.GuardEntries()...), workers.LifecycleEntries()...)
 		entries = append(append(entries, workers.MigrationEntries()...), workers.BillingEntries()...)
+		entries = append(entries, workers.VouchersEntries()...)
 		sched := workers.NewScheduler(queue, entries, st.Clock(), log)
 		goRun("scheduler", sched.Run)
 		log.Info("scheduler started")
