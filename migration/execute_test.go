@@ -23,6 +23,7 @@ import (
 	"partnerd/store"
 	"partnerd/store/storetest"
 	"partnerd/testkit"
+	"partnerd/vouchers"
 	"partnerd/workers"
 )
 
@@ -376,5 +377,59 @@ func TestExecute_SweepRecoversALostTask(t *testing.T) {
 		if l := f.ledger(t, c); l["ALLOCATE"] != 1 {
 			t.Fatalf("customer %d: %v", c, l)
 		}
+	}
+}
+
+// A migrated customer's live vouchers are cancelled at the move and what
+// they had left returns to the source's pool (the vouchers package's
+// policy); usage after the move is paid by nothing.
+func TestExecute_CancelsTheCustomersVouchers(t *testing.T) {
+	f := newFixture(t, 1)
+	c, d2 := f.customers[0], f.D2.Account.ID
+	d := decimal.RequireFromString
+	vs := vouchers.New(f.Store, vouchers.Options{Location: testkit.Shanghai})
+	finance := f.AddUser(t, f.Platform.Account, models.RoleFinance).Ctx
+	if _, err := vs.Grant(finance, d2, d("100"), f.clk.Now().Add(30*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	days := 30
+	tpl, err := vs.CreateTemplate(f.D2.Ctx, d2, vouchers.TemplateInput{Name: "Stay", FaceValue: d("40"), ProductScope: vouchers.ScopeAll,
+		BillingModes: vouchers.ModesAll, ValidDays: &days, PerCustomerLimit: 1, Reason: "retention"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := vs.Issue(f.D2.Ctx, tpl.ID, []int64{c})
+	if err != nil || is.Results[0].Code != vouchers.IssueOK {
+		t.Fatalf("issue: %+v, %v", is, err)
+	}
+	ss := spend.New(f.Store, testkit.Shanghai)
+	rec := func(ext string) spend.Record {
+		return spend.Record{ExternalID: ext, CustomerID: c, ProductCode: "cvm", BillingMode: models.PayPerUse,
+			UsageAt: f.clk.Now(), List: d("2"), Actual: d("1.5")}
+	}
+	if _, err := ss.IngestRecords(f.Platform.Ctx, []spend.Record{rec("before")}); err != nil {
+		t.Fatal(err)
+	}
+	id := f.approved(t, f.customers)
+	f.clk.Advance(time.Minute)
+	if _, err := f.svc.ExecuteBatch(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Advance(time.Minute)
+	if _, err := ss.IngestRecords(f.Platform.Ctx, []spend.Record{rec("after")}); err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Status, Returned, CloseReason string
+		Issued                        string
+		Redemptions                   int
+	}
+	if err := f.Store.DB.Raw(`SELECT v.status, v.returned::text, v.close_reason, p.issued::text,
+			(SELECT count(*) FROM voucher_redemptions) AS redemptions
+		FROM vouchers v JOIN voucher_pools p ON p.partner_id = v.issuer_id WHERE v.customer_id = ?`, c).Scan(&v).Error; err != nil {
+		t.Fatal(err)
+	}
+	if v.Status != "CANCELLED" || v.Returned != "38.500000" || !strings.HasPrefix(v.CloseReason, "migration ") || v.Issued != "1.500000" || v.Redemptions != 1 {
+		t.Fatalf("after the migration: %+v", v)
 	}
 }
