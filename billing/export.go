@@ -24,15 +24,16 @@ func BillFilename(b *PartnerBill) string {
 
 // WriteBillCSV writes the lines of bill b (which the caller was allowed to
 // load, through PartnerBill) as CSV, streamed from a cursor: the bill's own
-// month first, then adjustments by month. Amounts are exact; text cells are
-// safe to open in a spreadsheet.
+// month first, then adjustments by month. Amounts are exact (voucher: what
+// vouchers paid of the line's actual); text cells are safe to open in a
+// spreadsheet.
 func (s *Service) WriteBillCSV(ctx context.Context, b *PartnerBill, w io.Writer) error {
 	cw := csv.NewWriter(w)
 	if err := cw.Write([]string{"bill_id", "partner_id", "bill_month", "status", "for_month", "adjustment", "owner_id", "owner_name",
-		"customer_id", "customer_name", "product_code", "records", "list", "actual"}); err != nil {
+		"customer_id", "customer_name", "product_code", "records", "list", "actual", "voucher"}); err != nil {
 		return err
 	}
-	rows, err := s.st.DB.WithContext(ctx).Raw(`SELECT l.for_month, l.owner_id, o.name, l.customer_id, c.name, l.product_code, l.records, l.list, l.actual
+	rows, err := s.st.DB.WithContext(ctx).Raw(`SELECT l.for_month, l.owner_id, o.name, l.customer_id, c.name, l.product_code, l.records, l.list, l.actual, l.voucher
 		FROM partner_bill_lines l JOIN accounts o ON o.id = l.owner_id JOIN accounts c ON c.id = l.customer_id
 		WHERE l.bill_id = ? ORDER BY l.for_month <> ?, l.for_month, l.customer_id, l.product_code, l.owner_id`, b.ID, b.Month).Rows()
 	if err != nil {
@@ -46,15 +47,15 @@ func (s *Service) WriteBillCSV(ctx context.Context, b *PartnerBill, w io.Writer)
 			owner, customer        int64
 			ownerName, customerNam string
 			product                string
-			list, actual           decimal.Decimal
+			list, actual, voucher  decimal.Decimal
 		)
-		if err := rows.Scan(&forMonth, &owner, &ownerName, &customer, &customerNam, &product, &records, &list, &actual); err != nil {
+		if err := rows.Scan(&forMonth, &owner, &ownerName, &customer, &customerNam, &product, &records, &list, &actual, &voucher); err != nil {
 			return fmt.Errorf("read the lines of bill %d: %w", b.ID, err)
 		}
 		if err := cw.Write([]string{bill, partner, month, string(b.Status), models.MonthOfKey(int(forMonth)).String(),
 			strconv.FormatBool(int(forMonth) != b.Month), ids.Encode(accounts.TypeAccount, owner), expenditures.SafeCell(ownerName),
 			ids.Encode(accounts.TypeAccount, customer), expenditures.SafeCell(customerNam), expenditures.SafeCell(product),
-			strconv.FormatInt(records, 10), list.String(), actual.String()}); err != nil {
+			strconv.FormatInt(records, 10), list.String(), actual.String(), voucher.String()}); err != nil {
 			return err
 		}
 	}
@@ -90,33 +91,35 @@ func (s *Service) PrepareCustomerBillsExport(ctx context.Context, f CustomerBill
 // Filename is the download name.
 func (e *CustomerBillsExport) Filename() string { return e.name }
 
-// WriteCSV writes one row per customer bill line, streamed from a cursor.
+// WriteCSV writes one row per customer bill line, streamed from a cursor;
+// kind says whether it is a usage line or a voucher deduction (last, so the
+// columns before it keep their places).
 func (e *CustomerBillsExport) WriteCSV(ctx context.Context, w io.Writer) error {
 	cw := csv.NewWriter(w)
 	if err := cw.Write([]string{"invoice_number", "bill_id", "partner_id", "customer_id", "customer_name", "month", "status",
-		"for_month", "adjustment", "product_code", "list", "percent", "amount", "bill_total"}); err != nil {
+		"for_month", "adjustment", "product_code", "list", "percent", "amount", "bill_total", "kind"}); err != nil {
 		return err
 	}
 	rows, err := e.s.st.DB.WithContext(ctx).Raw(`SELECT b.id, b.partner_id, b.customer_id, c.name, b.month, b.status, b.total,
-			l.for_month, l.product_code, l.list, l.percent, l.amount
+			l.for_month, l.product_code, l.list, l.percent, l.amount, l.kind
 		FROM customer_bills b JOIN customer_bill_lines l ON l.bill_id = b.id JOIN accounts c ON c.id = b.customer_id
-		WHERE `+e.where+` ORDER BY b.month DESC, b.id, l.for_month <> b.month, l.for_month, l.product_code`, e.args...).Rows()
+		WHERE `+e.where+` ORDER BY b.month DESC, b.id, l.for_month <> b.month, l.for_month, l.product_code, l.kind <> 'USAGE'`, e.args...).Rows()
 	if err != nil {
 		return fmt.Errorf("read customer bills: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var b CustomerBill
-		var name, product string
+		var name, product, kind string
 		var forMonth int
 		var list, percent, amount decimal.Decimal
-		if err := rows.Scan(&b.ID, &b.PartnerID, &b.CustomerID, &name, &b.Month, &b.Status, &b.Total, &forMonth, &product, &list, &percent, &amount); err != nil {
+		if err := rows.Scan(&b.ID, &b.PartnerID, &b.CustomerID, &name, &b.Month, &b.Status, &b.Total, &forMonth, &product, &list, &percent, &amount, &kind); err != nil {
 			return fmt.Errorf("read customer bills: %w", err)
 		}
 		if err := cw.Write([]string{b.Number(), b.GlobalID(), ids.Encode(accounts.TypeAccount, b.PartnerID), ids.Encode(accounts.TypeAccount, b.CustomerID),
 			expenditures.SafeCell(name), models.MonthOfKey(b.Month).String(), string(b.Status), models.MonthOfKey(forMonth).String(),
 			strconv.FormatBool(forMonth != b.Month), expenditures.SafeCell(product), list.String(), percent.String(),
-			amount.StringFixed(2), b.Total.StringFixed(2)}); err != nil {
+			amount.StringFixed(2), b.Total.StringFixed(2), kind}); err != nil {
 			return err
 		}
 	}
@@ -162,6 +165,11 @@ func (s *Service) Invoice(ctx context.Context, id int64, locale string) (*invoic
 		line := invoice.Line{ProductCode: l.ProductCode, Kind: invoice.KindUsage, List: l.List, Percent: l.Percent, Amount: l.Amount}
 		if l.ForMonth != b.Month {
 			line.Kind, line.ForMonth = invoice.KindAdjustment, models.MonthOfKey(l.ForMonth).String()
+		}
+		// A voucher line of an earlier month keeps that month: its kind
+		// says it is a deduction, its month which usage it deducts from.
+		if l.Kind == LineVoucher {
+			line.Kind = invoice.KindVoucher
 		}
 		inv.Lines = append(inv.Lines, line)
 	}

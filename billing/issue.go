@@ -123,7 +123,7 @@ func (s *Service) issue(tx *store.Tx, m int, partners []int64) ([]PartnerBill, e
 	month := models.MonthOfKey(m).String()
 	for _, b := range issued {
 		if err := tx.Audit("billing.bill_issued", b.PartnerID, nil, map[string]any{"bill": b.ID, "month": month,
-			"listTotal": b.ListTotal.String(), "actualTotal": b.ActualTotal.String()}); err != nil {
+			"listTotal": b.ListTotal.String(), "actualTotal": b.ActualTotal.String(), "voucherTotal": b.VoucherTotal.String()}); err != nil {
 			return nil, err
 		}
 		if err := tx.Emit(notify.BillIssued{BillID: b.ID, PartnerID: b.PartnerID, SettlesWithID: b.SettlesWithID, Month: month,

@@ -134,9 +134,12 @@ type CustomerBill struct {
 	Month         int
 	PartnerBillID int64
 	Status        Status
-	ListTotal     decimal.Decimal
-	Total         decimal.Decimal
-	GeneratedAt   time.Time
+	// ListTotal is the list price of the usage lines.
+	ListTotal decimal.Decimal
+	// Total is the sum of every line's amount: the rated usage less the
+	// voucher deductions.
+	Total       decimal.Decimal
+	GeneratedAt time.Time
 }
 
 // IsNode marks CustomerBill as a Node.
@@ -148,13 +151,25 @@ func (b *CustomerBill) GlobalID() string { return ids.Encode(TypeCustomerBill, b
 // Number is the bill's invoice number.
 func (b *CustomerBill) Number() string { return fmt.Sprintf("INV-%06d-%08d", b.Month, b.ID) }
 
-// CustomerLine is one line of a customer bill: the list total of a product
-// in ForMonth (an earlier month for an adjustment), the percentage of the
-// rule in force for that month (RuleID nil: none, list price), and Amount,
-// list × (1 + percent/100) rounded half-even to 2 decimals.
+// The kinds of customer bill line.
+const (
+	// LineUsage: the rated usage of a product.
+	LineUsage = "USAGE"
+	// LineVoucher: what vouchers paid of a product's usage, deducted.
+	LineVoucher = "VOUCHER"
+)
+
+// CustomerLine is one line of a customer bill, of a product in ForMonth
+// (an earlier month for an adjustment). A LineUsage line holds the list
+// total, the percentage of the rule in force for that month (RuleID nil:
+// none, list price), and Amount, list × (1 + percent/100) rounded half-even
+// to 2 decimals. A LineVoucher line deducts what vouchers paid of the same
+// records: Amount is minus that sum rounded half-even to 2 decimals, never
+// more than the usage line's amount; its List and Percent are 0, RuleID nil.
 type CustomerLine struct {
 	BillID      int64
 	ForMonth    int
+	Kind        string
 	ProductCode string
 	List        decimal.Decimal
 	RuleID      *int64
@@ -199,7 +214,9 @@ func (s *Service) GenerateCustomerBills(ctx context.Context, partnerID int64, mo
 }
 
 // rateCustomers (re)writes the customer bills of partner p for month m in
-// tx, unless they are ISSUED.
+// tx, unless they are ISSUED: per customer of the partner's own, product
+// and month of the partner bill's lines, a usage line rated by the rules
+// and, if vouchers paid some of those records, a voucher line deducting it.
 func (s *Service) rateCustomers(tx *store.Tx, p int64, m int) (int, error) {
 	var pb PartnerBill
 	if err := tx.DB.Raw(`SELECT * FROM partner_bills WHERE partner_id = ? AND month = ? FOR SHARE`, p, m).Scan(&pb).Error; err != nil {
@@ -237,8 +254,8 @@ func (s *Service) rateCustomers(tx *store.Tx, p int64, m int) (int, error) {
 			WHERE pl.bill_id = ? AND pl.owner_id = ?
 			GROUP BY cb.id, pl.for_month, pl.product_code
 		), ins AS (
-			INSERT INTO customer_bill_lines (bill_id, for_month, product_code, list, rule_id, percent, amount)
-			SELECT l.bill_id, l.for_month, l.product_code, l.list, r.id, coalesce(r.percent, 0),
+			INSERT INTO customer_bill_lines (bill_id, for_month, kind, product_code, list, rule_id, percent, amount)
+			SELECT l.bill_id, l.for_month, 'USAGE', l.product_code, l.list, r.id, coalesce(r.percent, 0),
 				round_half_even(l.list * (100 + coalesce(r.percent, 0)) / 100, 2)
 			FROM l LEFT JOIN LATERAL (
 				SELECT id, percent FROM rating_rules
@@ -251,6 +268,28 @@ func (s *Service) rateCustomers(tx *store.Tx, p int64, m int) (int, error) {
 		WHERE b.id = s.bill_id`, p, m, pb.ID, p, p).Error
 	if err != nil {
 		return 0, fmt.Errorf("rate customer bills: %w", err)
+	}
+	// What vouchers paid is deducted from the rated amount, capped by it: a
+	// discount deeper than the price the records were paid at leaves the
+	// customer nothing to pay for the product, never a credit.
+	err = tx.DB.Exec(`WITH v AS (
+			SELECT cb.id AS bill_id, pl.for_month, pl.product_code, sum(pl.voucher) AS voucher
+			FROM partner_bill_lines pl JOIN customer_bills cb ON cb.partner_id = ? AND cb.month = ? AND cb.customer_id = pl.customer_id
+			WHERE pl.bill_id = ? AND pl.owner_id = ?
+			GROUP BY cb.id, pl.for_month, pl.product_code
+			HAVING sum(pl.voucher) > 0
+		), ins AS (
+			INSERT INTO customer_bill_lines (bill_id, for_month, kind, product_code, list, rule_id, percent, amount)
+			SELECT v.bill_id, v.for_month, 'VOUCHER', v.product_code, 0, NULL, 0, -least(round_half_even(v.voucher, 2), u.amount)
+			FROM v JOIN customer_bill_lines u ON u.bill_id = v.bill_id AND u.for_month = v.for_month AND u.kind = 'USAGE'
+				AND u.product_code = v.product_code
+			RETURNING bill_id, amount
+		)
+		UPDATE customer_bills b SET total = b.total + s.amount
+		FROM (SELECT bill_id, sum(amount) AS amount FROM ins GROUP BY bill_id) s
+		WHERE b.id = s.bill_id`, p, m, pb.ID, p).Error
+	if err != nil {
+		return 0, fmt.Errorf("deduct vouchers from customer bills: %w", err)
 	}
 	if err := tx.Audit("billing.customer_bills_generated", p, nil, map[string]any{"month": models.MonthOfKey(m).String(),
 		"bills": res.RowsAffected, "status": pb.Status}); err != nil {
@@ -350,11 +389,12 @@ func (s *Service) customerBillsWhere(ctx context.Context, f CustomerBillFilter) 
 
 // CustomerLines returns the lines of customer bills billIDs (already
 // loaded through the scope), by bill: the month's own first, then
-// adjustments by month, by product.
+// adjustments by month, by product, each product's usage line followed by
+// its voucher line.
 func (s *Service) CustomerLines(ctx context.Context, billIDs []int64) (map[int64][]*CustomerLine, error) {
 	var list []*CustomerLine
 	if err := s.st.DB.WithContext(ctx).Raw(`SELECT l.*, l.for_month <> b.month AS adjustment FROM customer_bill_lines l JOIN customer_bills b ON b.id = l.bill_id
-		WHERE l.bill_id = ANY(?) ORDER BY l.bill_id, l.for_month <> b.month, l.for_month, l.product_code`,
+		WHERE l.bill_id = ANY(?) ORDER BY l.bill_id, l.for_month <> b.month, l.for_month, l.product_code, l.kind <> 'USAGE'`,
 		store.Int64Array(billIDs)).Scan(&list).Error; err != nil {
 		return nil, fmt.Errorf("load customer bill lines: %w", err)
 	}

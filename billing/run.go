@@ -89,9 +89,11 @@ func (s *Service) checkClosed(m models.Month) error {
 //     holds records of it;
 //  2. the lines of the month: one GROUP BY over the month's records of
 //     (owner, customer, product), each row going to its owner's bill and,
-//     for a second-level reseller, also to its distributor's;
+//     for a second-level reseller, also to its distributor's; then what
+//     vouchers paid of each line, from the month's redemptions;
 //  3. adjustment lines: for each issued earlier month whose records no
-//     longer add up to what was billed of it, the difference per line;
+//     longer add up to what was billed of it, the difference per line
+//     (vouchers included);
 //  4. the totals, and the incentive of each tier-1 partner's bill.
 func (s *Service) run(tx *store.Tx, m int, partners []int64) (int, error) {
 	db := tx.DB
@@ -132,7 +134,7 @@ func (s *Service) run(tx *store.Tx, m int, partners []int64) (int, error) {
 		return 0, fmt.Errorf("clear the draft adjustments of %d: %w", m, err)
 	}
 	res := db.Exec(`UPDATE partner_bills SET list_total = 0, actual_total = 0, adjustment_list = 0, adjustment_actual = 0,
-		records = 0, generated_at = ? WHERE month = ? AND status = 'DRAFT'`+subset, append([]any{now, m}, args...)...)
+		voucher_total = 0, records = 0, generated_at = ? WHERE month = ? AND status = 'DRAFT'`+subset, append([]any{now, m}, args...)...)
 	if res.Error != nil {
 		return 0, fmt.Errorf("reset the draft totals of %d: %w", m, res.Error)
 	}
@@ -156,7 +158,8 @@ func (s *Service) run(tx *store.Tx, m int, partners []int64) (int, error) {
 // them to the bills' totals, reading the month's records once: the GROUP BY
 // goes into a temporary table first (a statement that only reads can use
 // parallel workers; the INSERT of the lines cannot), then each group goes
-// to the bills of its owner.
+// to the bills of its owner. What vouchers paid is filled in afterwards
+// (monthVouchers), from the far smaller redemptions table.
 func (s *Service) monthLines(tx *store.Tx, m int, subset string, args []any) error {
 	filter := ""
 	if subset != "" {
@@ -180,6 +183,41 @@ func (s *Service) monthLines(tx *store.Tx, m int, subset string, args []any) err
 	if err != nil {
 		return fmt.Errorf("write the lines of %d: %w", m, err)
 	}
+	return s.monthVouchers(tx, m)
+}
+
+// monthVouchers sets, on the lines of month m just written into the DRAFT
+// bills, what vouchers paid of their records, and the bills' voucher
+// totals. A redemption carries its record's owner, customer, product and
+// month, so the month's redemptions summed per (owner, customer, product)
+// are the lines' vouchers, without reading the records again. A month
+// without redemptions costs one index probe.
+func (s *Service) monthVouchers(tx *store.Tx, m int) error {
+	var redeemed bool
+	if err := tx.DB.Raw(`SELECT EXISTS (SELECT 1 FROM voucher_redemptions WHERE month = ?)`, m).Scan(&redeemed).Error; err != nil {
+		return fmt.Errorf("look for the voucher redemptions of %d: %w", m, err)
+	}
+	if !redeemed {
+		return nil
+	}
+	err := tx.DB.Exec(`WITH v AS (
+			SELECT owner_id, customer_id, product_code, sum(amount) AS v FROM voucher_redemptions
+			WHERE month = ? AND owner_id IN (SELECT owner_id FROM bill_run_owners)
+			GROUP BY owner_id, customer_id, product_code
+		), up AS (
+			UPDATE partner_bill_lines l SET voucher = v.v
+			FROM v JOIN bill_run_owners o ON o.owner_id = v.owner_id
+			JOIN partner_bills b ON b.partner_id = o.partner_id AND b.month = ? AND b.status = 'DRAFT'
+			WHERE l.bill_id = b.id AND l.for_month = ? AND l.owner_id = v.owner_id AND l.customer_id = v.customer_id
+				AND l.product_code = v.product_code
+			RETURNING l.bill_id, l.voucher
+		)
+		UPDATE partner_bills b SET voucher_total = s.v
+		FROM (SELECT bill_id, sum(voucher) AS v FROM up GROUP BY bill_id) s
+		WHERE b.id = s.bill_id`, m, m, m).Error
+	if err != nil {
+		return fmt.Errorf("write the vouchers of the lines of %d: %w", m, err)
+	}
 	return nil
 }
 
@@ -198,7 +236,9 @@ func tempTable(tx *store.Tx, name, query string, args ...any) error {
 // adjustments writes, into each DRAFT bill of month m, the records of
 // earlier issued months that arrived after their bill: for every issued
 // month of the partner whose record count no longer matches what its
-// issued bills hold of it, the difference per (owner, customer, product).
+// issued bills hold of it, the difference per (owner, customer, product),
+// what vouchers paid included (a record's redemptions are stored with it,
+// so they never change without its line's count).
 // A month waiting behind a later DRAFT bill of the partner is left to that
 // bill (which is issued first), so nothing is billed twice.
 func (s *Service) adjustments(tx *store.Tx, m int, subset string, args []any) error {
@@ -232,27 +272,34 @@ func (s *Service) adjustments(tx *store.Tx, m int, subset string, args []any) er
 		return fmt.Errorf("find late records before %d: %w", m, err)
 	}
 	for _, g := range gaps {
-		err := tx.DB.Exec(`INSERT INTO partner_bill_lines (bill_id, for_month, owner_id, customer_id, product_code, list, actual, records)
-			SELECT ?, ?, c.owner_id, c.customer_id, c.product_code, c.l - coalesce(p.l, 0), c.a - coalesce(p.a, 0), c.n - coalesce(p.n, 0)
+		err := tx.DB.Exec(`INSERT INTO partner_bill_lines (bill_id, for_month, owner_id, customer_id, product_code, list, actual, records, voucher)
+			SELECT ?, ?, c.owner_id, c.customer_id, c.product_code, c.l - coalesce(p.l, 0), c.a - coalesce(p.a, 0), c.n - coalesce(p.n, 0),
+				coalesce(v.v, 0) - coalesce(p.v, 0)
 			FROM (SELECT owner_id, customer_id, product_code, sum(list_amount) AS l, sum(actual_amount) AS a, count(*) AS n
 				FROM expenditures WHERE month = ? AND owner_id IN (SELECT owner_id FROM bill_run_owners WHERE partner_id = ?)
 				GROUP BY owner_id, customer_id, product_code) c
-			LEFT JOIN (SELECT l.owner_id, l.customer_id, l.product_code, sum(l.list) AS l, sum(l.actual) AS a, sum(l.records) AS n
+			LEFT JOIN (SELECT l.owner_id, l.customer_id, l.product_code, sum(l.list) AS l, sum(l.actual) AS a, sum(l.records) AS n,
+					sum(l.voucher) AS v
 				FROM partner_bill_lines l JOIN partner_bills b ON b.id = l.bill_id
 				WHERE b.partner_id = ? AND b.status = 'ISSUED' AND l.for_month = ?
 				GROUP BY l.owner_id, l.customer_id, l.product_code) p
 			ON p.owner_id = c.owner_id AND p.customer_id = c.customer_id AND p.product_code = c.product_code
-			WHERE c.n <> coalesce(p.n, 0)`, g.BillID, g.Month, g.Month, g.PartnerID, g.PartnerID, g.Month).Error
+			LEFT JOIN (SELECT owner_id, customer_id, product_code, sum(amount) AS v
+				FROM voucher_redemptions WHERE month = ? AND owner_id IN (SELECT owner_id FROM bill_run_owners WHERE partner_id = ?)
+				GROUP BY owner_id, customer_id, product_code) v
+			ON v.owner_id = c.owner_id AND v.customer_id = c.customer_id AND v.product_code = c.product_code
+			WHERE c.n <> coalesce(p.n, 0)`, g.BillID, g.Month, g.Month, g.PartnerID, g.PartnerID, g.Month, g.Month, g.PartnerID).Error
 		if err != nil {
 			return fmt.Errorf("write the adjustments of bill %d for %d: %w", g.BillID, g.Month, err)
 		}
 		err = tx.DB.Exec(`WITH a AS (
-				INSERT INTO partner_bill_adjustments (bill_id, for_month, list, actual, records)
-				SELECT bill_id, for_month, sum(list), sum(actual), sum(records) FROM partner_bill_lines
+				INSERT INTO partner_bill_adjustments (bill_id, for_month, list, actual, records, voucher)
+				SELECT bill_id, for_month, sum(list), sum(actual), sum(records), sum(voucher) FROM partner_bill_lines
 				WHERE bill_id = ? AND for_month = ? GROUP BY bill_id, for_month
-				RETURNING bill_id, list, actual)
+				RETURNING bill_id, list, actual, voucher)
 			UPDATE partner_bills b SET list_total = b.list_total + a.list, actual_total = b.actual_total + a.actual,
-				adjustment_list = b.adjustment_list + a.list, adjustment_actual = b.adjustment_actual + a.actual
+				adjustment_list = b.adjustment_list + a.list, adjustment_actual = b.adjustment_actual + a.actual,
+				voucher_total = b.voucher_total + a.voucher
 			FROM a WHERE b.id = a.bill_id`, g.BillID, g.Month).Error
 		if err != nil {
 			return fmt.Errorf("sum the adjustments of bill %d for %d: %w", g.BillID, g.Month, err)

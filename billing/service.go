@@ -54,6 +54,10 @@ type PartnerBill struct {
 	// AdjustmentList and AdjustmentActual are the adjustment lines' part.
 	AdjustmentList   decimal.Decimal
 	AdjustmentActual decimal.Decimal
+	// VoucherTotal is what vouchers paid of the records of every line,
+	// adjustments included: the part of ActualTotal the customers did not
+	// pay themselves.
+	VoucherTotal decimal.Decimal
 	// Records counts the records of the bill's own month.
 	Records     int64
 	GeneratedAt time.Time
@@ -82,6 +86,11 @@ type Line struct {
 	List        decimal.Decimal
 	Actual      decimal.Decimal
 	Records     int64
+	// Voucher is what vouchers paid of these records (part of Actual); on
+	// a distributor's bill, the lines of its resellers' customers carry what
+	// those resellers' vouchers paid. For an adjustment, what vouchers paid
+	// of the late records.
+	Voucher decimal.Decimal
 	// Adjustment: ForMonth is earlier than the bill's month (set by Lines).
 	Adjustment bool `gorm:"->"`
 }
@@ -93,6 +102,8 @@ type Adjustment struct {
 	List     decimal.Decimal
 	Actual   decimal.Decimal
 	Records  int64
+	// Voucher is what vouchers paid of the late records.
+	Voucher decimal.Decimal
 }
 
 // Options configure the service.

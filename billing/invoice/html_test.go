@@ -111,3 +111,12 @@ func TestHTML_NoLines(t *testing.T) {
 		t.Error("an invoice without lines does not say so")
 	}
 }
+
+func TestHTML_VoucherLineIsANegativeAmount(t *testing.T) {
+	page := html.UnescapeString(renderHTML(t, withVoucher(LocaleEnUS)))
+	for _, w := range []string{"<td>Voucher</td>", `<td class="num">-30.00</td>`, `<td class="num">—</td>`, voucherRuleEnUS} {
+		if !strings.Contains(page, w) {
+			t.Errorf("page lacks %q", w)
+		}
+	}
+}

@@ -30,10 +30,13 @@ const (
 )
 
 // Kinds of invoice line: USAGE is consumption of the invoice's month,
-// ADJUSTMENT corrects an earlier month (Line.ForMonth).
+// ADJUSTMENT corrects an earlier month (Line.ForMonth), VOUCHER deducts
+// what vouchers paid of a product's usage (of Line.ForMonth if set): a
+// negative amount, with neither list price nor percentage.
 const (
 	KindUsage      = "USAGE"
 	KindAdjustment = "ADJUSTMENT"
+	KindVoucher    = "VOUCHER"
 )
 
 // ErrInvalid is wrapped by the errors HTML and PDF return for an invoice
@@ -53,14 +56,15 @@ type Line struct {
 	// ForMonth is empty for the invoice's own month; for an adjustment line
 	// it is the earlier month ("2026-09") the amounts belong to.
 	ForMonth string
-	// Kind is KindUsage or KindAdjustment.
+	// Kind is KindUsage, KindAdjustment or KindVoucher.
 	Kind string
 	// List is the list-price total of the line.
 	List decimal.Decimal
 	// Percent is the rating percentage applied (-10 is a 10% discount, 5 a
 	// 5% markup).
 	Percent decimal.Decimal
-	// Amount is the rated amount, already rounded to 2 decimals.
+	// Amount is the rated amount (for a voucher line, minus the deduction),
+	// already rounded to 2 decimals.
 	Amount decimal.Decimal
 }
 
@@ -118,8 +122,8 @@ func (inv *Invoice) validate() error {
 		return fmt.Errorf("%w: total %s is not rounded to 2 decimals", ErrInvalid, inv.Total)
 	}
 	for i, l := range inv.Lines {
-		if l.Kind != KindUsage && l.Kind != KindAdjustment {
-			return fmt.Errorf("%w: line %d: kind %q is not %s or %s", ErrInvalid, i+1, l.Kind, KindUsage, KindAdjustment)
+		if l.Kind != KindUsage && l.Kind != KindAdjustment && l.Kind != KindVoucher {
+			return fmt.Errorf("%w: line %d: kind %q is not %s, %s or %s", ErrInvalid, i+1, l.Kind, KindUsage, KindAdjustment, KindVoucher)
 		}
 		if l.ForMonth != "" {
 			if _, err := parseMonth(l.ForMonth); err != nil {

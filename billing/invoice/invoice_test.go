@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -163,3 +164,33 @@ type failingWriter struct{}
 func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
 
 func ptr[T any](v T) *T { return &v }
+
+// withVoucher is sample with a voucher line after its first line: a
+// deduction of 30, with no list price or percentage of its own.
+func withVoucher(locale string) Invoice {
+	inv := sample(locale, 4)
+	v := Line{ProductCode: inv.Lines[0].ProductCode, Kind: KindVoucher, Amount: decimal.RequireFromString("-30")}
+	inv.Lines = slices.Insert(inv.Lines, 1, v)
+	return inv
+}
+
+func TestView_VoucherLine(t *testing.T) {
+	for _, tc := range []struct{ locale, kind string }{{LocaleEnUS, "Voucher"}, {LocaleZhCN, "代金券"}} {
+		v, err := newView(ptr(withVoucher(tc.locale)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := v.Lines[1]
+		if l.Kind != tc.kind || l.Amount != "-30.00" || l.List != "—" || l.Percent != "—" {
+			t.Errorf("%s: voucher line %+v", tc.locale, l)
+		}
+		labels := localeLabels[tc.locale]
+		if v.Footnote != labels.Footnote+" "+labels.VoucherNote {
+			t.Errorf("%s: footnote %q lacks the voucher rule", tc.locale, v.Footnote)
+		}
+		plain, _ := newView(ptr(sample(tc.locale, 4)))
+		if plain.Footnote != labels.Footnote {
+			t.Errorf("%s: footnote %q of an invoice without vouchers", tc.locale, plain.Footnote)
+		}
+	}
+}

@@ -23,11 +23,12 @@ type labels struct {
 	Seller, Buyer, Email, Phone string
 
 	ColNo, ColProduct, ColMonth, ColKind, ColList, ColPercent, ColAmount string
-	KindUsage, KindAdjustment                                            string
+	KindUsage, KindAdjustment, KindVoucher                               string
 	NoLines                                                              string
 
 	ListTotal, Total string
 	Footnote         string
+	VoucherNote      string // after Footnote when the invoice has voucher lines
 	Page             string // footer, %d of %d
 
 	month     func(time.Time) string // "October 2026"
@@ -41,6 +42,13 @@ const roundingRuleEnUS = "Each line's amount is list × (1 + percent/100), round
 
 // roundingRuleZhCN is roundingRuleEnUS in Chinese.
 const roundingRuleZhCN = "每行金额 = 目录价 × (1 + 百分比/100)，按银行家舍入法（四舍六入五成双）保留 2 位小数；合计为各行舍入后金额之和。"
+
+// voucherRuleEnUS follows the rounding footnote on an invoice with voucher
+// lines; like it, keep it in step with the customer bills' rating.
+const voucherRuleEnUS = "A voucher line deducts what vouchers paid of the product's usage, rounded half-even to 2 decimals and never more than that usage line's amount."
+
+// voucherRuleZhCN is voucherRuleEnUS in Chinese.
+const voucherRuleZhCN = "代金券行扣减代金券为该产品用量支付的金额，按银行家舍入法保留 2 位小数，且不超过该产品用量行的金额。"
 
 var localeLabels = map[string]*labels{
 	LocaleEnUS: {
@@ -72,12 +80,14 @@ var localeLabels = map[string]*labels{
 		ColAmount:      "Amount",
 		KindUsage:      "Usage",
 		KindAdjustment: "Adjustment",
+		KindVoucher:    "Voucher",
 		NoLines:        "No charges this month.",
 
-		ListTotal: "List-price total",
-		Total:     "Total",
-		Footnote:  roundingRuleEnUS,
-		Page:      "Page %d of %d",
+		ListTotal:   "List-price total",
+		Total:       "Total",
+		Footnote:    roundingRuleEnUS,
+		VoucherNote: voucherRuleEnUS,
+		Page:        "Page %d of %d",
 
 		month:    func(t time.Time) string { return t.Format("January 2006") },
 		shortMon: func(t time.Time) string { return t.Format("Jan 2006") },
@@ -114,12 +124,14 @@ var localeLabels = map[string]*labels{
 		ColAmount:      "金额",
 		KindUsage:      "用量",
 		KindAdjustment: "调整",
+		KindVoucher:    "代金券",
 		NoLines:        "本月无费用。",
 
-		ListTotal: "目录价合计",
-		Total:     "合计",
-		Footnote:  roundingRuleZhCN,
-		Page:      "第 %d 页，共 %d 页",
+		ListTotal:   "目录价合计",
+		Total:       "合计",
+		Footnote:    roundingRuleZhCN,
+		VoucherNote: voucherRuleZhCN,
+		Page:        "第 %d 页，共 %d 页",
 
 		month:    func(t time.Time) string { return fmt.Sprintf("%d年%d月", t.Year(), t.Month()) },
 		shortMon: func(t time.Time) string { return fmt.Sprintf("%d年%d月", t.Year(), t.Month()) },

@@ -370,8 +370,9 @@ func (d *pdfDoc) tableHeader(cols []column) {
 	d.line(margin, d.y, margin+contentW, d.y, colorRule, 0.8)
 }
 
-// totals draws the list-price total, the total and the rounding footnote,
-// on a new page if they do not fit below the table.
+// totals draws the list-price total, the total and the footnote (the
+// rounding rule, and the voucher rule if any), on a new page if they do not
+// fit below the table.
 func (d *pdfDoc) totals() {
 	if d.err != nil {
 		return
@@ -394,7 +395,7 @@ func (d *pdfDoc) totals() {
 		lay[i] = laid{d.wrap(r.label, r.size, labelW-8), d.wrap(r.value, r.size, valueW)}
 		height += float64(max(len(lay[i].labels), len(lay[i].values)))*r.size*leading + 6
 	}
-	note := d.wrap(l.Footnote, sizeSmall+0.5, contentW)
+	note := d.wrap(d.v.Footnote, sizeSmall+0.5, contentW)
 	height += 14 + float64(len(note))*(sizeSmall+0.5)*leading
 	if d.y+height > bottom {
 		d.continuation()

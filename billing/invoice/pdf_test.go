@@ -347,3 +347,13 @@ func BenchmarkHTML(b *testing.B) {
 		}
 	}
 }
+
+func TestPDF_VoucherLineReadsBack(t *testing.T) {
+	_, pages := readPDF(t, renderPDF(t, withVoucher(LocaleZhCN)))
+	all := strings.Join(pages, "\n")
+	for _, w := range []string{"代金券", "-30.00", voucherRuleZhCN[:18]} {
+		if !strings.Contains(all, w) {
+			t.Errorf("text lacks %q", w)
+		}
+	}
+}

@@ -22,11 +22,17 @@ type view struct {
 	Lines    []lineView
 
 	ListTotal, Total string
+	// Footnote is the rounding rule, and the voucher rule if any line is a
+	// voucher.
+	Footnote string
 }
 
 type partyView struct {
 	Name, Email, Phone string
 }
+
+// noValue fills a cell that has no value on its line.
+const noValue = "—"
 
 type lineView struct {
 	No                                          string
@@ -54,6 +60,7 @@ func newView(inv *Invoice) (*view, error) {
 		Lines:     make([]lineView, len(inv.Lines)),
 		ListTotal: money(inv.ListTotal),
 		Total:     money(inv.Total),
+		Footnote:  l.Footnote,
 	}
 	if v.Number == "" {
 		v.Number = l.NotIssued
@@ -64,24 +71,34 @@ func newView(inv *Invoice) (*view, error) {
 	if !inv.IssuedAt.IsZero() {
 		v.Issued = l.timestamp(inv.IssuedAt.In(beijing))
 	}
+	vouchers := false
 	for i, line := range inv.Lines {
 		m := month
 		if line.ForMonth != "" {
 			m, _ = parseMonth(line.ForMonth) // validated
 		}
-		kind := l.KindUsage
-		if line.Kind == KindAdjustment {
-			kind = l.KindAdjustment
-		}
-		v.Lines[i] = lineView{
+		lv := lineView{
 			No:      strconv.Itoa(i + 1),
 			Product: clean(line.ProductCode),
 			Month:   l.shortMon(m),
-			Kind:    kind,
+			Kind:    l.KindUsage,
 			List:    money(line.List),
 			Percent: percent(line.Percent),
 			Amount:  money(line.Amount),
 		}
+		switch line.Kind {
+		case KindAdjustment:
+			lv.Kind = l.KindAdjustment
+		case KindVoucher:
+			// A deduction has no list price and no rating: a dash, not a
+			// 0.00 that would read as a free product.
+			lv.Kind, lv.List, lv.Percent = l.KindVoucher, noValue, noValue
+			vouchers = true
+		}
+		v.Lines[i] = lv
+	}
+	if vouchers {
+		v.Footnote += " " + l.VoucherNote
 	}
 	return v, nil
 }
