@@ -187,6 +187,11 @@ func Load(ctx context.Context, d Services) (Summary, error) {
 			return sum, err
 		}
 	}
+	if d.Vouchers != nil {
+		if err := demoVouchers(ctx, d, customers, &sum); err != nil {
+			return sum, err
+		}
+	}
 	if d.Guard != nil {
 		// What the workers would do on the ingestion's events, done here so
 		// the demo is in its final state without them.

@@ -17,6 +17,7 @@ import (
 	"partnerd/store"
 	"partnerd/store/storetest"
 	"partnerd/testkit"
+	"partnerd/vouchers"
 )
 
 // The demo loads a tree with credit, a month of spend and inbox messages; the
@@ -36,7 +37,8 @@ func TestLoad_TreeCreditSpendAndInbox(t *testing.T) {
 		Guard: guard.New(st, guard.Options{Location: testkit.Shanghai}), Groups: groups.New(st),
 		Lifecycle: lifecycle.New(st, lifecycle.Options{PublicURL: "http://localhost:8080", Location: testkit.Shanghai}),
 		Migration: migration.New(st, migration.Options{Location: testkit.Shanghai}),
-		Billing:   billing.New(st, svc, billing.Options{Location: testkit.Shanghai})}
+		Billing:   billing.New(st, svc, billing.Options{Location: testkit.Shanghai}),
+		Vouchers:  vouchers.New(st, vouchers.Options{Location: testkit.Shanghai})}
 	sum, err := demo.Load(ctx, d)
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +101,23 @@ func TestLoad_TreeCreditSpendAndInbox(t *testing.T) {
 	var members int64
 	if err := st.DB.Raw(`SELECT count(*) FROM customer_group_members`).Scan(&members).Error; err != nil || members != 2 {
 		t.Errorf("demo group members: %d (%v)", members, err)
+	}
+	// Vouchers: Aurora's pool, three templates, three vouchers paying part
+	// of the fresh usage, Beacon's loyalty issue waiting for Aurora.
+	var v struct {
+		Pools, Templates, Vouchers, Pending, Redemptions int64
+		Paid                                             string
+	}
+	if err := st.DB.Raw(`SELECT (SELECT count(*) FROM voucher_pools WHERE quota > 0) AS pools,
+			(SELECT count(*) FROM voucher_templates) AS templates,
+			(SELECT count(*) FROM vouchers WHERE status = 'PARTIALLY_USED') AS vouchers,
+			(SELECT count(*) FROM voucher_issuances WHERE status = 'PENDING_APPROVAL') AS pending,
+			(SELECT count(*) FROM voucher_redemptions) AS redemptions,
+			(SELECT sum(amount)::text FROM voucher_redemptions) AS paid`).Scan(&v).Error; err != nil {
+		t.Fatal(err)
+	}
+	if v.Pools != 2 || v.Templates != 3 || v.Vouchers != 3 || v.Pending != 1 || v.Redemptions != 3 || v.Paid != "270.650000" {
+		t.Errorf("demo vouchers: %+v", v)
 	}
 	if sum.Budgets != 6 {
 		t.Errorf("%d budgets", sum.Budgets)

@@ -432,4 +432,9 @@ func TestExecute_CancelsTheCustomersVouchers(t *testing.T) {
 	if v.Status != "CANCELLED" || v.Returned != "38.500000" || !strings.HasPrefix(v.CloseReason, "migration ") || v.Issued != "1.500000" || v.Redemptions != 1 {
 		t.Fatalf("after the migration: %+v", v)
 	}
+	// The new partner does not see what the old one gave its customer.
+	page, err := vs.Vouchers(f.S1.Ctx, vouchers.Filter{CustomerID: c}, 10, 0)
+	if err != nil || page.Total != 0 {
+		t.Fatalf("the receiver sees %+v, %v", page, err)
+	}
 }

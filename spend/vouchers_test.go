@@ -75,3 +75,48 @@ func TestBothPathsRedeemVouchersAlike(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkIngestNDJSONWithVouchers is BenchmarkIngestNDJSON with every
+// customer holding a live voucher large enough to pay every record: the
+// worst case of redemption, one redemption row per record.
+func BenchmarkIngestNDJSONWithVouchers(b *testing.B) {
+	f := newFixture(b, ts("2026-02-25T00:00:00Z"))
+	customers := []int64{f.C3.Account.ID, f.C5.Account.ID}
+	vs := vouchers.New(f.Store, vouchers.Options{Location: beijing})
+	finance := f.AddUser(b, f.Platform.Account, models.RoleFinance).Ctx
+	days := 90
+	for i, p := range []struct {
+		partner  int64
+		customer int64
+	}{{f.D1.Account.ID, customers[0]}, {f.D2.Account.ID, customers[1]}} {
+		if _, err := vs.Grant(finance, p.partner, dec("1000000000"), ts("2026-12-31T00:00:00Z")); err != nil {
+			b.Fatal(err)
+		}
+		tpl, err := vs.CreateTemplate(finance, p.partner, vouchers.TemplateInput{Name: fmt.Sprintf("Bench %d", i), FaceValue: dec("100000000"),
+			ProductScope: vouchers.ScopeAll, BillingModes: vouchers.ModesAll, ValidDays: &days, PerCustomerLimit: 1, Reason: "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := vs.Issue(finance, tpl.ID, []int64{p.customer}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	f.Clock.Set(ts("2026-03-25T00:00:00Z"))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		res, err := f.Spend.Ingest(f.Platform.Ctx, spend.NewNDJSONSource(ndjsonBody(i*benchBatch, benchBatch, customers)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res.Accepted != benchBatch {
+			b.Fatalf("accepted %d of %d", res.Accepted, benchBatch)
+		}
+	}
+	b.StopTimer()
+	var n int
+	f.Store.DB.Raw(`SELECT count(*) FROM voucher_redemptions`).Scan(&n)
+	if n != b.N*benchBatch {
+		b.Fatalf("%d redemptions for %d records", n, b.N*benchBatch)
+	}
+	b.ReportMetric(float64(b.N*benchBatch)/b.Elapsed().Seconds(), "records/s")
+}

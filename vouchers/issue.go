@@ -390,13 +390,13 @@ func (s *Service) Cancel(ctx context.Context, voucherID int64, reason string) (*
 	}
 	var out *Voucher
 	err = s.st.InTx(ctx, func(tx *store.Tx) error {
-		q, args := sc.SQL("c.path")
+		q, args := visibleSQL(sc)
 		var row struct {
 			Voucher
 			IssuerPath string
 		}
-		if err := tx.DB.Raw(`SELECT v.*, i.path AS issuer_path FROM vouchers v JOIN accounts c ON c.id = v.customer_id JOIN accounts i ON i.id = v.issuer_id
-			WHERE v.id = ? AND `+q+` FOR UPDATE OF v`, append([]any{voucherID}, args...)...).Scan(&row).Error; err != nil {
+		if err := tx.DB.Raw(`SELECT b.*, i.path AS issuer_path FROM `+fromVouchers+` WHERE b.id = ? AND `+q+` FOR UPDATE OF b`,
+			append([]any{voucherID}, args...)...).Scan(&row).Error; err != nil {
 			return fmt.Errorf("load voucher: %w", err)
 		}
 		if row.ID == 0 {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"partnerd/accounts"
 	"partnerd/apperr"
 	"partnerd/lifecycle"
 	"partnerd/models"
@@ -289,6 +290,14 @@ func TestCustomerLeavingLosesItsVouchers(t *testing.T) {
 		t.Fatalf("after the unbinding: %+v", v)
 	}
 	f.checkPool(t, d1, "500", "0", "20")
+	// The issuer still sees the voucher it issued; the former customer too.
+	if l := must[*voucherPage](t)(f.svc.Vouchers(f.D1.Ctx, vouchers.Filter{IssuerID: d1}, 10, 0)); l.Total != 1 {
+		t.Fatalf("the issuer sees %d vouchers", l.Total)
+	}
+	p := must[*accounts.Principal](t)(f.Accounts.Authenticate(context.Background(), f.C3.Token)) // its path changed
+	if l := must[*voucherPage](t)(f.svc.Vouchers(accounts.WithPrincipal(context.Background(), p), vouchers.Filter{CustomerID: c3}, 10, 0)); l.Total != 1 {
+		t.Fatalf("the former customer sees %d vouchers", l.Total)
+	}
 	// Its later records are paid by nothing.
 	f.ingestID(t, "later", c3, "ecs", models.PayPerUse, f.clk.Now(), "20", "20")
 	var n int

@@ -23,9 +23,23 @@ type Filter struct {
 	Status     *Status
 }
 
+// visibleSQL is the condition under which the caller sees voucher b (its
+// issuer joined as i): the issuing partner and those above it, and the
+// customer itself — not a later partner of a customer that moved away.
+func visibleSQL(sc accounts.Scope) (string, []any) {
+	q, args := sc.SQL("i.path")
+	if sc.All() {
+		return q, args
+	}
+	return "(" + q + " OR b.customer_id = ?)", append(args, sc.Principal().AccountID)
+}
+
+// fromVouchers joins a voucher b with its issuer i, for visibleSQL.
+const fromVouchers = "vouchers b JOIN accounts i ON i.id = b.issuer_id"
+
 // where returns the condition selecting f's vouchers (aliased b, joined
-// with their customer c) through the caller's scope; the customer or
-// partner outside it is NOT_FOUND.
+// with their issuer i) that the caller sees; the customer or partner
+// outside its scope is NOT_FOUND.
 func (s *Service) where(ctx context.Context, f Filter) (string, []any, error) {
 	sc, err := accounts.ScopeOf(ctx)
 	if err != nil {
@@ -41,7 +55,7 @@ func (s *Service) where(ctx context.Context, f Filter) (string, []any, error) {
 	if _, err := accounts.GetInScope(s.st.DB.WithContext(ctx), sc, id); err != nil {
 		return "", nil, err
 	}
-	q, args := sc.SQL("c.path")
+	q, args := visibleSQL(sc)
 	if f.CustomerID != 0 {
 		q, args = "b.customer_id = ? AND "+q, append([]any{f.CustomerID}, args...)
 	} else {
@@ -64,20 +78,20 @@ func (s *Service) Vouchers(ctx context.Context, f Filter, first int, afterID int
 	if err != nil {
 		return nil, err
 	}
-	return store.PageOf[*Voucher](s.st.DB.WithContext(ctx), "vouchers b JOIN accounts c ON c.id = b.customer_id", q, args,
+	return store.PageOf[*Voucher](s.st.DB.WithContext(ctx), fromVouchers, q, args,
 		"-b.id", "b.id DESC", first, MaxPage, afterID)
 }
 
-// Voucher returns one voucher its customer is in the caller's scope of
-// (else NOT_FOUND).
+// Voucher returns one voucher the caller sees (visibleSQL), else
+// NOT_FOUND.
 func (s *Service) Voucher(ctx context.Context, id int64) (*Voucher, error) {
 	sc, err := accounts.ScopeOf(ctx)
 	if err != nil {
 		return nil, err
 	}
-	q, args := sc.SQL("c.path")
+	q, args := visibleSQL(sc)
 	var v Voucher
-	if err := s.st.DB.WithContext(ctx).Raw(`SELECT b.* FROM vouchers b JOIN accounts c ON c.id = b.customer_id WHERE b.id = ? AND `+q,
+	if err := s.st.DB.WithContext(ctx).Raw(`SELECT b.* FROM `+fromVouchers+` WHERE b.id = ? AND `+q,
 		append([]any{id}, args...)...).Scan(&v).Error; err != nil {
 		return nil, fmt.Errorf("load voucher: %w", err)
 	}
@@ -117,7 +131,8 @@ func (s *Service) Redemptions(ctx context.Context, f RedemptionFilter, first int
 		if _, err := accounts.GetInScope(s.st.DB.WithContext(ctx), sc, f.CustomerID); err != nil {
 			return nil, err
 		}
-		where, args = "b.customer_id = ?", []any{f.CustomerID}
+		q, qa := visibleSQL(sc)
+		where, args = "b.customer_id = ? AND "+q, append([]any{f.CustomerID}, qa...)
 	}
 	if f.From != nil && f.To != nil && f.To.Key() < f.From.Key() {
 		return nil, apperr.Invalid("period", "the period ends before it starts")
@@ -128,7 +143,7 @@ func (s *Service) Redemptions(ctx context.Context, f RedemptionFilter, first int
 	if f.To != nil {
 		where, args = where+" AND b.month <= ?", append(args, f.To.Key())
 	}
-	return store.PageOf[*Redemption](s.st.DB.WithContext(ctx), "(SELECT r.*, e.external_id FROM voucher_redemptions r JOIN expenditures e ON e.id = r.expenditure_id) b",
+	return store.PageOf[*Redemption](s.st.DB.WithContext(ctx), "(SELECT r.*, e.external_id FROM voucher_redemptions r JOIN expenditures e ON e.id = r.expenditure_id) b JOIN accounts i ON i.id = b.issuer_id",
 		where, args, "-b.id", "b.id DESC", first, MaxPage, afterID)
 }
 
@@ -208,7 +223,7 @@ func (e *Export) WriteCSV(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	rows, err := e.s.st.DB.WithContext(ctx).Raw(`SELECT b.*, t.name AS template_name, c.name AS customer_name
-		FROM vouchers b JOIN accounts c ON c.id = b.customer_id JOIN voucher_templates t ON t.id = b.template_id
+		FROM `+fromVouchers+` JOIN accounts c ON c.id = b.customer_id JOIN voucher_templates t ON t.id = b.template_id
 		WHERE `+e.where+` ORDER BY b.id DESC`, e.args...).Rows()
 	if err != nil {
 		return fmt.Errorf("read vouchers: %w", err)
