@@ -728,7 +728,7 @@ func (d *direct) finish() error {
 		}
 		return touched[a].Month < touched[b].Month
 	})
-	if err := emitSpendChanged(d.tx, touched, d.usages, d.s.loc); err != nil {
+	if err := emitSpendChanged(d.tx, d.cp, touched, d.usages, d.s.loc); err != nil {
 		return raced(err)
 	}
 	d.step("events and arrears", t0)

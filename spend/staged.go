@@ -173,7 +173,7 @@ func (s *Service) ingestStaged(ctx context.Context, tx *store.Tx, cp *store.Copi
 	}
 	timer("stage")
 	if staged > 0 {
-		if err := s.judge(tx, res, staged, now); err != nil {
+		if err := s.judge(tx, cp, res, staged, now); err != nil {
 			return nil, err
 		}
 	}
@@ -235,7 +235,7 @@ func numeric(d decimal.Decimal) pgtype.Numeric {
 
 // judge classifies the staged records, stores the valid ones with their
 // totals, events and arrears, and fills res.
-func (s *Service) judge(tx *store.Tx, res *Result, staged int64, now time.Time) error {
+func (s *Service) judge(tx *store.Tx, cp *store.Copier, res *Result, staged int64, now time.Time) error {
 	timer := s.stepTimer(tx.Context())
 	valid, rejected, err := s.classify(tx, now)
 	if err != nil {
@@ -270,7 +270,7 @@ func (s *Service) judge(tx *store.Tx, res *Result, staged int64, now time.Time) 
 	if err != nil {
 		return err
 	}
-	if err := emitSpendChanged(tx, touched, usages, s.loc); err != nil {
+	if err := emitSpendChanged(tx, cp, touched, usages, s.loc); err != nil {
 		return err
 	}
 	timer("events and arrears")
@@ -399,8 +399,8 @@ func storedUsages(tx *store.Tx) ([]vouchers.Usage, error) {
 // arrears (credit.UpdateArrears emits ArrearsChanged when one flips, and
 // syncs their purchase guards), then flags the budgets that now owe an alert
 // or the overspend action (guard.Flag).
-func emitSpendChanged(tx *store.Tx, touched []monthTotals, usages []vouchers.Usage, loc *time.Location) error {
-	if err := vouchers.Redeem(tx, usages); err != nil {
+func emitSpendChanged(tx *store.Tx, cp *store.Copier, touched []monthTotals, usages []vouchers.Usage, loc *time.Location) error {
+	if err := vouchers.Redeem(tx, cp, usages); err != nil {
 		return err
 	}
 	customers := make([]int64, 0, len(touched))

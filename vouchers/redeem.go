@@ -6,6 +6,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/shopspring/decimal"
 
 	"partnerd/models"
@@ -30,6 +32,10 @@ type Usage struct {
 // path loads it with the customer, to collect those customers' records for
 // Redeem.
 const LiveCustomersSQL = `EXISTS (SELECT 1 FROM vouchers v WHERE v.customer_id = a.id AND v.status IN ('ISSUED','PARTIALLY_USED'))`
+
+// redemptionColumns are the columns Redeem copies into voucher_redemptions.
+var redemptionColumns = []string{"voucher_id", "expenditure_id", "customer_id", "owner_id", "issuer_id", "month",
+	"product_code", "usage_at", "amount", "redeemed_at"}
 
 // applies reports whether voucher v pays for usage u: its product scope,
 // billing modes and validity [effective, expiry) at the usage time.
@@ -69,7 +75,10 @@ func (v *Voucher) applies(u *Usage) bool {
 // consumption for credit and arrears is actual_total − voucher_total.
 // Call it after the totals of the records were added and before arrears
 // are re-evaluated.
-func Redeem(tx *store.Tx, usages []Usage) error {
+//
+// The redemption rows go in with COPY through cp, on the transaction's
+// connection (the ingestion's copy transaction).
+func Redeem(tx *store.Tx, cp *store.Copier, usages []Usage) error {
 	if len(usages) == 0 {
 		return nil
 	}
@@ -137,12 +146,11 @@ func Redeem(tx *store.Tx, usages []Usage) error {
 		month int
 	}
 	var (
-		vIDs, eIDs, cIDs, oIDs, iIDs []int64
-		months                       []int32
-		products, amounts, usedAt    []string
-		custPaid                     = map[key]decimal.Decimal{}
-		ownerPaid                    = map[key]decimal.Decimal{}
-		touched                      = map[int64]*Voucher{}
+		rows      [][]any
+		custPaid  = map[key]decimal.Decimal{}
+		ownerPaid = map[key]decimal.Decimal{}
+		touched   = map[int64]*Voucher{}
+		now       = tx.Now()
 	)
 	for _, u := range mine {
 		id, ok := recID[u.ExternalID]
@@ -161,21 +169,16 @@ func Redeem(tx *store.Tx, usages []Usage) error {
 			due = due.Sub(pay)
 			v.Remaining = v.Remaining.Sub(pay)
 			touched[v.ID] = v
-			vIDs, eIDs, cIDs, oIDs, iIDs = append(vIDs, v.ID), append(eIDs, id), append(cIDs, u.CustomerID), append(oIDs, u.OwnerID), append(iIDs, v.IssuerID)
-			months, products = append(months, int32(u.Month)), append(products, u.ProductCode)
-			amounts, usedAt = append(amounts, pay.String()), append(usedAt, u.UsageAt.UTC().Format(time.RFC3339Nano))
+			rows = append(rows, []any{v.ID, id, u.CustomerID, u.OwnerID, v.IssuerID, int32(u.Month), u.ProductCode, u.UsageAt,
+				pgtype.Numeric{Int: pay.Coefficient(), Exp: pay.Exponent(), Valid: true}, now})
 			custPaid[key{u.CustomerID, u.Month}] = custPaid[key{u.CustomerID, u.Month}].Add(pay)
 			ownerPaid[key{u.OwnerID, u.Month}] = ownerPaid[key{u.OwnerID, u.Month}].Add(pay)
 		}
 	}
-	if len(vIDs) == 0 {
+	if len(rows) == 0 {
 		return nil
 	}
-	now := tx.Now()
-	if err := tx.DB.Exec(`INSERT INTO voucher_redemptions (voucher_id, expenditure_id, customer_id, owner_id, issuer_id, month, product_code, usage_at, amount, redeemed_at)
-		SELECT * , ?::timestamptz FROM unnest(?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::int[], ?::text[], ?::timestamptz[], ?::numeric[])`,
-		now, store.Int64Array(vIDs), store.Int64Array(eIDs), store.Int64Array(cIDs), store.Int64Array(oIDs), store.Int64Array(iIDs),
-		int32Array(months), store.TextArray(products), store.TextArray(usedAt), store.TextArray(amounts)).Error; err != nil {
+	if _, err := cp.CopyFrom(tx.Context(), pgx.Identifier{"voucher_redemptions"}, redemptionColumns, pgx.CopyFromRows(rows)); err != nil {
 		return fmt.Errorf("record voucher redemptions: %w", err)
 	}
 	var ids []int64
