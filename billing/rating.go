@@ -151,12 +151,15 @@ func (b *CustomerBill) GlobalID() string { return ids.Encode(TypeCustomerBill, b
 // Number is the bill's invoice number.
 func (b *CustomerBill) Number() string { return fmt.Sprintf("INV-%06d-%08d", b.Month, b.ID) }
 
+// LineKind is the kind of a customer bill line.
+type LineKind string
+
 // The kinds of customer bill line.
 const (
 	// LineUsage: the rated usage of a product.
-	LineUsage = "USAGE"
+	LineUsage LineKind = "USAGE"
 	// LineVoucher: what vouchers paid of a product's usage, deducted.
-	LineVoucher = "VOUCHER"
+	LineVoucher LineKind = "VOUCHER"
 )
 
 // CustomerLine is one line of a customer bill, of a product in ForMonth
@@ -169,7 +172,7 @@ const (
 type CustomerLine struct {
 	BillID      int64
 	ForMonth    int
-	Kind        string
+	Kind        LineKind
 	ProductCode string
 	List        decimal.Decimal
 	RuleID      *int64

@@ -17,6 +17,7 @@ import (
 	"partnerd/migration"
 	"partnerd/models"
 	"partnerd/notify"
+	"partnerd/vouchers"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -70,6 +71,13 @@ type ResolverRoot interface {
 	Unbinding() UnbindingResolver
 	User() UserResolver
 	UserConnection() UserConnectionResolver
+	Voucher() VoucherResolver
+	VoucherIssuance() VoucherIssuanceResolver
+	VoucherIssueResult() VoucherIssueResultResolver
+	VoucherPool() VoucherPoolResolver
+	VoucherPoolLedgerEntry() VoucherPoolLedgerEntryResolver
+	VoucherRedemption() VoucherRedemptionResolver
+	VoucherTemplate() VoucherTemplateResolver
 }
 
 type DirectiveRoot struct {
@@ -158,6 +166,7 @@ type ComplexityRoot struct {
 		List    func(childComplexity int) int
 		Month   func(childComplexity int) int
 		Records func(childComplexity int) int
+		Voucher func(childComplexity int) int
 	}
 
 	Budget struct {
@@ -234,6 +243,7 @@ type ComplexityRoot struct {
 		Adjustment  func(childComplexity int) int
 		Amount      func(childComplexity int) int
 		ForMonth    func(childComplexity int) int
+		Kind        func(childComplexity int) int
 		List        func(childComplexity int) int
 		Percent     func(childComplexity int) int
 		ProductCode func(childComplexity int) int
@@ -525,58 +535,69 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		AcceptInvitation          func(childComplexity int, token string) int
-		AddGroupMember            func(childComplexity int, groupID string, accountID string) int
-		AddMigrationRows          func(childComplexity int, id string, rows []*MigrationRowInput, file *graphql.Upload) int
-		AddSharingUnitMember      func(childComplexity int, unitID string, accountID string) int
-		AllocateCredit            func(childComplexity int, childID string, amount decimal.Decimal) int
-		ApplyForPayout            func(childComplexity int, incentiveID string) int
-		ApproveMigration          func(childComplexity int, id string, acknowledgeDataTransferStatement *bool) int
-		ApprovePayout             func(childComplexity int, incentiveID string) int
-		AuthorizePurchase         func(childComplexity int, customerID string, billingMode models.BillingMode, listAmount decimal.Decimal) int
-		CancelMigration           func(childComplexity int, id string) int
-		ClearBudget               func(childComplexity int, customerID string) int
-		ConfirmUnbinding          func(childComplexity int, id string) int
-		CreateAPIToken            func(childComplexity int, userID string, ttlHours *int) int
-		CreateAccount             func(childComplexity int, input CreateAccountInput) int
-		CreateCustomerGroup       func(childComplexity int, name string, administratorID string, memberIds []string) int
-		CreateIncentivePolicy     func(childComplexity int, name string, effectiveMonth models.Month, tiers []*IncentiveTierInput) int
-		CreateMigration           func(childComplexity int, sourceID string, rows []*MigrationRowInput, file *graphql.Upload) int
-		CreateRatingRule          func(childComplexity int, partnerID string, productCode *string, percent decimal.Decimal, effectiveMonth models.Month) int
-		CreateSharingUnit         func(childComplexity int, name string, memberIds []string) int
-		CreateUser                func(childComplexity int, accountID string, email string, phone *string, roles []models.Role, name *string, locale *string) int
-		DeclineInvitation         func(childComplexity int, token string) int
-		DeleteCustomerGroup       func(childComplexity int, id string) int
-		DeleteSharingUnit         func(childComplexity int, id string) int
-		FreezeAccount             func(childComplexity int, accountID string, mode models.FreezeMode) int
-		GenerateCustomerBills     func(childComplexity int, partnerID *string, month models.Month) int
-		GeneratePartnerBills      func(childComplexity int, month models.Month) int
-		InviteCustomer            func(childComplexity int, email string) int
-		IssuePartnerBill          func(childComplexity int, id string) int
-		IssuePartnerBills         func(childComplexity int, month models.Month) int
-		MarkAllRead               func(childComplexity int) int
-		MarkRead                  func(childComplexity int, ids []string) int
-		RecordExpenditures        func(childComplexity int, records []*ExpenditureInput) int
-		RegisterResource          func(childComplexity int, customerID string, productCode string, externalID string) int
-		RejectMigration           func(childComplexity int, id string, reason string) int
-		RejectPayout              func(childComplexity int, incentiveID string, reason string) int
-		RejectUnbinding           func(childComplexity int, id string, reason *string) int
-		RemoveGroupMember         func(childComplexity int, groupID string, accountID string) int
-		RemoveMigrationItem       func(childComplexity int, id string, accountID string) int
-		RemoveSharingUnitMember   func(childComplexity int, unitID string, accountID string) int
-		RequestUnbinding          func(childComplexity int, customerID string) int
-		ResendDelivery            func(childComplexity int, id string) int
-		ReverseCredit             func(childComplexity int, childID string, amount decimal.Decimal) int
-		RevokeAPIToken            func(childComplexity int, id string) int
-		RevokeInvitation          func(childComplexity int, id string) int
-		SetAccountTags            func(childComplexity int, accountID string, tags []*TagInput) int
-		SetArrearsExemption       func(childComplexity int, customerID string, postpaid bool, prepaid bool) int
-		SetBudget                 func(childComplexity int, input BudgetInput) int
-		SetCreditLimit            func(childComplexity int, accountID string, amount decimal.Decimal) int
-		SetNotificationPreference func(childComplexity int, eventType string, channel models.Channel, enabled bool) int
-		SubmitMigration           func(childComplexity int, id string) int
-		UnfreezeAccount           func(childComplexity int, accountID string) int
-		UpdateAccount             func(childComplexity int, id string, input UpdateAccountInput) int
+		AcceptInvitation            func(childComplexity int, token string) int
+		AddGroupMember              func(childComplexity int, groupID string, accountID string) int
+		AddMigrationRows            func(childComplexity int, id string, rows []*MigrationRowInput, file *graphql.Upload) int
+		AddSharingUnitMember        func(childComplexity int, unitID string, accountID string) int
+		AllocateCredit              func(childComplexity int, childID string, amount decimal.Decimal) int
+		AllocateVoucherQuota        func(childComplexity int, resellerID string, amount decimal.Decimal) int
+		ApplyForPayout              func(childComplexity int, incentiveID string) int
+		ApproveMigration            func(childComplexity int, id string, acknowledgeDataTransferStatement *bool) int
+		ApprovePayout               func(childComplexity int, incentiveID string) int
+		ApproveVoucherIssuance      func(childComplexity int, id string) int
+		AuthorizePurchase           func(childComplexity int, customerID string, billingMode models.BillingMode, listAmount decimal.Decimal) int
+		CancelMigration             func(childComplexity int, id string) int
+		CancelVoucher               func(childComplexity int, id string, reason string) int
+		ClearBudget                 func(childComplexity int, customerID string) int
+		ConfirmUnbinding            func(childComplexity int, id string) int
+		CreateAPIToken              func(childComplexity int, userID string, ttlHours *int) int
+		CreateAccount               func(childComplexity int, input CreateAccountInput) int
+		CreateCustomerGroup         func(childComplexity int, name string, administratorID string, memberIds []string) int
+		CreateIncentivePolicy       func(childComplexity int, name string, effectiveMonth models.Month, tiers []*IncentiveTierInput) int
+		CreateMigration             func(childComplexity int, sourceID string, rows []*MigrationRowInput, file *graphql.Upload) int
+		CreateRatingRule            func(childComplexity int, partnerID string, productCode *string, percent decimal.Decimal, effectiveMonth models.Month) int
+		CreateSharingUnit           func(childComplexity int, name string, memberIds []string) int
+		CreateUser                  func(childComplexity int, accountID string, email string, phone *string, roles []models.Role, name *string, locale *string) int
+		CreateVoucherTemplate       func(childComplexity int, partnerID string, input VoucherTemplateInput) int
+		DeclineInvitation           func(childComplexity int, token string) int
+		DeleteCustomerGroup         func(childComplexity int, id string) int
+		DeleteSharingUnit           func(childComplexity int, id string) int
+		FreezeAccount               func(childComplexity int, accountID string, mode models.FreezeMode) int
+		GenerateCustomerBills       func(childComplexity int, partnerID *string, month models.Month) int
+		GeneratePartnerBills        func(childComplexity int, month models.Month) int
+		GrantVoucherQuota           func(childComplexity int, partnerID string, amount decimal.Decimal, expiresAt time.Time) int
+		InviteCustomer              func(childComplexity int, email string) int
+		IssuePartnerBill            func(childComplexity int, id string) int
+		IssuePartnerBills           func(childComplexity int, month models.Month) int
+		IssueVouchers               func(childComplexity int, templateID string, customerIds []string) int
+		MarkAllRead                 func(childComplexity int) int
+		MarkRead                    func(childComplexity int, ids []string) int
+		ReclaimVoucherQuota         func(childComplexity int, resellerID string, amount decimal.Decimal) int
+		RecordExpenditures          func(childComplexity int, records []*ExpenditureInput) int
+		RegisterResource            func(childComplexity int, customerID string, productCode string, externalID string) int
+		RejectMigration             func(childComplexity int, id string, reason string) int
+		RejectPayout                func(childComplexity int, incentiveID string, reason string) int
+		RejectUnbinding             func(childComplexity int, id string, reason *string) int
+		RejectVoucherIssuance       func(childComplexity int, id string, reason string) int
+		RemoveGroupMember           func(childComplexity int, groupID string, accountID string) int
+		RemoveMigrationItem         func(childComplexity int, id string, accountID string) int
+		RemoveSharingUnitMember     func(childComplexity int, unitID string, accountID string) int
+		RequestUnbinding            func(childComplexity int, customerID string) int
+		ResendDelivery              func(childComplexity int, id string) int
+		RetireVoucherTemplate       func(childComplexity int, id string) int
+		ReverseCredit               func(childComplexity int, childID string, amount decimal.Decimal) int
+		RevokeAPIToken              func(childComplexity int, id string) int
+		RevokeInvitation            func(childComplexity int, id string) int
+		SetAccountTags              func(childComplexity int, accountID string, tags []*TagInput) int
+		SetArrearsExemption         func(childComplexity int, customerID string, postpaid bool, prepaid bool) int
+		SetBudget                   func(childComplexity int, input BudgetInput) int
+		SetCreditLimit              func(childComplexity int, accountID string, amount decimal.Decimal) int
+		SetNotificationPreference   func(childComplexity int, eventType string, channel models.Channel, enabled bool) int
+		SetVoucherApprovalThreshold func(childComplexity int, resellerID string, threshold *decimal.Decimal) int
+		SubmitMigration             func(childComplexity int, id string) int
+		UnfreezeAccount             func(childComplexity int, accountID string) int
+		UpdateAccount               func(childComplexity int, id string, input UpdateAccountInput) int
+		UpdateVoucherTemplate       func(childComplexity int, id string, input VoucherTemplateInput) int
 	}
 
 	NotificationPreference struct {
@@ -608,6 +629,7 @@ type ComplexityRoot struct {
 		Records          func(childComplexity int) int
 		SettlesWith      func(childComplexity int) int
 		Status           func(childComplexity int) int
+		VoucherTotal     func(childComplexity int) int
 	}
 
 	PartnerBillConnection struct {
@@ -630,6 +652,7 @@ type ComplexityRoot struct {
 		Owner       func(childComplexity int) int
 		ProductCode func(childComplexity int) int
 		Records     func(childComplexity int) int
+		Voucher     func(childComplexity int) int
 	}
 
 	PurchaseDecision struct {
@@ -661,6 +684,11 @@ type ComplexityRoot struct {
 		RatingRules             func(childComplexity int, partnerID string) int
 		Unbinding               func(childComplexity int, id string) int
 		UnreadCount             func(childComplexity int) int
+		VoucherIssuances        func(childComplexity int, partnerID string, status *vouchers.IssuanceStatus, first *int, after *string) int
+		VoucherPool             func(childComplexity int, partnerID string) int
+		VoucherRedemptions      func(childComplexity int, voucherID *string, customerID *string, period *expenditures.Period, first *int, after *string) int
+		VoucherTemplates        func(childComplexity int, partnerID string, includeRetired *bool, first *int, after *string) int
+		Vouchers                func(childComplexity int, customerID *string, partnerID *string, status *vouchers.Status, first *int, after *string) int
 	}
 
 	RatingRule struct {
@@ -760,6 +788,162 @@ type ComplexityRoot struct {
 	}
 
 	UserEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	Voucher struct {
+		BillingModes func(childComplexity int) int
+		CloseReason  func(childComplexity int) int
+		ClosedAt     func(childComplexity int) int
+		Customer     func(childComplexity int) int
+		EffectiveAt  func(childComplexity int) int
+		ExpiresAt    func(childComplexity int) int
+		FaceValue    func(childComplexity int) int
+		ID           func(childComplexity int) int
+		IssuedAt     func(childComplexity int) int
+		Issuer       func(childComplexity int) int
+		ProductCodes func(childComplexity int) int
+		ProductScope func(childComplexity int) int
+		Redemptions  func(childComplexity int, first *int, after *string) int
+		Remaining    func(childComplexity int) int
+		Returned     func(childComplexity int) int
+		Status       func(childComplexity int) int
+		Template     func(childComplexity int) int
+		Used         func(childComplexity int) int
+	}
+
+	VoucherConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	VoucherEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	VoucherIssuance struct {
+		CustomerIds func(childComplexity int) int
+		DecidedAt   func(childComplexity int) int
+		DecidedBy   func(childComplexity int) int
+		FaceTotal   func(childComplexity int) int
+		ID          func(childComplexity int) int
+		Partner     func(childComplexity int) int
+		Reason      func(childComplexity int) int
+		RequestedAt func(childComplexity int) int
+		RequestedBy func(childComplexity int) int
+		Results     func(childComplexity int) int
+		Status      func(childComplexity int) int
+		Template    func(childComplexity int) int
+	}
+
+	VoucherIssuanceConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	VoucherIssuanceEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	VoucherIssueResult struct {
+		Code       func(childComplexity int) int
+		Customer   func(childComplexity int) int
+		CustomerID func(childComplexity int) int
+		Message    func(childComplexity int) int
+		Voucher    func(childComplexity int) int
+	}
+
+	VoucherPool struct {
+		AllocatedDown     func(childComplexity int) int
+		ApprovalThreshold func(childComplexity int) int
+		Expired           func(childComplexity int) int
+		ExpiresAt         func(childComplexity int) int
+		Issued            func(childComplexity int) int
+		Ledger            func(childComplexity int, first *int, after *string) int
+		Partner           func(childComplexity int) int
+		Quota             func(childComplexity int) int
+		Redeemed          func(childComplexity int) int
+		Remaining         func(childComplexity int) int
+	}
+
+	VoucherPoolLedgerConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	VoucherPoolLedgerEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	VoucherPoolLedgerEntry struct {
+		Actor          func(childComplexity int) int
+		AllocatedAfter func(childComplexity int) int
+		Amount         func(childComplexity int) int
+		At             func(childComplexity int) int
+		Counterparty   func(childComplexity int) int
+		Issuance       func(childComplexity int) int
+		IssuedAfter    func(childComplexity int) int
+		Kind           func(childComplexity int) int
+		QuotaAfter     func(childComplexity int) int
+		Reason         func(childComplexity int) int
+		Voucher        func(childComplexity int) int
+	}
+
+	VoucherRedemption struct {
+		Amount      func(childComplexity int) int
+		Customer    func(childComplexity int) int
+		ExternalID  func(childComplexity int) int
+		Month       func(childComplexity int) int
+		ProductCode func(childComplexity int) int
+		RedeemedAt  func(childComplexity int) int
+		UsageAt     func(childComplexity int) int
+		Voucher     func(childComplexity int) int
+	}
+
+	VoucherRedemptionConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	VoucherRedemptionEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	VoucherTemplate struct {
+		BillingModes     func(childComplexity int) int
+		CreatedAt        func(childComplexity int) int
+		FaceValue        func(childComplexity int) int
+		ID               func(childComplexity int) int
+		Name             func(childComplexity int) int
+		Partner          func(childComplexity int) int
+		PerCustomerLimit func(childComplexity int) int
+		ProductCodes     func(childComplexity int) int
+		ProductScope     func(childComplexity int) int
+		Reason           func(childComplexity int) int
+		RetiredAt        func(childComplexity int) int
+		Status           func(childComplexity int) int
+		UpdatedAt        func(childComplexity int) int
+		ValidDays        func(childComplexity int) int
+		ValidFrom        func(childComplexity int) int
+		ValidUntil       func(childComplexity int) int
+	}
+
+	VoucherTemplateConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	VoucherTemplateEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
 	}
@@ -977,6 +1161,17 @@ type MutationResolver interface {
 	ApplyForPayout(ctx context.Context, incentiveID string) (*billing.Incentive, error)
 	ApprovePayout(ctx context.Context, incentiveID string) (*billing.Incentive, error)
 	RejectPayout(ctx context.Context, incentiveID string, reason string) (*billing.Incentive, error)
+	GrantVoucherQuota(ctx context.Context, partnerID string, amount decimal.Decimal, expiresAt time.Time) (*vouchers.Pool, error)
+	AllocateVoucherQuota(ctx context.Context, resellerID string, amount decimal.Decimal) (*vouchers.Pool, error)
+	ReclaimVoucherQuota(ctx context.Context, resellerID string, amount decimal.Decimal) (*vouchers.Pool, error)
+	SetVoucherApprovalThreshold(ctx context.Context, resellerID string, threshold *decimal.Decimal) (*vouchers.Pool, error)
+	CreateVoucherTemplate(ctx context.Context, partnerID string, input VoucherTemplateInput) (*vouchers.Template, error)
+	UpdateVoucherTemplate(ctx context.Context, id string, input VoucherTemplateInput) (*vouchers.Template, error)
+	RetireVoucherTemplate(ctx context.Context, id string) (*vouchers.Template, error)
+	IssueVouchers(ctx context.Context, templateID string, customerIds []string) (*vouchers.Issuance, error)
+	ApproveVoucherIssuance(ctx context.Context, id string) (*vouchers.Issuance, error)
+	RejectVoucherIssuance(ctx context.Context, id string, reason string) (*vouchers.Issuance, error)
+	CancelVoucher(ctx context.Context, id string, reason string) (*vouchers.Voucher, error)
 }
 type PartnerBillResolver interface {
 	ID(ctx context.Context, obj *billing.PartnerBill) (string, error)
@@ -1027,6 +1222,11 @@ type QueryResolver interface {
 	CustomerBills(ctx context.Context, partnerID *string, customerID *string, month *models.Month, first *int, after *string) (*CustomerBillConnection, error)
 	IncentivePolicies(ctx context.Context) ([]*billing.Policy, error)
 	Incentives(ctx context.Context, partnerID *string, status *billing.IncentiveStatus, first *int, after *string) (*IncentiveConnection, error)
+	VoucherPool(ctx context.Context, partnerID string) (*vouchers.Pool, error)
+	Vouchers(ctx context.Context, customerID *string, partnerID *string, status *vouchers.Status, first *int, after *string) (*VoucherConnection, error)
+	VoucherRedemptions(ctx context.Context, voucherID *string, customerID *string, period *expenditures.Period, first *int, after *string) (*VoucherRedemptionConnection, error)
+	VoucherTemplates(ctx context.Context, partnerID string, includeRetired *bool, first *int, after *string) (*VoucherTemplateConnection, error)
+	VoucherIssuances(ctx context.Context, partnerID string, status *vouchers.IssuanceStatus, first *int, after *string) (*VoucherIssuanceConnection, error)
 }
 type RatingRuleResolver interface {
 	ID(ctx context.Context, obj *billing.RatingRule) (string, error)
@@ -1067,6 +1267,53 @@ type UserResolver interface {
 }
 type UserConnectionResolver interface {
 	TotalCount(ctx context.Context, obj *UserConnection) (int, error)
+}
+type VoucherResolver interface {
+	ID(ctx context.Context, obj *vouchers.Voucher) (string, error)
+	Template(ctx context.Context, obj *vouchers.Voucher) (*vouchers.Template, error)
+	Issuer(ctx context.Context, obj *vouchers.Voucher) (*models.Account, error)
+	Customer(ctx context.Context, obj *vouchers.Voucher) (*models.Account, error)
+
+	ProductCodes(ctx context.Context, obj *vouchers.Voucher) ([]string, error)
+
+	Redemptions(ctx context.Context, obj *vouchers.Voucher, first *int, after *string) (*VoucherRedemptionConnection, error)
+}
+type VoucherIssuanceResolver interface {
+	ID(ctx context.Context, obj *vouchers.Issuance) (string, error)
+	Template(ctx context.Context, obj *vouchers.Issuance) (*vouchers.Template, error)
+	Partner(ctx context.Context, obj *vouchers.Issuance) (*models.Account, error)
+	CustomerIds(ctx context.Context, obj *vouchers.Issuance) ([]string, error)
+
+	Results(ctx context.Context, obj *vouchers.Issuance) ([]*vouchers.IssueResult, error)
+}
+type VoucherIssueResultResolver interface {
+	CustomerID(ctx context.Context, obj *vouchers.IssueResult) (string, error)
+	Customer(ctx context.Context, obj *vouchers.IssueResult) (*models.Account, error)
+
+	Voucher(ctx context.Context, obj *vouchers.IssueResult) (*vouchers.Voucher, error)
+	Message(ctx context.Context, obj *vouchers.IssueResult) (*string, error)
+}
+type VoucherPoolResolver interface {
+	Partner(ctx context.Context, obj *vouchers.Pool) (*models.Account, error)
+
+	Ledger(ctx context.Context, obj *vouchers.Pool, first *int, after *string) (*VoucherPoolLedgerConnection, error)
+}
+type VoucherPoolLedgerEntryResolver interface {
+	Counterparty(ctx context.Context, obj *vouchers.LedgerEntry) (*models.Account, error)
+	Voucher(ctx context.Context, obj *vouchers.LedgerEntry) (*vouchers.Voucher, error)
+	Issuance(ctx context.Context, obj *vouchers.LedgerEntry) (*vouchers.Issuance, error)
+}
+type VoucherRedemptionResolver interface {
+	Voucher(ctx context.Context, obj *vouchers.Redemption) (*vouchers.Voucher, error)
+
+	Customer(ctx context.Context, obj *vouchers.Redemption) (*models.Account, error)
+	Month(ctx context.Context, obj *vouchers.Redemption) (*models.Month, error)
+}
+type VoucherTemplateResolver interface {
+	ID(ctx context.Context, obj *vouchers.Template) (string, error)
+	Partner(ctx context.Context, obj *vouchers.Template) (*models.Account, error)
+
+	ProductCodes(ctx context.Context, obj *vouchers.Template) ([]string, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -1467,6 +1714,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.BillAdjustment.Records(childComplexity), true
+	case "BillAdjustment.voucher":
+		if e.ComplexityRoot.BillAdjustment.Voucher == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillAdjustment.Voucher(childComplexity), true
 
 	case "Budget.amount":
 		if e.ComplexityRoot.Budget.Amount == nil {
@@ -1770,6 +2023,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CustomerBillLine.ForMonth(childComplexity), true
+	case "CustomerBillLine.kind":
+		if e.ComplexityRoot.CustomerBillLine.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerBillLine.Kind(childComplexity), true
 	case "CustomerBillLine.list":
 		if e.ComplexityRoot.CustomerBillLine.List == nil {
 			break
@@ -2964,6 +3223,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.AllocateCredit(childComplexity, args["childId"].(string), args["amount"].(decimal.Decimal)), true
+	case "Mutation.allocateVoucherQuota":
+		if e.ComplexityRoot.Mutation.AllocateVoucherQuota == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_allocateVoucherQuota_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.AllocateVoucherQuota(childComplexity, args["resellerId"].(string), args["amount"].(decimal.Decimal)), true
 	case "Mutation.applyForPayout":
 		if e.ComplexityRoot.Mutation.ApplyForPayout == nil {
 			break
@@ -2997,6 +3267,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ApprovePayout(childComplexity, args["incentiveId"].(string)), true
+	case "Mutation.approveVoucherIssuance":
+		if e.ComplexityRoot.Mutation.ApproveVoucherIssuance == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_approveVoucherIssuance_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ApproveVoucherIssuance(childComplexity, args["id"].(string)), true
 	case "Mutation.authorizePurchase":
 		if e.ComplexityRoot.Mutation.AuthorizePurchase == nil {
 			break
@@ -3019,6 +3300,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CancelMigration(childComplexity, args["id"].(string)), true
+	case "Mutation.cancelVoucher":
+		if e.ComplexityRoot.Mutation.CancelVoucher == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_cancelVoucher_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CancelVoucher(childComplexity, args["id"].(string), args["reason"].(string)), true
 	case "Mutation.clearBudget":
 		if e.ComplexityRoot.Mutation.ClearBudget == nil {
 			break
@@ -3129,6 +3421,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateUser(childComplexity, args["accountId"].(string), args["email"].(string), args["phone"].(*string), args["roles"].([]models.Role), args["name"].(*string), args["locale"].(*string)), true
+	case "Mutation.createVoucherTemplate":
+		if e.ComplexityRoot.Mutation.CreateVoucherTemplate == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createVoucherTemplate_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateVoucherTemplate(childComplexity, args["partnerId"].(string), args["input"].(VoucherTemplateInput)), true
 	case "Mutation.declineInvitation":
 		if e.ComplexityRoot.Mutation.DeclineInvitation == nil {
 			break
@@ -3195,6 +3498,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.GeneratePartnerBills(childComplexity, args["month"].(models.Month)), true
+	case "Mutation.grantVoucherQuota":
+		if e.ComplexityRoot.Mutation.GrantVoucherQuota == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_grantVoucherQuota_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.GrantVoucherQuota(childComplexity, args["partnerId"].(string), args["amount"].(decimal.Decimal), args["expiresAt"].(time.Time)), true
 	case "Mutation.inviteCustomer":
 		if e.ComplexityRoot.Mutation.InviteCustomer == nil {
 			break
@@ -3228,6 +3542,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.IssuePartnerBills(childComplexity, args["month"].(models.Month)), true
+	case "Mutation.issueVouchers":
+		if e.ComplexityRoot.Mutation.IssueVouchers == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_issueVouchers_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.IssueVouchers(childComplexity, args["templateId"].(string), args["customerIds"].([]string)), true
 	case "Mutation.markAllRead":
 		if e.ComplexityRoot.Mutation.MarkAllRead == nil {
 			break
@@ -3245,6 +3570,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.MarkRead(childComplexity, args["ids"].([]string)), true
+	case "Mutation.reclaimVoucherQuota":
+		if e.ComplexityRoot.Mutation.ReclaimVoucherQuota == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_reclaimVoucherQuota_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ReclaimVoucherQuota(childComplexity, args["resellerId"].(string), args["amount"].(decimal.Decimal)), true
 	case "Mutation.recordExpenditures":
 		if e.ComplexityRoot.Mutation.RecordExpenditures == nil {
 			break
@@ -3300,6 +3636,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RejectUnbinding(childComplexity, args["id"].(string), args["reason"].(*string)), true
+	case "Mutation.rejectVoucherIssuance":
+		if e.ComplexityRoot.Mutation.RejectVoucherIssuance == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_rejectVoucherIssuance_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RejectVoucherIssuance(childComplexity, args["id"].(string), args["reason"].(string)), true
 	case "Mutation.removeGroupMember":
 		if e.ComplexityRoot.Mutation.RemoveGroupMember == nil {
 			break
@@ -3355,6 +3702,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ResendDelivery(childComplexity, args["id"].(string)), true
+	case "Mutation.retireVoucherTemplate":
+		if e.ComplexityRoot.Mutation.RetireVoucherTemplate == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_retireVoucherTemplate_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RetireVoucherTemplate(childComplexity, args["id"].(string)), true
 	case "Mutation.reverseCredit":
 		if e.ComplexityRoot.Mutation.ReverseCredit == nil {
 			break
@@ -3443,6 +3801,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SetNotificationPreference(childComplexity, args["eventType"].(string), args["channel"].(models.Channel), args["enabled"].(bool)), true
+	case "Mutation.setVoucherApprovalThreshold":
+		if e.ComplexityRoot.Mutation.SetVoucherApprovalThreshold == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setVoucherApprovalThreshold_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetVoucherApprovalThreshold(childComplexity, args["resellerId"].(string), args["threshold"].(*decimal.Decimal)), true
 	case "Mutation.submitMigration":
 		if e.ComplexityRoot.Mutation.SubmitMigration == nil {
 			break
@@ -3476,6 +3845,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.UpdateAccount(childComplexity, args["id"].(string), args["input"].(UpdateAccountInput)), true
+	case "Mutation.updateVoucherTemplate":
+		if e.ComplexityRoot.Mutation.UpdateVoucherTemplate == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_updateVoucherTemplate_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UpdateVoucherTemplate(childComplexity, args["id"].(string), args["input"].(VoucherTemplateInput)), true
 
 	case "NotificationPreference.channel":
 		if e.ComplexityRoot.NotificationPreference.Channel == nil {
@@ -3616,6 +3996,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.PartnerBill.Status(childComplexity), true
+	case "PartnerBill.voucherTotal":
+		if e.ComplexityRoot.PartnerBill.VoucherTotal == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBill.VoucherTotal(childComplexity), true
 
 	case "PartnerBillConnection.edges":
 		if e.ComplexityRoot.PartnerBillConnection.Edges == nil {
@@ -3697,6 +4083,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.PartnerBillLine.Records(childComplexity), true
+	case "PartnerBillLine.voucher":
+		if e.ComplexityRoot.PartnerBillLine.Voucher == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerBillLine.Voucher(childComplexity), true
 
 	case "PurchaseDecision.allowed":
 		if e.ComplexityRoot.PurchaseDecision.Allowed == nil {
@@ -3940,6 +4332,61 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.UnreadCount(childComplexity), true
+	case "Query.voucherIssuances":
+		if e.ComplexityRoot.Query.VoucherIssuances == nil {
+			break
+		}
+
+		args, err := ec.field_Query_voucherIssuances_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.VoucherIssuances(childComplexity, args["partnerId"].(string), args["status"].(*vouchers.IssuanceStatus), args["first"].(*int), args["after"].(*string)), true
+	case "Query.voucherPool":
+		if e.ComplexityRoot.Query.VoucherPool == nil {
+			break
+		}
+
+		args, err := ec.field_Query_voucherPool_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.VoucherPool(childComplexity, args["partnerId"].(string)), true
+	case "Query.voucherRedemptions":
+		if e.ComplexityRoot.Query.VoucherRedemptions == nil {
+			break
+		}
+
+		args, err := ec.field_Query_voucherRedemptions_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.VoucherRedemptions(childComplexity, args["voucherId"].(*string), args["customerId"].(*string), args["period"].(*expenditures.Period), args["first"].(*int), args["after"].(*string)), true
+	case "Query.voucherTemplates":
+		if e.ComplexityRoot.Query.VoucherTemplates == nil {
+			break
+		}
+
+		args, err := ec.field_Query_voucherTemplates_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.VoucherTemplates(childComplexity, args["partnerId"].(string), args["includeRetired"].(*bool), args["first"].(*int), args["after"].(*string)), true
+	case "Query.vouchers":
+		if e.ComplexityRoot.Query.Vouchers == nil {
+			break
+		}
+
+		args, err := ec.field_Query_vouchers_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Vouchers(childComplexity, args["customerId"].(*string), args["partnerId"].(*string), args["status"].(*vouchers.Status), args["first"].(*int), args["after"].(*string)), true
 
 	case "RatingRule.createdAt":
 		if e.ComplexityRoot.RatingRule.CreatedAt == nil {
@@ -4319,6 +4766,663 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.UserEdge.Node(childComplexity), true
 
+	case "Voucher.billingModes":
+		if e.ComplexityRoot.Voucher.BillingModes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Voucher.BillingModes(childComplexity), true
+	case "Voucher.closeReason":
+		if e.ComplexityRoot.Voucher.CloseReason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Voucher.CloseReason(childComplexity), true
+	case "Voucher.closedAt":
+		if e.ComplexityRoot.Voucher.ClosedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Voucher.ClosedAt(childComplexity), true
+	case "Voucher.customer":
+		if e.ComplexityRoot.Voucher.Customer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Voucher.Customer(childComplexity), true
+	case "Voucher.effectiveAt":
+		if e.ComplexityRoot.Voucher.EffectiveAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Voucher.EffectiveAt(childComplexity), true
+	case "Voucher.expiresAt":
+		if e.ComplexityRoot.Voucher.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Voucher.ExpiresAt(childComplexity), true
+	case "Voucher.faceValue":
+		if e.ComplexityRoot.Voucher.FaceValue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Voucher.FaceValue(childComplexity), true
+	case "Voucher.id":
+		if e.ComplexityRoot.Voucher.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Voucher.ID(childComplexity), true
+	case "Voucher.issuedAt":
+		if e.ComplexityRoot.Voucher.IssuedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Voucher.IssuedAt(childComplexity), true
+	case "Voucher.issuer":
+		if e.ComplexityRoot.Voucher.Issuer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Voucher.Issuer(childComplexity), true
+	case "Voucher.productCodes":
+		if e.ComplexityRoot.Voucher.ProductCodes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Voucher.ProductCodes(childComplexity), true
+	case "Voucher.productScope":
+		if e.ComplexityRoot.Voucher.ProductScope == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Voucher.ProductScope(childComplexity), true
+	case "Voucher.redemptions":
+		if e.ComplexityRoot.Voucher.Redemptions == nil {
+			break
+		}
+
+		args, err := ec.field_Voucher_redemptions_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Voucher.Redemptions(childComplexity, args["first"].(*int), args["after"].(*string)), true
+	case "Voucher.remaining":
+		if e.ComplexityRoot.Voucher.Remaining == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Voucher.Remaining(childComplexity), true
+	case "Voucher.returned":
+		if e.ComplexityRoot.Voucher.Returned == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Voucher.Returned(childComplexity), true
+	case "Voucher.status":
+		if e.ComplexityRoot.Voucher.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Voucher.Status(childComplexity), true
+	case "Voucher.template":
+		if e.ComplexityRoot.Voucher.Template == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Voucher.Template(childComplexity), true
+	case "Voucher.used":
+		if e.ComplexityRoot.Voucher.Used == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Voucher.Used(childComplexity), true
+
+	case "VoucherConnection.edges":
+		if e.ComplexityRoot.VoucherConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherConnection.Edges(childComplexity), true
+	case "VoucherConnection.pageInfo":
+		if e.ComplexityRoot.VoucherConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherConnection.PageInfo(childComplexity), true
+	case "VoucherConnection.totalCount":
+		if e.ComplexityRoot.VoucherConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherConnection.TotalCount(childComplexity), true
+
+	case "VoucherEdge.cursor":
+		if e.ComplexityRoot.VoucherEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherEdge.Cursor(childComplexity), true
+	case "VoucherEdge.node":
+		if e.ComplexityRoot.VoucherEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherEdge.Node(childComplexity), true
+
+	case "VoucherIssuance.customerIds":
+		if e.ComplexityRoot.VoucherIssuance.CustomerIds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssuance.CustomerIds(childComplexity), true
+	case "VoucherIssuance.decidedAt":
+		if e.ComplexityRoot.VoucherIssuance.DecidedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssuance.DecidedAt(childComplexity), true
+	case "VoucherIssuance.decidedBy":
+		if e.ComplexityRoot.VoucherIssuance.DecidedBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssuance.DecidedBy(childComplexity), true
+	case "VoucherIssuance.faceTotal":
+		if e.ComplexityRoot.VoucherIssuance.FaceTotal == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssuance.FaceTotal(childComplexity), true
+	case "VoucherIssuance.id":
+		if e.ComplexityRoot.VoucherIssuance.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssuance.ID(childComplexity), true
+	case "VoucherIssuance.partner":
+		if e.ComplexityRoot.VoucherIssuance.Partner == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssuance.Partner(childComplexity), true
+	case "VoucherIssuance.reason":
+		if e.ComplexityRoot.VoucherIssuance.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssuance.Reason(childComplexity), true
+	case "VoucherIssuance.requestedAt":
+		if e.ComplexityRoot.VoucherIssuance.RequestedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssuance.RequestedAt(childComplexity), true
+	case "VoucherIssuance.requestedBy":
+		if e.ComplexityRoot.VoucherIssuance.RequestedBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssuance.RequestedBy(childComplexity), true
+	case "VoucherIssuance.results":
+		if e.ComplexityRoot.VoucherIssuance.Results == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssuance.Results(childComplexity), true
+	case "VoucherIssuance.status":
+		if e.ComplexityRoot.VoucherIssuance.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssuance.Status(childComplexity), true
+	case "VoucherIssuance.template":
+		if e.ComplexityRoot.VoucherIssuance.Template == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssuance.Template(childComplexity), true
+
+	case "VoucherIssuanceConnection.edges":
+		if e.ComplexityRoot.VoucherIssuanceConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssuanceConnection.Edges(childComplexity), true
+	case "VoucherIssuanceConnection.pageInfo":
+		if e.ComplexityRoot.VoucherIssuanceConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssuanceConnection.PageInfo(childComplexity), true
+	case "VoucherIssuanceConnection.totalCount":
+		if e.ComplexityRoot.VoucherIssuanceConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssuanceConnection.TotalCount(childComplexity), true
+
+	case "VoucherIssuanceEdge.cursor":
+		if e.ComplexityRoot.VoucherIssuanceEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssuanceEdge.Cursor(childComplexity), true
+	case "VoucherIssuanceEdge.node":
+		if e.ComplexityRoot.VoucherIssuanceEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssuanceEdge.Node(childComplexity), true
+
+	case "VoucherIssueResult.code":
+		if e.ComplexityRoot.VoucherIssueResult.Code == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssueResult.Code(childComplexity), true
+	case "VoucherIssueResult.customer":
+		if e.ComplexityRoot.VoucherIssueResult.Customer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssueResult.Customer(childComplexity), true
+	case "VoucherIssueResult.customerId":
+		if e.ComplexityRoot.VoucherIssueResult.CustomerID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssueResult.CustomerID(childComplexity), true
+	case "VoucherIssueResult.message":
+		if e.ComplexityRoot.VoucherIssueResult.Message == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssueResult.Message(childComplexity), true
+	case "VoucherIssueResult.voucher":
+		if e.ComplexityRoot.VoucherIssueResult.Voucher == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherIssueResult.Voucher(childComplexity), true
+
+	case "VoucherPool.allocatedDown":
+		if e.ComplexityRoot.VoucherPool.AllocatedDown == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPool.AllocatedDown(childComplexity), true
+	case "VoucherPool.approvalThreshold":
+		if e.ComplexityRoot.VoucherPool.ApprovalThreshold == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPool.ApprovalThreshold(childComplexity), true
+	case "VoucherPool.expired":
+		if e.ComplexityRoot.VoucherPool.Expired == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPool.Expired(childComplexity), true
+	case "VoucherPool.expiresAt":
+		if e.ComplexityRoot.VoucherPool.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPool.ExpiresAt(childComplexity), true
+	case "VoucherPool.issued":
+		if e.ComplexityRoot.VoucherPool.Issued == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPool.Issued(childComplexity), true
+	case "VoucherPool.ledger":
+		if e.ComplexityRoot.VoucherPool.Ledger == nil {
+			break
+		}
+
+		args, err := ec.field_VoucherPool_ledger_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.VoucherPool.Ledger(childComplexity, args["first"].(*int), args["after"].(*string)), true
+	case "VoucherPool.partner":
+		if e.ComplexityRoot.VoucherPool.Partner == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPool.Partner(childComplexity), true
+	case "VoucherPool.quota":
+		if e.ComplexityRoot.VoucherPool.Quota == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPool.Quota(childComplexity), true
+	case "VoucherPool.redeemed":
+		if e.ComplexityRoot.VoucherPool.Redeemed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPool.Redeemed(childComplexity), true
+	case "VoucherPool.remaining":
+		if e.ComplexityRoot.VoucherPool.Remaining == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPool.Remaining(childComplexity), true
+
+	case "VoucherPoolLedgerConnection.edges":
+		if e.ComplexityRoot.VoucherPoolLedgerConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPoolLedgerConnection.Edges(childComplexity), true
+	case "VoucherPoolLedgerConnection.pageInfo":
+		if e.ComplexityRoot.VoucherPoolLedgerConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPoolLedgerConnection.PageInfo(childComplexity), true
+	case "VoucherPoolLedgerConnection.totalCount":
+		if e.ComplexityRoot.VoucherPoolLedgerConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPoolLedgerConnection.TotalCount(childComplexity), true
+
+	case "VoucherPoolLedgerEdge.cursor":
+		if e.ComplexityRoot.VoucherPoolLedgerEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPoolLedgerEdge.Cursor(childComplexity), true
+	case "VoucherPoolLedgerEdge.node":
+		if e.ComplexityRoot.VoucherPoolLedgerEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPoolLedgerEdge.Node(childComplexity), true
+
+	case "VoucherPoolLedgerEntry.actor":
+		if e.ComplexityRoot.VoucherPoolLedgerEntry.Actor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPoolLedgerEntry.Actor(childComplexity), true
+	case "VoucherPoolLedgerEntry.allocatedAfter":
+		if e.ComplexityRoot.VoucherPoolLedgerEntry.AllocatedAfter == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPoolLedgerEntry.AllocatedAfter(childComplexity), true
+	case "VoucherPoolLedgerEntry.amount":
+		if e.ComplexityRoot.VoucherPoolLedgerEntry.Amount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPoolLedgerEntry.Amount(childComplexity), true
+	case "VoucherPoolLedgerEntry.at":
+		if e.ComplexityRoot.VoucherPoolLedgerEntry.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPoolLedgerEntry.At(childComplexity), true
+	case "VoucherPoolLedgerEntry.counterparty":
+		if e.ComplexityRoot.VoucherPoolLedgerEntry.Counterparty == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPoolLedgerEntry.Counterparty(childComplexity), true
+	case "VoucherPoolLedgerEntry.issuance":
+		if e.ComplexityRoot.VoucherPoolLedgerEntry.Issuance == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPoolLedgerEntry.Issuance(childComplexity), true
+	case "VoucherPoolLedgerEntry.issuedAfter":
+		if e.ComplexityRoot.VoucherPoolLedgerEntry.IssuedAfter == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPoolLedgerEntry.IssuedAfter(childComplexity), true
+	case "VoucherPoolLedgerEntry.kind":
+		if e.ComplexityRoot.VoucherPoolLedgerEntry.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPoolLedgerEntry.Kind(childComplexity), true
+	case "VoucherPoolLedgerEntry.quotaAfter":
+		if e.ComplexityRoot.VoucherPoolLedgerEntry.QuotaAfter == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPoolLedgerEntry.QuotaAfter(childComplexity), true
+	case "VoucherPoolLedgerEntry.reason":
+		if e.ComplexityRoot.VoucherPoolLedgerEntry.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPoolLedgerEntry.Reason(childComplexity), true
+	case "VoucherPoolLedgerEntry.voucher":
+		if e.ComplexityRoot.VoucherPoolLedgerEntry.Voucher == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherPoolLedgerEntry.Voucher(childComplexity), true
+
+	case "VoucherRedemption.amount":
+		if e.ComplexityRoot.VoucherRedemption.Amount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherRedemption.Amount(childComplexity), true
+	case "VoucherRedemption.customer":
+		if e.ComplexityRoot.VoucherRedemption.Customer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherRedemption.Customer(childComplexity), true
+	case "VoucherRedemption.externalId":
+		if e.ComplexityRoot.VoucherRedemption.ExternalID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherRedemption.ExternalID(childComplexity), true
+	case "VoucherRedemption.month":
+		if e.ComplexityRoot.VoucherRedemption.Month == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherRedemption.Month(childComplexity), true
+	case "VoucherRedemption.productCode":
+		if e.ComplexityRoot.VoucherRedemption.ProductCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherRedemption.ProductCode(childComplexity), true
+	case "VoucherRedemption.redeemedAt":
+		if e.ComplexityRoot.VoucherRedemption.RedeemedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherRedemption.RedeemedAt(childComplexity), true
+	case "VoucherRedemption.usageAt":
+		if e.ComplexityRoot.VoucherRedemption.UsageAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherRedemption.UsageAt(childComplexity), true
+	case "VoucherRedemption.voucher":
+		if e.ComplexityRoot.VoucherRedemption.Voucher == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherRedemption.Voucher(childComplexity), true
+
+	case "VoucherRedemptionConnection.edges":
+		if e.ComplexityRoot.VoucherRedemptionConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherRedemptionConnection.Edges(childComplexity), true
+	case "VoucherRedemptionConnection.pageInfo":
+		if e.ComplexityRoot.VoucherRedemptionConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherRedemptionConnection.PageInfo(childComplexity), true
+	case "VoucherRedemptionConnection.totalCount":
+		if e.ComplexityRoot.VoucherRedemptionConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherRedemptionConnection.TotalCount(childComplexity), true
+
+	case "VoucherRedemptionEdge.cursor":
+		if e.ComplexityRoot.VoucherRedemptionEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherRedemptionEdge.Cursor(childComplexity), true
+	case "VoucherRedemptionEdge.node":
+		if e.ComplexityRoot.VoucherRedemptionEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherRedemptionEdge.Node(childComplexity), true
+
+	case "VoucherTemplate.billingModes":
+		if e.ComplexityRoot.VoucherTemplate.BillingModes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherTemplate.BillingModes(childComplexity), true
+	case "VoucherTemplate.createdAt":
+		if e.ComplexityRoot.VoucherTemplate.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherTemplate.CreatedAt(childComplexity), true
+	case "VoucherTemplate.faceValue":
+		if e.ComplexityRoot.VoucherTemplate.FaceValue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherTemplate.FaceValue(childComplexity), true
+	case "VoucherTemplate.id":
+		if e.ComplexityRoot.VoucherTemplate.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherTemplate.ID(childComplexity), true
+	case "VoucherTemplate.name":
+		if e.ComplexityRoot.VoucherTemplate.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherTemplate.Name(childComplexity), true
+	case "VoucherTemplate.partner":
+		if e.ComplexityRoot.VoucherTemplate.Partner == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherTemplate.Partner(childComplexity), true
+	case "VoucherTemplate.perCustomerLimit":
+		if e.ComplexityRoot.VoucherTemplate.PerCustomerLimit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherTemplate.PerCustomerLimit(childComplexity), true
+	case "VoucherTemplate.productCodes":
+		if e.ComplexityRoot.VoucherTemplate.ProductCodes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherTemplate.ProductCodes(childComplexity), true
+	case "VoucherTemplate.productScope":
+		if e.ComplexityRoot.VoucherTemplate.ProductScope == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherTemplate.ProductScope(childComplexity), true
+	case "VoucherTemplate.reason":
+		if e.ComplexityRoot.VoucherTemplate.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherTemplate.Reason(childComplexity), true
+	case "VoucherTemplate.retiredAt":
+		if e.ComplexityRoot.VoucherTemplate.RetiredAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherTemplate.RetiredAt(childComplexity), true
+	case "VoucherTemplate.status":
+		if e.ComplexityRoot.VoucherTemplate.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherTemplate.Status(childComplexity), true
+	case "VoucherTemplate.updatedAt":
+		if e.ComplexityRoot.VoucherTemplate.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherTemplate.UpdatedAt(childComplexity), true
+	case "VoucherTemplate.validDays":
+		if e.ComplexityRoot.VoucherTemplate.ValidDays == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherTemplate.ValidDays(childComplexity), true
+	case "VoucherTemplate.validFrom":
+		if e.ComplexityRoot.VoucherTemplate.ValidFrom == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherTemplate.ValidFrom(childComplexity), true
+	case "VoucherTemplate.validUntil":
+		if e.ComplexityRoot.VoucherTemplate.ValidUntil == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherTemplate.ValidUntil(childComplexity), true
+
+	case "VoucherTemplateConnection.edges":
+		if e.ComplexityRoot.VoucherTemplateConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherTemplateConnection.Edges(childComplexity), true
+	case "VoucherTemplateConnection.pageInfo":
+		if e.ComplexityRoot.VoucherTemplateConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherTemplateConnection.PageInfo(childComplexity), true
+	case "VoucherTemplateConnection.totalCount":
+		if e.ComplexityRoot.VoucherTemplateConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherTemplateConnection.TotalCount(childComplexity), true
+
+	case "VoucherTemplateEdge.cursor":
+		if e.ComplexityRoot.VoucherTemplateEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherTemplateEdge.Cursor(childComplexity), true
+	case "VoucherTemplateEdge.node":
+		if e.ComplexityRoot.VoucherTemplateEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoucherTemplateEdge.Node(childComplexity), true
+
 	}
 	return 0, false
 }
@@ -4337,6 +5441,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("MonthRange", ec.unmarshalInputMonthRange),
 			graphql.NewInputUnmarshaler("TagInput", ec.unmarshalInputTagInput),
 			graphql.NewInputUnmarshaler("UpdateAccountInput", ec.unmarshalInputUpdateAccountInput),
+			graphql.NewInputUnmarshaler("VoucherTemplateInput", ec.unmarshalInputVoucherTemplateInput),
 		)
 	}
 	first := true
@@ -4934,6 +6039,8 @@ type PartnerBill implements Node {
   records: Int!
   generatedAt: Time!
   issuedAt: Time
+  "What vouchers paid of the bill's records, adjustments included (exact): the customers' vouchers, issued by the partner or, on a distributor's bill, by its second-level resellers. Part of actualTotal, not deducted from it."
+  voucherTotal: Decimal!
   "The platform incentive computed with the bill (tier-1 partners, under a policy)."
   incentive: Incentive
   "The lines as CSV: GET with the bearer token."
@@ -4950,8 +6057,10 @@ type PartnerBillLine {
   "The partner that owned the customer at usage time (for a distributor's bill: itself or a second-level reseller)."
   owner: Account!
   records: Int!
+  "What vouchers paid of these records (exact), part of actual."
+  voucher: Decimal!
 }
-type BillAdjustment { month: Month! list: Decimal! actual: Decimal! records: Int! }
+type BillAdjustment { month: Month! list: Decimal! actual: Decimal! records: Int! "What vouchers paid of these records." voucher: Decimal! }
 type PartnerBillConnection { edges: [PartnerBillEdge!]! pageInfo: PageInfo! totalCount: Int! }
 type PartnerBillEdge { cursor: String! node: PartnerBill! }
 
@@ -4977,7 +6086,9 @@ type CustomerBill implements Node {
   invoiceHtmlUrl: String!
   invoicePdfUrl: String!
 }
-type CustomerBillLine { productCode: String! forMonth: Month! adjustment: Boolean! list: Decimal! percent: Decimal! amount: Decimal! rule: RatingRule }
+"USAGE: the rated usage of a product. VOUCHER: what vouchers paid of that product's usage, deducted — amount is minus the sum rounded half-even to 2 decimals, never more than the usage line's amount; its list and percent are 0."
+enum CustomerBillLineKind { USAGE VOUCHER }
+type CustomerBillLine { kind: CustomerBillLineKind! productCode: String! forMonth: Month! adjustment: Boolean! list: Decimal! percent: Decimal! amount: Decimal! rule: RatingRule }
 type CustomerBillConnection { edges: [CustomerBillEdge!]! pageInfo: PageInfo! totalCount: Int! }
 type CustomerBillEdge { cursor: String! node: CustomerBill! }
 
@@ -5004,6 +6115,199 @@ type Incentive implements Node {
 type IncentiveEvent { at: Time! actor: String! action: String! status: IncentiveStatus! note: String }
 type IncentiveConnection { edges: [IncentiveEdge!]! pageInfo: PageInfo! totalCount: Int! }
 type IncentiveEdge { cursor: String! node: Incentive! }
+
+# Vouchers (issue 13; the package vouchers).
+
+"""What a voucher pays for: every product, ONLY the products of productCodes, or every product EXCEPT them."""
+enum VoucherProductScope { ALL ONLY EXCEPT }
+"""Which billing modes a voucher pays for: PREPAID is SUBSCRIPTION and RESERVED_INSTANCE."""
+enum VoucherBillingModes { ALL PREPAID PAY_PER_USE }
+"""ISSUED: nothing paid yet; PARTIALLY_USED: paid some; USED: nothing left (final); EXPIRED: its expiry passed (final; the unused amount went back to the issuer's pool); CANCELLED: cancelled by its issuer, or because its customer left the partner (final; the unused amount went back)."""
+enum VoucherStatus { ISSUED PARTIALLY_USED USED EXPIRED CANCELLED }
+"""ACTIVE templates issue vouchers; RETIRED ones no longer do (their vouchers stay as they are)."""
+enum VoucherTemplateStatus { ACTIVE RETIRED }
+"""PENDING_APPROVAL: a second-level reseller's issue above its approval threshold, waiting for its distributor (nothing is issued or reserved yet); COMPLETED: carried out, see results; REJECTED: refused by the distributor, see reason."""
+enum VoucherIssuanceStatus { PENDING_APPROVAL COMPLETED REJECTED }
+"""What became of one customer of an issue. ISSUED: the voucher was issued. NOT_FOUND: no such customer in the subtree of the template's partner (whoever carries the issue out, so a reseller never learns of an account outside its scope). NOT_IN_SCOPE: not a direct customer of the template's partner (another partner's customer, a partner, a personal account). OVER_CUSTOMER_LIMIT: the customer already holds the template's perCustomerLimit vouchers (cancelled ones do not count). QUOTA_EXHAUSTED: the pool's remaining quota was below the face value when this customer's turn came (customers are served in the order given). DUPLICATE: the customer appears earlier in the same issue."""
+enum VoucherIssueCode { ISSUED NOT_FOUND NOT_IN_SCOPE OVER_CUSTOMER_LIMIT QUOTA_EXHAUSTED DUPLICATE }
+"""One change of a pool. GRANT: the platform granted quota. ALLOCATE / RECLAIM: a distributor passed quota to a second-level reseller / took it back (ALLOCATED / RECLAIMED: the same on the reseller's pool). ISSUE: vouchers were issued. RETURN: a cancelled or expired voucher gave its unused amount back."""
+enum VoucherPoolLedgerKind { GRANT ALLOCATE RECLAIM ALLOCATED RECLAIMED ISSUE RETURN }
+
+"""A partner's voucher quota. The platform grants a tier-1 partner (a distributor or a single-tier reseller) quota with an expiry; a distributor allocates part of its unused quota to its second-level resellers and may reclaim what they have not issued. Issuing vouchers charges their face value to the issuing partner's pool; a voucher that is cancelled or expires gives its unused amount back to that pool. Always allocatedDown + issued <= quota, and every change is a ledger entry. A second-level reseller's quota expires with its distributor's grant; vouchers already issued keep their own validity. Read by anyone whose scope holds the partner."""
+type VoucherPool {
+  partner: Account!
+  "Granted by the platform (tier-1) or allocated by the distributor (second-level), net of reclaims."
+  quota: Decimal!
+  "Passed down to second-level resellers, net of reclaims."
+  allocatedDown: Decimal!
+  "Face value of the partner's vouchers still charged to the pool (cancelled and expired ones gave their unused amount back)."
+  issued: Decimal!
+  "What the partner's vouchers have paid so far."
+  redeemed: Decimal!
+  "quota - allocatedDown - issued; 0 once the quota expired."
+  remaining: Decimal!
+  "When the quota expires (a second-level reseller's: its distributor's grant's); null when none was ever granted."
+  expiresAt: Time
+  expired: Boolean!
+  "Second-level resellers: an issue of more face value (face value × customers named) than this waits for the distributor's approval; null: never."
+  approvalThreshold: Decimal
+  "The pool's changes, newest first (at most 500 a page)."
+  ledger(first: Int = 50, after: String): VoucherPoolLedgerConnection!
+}
+"""One append-only change of a voucher pool and the balances it left."""
+type VoucherPoolLedgerEntry {
+  at: Time!
+  "Who made the change: a user (\"user:12 ops@example.com\") or \"system\"."
+  actor: String!
+  kind: VoucherPoolLedgerKind!
+  "The amount moved (always positive; kind says which way)."
+  amount: Decimal!
+  "ALLOCATE / RECLAIM: the reseller; ALLOCATED / RECLAIMED: the distributor; null otherwise or when the caller does not see it."
+  counterparty: Account
+  "RETURN: the voucher, while the caller sees it."
+  voucher: Voucher
+  "ISSUE: the issue that charged the pool, while the caller sees it."
+  issuance: VoucherIssuance
+  reason: String!
+  quotaAfter: Decimal!
+  allocatedAfter: Decimal!
+  issuedAfter: Decimal!
+}
+type VoucherPoolLedgerConnection { edges: [VoucherPoolLedgerEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type VoucherPoolLedgerEdge { cursor: String! node: VoucherPoolLedgerEntry! }
+
+"""A partner's voucher template: the terms its vouchers are issued with (they are copied onto each voucher, so a voucher never changes meaning). A template vouchers were issued from (or that an issue waits on) never changes, it is only retired. Validity is either fixed (validUntil, and validFrom when it starts after the issue) or validDays days counted in Beijing time with the day of issue as the first: a voucher issued on the 29th with validDays 2 expires at 00:00 of the 31st."""
+type VoucherTemplate implements Node {
+  id: ID!
+  "The partner that issues it; null for a caller that does not see it (a customer reading its voucher's template)."
+  partner: Account
+  name: String!
+  faceValue: Decimal!
+  productScope: VoucherProductScope!
+  "The product codes ONLY and EXCEPT refer to, sorted; empty for ALL."
+  productCodes: [String!]!
+  billingModes: VoucherBillingModes!
+  "Fixed validity: vouchers take effect at the issue or at validFrom, whichever is later."
+  validFrom: Time
+  "Fixed validity: vouchers expire at validUntil."
+  validUntil: Time
+  "Validity from the issue: vouchers expire at 00:00 Beijing time validDays days after the start of the day of issue."
+  validDays: Int
+  "How many vouchers of this template a customer may hold (cancelled ones do not count)."
+  perCustomerLimit: Int!
+  "Why the partner hands these vouchers out."
+  reason: String!
+  status: VoucherTemplateStatus!
+  createdAt: Time!
+  updatedAt: Time!
+  retiredAt: Time
+}
+type VoucherTemplateConnection { edges: [VoucherTemplateEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type VoucherTemplateEdge { cursor: String! node: VoucherTemplate! }
+
+"""A voucher issued to a customer: money of its issuing partner that pays for the customer's expenditure records before its credit does. It pays for a record whose usage time lies in its validity [effectiveAt, expiresAt), whose product and billing mode it covers, and that is stored while it is live (ISSUED or PARTIALLY_USED). A record's actual amount is paid by the customer's applicable vouchers earliest expiry first (then the oldest), never more than a voucher has left; each record is redeemed at most once per voucher, so a replayed record pays nothing twice. What vouchers paid is taken off the customer's consumption for credit and arrears (consumption = actual - vouchers); budgets stay at list price and are not reduced by vouchers. A voucher past its expiry becomes EXPIRED, a cancelled one CANCELLED; either gives its unused amount back to the issuer's pool. A customer that moves to another partner (migration) or leaves its partner (unbinding) loses its live vouchers: they are cancelled at the move and their remaining amount returns to the issuer's pool. Seen by its issuer and the parties above it, and by the customer itself; not by a partner the customer moved to later."""
+type Voucher implements Node {
+  id: ID!
+  "The template it was issued from (its terms are copied onto the voucher)."
+  template: VoucherTemplate!
+  "The partner that issued it and whose pool it is charged to; null for a caller that does not see it (the customer does not see its partner, as with parent)."
+  issuer: Account
+  "The customer; null for a caller that no longer sees it (a former customer that moved to another partner)."
+  customer: Account
+  faceValue: Decimal!
+  "What the voucher has paid so far."
+  used: Decimal!
+  "What it can still pay; 0 once USED, EXPIRED or CANCELLED."
+  remaining: Decimal!
+  "What its cancellation or expiry gave back to the issuer's pool."
+  returned: Decimal!
+  status: VoucherStatus!
+  productScope: VoucherProductScope!
+  productCodes: [String!]!
+  billingModes: VoucherBillingModes!
+  "The validity is [effectiveAt, expiresAt): usage at expiresAt is no longer paid."
+  effectiveAt: Time!
+  expiresAt: Time!
+  issuedAt: Time!
+  "When it became USED, EXPIRED or CANCELLED."
+  closedAt: Time
+  "Why it was cancelled (\"expired\" for an expiry)."
+  closeReason: String
+  "What it paid, newest first (at most 500 a page)."
+  redemptions(first: Int = 50, after: String): VoucherRedemptionConnection!
+}
+type VoucherConnection { edges: [VoucherEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type VoucherEdge { cursor: String! node: Voucher! }
+
+"""What one voucher paid of one expenditure record."""
+type VoucherRedemption {
+  voucher: Voucher!
+  "The record's externalId (the billing pipeline's record ID)."
+  externalId: String!
+  "The customer; null for a caller that no longer sees it (a former customer that moved to another partner)."
+  customer: Account
+  "The billing month of the usage, in Beijing time."
+  month: Month!
+  productCode: String!
+  usageAt: Time!
+  amount: Decimal!
+  "When the record was stored and the voucher paid."
+  redeemedAt: Time!
+}
+type VoucherRedemptionConnection { edges: [VoucherRedemptionEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type VoucherRedemptionEdge { cursor: String! node: VoucherRedemption! }
+
+"""One issueVouchers call: a template, the customers named, and once carried out a result per customer. An issue waiting for approval reserves nothing: the results (and whether the quota suffices) are decided when the distributor approves it. Seen by the issuing partner and those above it (a distributor sees its second-level resellers' issues)."""
+type VoucherIssuance implements Node {
+  id: ID!
+  template: VoucherTemplate!
+  "The partner that issues (the template's)."
+  partner: Account!
+  "The customers named, in the order given (duplicates included)."
+  customerIds: [ID!]!
+  "Face value × the customers named."
+  faceTotal: Decimal!
+  status: VoucherIssuanceStatus!
+  "Who asked: a user (\"user:12 ops@example.com\")."
+  requestedBy: String!
+  requestedAt: Time!
+  "Who approved or rejected a second-level reseller's pending issue."
+  decidedBy: String
+  decidedAt: Time
+  "Why it was rejected."
+  reason: String
+  "One result per customer, in the order given; empty until carried out (PENDING_APPROVAL, REJECTED)."
+  results: [VoucherIssueResult!]!
+}
+type VoucherIssuanceConnection { edges: [VoucherIssuanceEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type VoucherIssuanceEdge { cursor: String! node: VoucherIssuance! }
+"""What became of one customer of an issue."""
+type VoucherIssueResult {
+  "The customer as named in the issue."
+  customerId: ID!
+  "The customer, when the caller sees it; null for NOT_FOUND and for accounts outside the caller's scope."
+  customer: Account
+  code: VoucherIssueCode!
+  "ISSUED: the voucher."
+  voucher: Voucher
+  "Why it was not issued."
+  message: String
+}
+
+"""A voucher template's terms. Give either validUntil (fixed dates, with validFrom when vouchers start later than the issue) or validDays (1..3650 days from the issue), not both. VALIDATION when: name is not 1..200 characters; faceValue is not above 0 or has more than 6 decimals; productScope ALL lists productCodes, or ONLY/EXCEPT lists none; more than 200 product codes, or one not 1..100 characters; validUntil is not in the future; validFrom is not before validUntil, or comes with validDays; perCustomerLimit is not 1..1000; reason is not 1..500 characters."""
+input VoucherTemplateInput {
+  name: String!
+  faceValue: Decimal!
+  productScope: VoucherProductScope! = ALL
+  "Trimmed, de-duplicated and sorted."
+  productCodes: [String!] = []
+  billingModes: VoucherBillingModes! = ALL
+  validFrom: Time
+  validUntil: Time
+  validDays: Int
+  perCustomerLimit: Int! = 1
+  reason: String!
+}
 
 type Query {
   node(id: ID!): Node
@@ -5048,6 +6352,16 @@ type Query {
   incentivePolicies: [IncentivePolicy!]!
   "Incentives: a partner's own, or for the platform every partner's; newest first."
   incentives(partnerId: ID, status: IncentiveStatus, first: Int = 50, after: String): IncentiveConnection!
+  "A partner's voucher pool, for anyone whose scope holds the partner. NOT_FOUND outside the caller's scope (or for an ID of another type); VALIDATION for an account that is not a partner."
+  voucherPool(partnerId: ID!): VoucherPool!
+  "Vouchers, newest first: those of a customer (customerId) or those a partner issued (partnerId: its own issue only, not its resellers'), exactly one of them (else VALIDATION), narrowed by status; only the vouchers the caller sees (their issuer and the parties above it see them, and the customer itself; a partner the customer moved to later does not). An account outside the caller's scope is NOT_FOUND before any other check. At most 500 a page. Also GET /v1/vouchers/export."
+  vouchers(customerId: ID, partnerId: ID, status: VoucherStatus, first: Int = 50, after: String): VoucherConnection!
+  "What vouchers paid, newest first: of one voucher (voucherId) or of one customer (customerId), exactly one of them (else VALIDATION), in the billing months of period (Beijing time, inclusive, any length; to before from: VALIDATION). A voucher or customer outside the caller's scope is NOT_FOUND before any other check. At most 500 a page."
+  voucherRedemptions(voucherId: ID, customerId: ID, period: MonthRange, first: Int = 50, after: String): VoucherRedemptionConnection!
+  "A partner's voucher templates, newest first; retired ones only with includeRetired. NOT_FOUND outside the caller's scope. At most 500 a page."
+  voucherTemplates(partnerId: ID!, includeRetired: Boolean = false, first: Int = 50, after: String): VoucherTemplateConnection!
+  "The issues of a partner and of its second-level resellers (a distributor sees what awaits its approval: status PENDING_APPROVAL), newest first. NOT_FOUND outside the caller's scope. At most 500 a page."
+  voucherIssuances(partnerId: ID!, status: VoucherIssuanceStatus, first: Int = 50, after: String): VoucherIssuanceConnection!
 }
 
 type Mutation {
@@ -5148,6 +6462,29 @@ type Mutation {
   approvePayout(incentiveId: ID!): Incentive!
   "By a platform REVIEWER, with a reason; the partner may apply again."
   rejectPayout(incentiveId: ID!, reason: String!): Incentive!
+
+  "Platform ADMIN or FINANCE: adds amount to a tier-1 partner's (a distributor's or single-tier reseller's) voucher quota and sets when the whole pool expires (its second-level resellers' pools with it); a grant re-opens an expired pool. NOT_FOUND outside the caller's scope; FORBIDDEN for anyone else (distributors allocate, they do not grant); VALIDATION for a second-level reseller or a non-partner, an amount not above 0 or with more than 6 decimals, or expiresAt not in the future."
+  grantVoucherQuota(partnerId: ID!, amount: Decimal!, expiresAt: Time!): VoucherPool!
+  "The reseller's distributor (ADMIN or FINANCE) or the platform: moves amount of the distributor's remaining quota to a second-level reseller's pool; returns the reseller's pool. NOT_FOUND outside the caller's scope; FORBIDDEN for anyone else; VALIDATION for an account that is not a second-level reseller or a bad amount; PRECONDITION_FAILED for more than the distributor's remaining quota, or when its quota expired or was never granted."
+  allocateVoucherQuota(resellerId: ID!, amount: Decimal!): VoucherPool!
+  "The reseller's distributor (ADMIN or FINANCE) or the platform: takes back up to the unused part of a second-level reseller's quota (quota - issued: issued vouchers cannot be reclaimed) into the distributor's pool; returns the reseller's pool. Errors as allocateVoucherQuota; PRECONDITION_FAILED for more than the unused part."
+  reclaimVoucherQuota(resellerId: ID!, amount: Decimal!): VoucherPool!
+  "The reseller's distributor (ADMIN or FINANCE) or the platform: the face value above which the second-level reseller's own issues wait for the distributor's approval (null: never). NOT_FOUND outside the caller's scope; FORBIDDEN for anyone else; VALIDATION for a negative threshold or more than 6 decimals, or an account that is not a second-level reseller."
+  setVoucherApprovalThreshold(resellerId: ID!, threshold: Decimal): VoucherPool!
+  "The partner's ADMIN or FINANCE (or an ancestor's, or the platform's, acting for it): a new ACTIVE template. NOT_FOUND outside the caller's scope; FORBIDDEN without the role; VALIDATION for an account that is not a partner or bad terms (see VoucherTemplateInput)."
+  createVoucherTemplate(partnerId: ID!, input: VoucherTemplateInput!): VoucherTemplate!
+  "As createVoucherTemplate: replaces the terms of a template no voucher was issued from and no issue waits on. PRECONDITION_FAILED for a retired template or one in use: retire it and create another."
+  updateVoucherTemplate(id: ID!, input: VoucherTemplateInput!): VoucherTemplate!
+  "As createVoucherTemplate: stops issuing from the template; its vouchers stay as they are and an issue waiting for approval is refused (PRECONDITION_FAILED) when approved. Retiring twice changes nothing."
+  retireVoucherTemplate(id: ID!): VoucherTemplate!
+  "The template partner's ADMIN or FINANCE (or an ancestor's, or the platform's): one voucher to each of customerIds (1..1000, else VALIDATION), charged to the partner's pool, with a result per customer in the order given (see VoucherIssueCode); only the partner's direct customers receive one. A malformed ID is VALIDATION and an ID of another type NOT_FOUND for the whole call; an account ID the caller does not see is that customer's NOT_FOUND. A second-level reseller's own issue of more than its approval threshold (face value × customers named) is PENDING_APPROVAL and its distributor is asked: nothing is issued or reserved until it is approved. NOT_FOUND for a template outside the caller's scope; FORBIDDEN without the role; PRECONDITION_FAILED for a retired template, one whose fixed validity ended, or when the partner's quota expired or was never granted."
+  issueVouchers(templateId: ID!, customerIds: [ID!]!): VoucherIssuance!
+  "The reseller's distributor (ADMIN or FINANCE) or the platform: carries out a PENDING_APPROVAL issue; the per-customer results (and the quota) are decided now. NOT_FOUND outside the caller's scope; FORBIDDEN for anyone else (the reseller itself included); PRECONDITION_FAILED once decided, or for a retired template, an ended validity or an expired quota."
+  approveVoucherIssuance(id: ID!): VoucherIssuance!
+  "As approveVoucherIssuance: refuses a PENDING_APPROVAL issue with a reason (1..500 characters, else VALIDATION); the reseller is told."
+  rejectVoucherIssuance(id: ID!, reason: String!): VoucherIssuance!
+  "The issuing partner's ADMIN or FINANCE (or an ancestor's, or the platform's): cancels a live voucher and gives its unused amount back to the issuer's pool. VALIDATION for a reason not 1..500 characters; NOT_FOUND outside the caller's scope; FORBIDDEN for the customer (it sees its voucher but may not cancel it) and without the role; PRECONDITION_FAILED for a voucher no longer live (USED, EXPIRED, CANCELLED)."
+  cancelVoucher(id: ID!, reason: String!): Voucher!
 }
 
 type Subscription {
@@ -5330,6 +6667,8 @@ func (ec *executionContext) childFields_BillAdjustment(ctx context.Context, fiel
 		return ec.fieldContext_BillAdjustment_actual(ctx, field)
 	case "records":
 		return ec.fieldContext_BillAdjustment_records(ctx, field)
+	case "voucher":
+		return ec.fieldContext_BillAdjustment_voucher(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type BillAdjustment", field.Name)
 }
@@ -5476,6 +6815,8 @@ func (ec *executionContext) childFields_CustomerBillEdge(ctx context.Context, fi
 
 func (ec *executionContext) childFields_CustomerBillLine(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
+	case "kind":
+		return ec.fieldContext_CustomerBillLine_kind(ctx, field)
 	case "productCode":
 		return ec.fieldContext_CustomerBillLine_productCode(ctx, field)
 	case "forMonth":
@@ -6116,6 +7457,8 @@ func (ec *executionContext) childFields_PartnerBill(ctx context.Context, field g
 		return ec.fieldContext_PartnerBill_generatedAt(ctx, field)
 	case "issuedAt":
 		return ec.fieldContext_PartnerBill_issuedAt(ctx, field)
+	case "voucherTotal":
+		return ec.fieldContext_PartnerBill_voucherTotal(ctx, field)
 	case "incentive":
 		return ec.fieldContext_PartnerBill_incentive(ctx, field)
 	case "csvUrl":
@@ -6164,6 +7507,8 @@ func (ec *executionContext) childFields_PartnerBillLine(ctx context.Context, fie
 		return ec.fieldContext_PartnerBillLine_owner(ctx, field)
 	case "records":
 		return ec.fieldContext_PartnerBillLine_records(ctx, field)
+	case "voucher":
+		return ec.fieldContext_PartnerBillLine_voucher(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PartnerBillLine", field.Name)
 }
@@ -6366,6 +7711,318 @@ func (ec *executionContext) childFields_UserEdge(ctx context.Context, field grap
 		return ec.fieldContext_UserEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type UserEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_Voucher(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Voucher_id(ctx, field)
+	case "template":
+		return ec.fieldContext_Voucher_template(ctx, field)
+	case "issuer":
+		return ec.fieldContext_Voucher_issuer(ctx, field)
+	case "customer":
+		return ec.fieldContext_Voucher_customer(ctx, field)
+	case "faceValue":
+		return ec.fieldContext_Voucher_faceValue(ctx, field)
+	case "used":
+		return ec.fieldContext_Voucher_used(ctx, field)
+	case "remaining":
+		return ec.fieldContext_Voucher_remaining(ctx, field)
+	case "returned":
+		return ec.fieldContext_Voucher_returned(ctx, field)
+	case "status":
+		return ec.fieldContext_Voucher_status(ctx, field)
+	case "productScope":
+		return ec.fieldContext_Voucher_productScope(ctx, field)
+	case "productCodes":
+		return ec.fieldContext_Voucher_productCodes(ctx, field)
+	case "billingModes":
+		return ec.fieldContext_Voucher_billingModes(ctx, field)
+	case "effectiveAt":
+		return ec.fieldContext_Voucher_effectiveAt(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_Voucher_expiresAt(ctx, field)
+	case "issuedAt":
+		return ec.fieldContext_Voucher_issuedAt(ctx, field)
+	case "closedAt":
+		return ec.fieldContext_Voucher_closedAt(ctx, field)
+	case "closeReason":
+		return ec.fieldContext_Voucher_closeReason(ctx, field)
+	case "redemptions":
+		return ec.fieldContext_Voucher_redemptions(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Voucher", field.Name)
+}
+
+func (ec *executionContext) childFields_VoucherConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_VoucherConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_VoucherConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_VoucherConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type VoucherConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_VoucherEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_VoucherEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_VoucherEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type VoucherEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_VoucherIssuance(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_VoucherIssuance_id(ctx, field)
+	case "template":
+		return ec.fieldContext_VoucherIssuance_template(ctx, field)
+	case "partner":
+		return ec.fieldContext_VoucherIssuance_partner(ctx, field)
+	case "customerIds":
+		return ec.fieldContext_VoucherIssuance_customerIds(ctx, field)
+	case "faceTotal":
+		return ec.fieldContext_VoucherIssuance_faceTotal(ctx, field)
+	case "status":
+		return ec.fieldContext_VoucherIssuance_status(ctx, field)
+	case "requestedBy":
+		return ec.fieldContext_VoucherIssuance_requestedBy(ctx, field)
+	case "requestedAt":
+		return ec.fieldContext_VoucherIssuance_requestedAt(ctx, field)
+	case "decidedBy":
+		return ec.fieldContext_VoucherIssuance_decidedBy(ctx, field)
+	case "decidedAt":
+		return ec.fieldContext_VoucherIssuance_decidedAt(ctx, field)
+	case "reason":
+		return ec.fieldContext_VoucherIssuance_reason(ctx, field)
+	case "results":
+		return ec.fieldContext_VoucherIssuance_results(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type VoucherIssuance", field.Name)
+}
+
+func (ec *executionContext) childFields_VoucherIssuanceConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_VoucherIssuanceConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_VoucherIssuanceConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_VoucherIssuanceConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type VoucherIssuanceConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_VoucherIssuanceEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_VoucherIssuanceEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_VoucherIssuanceEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type VoucherIssuanceEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_VoucherIssueResult(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "customerId":
+		return ec.fieldContext_VoucherIssueResult_customerId(ctx, field)
+	case "customer":
+		return ec.fieldContext_VoucherIssueResult_customer(ctx, field)
+	case "code":
+		return ec.fieldContext_VoucherIssueResult_code(ctx, field)
+	case "voucher":
+		return ec.fieldContext_VoucherIssueResult_voucher(ctx, field)
+	case "message":
+		return ec.fieldContext_VoucherIssueResult_message(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type VoucherIssueResult", field.Name)
+}
+
+func (ec *executionContext) childFields_VoucherPool(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "partner":
+		return ec.fieldContext_VoucherPool_partner(ctx, field)
+	case "quota":
+		return ec.fieldContext_VoucherPool_quota(ctx, field)
+	case "allocatedDown":
+		return ec.fieldContext_VoucherPool_allocatedDown(ctx, field)
+	case "issued":
+		return ec.fieldContext_VoucherPool_issued(ctx, field)
+	case "redeemed":
+		return ec.fieldContext_VoucherPool_redeemed(ctx, field)
+	case "remaining":
+		return ec.fieldContext_VoucherPool_remaining(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_VoucherPool_expiresAt(ctx, field)
+	case "expired":
+		return ec.fieldContext_VoucherPool_expired(ctx, field)
+	case "approvalThreshold":
+		return ec.fieldContext_VoucherPool_approvalThreshold(ctx, field)
+	case "ledger":
+		return ec.fieldContext_VoucherPool_ledger(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type VoucherPool", field.Name)
+}
+
+func (ec *executionContext) childFields_VoucherPoolLedgerConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_VoucherPoolLedgerConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_VoucherPoolLedgerConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_VoucherPoolLedgerConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type VoucherPoolLedgerConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_VoucherPoolLedgerEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_VoucherPoolLedgerEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_VoucherPoolLedgerEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type VoucherPoolLedgerEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_VoucherPoolLedgerEntry(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "at":
+		return ec.fieldContext_VoucherPoolLedgerEntry_at(ctx, field)
+	case "actor":
+		return ec.fieldContext_VoucherPoolLedgerEntry_actor(ctx, field)
+	case "kind":
+		return ec.fieldContext_VoucherPoolLedgerEntry_kind(ctx, field)
+	case "amount":
+		return ec.fieldContext_VoucherPoolLedgerEntry_amount(ctx, field)
+	case "counterparty":
+		return ec.fieldContext_VoucherPoolLedgerEntry_counterparty(ctx, field)
+	case "voucher":
+		return ec.fieldContext_VoucherPoolLedgerEntry_voucher(ctx, field)
+	case "issuance":
+		return ec.fieldContext_VoucherPoolLedgerEntry_issuance(ctx, field)
+	case "reason":
+		return ec.fieldContext_VoucherPoolLedgerEntry_reason(ctx, field)
+	case "quotaAfter":
+		return ec.fieldContext_VoucherPoolLedgerEntry_quotaAfter(ctx, field)
+	case "allocatedAfter":
+		return ec.fieldContext_VoucherPoolLedgerEntry_allocatedAfter(ctx, field)
+	case "issuedAfter":
+		return ec.fieldContext_VoucherPoolLedgerEntry_issuedAfter(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type VoucherPoolLedgerEntry", field.Name)
+}
+
+func (ec *executionContext) childFields_VoucherRedemption(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "voucher":
+		return ec.fieldContext_VoucherRedemption_voucher(ctx, field)
+	case "externalId":
+		return ec.fieldContext_VoucherRedemption_externalId(ctx, field)
+	case "customer":
+		return ec.fieldContext_VoucherRedemption_customer(ctx, field)
+	case "month":
+		return ec.fieldContext_VoucherRedemption_month(ctx, field)
+	case "productCode":
+		return ec.fieldContext_VoucherRedemption_productCode(ctx, field)
+	case "usageAt":
+		return ec.fieldContext_VoucherRedemption_usageAt(ctx, field)
+	case "amount":
+		return ec.fieldContext_VoucherRedemption_amount(ctx, field)
+	case "redeemedAt":
+		return ec.fieldContext_VoucherRedemption_redeemedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type VoucherRedemption", field.Name)
+}
+
+func (ec *executionContext) childFields_VoucherRedemptionConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_VoucherRedemptionConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_VoucherRedemptionConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_VoucherRedemptionConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type VoucherRedemptionConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_VoucherRedemptionEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_VoucherRedemptionEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_VoucherRedemptionEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type VoucherRedemptionEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_VoucherTemplate(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_VoucherTemplate_id(ctx, field)
+	case "partner":
+		return ec.fieldContext_VoucherTemplate_partner(ctx, field)
+	case "name":
+		return ec.fieldContext_VoucherTemplate_name(ctx, field)
+	case "faceValue":
+		return ec.fieldContext_VoucherTemplate_faceValue(ctx, field)
+	case "productScope":
+		return ec.fieldContext_VoucherTemplate_productScope(ctx, field)
+	case "productCodes":
+		return ec.fieldContext_VoucherTemplate_productCodes(ctx, field)
+	case "billingModes":
+		return ec.fieldContext_VoucherTemplate_billingModes(ctx, field)
+	case "validFrom":
+		return ec.fieldContext_VoucherTemplate_validFrom(ctx, field)
+	case "validUntil":
+		return ec.fieldContext_VoucherTemplate_validUntil(ctx, field)
+	case "validDays":
+		return ec.fieldContext_VoucherTemplate_validDays(ctx, field)
+	case "perCustomerLimit":
+		return ec.fieldContext_VoucherTemplate_perCustomerLimit(ctx, field)
+	case "reason":
+		return ec.fieldContext_VoucherTemplate_reason(ctx, field)
+	case "status":
+		return ec.fieldContext_VoucherTemplate_status(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_VoucherTemplate_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_VoucherTemplate_updatedAt(ctx, field)
+	case "retiredAt":
+		return ec.fieldContext_VoucherTemplate_retiredAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type VoucherTemplate", field.Name)
+}
+
+func (ec *executionContext) childFields_VoucherTemplateConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_VoucherTemplateConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_VoucherTemplateConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_VoucherTemplateConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type VoucherTemplateConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_VoucherTemplateEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_VoucherTemplateEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_VoucherTemplateEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type VoucherTemplateEdge", field.Name)
 }
 
 func (ec *executionContext) childFields___Directive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -6780,6 +8437,28 @@ func (ec *executionContext) field_Mutation_allocateCredit_args(ctx context.Conte
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_allocateVoucherQuota_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "resellerId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["resellerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "amount",
+		func(ctx context.Context, v any) (decimal.Decimal, error) {
+			return ec.unmarshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["amount"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_applyForPayout_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -6830,6 +8509,20 @@ func (ec *executionContext) field_Mutation_approvePayout_args(ctx context.Contex
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_approveVoucherIssuance_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_authorizePurchase_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -6871,6 +8564,28 @@ func (ec *executionContext) field_Mutation_cancelMigration_args(ctx context.Cont
 		return nil, err
 	}
 	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_cancelVoucher_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "reason",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["reason"] = arg1
 	return args, nil
 }
 
@@ -7142,6 +8857,28 @@ func (ec *executionContext) field_Mutation_createUser_args(ctx context.Context, 
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_createVoucherTemplate_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "partnerId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["partnerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (VoucherTemplateInput, error) {
+			return ec.unmarshalNVoucherTemplateInput2partnerdᚋgraphᚐVoucherTemplateInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_declineInvitation_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -7242,6 +8979,36 @@ func (ec *executionContext) field_Mutation_generatePartnerBills_args(ctx context
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_grantVoucherQuota_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "partnerId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["partnerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "amount",
+		func(ctx context.Context, v any) (decimal.Decimal, error) {
+			return ec.unmarshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["amount"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "expiresAt",
+		func(ctx context.Context, v any) (time.Time, error) {
+			return ec.unmarshalNTime2timeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["expiresAt"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_inviteCustomer_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -7284,6 +9051,28 @@ func (ec *executionContext) field_Mutation_issuePartnerBills_args(ctx context.Co
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_issueVouchers_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "templateId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["templateId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "customerIds",
+		func(ctx context.Context, v any) ([]string, error) {
+			return ec.unmarshalNID2ᚕstringᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["customerIds"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_markRead_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -7295,6 +9084,28 @@ func (ec *executionContext) field_Mutation_markRead_args(ctx context.Context, ra
 		return nil, err
 	}
 	args["ids"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_reclaimVoucherQuota_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "resellerId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["resellerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "amount",
+		func(ctx context.Context, v any) (decimal.Decimal, error) {
+			return ec.unmarshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["amount"] = arg1
 	return args, nil
 }
 
@@ -7408,6 +9219,28 @@ func (ec *executionContext) field_Mutation_rejectUnbinding_args(ctx context.Cont
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_rejectVoucherIssuance_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "reason",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["reason"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_removeGroupMember_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -7489,6 +9322,20 @@ func (ec *executionContext) field_Mutation_requestUnbinding_args(ctx context.Con
 }
 
 func (ec *executionContext) field_Mutation_resendDelivery_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_retireVoucherTemplate_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
@@ -7670,6 +9517,28 @@ func (ec *executionContext) field_Mutation_setNotificationPreference_args(ctx co
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_setVoucherApprovalThreshold_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "resellerId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["resellerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "threshold",
+		func(ctx context.Context, v any) (*decimal.Decimal, error) {
+			return ec.unmarshalODecimal2ᚖgithubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["threshold"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_submitMigration_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -7712,6 +9581,28 @@ func (ec *executionContext) field_Mutation_updateAccount_args(ctx context.Contex
 	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (UpdateAccountInput, error) {
 			return ec.unmarshalNUpdateAccountInput2partnerdᚋgraphᚐUpdateAccountInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_updateVoucherTemplate_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (VoucherTemplateInput, error) {
+			return ec.unmarshalNVoucherTemplateInput2partnerdᚋgraphᚐVoucherTemplateInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -8288,6 +10179,188 @@ func (ec *executionContext) field_Query_unbinding_args(ctx context.Context, rawA
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_voucherIssuances_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "partnerId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["partnerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) (*vouchers.IssuanceStatus, error) {
+			return ec.unmarshalOVoucherIssuanceStatus2ᚖpartnerdᚋvouchersᚐIssuanceStatus(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg3
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_voucherPool_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "partnerId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["partnerId"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_voucherRedemptions_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "voucherId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["voucherId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "customerId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["customerId"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "period",
+		func(ctx context.Context, v any) (*expenditures.Period, error) {
+			return ec.unmarshalOMonthRange2ᚖpartnerdᚋexpendituresᚐPeriod(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["period"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg4
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_voucherTemplates_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "partnerId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["partnerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "includeRetired",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["includeRetired"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg3
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_vouchers_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "customerId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["customerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "partnerId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["partnerId"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) (*vouchers.Status, error) {
+			return ec.unmarshalOVoucherStatus2ᚖpartnerdᚋvouchersᚐStatus(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg4
+	return args, nil
+}
+
 func (ec *executionContext) field_Subscription_accountUpdated_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -8313,6 +10386,50 @@ func (ec *executionContext) field_Subscription_migrationUpdated_args(ctx context
 		return nil, err
 	}
 	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_VoucherPool_ledger_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Voucher_redemptions_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
 	return args, nil
 }
 
@@ -9953,6 +12070,29 @@ func (ec *executionContext) fieldContext_BillAdjustment_records(_ context.Contex
 	return graphql.NewScalarFieldContext("BillAdjustment", field, true, true, "Int")
 }
 
+func (ec *executionContext) _BillAdjustment_voucher(ctx context.Context, field graphql.CollectedField, obj *billing.Adjustment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BillAdjustment_voucher(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Voucher, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BillAdjustment_voucher(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BillAdjustment", field, false, false, "Decimal")
+}
+
 func (ec *executionContext) _Budget_type(ctx context.Context, field graphql.CollectedField, obj *guard.BudgetView) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -11108,6 +13248,29 @@ func (ec *executionContext) fieldContext_CustomerBillEdge_node(_ context.Context
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _CustomerBillLine_kind(ctx context.Context, field graphql.CollectedField, obj *billing.CustomerLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerBillLine_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v billing.LineKind) graphql.Marshaler {
+			return ec.marshalNCustomerBillLineKind2partnerdᚋbillingᚐLineKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerBillLine_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerBillLine", field, false, false, "CustomerBillLineKind")
 }
 
 func (ec *executionContext) _CustomerBillLine_productCode(ctx context.Context, field graphql.CollectedField, obj *billing.CustomerLine) (ret graphql.Marshaler) {
@@ -18126,6 +20289,490 @@ func (ec *executionContext) fieldContext_Mutation_rejectPayout(ctx context.Conte
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_grantVoucherQuota(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_grantVoucherQuota(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().GrantVoucherQuota(ctx, fc.Args["partnerId"].(string), fc.Args["amount"].(decimal.Decimal), fc.Args["expiresAt"].(time.Time))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Pool) graphql.Marshaler {
+			return ec.marshalNVoucherPool2ᚖpartnerdᚋvouchersᚐPool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_grantVoucherQuota(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherPool(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_grantVoucherQuota_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_allocateVoucherQuota(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_allocateVoucherQuota(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().AllocateVoucherQuota(ctx, fc.Args["resellerId"].(string), fc.Args["amount"].(decimal.Decimal))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Pool) graphql.Marshaler {
+			return ec.marshalNVoucherPool2ᚖpartnerdᚋvouchersᚐPool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_allocateVoucherQuota(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherPool(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_allocateVoucherQuota_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_reclaimVoucherQuota(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_reclaimVoucherQuota(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ReclaimVoucherQuota(ctx, fc.Args["resellerId"].(string), fc.Args["amount"].(decimal.Decimal))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Pool) graphql.Marshaler {
+			return ec.marshalNVoucherPool2ᚖpartnerdᚋvouchersᚐPool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_reclaimVoucherQuota(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherPool(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_reclaimVoucherQuota_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setVoucherApprovalThreshold(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setVoucherApprovalThreshold(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetVoucherApprovalThreshold(ctx, fc.Args["resellerId"].(string), fc.Args["threshold"].(*decimal.Decimal))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Pool) graphql.Marshaler {
+			return ec.marshalNVoucherPool2ᚖpartnerdᚋvouchersᚐPool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setVoucherApprovalThreshold(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherPool(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setVoucherApprovalThreshold_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createVoucherTemplate(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createVoucherTemplate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateVoucherTemplate(ctx, fc.Args["partnerId"].(string), fc.Args["input"].(VoucherTemplateInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Template) graphql.Marshaler {
+			return ec.marshalNVoucherTemplate2ᚖpartnerdᚋvouchersᚐTemplate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createVoucherTemplate(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherTemplate(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createVoucherTemplate_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_updateVoucherTemplate(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_updateVoucherTemplate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UpdateVoucherTemplate(ctx, fc.Args["id"].(string), fc.Args["input"].(VoucherTemplateInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Template) graphql.Marshaler {
+			return ec.marshalNVoucherTemplate2ᚖpartnerdᚋvouchersᚐTemplate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_updateVoucherTemplate(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherTemplate(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_updateVoucherTemplate_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_retireVoucherTemplate(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_retireVoucherTemplate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RetireVoucherTemplate(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Template) graphql.Marshaler {
+			return ec.marshalNVoucherTemplate2ᚖpartnerdᚋvouchersᚐTemplate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_retireVoucherTemplate(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherTemplate(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_retireVoucherTemplate_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_issueVouchers(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_issueVouchers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().IssueVouchers(ctx, fc.Args["templateId"].(string), fc.Args["customerIds"].([]string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Issuance) graphql.Marshaler {
+			return ec.marshalNVoucherIssuance2ᚖpartnerdᚋvouchersᚐIssuance(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_issueVouchers(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherIssuance(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_issueVouchers_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_approveVoucherIssuance(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_approveVoucherIssuance(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ApproveVoucherIssuance(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Issuance) graphql.Marshaler {
+			return ec.marshalNVoucherIssuance2ᚖpartnerdᚋvouchersᚐIssuance(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_approveVoucherIssuance(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherIssuance(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_approveVoucherIssuance_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_rejectVoucherIssuance(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_rejectVoucherIssuance(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RejectVoucherIssuance(ctx, fc.Args["id"].(string), fc.Args["reason"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Issuance) graphql.Marshaler {
+			return ec.marshalNVoucherIssuance2ᚖpartnerdᚋvouchersᚐIssuance(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_rejectVoucherIssuance(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherIssuance(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_rejectVoucherIssuance_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_cancelVoucher(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_cancelVoucher(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CancelVoucher(ctx, fc.Args["id"].(string), fc.Args["reason"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Voucher) graphql.Marshaler {
+			return ec.marshalNVoucher2ᚖpartnerdᚋvouchersᚐVoucher(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_cancelVoucher(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Voucher(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_cancelVoucher_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _NotificationPreference_eventType(ctx context.Context, field graphql.CollectedField, obj *notify.Preference) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -18634,6 +21281,29 @@ func (ec *executionContext) fieldContext_PartnerBill_issuedAt(_ context.Context,
 	return graphql.NewScalarFieldContext("PartnerBill", field, false, false, "Time")
 }
 
+func (ec *executionContext) _PartnerBill_voucherTotal(ctx context.Context, field graphql.CollectedField, obj *billing.PartnerBill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBill_voucherTotal(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.VoucherTotal, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBill_voucherTotal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerBill", field, false, false, "Decimal")
+}
+
 func (ec *executionContext) _PartnerBill_incentive(ctx context.Context, field graphql.CollectedField, obj *billing.PartnerBill) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -19031,6 +21701,29 @@ func (ec *executionContext) _PartnerBillLine_records(ctx context.Context, field 
 }
 func (ec *executionContext) fieldContext_PartnerBillLine_records(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("PartnerBillLine", field, true, true, "Int")
+}
+
+func (ec *executionContext) _PartnerBillLine_voucher(ctx context.Context, field graphql.CollectedField, obj *billing.Line) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerBillLine_voucher(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Voucher, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerBillLine_voucher(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerBillLine", field, false, false, "Decimal")
 }
 
 func (ec *executionContext) _PurchaseDecision_allowed(ctx context.Context, field graphql.CollectedField, obj *guard.Decision) (ret graphql.Marshaler) {
@@ -20007,6 +22700,226 @@ func (ec *executionContext) fieldContext_Query_incentives(ctx context.Context, f
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_incentives_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_voucherPool(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_voucherPool(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().VoucherPool(ctx, fc.Args["partnerId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Pool) graphql.Marshaler {
+			return ec.marshalNVoucherPool2ᚖpartnerdᚋvouchersᚐPool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_voucherPool(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherPool(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_voucherPool_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_vouchers(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_vouchers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Vouchers(ctx, fc.Args["customerId"].(*string), fc.Args["partnerId"].(*string), fc.Args["status"].(*vouchers.Status), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *VoucherConnection) graphql.Marshaler {
+			return ec.marshalNVoucherConnection2ᚖpartnerdᚋgraphᚐVoucherConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_vouchers(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_vouchers_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_voucherRedemptions(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_voucherRedemptions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().VoucherRedemptions(ctx, fc.Args["voucherId"].(*string), fc.Args["customerId"].(*string), fc.Args["period"].(*expenditures.Period), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *VoucherRedemptionConnection) graphql.Marshaler {
+			return ec.marshalNVoucherRedemptionConnection2ᚖpartnerdᚋgraphᚐVoucherRedemptionConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_voucherRedemptions(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherRedemptionConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_voucherRedemptions_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_voucherTemplates(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_voucherTemplates(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().VoucherTemplates(ctx, fc.Args["partnerId"].(string), fc.Args["includeRetired"].(*bool), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *VoucherTemplateConnection) graphql.Marshaler {
+			return ec.marshalNVoucherTemplateConnection2ᚖpartnerdᚋgraphᚐVoucherTemplateConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_voucherTemplates(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherTemplateConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_voucherTemplates_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_voucherIssuances(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_voucherIssuances(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().VoucherIssuances(ctx, fc.Args["partnerId"].(string), fc.Args["status"].(*vouchers.IssuanceStatus), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *VoucherIssuanceConnection) graphql.Marshaler {
+			return ec.marshalNVoucherIssuanceConnection2ᚖpartnerdᚋgraphᚐVoucherIssuanceConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_voucherIssuances(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherIssuanceConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_voucherIssuances_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -21636,6 +24549,2733 @@ func (ec *executionContext) fieldContext_UserEdge_node(_ context.Context, field 
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_User(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Voucher_id(ctx context.Context, field graphql.CollectedField, obj *vouchers.Voucher) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Voucher_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Voucher().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Voucher_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Voucher", field, true, true, "ID")
+}
+
+func (ec *executionContext) _Voucher_template(ctx context.Context, field graphql.CollectedField, obj *vouchers.Voucher) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Voucher_template(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Voucher().Template(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Template) graphql.Marshaler {
+			return ec.marshalNVoucherTemplate2ᚖpartnerdᚋvouchersᚐTemplate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Voucher_template(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Voucher",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherTemplate(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Voucher_issuer(ctx context.Context, field graphql.CollectedField, obj *vouchers.Voucher) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Voucher_issuer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Voucher().Issuer(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalOAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Voucher_issuer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Voucher",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Voucher_customer(ctx context.Context, field graphql.CollectedField, obj *vouchers.Voucher) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Voucher_customer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Voucher().Customer(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalOAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Voucher_customer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Voucher",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Voucher_faceValue(ctx context.Context, field graphql.CollectedField, obj *vouchers.Voucher) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Voucher_faceValue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FaceValue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Voucher_faceValue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Voucher", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Voucher_used(ctx context.Context, field graphql.CollectedField, obj *vouchers.Voucher) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Voucher_used(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Used(), nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Voucher_used(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Voucher", field, true, false, "Decimal")
+}
+
+func (ec *executionContext) _Voucher_remaining(ctx context.Context, field graphql.CollectedField, obj *vouchers.Voucher) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Voucher_remaining(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Remaining, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Voucher_remaining(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Voucher", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Voucher_returned(ctx context.Context, field graphql.CollectedField, obj *vouchers.Voucher) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Voucher_returned(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Returned, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Voucher_returned(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Voucher", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Voucher_status(ctx context.Context, field graphql.CollectedField, obj *vouchers.Voucher) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Voucher_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v vouchers.Status) graphql.Marshaler {
+			return ec.marshalNVoucherStatus2partnerdᚋvouchersᚐStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Voucher_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Voucher", field, false, false, "VoucherStatus")
+}
+
+func (ec *executionContext) _Voucher_productScope(ctx context.Context, field graphql.CollectedField, obj *vouchers.Voucher) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Voucher_productScope(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProductScope, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v vouchers.ProductScope) graphql.Marshaler {
+			return ec.marshalNVoucherProductScope2partnerdᚋvouchersᚐProductScope(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Voucher_productScope(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Voucher", field, false, false, "VoucherProductScope")
+}
+
+func (ec *executionContext) _Voucher_productCodes(ctx context.Context, field graphql.CollectedField, obj *vouchers.Voucher) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Voucher_productCodes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Voucher().ProductCodes(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Voucher_productCodes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Voucher", field, true, true, "String")
+}
+
+func (ec *executionContext) _Voucher_billingModes(ctx context.Context, field graphql.CollectedField, obj *vouchers.Voucher) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Voucher_billingModes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BillingModes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v vouchers.BillingModes) graphql.Marshaler {
+			return ec.marshalNVoucherBillingModes2partnerdᚋvouchersᚐBillingModes(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Voucher_billingModes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Voucher", field, false, false, "VoucherBillingModes")
+}
+
+func (ec *executionContext) _Voucher_effectiveAt(ctx context.Context, field graphql.CollectedField, obj *vouchers.Voucher) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Voucher_effectiveAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EffectiveAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Voucher_effectiveAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Voucher", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Voucher_expiresAt(ctx context.Context, field graphql.CollectedField, obj *vouchers.Voucher) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Voucher_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Voucher_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Voucher", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Voucher_issuedAt(ctx context.Context, field graphql.CollectedField, obj *vouchers.Voucher) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Voucher_issuedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.IssuedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Voucher_issuedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Voucher", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Voucher_closedAt(ctx context.Context, field graphql.CollectedField, obj *vouchers.Voucher) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Voucher_closedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ClosedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Voucher_closedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Voucher", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Voucher_closeReason(ctx context.Context, field graphql.CollectedField, obj *vouchers.Voucher) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Voucher_closeReason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CloseReason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Voucher_closeReason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Voucher", field, false, false, "String")
+}
+
+func (ec *executionContext) _Voucher_redemptions(ctx context.Context, field graphql.CollectedField, obj *vouchers.Voucher) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Voucher_redemptions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Voucher().Redemptions(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *VoucherRedemptionConnection) graphql.Marshaler {
+			return ec.marshalNVoucherRedemptionConnection2ᚖpartnerdᚋgraphᚐVoucherRedemptionConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Voucher_redemptions(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Voucher",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherRedemptionConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Voucher_redemptions_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherConnection_edges(ctx context.Context, field graphql.CollectedField, obj *VoucherConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*VoucherEdge) graphql.Marshaler {
+			return ec.marshalNVoucherEdge2ᚕᚖpartnerdᚋgraphᚐVoucherEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *VoucherConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *VoucherConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _VoucherEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *VoucherEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _VoucherEdge_node(ctx context.Context, field graphql.CollectedField, obj *VoucherEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Voucher) graphql.Marshaler {
+			return ec.marshalNVoucher2ᚖpartnerdᚋvouchersᚐVoucher(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Voucher(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherIssuance_id(ctx context.Context, field graphql.CollectedField, obj *vouchers.Issuance) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssuance_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.VoucherIssuance().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssuance_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherIssuance", field, true, true, "ID")
+}
+
+func (ec *executionContext) _VoucherIssuance_template(ctx context.Context, field graphql.CollectedField, obj *vouchers.Issuance) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssuance_template(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.VoucherIssuance().Template(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Template) graphql.Marshaler {
+			return ec.marshalNVoucherTemplate2ᚖpartnerdᚋvouchersᚐTemplate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssuance_template(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherIssuance",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherTemplate(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherIssuance_partner(ctx context.Context, field graphql.CollectedField, obj *vouchers.Issuance) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssuance_partner(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.VoucherIssuance().Partner(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssuance_partner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherIssuance",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherIssuance_customerIds(ctx context.Context, field graphql.CollectedField, obj *vouchers.Issuance) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssuance_customerIds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.VoucherIssuance().CustomerIds(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNID2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssuance_customerIds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherIssuance", field, true, true, "ID")
+}
+
+func (ec *executionContext) _VoucherIssuance_faceTotal(ctx context.Context, field graphql.CollectedField, obj *vouchers.Issuance) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssuance_faceTotal(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FaceTotal, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssuance_faceTotal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherIssuance", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _VoucherIssuance_status(ctx context.Context, field graphql.CollectedField, obj *vouchers.Issuance) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssuance_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v vouchers.IssuanceStatus) graphql.Marshaler {
+			return ec.marshalNVoucherIssuanceStatus2partnerdᚋvouchersᚐIssuanceStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssuance_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherIssuance", field, false, false, "VoucherIssuanceStatus")
+}
+
+func (ec *executionContext) _VoucherIssuance_requestedBy(ctx context.Context, field graphql.CollectedField, obj *vouchers.Issuance) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssuance_requestedBy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RequestedBy, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssuance_requestedBy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherIssuance", field, false, false, "String")
+}
+
+func (ec *executionContext) _VoucherIssuance_requestedAt(ctx context.Context, field graphql.CollectedField, obj *vouchers.Issuance) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssuance_requestedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RequestedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssuance_requestedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherIssuance", field, false, false, "Time")
+}
+
+func (ec *executionContext) _VoucherIssuance_decidedBy(ctx context.Context, field graphql.CollectedField, obj *vouchers.Issuance) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssuance_decidedBy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DecidedBy, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssuance_decidedBy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherIssuance", field, false, false, "String")
+}
+
+func (ec *executionContext) _VoucherIssuance_decidedAt(ctx context.Context, field graphql.CollectedField, obj *vouchers.Issuance) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssuance_decidedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DecidedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssuance_decidedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherIssuance", field, false, false, "Time")
+}
+
+func (ec *executionContext) _VoucherIssuance_reason(ctx context.Context, field graphql.CollectedField, obj *vouchers.Issuance) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssuance_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssuance_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherIssuance", field, false, false, "String")
+}
+
+func (ec *executionContext) _VoucherIssuance_results(ctx context.Context, field graphql.CollectedField, obj *vouchers.Issuance) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssuance_results(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.VoucherIssuance().Results(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*vouchers.IssueResult) graphql.Marshaler {
+			return ec.marshalNVoucherIssueResult2ᚕᚖpartnerdᚋvouchersᚐIssueResultᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssuance_results(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherIssuance",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherIssueResult(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherIssuanceConnection_edges(ctx context.Context, field graphql.CollectedField, obj *VoucherIssuanceConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssuanceConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*VoucherIssuanceEdge) graphql.Marshaler {
+			return ec.marshalNVoucherIssuanceEdge2ᚕᚖpartnerdᚋgraphᚐVoucherIssuanceEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssuanceConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherIssuanceConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherIssuanceEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherIssuanceConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *VoucherIssuanceConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssuanceConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssuanceConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherIssuanceConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherIssuanceConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *VoucherIssuanceConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssuanceConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssuanceConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherIssuanceConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _VoucherIssuanceEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *VoucherIssuanceEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssuanceEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssuanceEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherIssuanceEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _VoucherIssuanceEdge_node(ctx context.Context, field graphql.CollectedField, obj *VoucherIssuanceEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssuanceEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Issuance) graphql.Marshaler {
+			return ec.marshalNVoucherIssuance2ᚖpartnerdᚋvouchersᚐIssuance(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssuanceEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherIssuanceEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherIssuance(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherIssueResult_customerId(ctx context.Context, field graphql.CollectedField, obj *vouchers.IssueResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssueResult_customerId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.VoucherIssueResult().CustomerID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssueResult_customerId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherIssueResult", field, true, true, "ID")
+}
+
+func (ec *executionContext) _VoucherIssueResult_customer(ctx context.Context, field graphql.CollectedField, obj *vouchers.IssueResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssueResult_customer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.VoucherIssueResult().Customer(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalOAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssueResult_customer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherIssueResult",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherIssueResult_code(ctx context.Context, field graphql.CollectedField, obj *vouchers.IssueResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssueResult_code(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Code, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v vouchers.IssueCode) graphql.Marshaler {
+			return ec.marshalNVoucherIssueCode2partnerdᚋvouchersᚐIssueCode(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssueResult_code(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherIssueResult", field, false, false, "VoucherIssueCode")
+}
+
+func (ec *executionContext) _VoucherIssueResult_voucher(ctx context.Context, field graphql.CollectedField, obj *vouchers.IssueResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssueResult_voucher(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.VoucherIssueResult().Voucher(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Voucher) graphql.Marshaler {
+			return ec.marshalOVoucher2ᚖpartnerdᚋvouchersᚐVoucher(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssueResult_voucher(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherIssueResult",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Voucher(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherIssueResult_message(ctx context.Context, field graphql.CollectedField, obj *vouchers.IssueResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherIssueResult_message(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.VoucherIssueResult().Message(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherIssueResult_message(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherIssueResult", field, true, true, "String")
+}
+
+func (ec *executionContext) _VoucherPool_partner(ctx context.Context, field graphql.CollectedField, obj *vouchers.Pool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPool_partner(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.VoucherPool().Partner(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPool_partner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherPool",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherPool_quota(ctx context.Context, field graphql.CollectedField, obj *vouchers.Pool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPool_quota(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Quota, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPool_quota(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherPool", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _VoucherPool_allocatedDown(ctx context.Context, field graphql.CollectedField, obj *vouchers.Pool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPool_allocatedDown(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AllocatedDown, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPool_allocatedDown(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherPool", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _VoucherPool_issued(ctx context.Context, field graphql.CollectedField, obj *vouchers.Pool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPool_issued(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Issued, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPool_issued(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherPool", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _VoucherPool_redeemed(ctx context.Context, field graphql.CollectedField, obj *vouchers.Pool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPool_redeemed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Redeemed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPool_redeemed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherPool", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _VoucherPool_remaining(ctx context.Context, field graphql.CollectedField, obj *vouchers.Pool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPool_remaining(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Remaining, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPool_remaining(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherPool", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _VoucherPool_expiresAt(ctx context.Context, field graphql.CollectedField, obj *vouchers.Pool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPool_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPool_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherPool", field, false, false, "Time")
+}
+
+func (ec *executionContext) _VoucherPool_expired(ctx context.Context, field graphql.CollectedField, obj *vouchers.Pool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPool_expired(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Expired, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPool_expired(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherPool", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _VoucherPool_approvalThreshold(ctx context.Context, field graphql.CollectedField, obj *vouchers.Pool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPool_approvalThreshold(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ApprovalThreshold, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *decimal.Decimal) graphql.Marshaler {
+			return ec.marshalODecimal2ᚖgithubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPool_approvalThreshold(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherPool", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _VoucherPool_ledger(ctx context.Context, field graphql.CollectedField, obj *vouchers.Pool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPool_ledger(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.VoucherPool().Ledger(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *VoucherPoolLedgerConnection) graphql.Marshaler {
+			return ec.marshalNVoucherPoolLedgerConnection2ᚖpartnerdᚋgraphᚐVoucherPoolLedgerConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPool_ledger(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherPool",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherPoolLedgerConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_VoucherPool_ledger_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherPoolLedgerConnection_edges(ctx context.Context, field graphql.CollectedField, obj *VoucherPoolLedgerConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPoolLedgerConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*VoucherPoolLedgerEdge) graphql.Marshaler {
+			return ec.marshalNVoucherPoolLedgerEdge2ᚕᚖpartnerdᚋgraphᚐVoucherPoolLedgerEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPoolLedgerConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherPoolLedgerConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherPoolLedgerEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherPoolLedgerConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *VoucherPoolLedgerConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPoolLedgerConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPoolLedgerConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherPoolLedgerConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherPoolLedgerConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *VoucherPoolLedgerConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPoolLedgerConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPoolLedgerConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherPoolLedgerConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _VoucherPoolLedgerEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *VoucherPoolLedgerEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPoolLedgerEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPoolLedgerEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherPoolLedgerEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _VoucherPoolLedgerEdge_node(ctx context.Context, field graphql.CollectedField, obj *VoucherPoolLedgerEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPoolLedgerEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.LedgerEntry) graphql.Marshaler {
+			return ec.marshalNVoucherPoolLedgerEntry2ᚖpartnerdᚋvouchersᚐLedgerEntry(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPoolLedgerEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherPoolLedgerEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherPoolLedgerEntry(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherPoolLedgerEntry_at(ctx context.Context, field graphql.CollectedField, obj *vouchers.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPoolLedgerEntry_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPoolLedgerEntry_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherPoolLedgerEntry", field, false, false, "Time")
+}
+
+func (ec *executionContext) _VoucherPoolLedgerEntry_actor(ctx context.Context, field graphql.CollectedField, obj *vouchers.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPoolLedgerEntry_actor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Actor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPoolLedgerEntry_actor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherPoolLedgerEntry", field, false, false, "String")
+}
+
+func (ec *executionContext) _VoucherPoolLedgerEntry_kind(ctx context.Context, field graphql.CollectedField, obj *vouchers.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPoolLedgerEntry_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNVoucherPoolLedgerKind2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPoolLedgerEntry_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherPoolLedgerEntry", field, false, false, "VoucherPoolLedgerKind")
+}
+
+func (ec *executionContext) _VoucherPoolLedgerEntry_amount(ctx context.Context, field graphql.CollectedField, obj *vouchers.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPoolLedgerEntry_amount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Amount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPoolLedgerEntry_amount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherPoolLedgerEntry", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _VoucherPoolLedgerEntry_counterparty(ctx context.Context, field graphql.CollectedField, obj *vouchers.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPoolLedgerEntry_counterparty(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.VoucherPoolLedgerEntry().Counterparty(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalOAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPoolLedgerEntry_counterparty(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherPoolLedgerEntry",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherPoolLedgerEntry_voucher(ctx context.Context, field graphql.CollectedField, obj *vouchers.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPoolLedgerEntry_voucher(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.VoucherPoolLedgerEntry().Voucher(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Voucher) graphql.Marshaler {
+			return ec.marshalOVoucher2ᚖpartnerdᚋvouchersᚐVoucher(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPoolLedgerEntry_voucher(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherPoolLedgerEntry",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Voucher(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherPoolLedgerEntry_issuance(ctx context.Context, field graphql.CollectedField, obj *vouchers.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPoolLedgerEntry_issuance(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.VoucherPoolLedgerEntry().Issuance(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Issuance) graphql.Marshaler {
+			return ec.marshalOVoucherIssuance2ᚖpartnerdᚋvouchersᚐIssuance(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPoolLedgerEntry_issuance(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherPoolLedgerEntry",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherIssuance(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherPoolLedgerEntry_reason(ctx context.Context, field graphql.CollectedField, obj *vouchers.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPoolLedgerEntry_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPoolLedgerEntry_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherPoolLedgerEntry", field, false, false, "String")
+}
+
+func (ec *executionContext) _VoucherPoolLedgerEntry_quotaAfter(ctx context.Context, field graphql.CollectedField, obj *vouchers.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPoolLedgerEntry_quotaAfter(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.QuotaAfter, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPoolLedgerEntry_quotaAfter(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherPoolLedgerEntry", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _VoucherPoolLedgerEntry_allocatedAfter(ctx context.Context, field graphql.CollectedField, obj *vouchers.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPoolLedgerEntry_allocatedAfter(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AllocatedAfter, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPoolLedgerEntry_allocatedAfter(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherPoolLedgerEntry", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _VoucherPoolLedgerEntry_issuedAfter(ctx context.Context, field graphql.CollectedField, obj *vouchers.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherPoolLedgerEntry_issuedAfter(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.IssuedAfter, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherPoolLedgerEntry_issuedAfter(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherPoolLedgerEntry", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _VoucherRedemption_voucher(ctx context.Context, field graphql.CollectedField, obj *vouchers.Redemption) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherRedemption_voucher(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.VoucherRedemption().Voucher(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Voucher) graphql.Marshaler {
+			return ec.marshalNVoucher2ᚖpartnerdᚋvouchersᚐVoucher(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherRedemption_voucher(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherRedemption",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Voucher(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherRedemption_externalId(ctx context.Context, field graphql.CollectedField, obj *vouchers.Redemption) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherRedemption_externalId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExternalID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherRedemption_externalId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherRedemption", field, false, false, "String")
+}
+
+func (ec *executionContext) _VoucherRedemption_customer(ctx context.Context, field graphql.CollectedField, obj *vouchers.Redemption) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherRedemption_customer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.VoucherRedemption().Customer(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalOAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherRedemption_customer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherRedemption",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherRedemption_month(ctx context.Context, field graphql.CollectedField, obj *vouchers.Redemption) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherRedemption_month(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.VoucherRedemption().Month(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Month) graphql.Marshaler {
+			return ec.marshalNMonth2ᚖpartnerdᚋmodelsᚐMonth(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherRedemption_month(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherRedemption", field, true, true, "Month")
+}
+
+func (ec *executionContext) _VoucherRedemption_productCode(ctx context.Context, field graphql.CollectedField, obj *vouchers.Redemption) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherRedemption_productCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProductCode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherRedemption_productCode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherRedemption", field, false, false, "String")
+}
+
+func (ec *executionContext) _VoucherRedemption_usageAt(ctx context.Context, field graphql.CollectedField, obj *vouchers.Redemption) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherRedemption_usageAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UsageAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherRedemption_usageAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherRedemption", field, false, false, "Time")
+}
+
+func (ec *executionContext) _VoucherRedemption_amount(ctx context.Context, field graphql.CollectedField, obj *vouchers.Redemption) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherRedemption_amount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Amount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherRedemption_amount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherRedemption", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _VoucherRedemption_redeemedAt(ctx context.Context, field graphql.CollectedField, obj *vouchers.Redemption) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherRedemption_redeemedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RedeemedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherRedemption_redeemedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherRedemption", field, false, false, "Time")
+}
+
+func (ec *executionContext) _VoucherRedemptionConnection_edges(ctx context.Context, field graphql.CollectedField, obj *VoucherRedemptionConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherRedemptionConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*VoucherRedemptionEdge) graphql.Marshaler {
+			return ec.marshalNVoucherRedemptionEdge2ᚕᚖpartnerdᚋgraphᚐVoucherRedemptionEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherRedemptionConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherRedemptionConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherRedemptionEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherRedemptionConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *VoucherRedemptionConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherRedemptionConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherRedemptionConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherRedemptionConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherRedemptionConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *VoucherRedemptionConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherRedemptionConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherRedemptionConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherRedemptionConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _VoucherRedemptionEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *VoucherRedemptionEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherRedemptionEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherRedemptionEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherRedemptionEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _VoucherRedemptionEdge_node(ctx context.Context, field graphql.CollectedField, obj *VoucherRedemptionEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherRedemptionEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Redemption) graphql.Marshaler {
+			return ec.marshalNVoucherRedemption2ᚖpartnerdᚋvouchersᚐRedemption(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherRedemptionEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherRedemptionEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherRedemption(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherTemplate_id(ctx context.Context, field graphql.CollectedField, obj *vouchers.Template) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherTemplate_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.VoucherTemplate().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherTemplate_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherTemplate", field, true, true, "ID")
+}
+
+func (ec *executionContext) _VoucherTemplate_partner(ctx context.Context, field graphql.CollectedField, obj *vouchers.Template) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherTemplate_partner(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.VoucherTemplate().Partner(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalOAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherTemplate_partner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherTemplate",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherTemplate_name(ctx context.Context, field graphql.CollectedField, obj *vouchers.Template) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherTemplate_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherTemplate_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherTemplate", field, false, false, "String")
+}
+
+func (ec *executionContext) _VoucherTemplate_faceValue(ctx context.Context, field graphql.CollectedField, obj *vouchers.Template) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherTemplate_faceValue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FaceValue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherTemplate_faceValue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherTemplate", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _VoucherTemplate_productScope(ctx context.Context, field graphql.CollectedField, obj *vouchers.Template) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherTemplate_productScope(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProductScope, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v vouchers.ProductScope) graphql.Marshaler {
+			return ec.marshalNVoucherProductScope2partnerdᚋvouchersᚐProductScope(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherTemplate_productScope(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherTemplate", field, false, false, "VoucherProductScope")
+}
+
+func (ec *executionContext) _VoucherTemplate_productCodes(ctx context.Context, field graphql.CollectedField, obj *vouchers.Template) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherTemplate_productCodes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.VoucherTemplate().ProductCodes(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherTemplate_productCodes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherTemplate", field, true, true, "String")
+}
+
+func (ec *executionContext) _VoucherTemplate_billingModes(ctx context.Context, field graphql.CollectedField, obj *vouchers.Template) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherTemplate_billingModes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BillingModes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v vouchers.BillingModes) graphql.Marshaler {
+			return ec.marshalNVoucherBillingModes2partnerdᚋvouchersᚐBillingModes(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherTemplate_billingModes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherTemplate", field, false, false, "VoucherBillingModes")
+}
+
+func (ec *executionContext) _VoucherTemplate_validFrom(ctx context.Context, field graphql.CollectedField, obj *vouchers.Template) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherTemplate_validFrom(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ValidFrom, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherTemplate_validFrom(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherTemplate", field, false, false, "Time")
+}
+
+func (ec *executionContext) _VoucherTemplate_validUntil(ctx context.Context, field graphql.CollectedField, obj *vouchers.Template) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherTemplate_validUntil(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ValidUntil, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherTemplate_validUntil(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherTemplate", field, false, false, "Time")
+}
+
+func (ec *executionContext) _VoucherTemplate_validDays(ctx context.Context, field graphql.CollectedField, obj *vouchers.Template) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherTemplate_validDays(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ValidDays, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherTemplate_validDays(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherTemplate", field, false, false, "Int")
+}
+
+func (ec *executionContext) _VoucherTemplate_perCustomerLimit(ctx context.Context, field graphql.CollectedField, obj *vouchers.Template) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherTemplate_perCustomerLimit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PerCustomerLimit, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherTemplate_perCustomerLimit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherTemplate", field, false, false, "Int")
+}
+
+func (ec *executionContext) _VoucherTemplate_reason(ctx context.Context, field graphql.CollectedField, obj *vouchers.Template) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherTemplate_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherTemplate_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherTemplate", field, false, false, "String")
+}
+
+func (ec *executionContext) _VoucherTemplate_status(ctx context.Context, field graphql.CollectedField, obj *vouchers.Template) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherTemplate_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNVoucherTemplateStatus2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherTemplate_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherTemplate", field, false, false, "VoucherTemplateStatus")
+}
+
+func (ec *executionContext) _VoucherTemplate_createdAt(ctx context.Context, field graphql.CollectedField, obj *vouchers.Template) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherTemplate_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherTemplate_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherTemplate", field, false, false, "Time")
+}
+
+func (ec *executionContext) _VoucherTemplate_updatedAt(ctx context.Context, field graphql.CollectedField, obj *vouchers.Template) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherTemplate_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherTemplate_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherTemplate", field, false, false, "Time")
+}
+
+func (ec *executionContext) _VoucherTemplate_retiredAt(ctx context.Context, field graphql.CollectedField, obj *vouchers.Template) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherTemplate_retiredAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RetiredAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherTemplate_retiredAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherTemplate", field, false, false, "Time")
+}
+
+func (ec *executionContext) _VoucherTemplateConnection_edges(ctx context.Context, field graphql.CollectedField, obj *VoucherTemplateConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherTemplateConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*VoucherTemplateEdge) graphql.Marshaler {
+			return ec.marshalNVoucherTemplateEdge2ᚕᚖpartnerdᚋgraphᚐVoucherTemplateEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherTemplateConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherTemplateConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherTemplateEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherTemplateConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *VoucherTemplateConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherTemplateConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherTemplateConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherTemplateConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VoucherTemplateConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *VoucherTemplateConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherTemplateConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherTemplateConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherTemplateConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _VoucherTemplateEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *VoucherTemplateEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherTemplateEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherTemplateEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoucherTemplateEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _VoucherTemplateEdge_node(ctx context.Context, field graphql.CollectedField, obj *VoucherTemplateEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoucherTemplateEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *vouchers.Template) graphql.Marshaler {
+			return ec.marshalNVoucherTemplate2ᚖpartnerdᚋvouchersᚐTemplate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoucherTemplateEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VoucherTemplateEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VoucherTemplate(ctx, field)
 		},
 	}
 	return fc, nil
@@ -23281,6 +28921,124 @@ func UnmarshalUpdateAccountInput(ctx context.Context, raw any) (UpdateAccountInp
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputVoucherTemplateInput(ctx context.Context, obj any) (VoucherTemplateInput, error) {
+	var it VoucherTemplateInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["productScope"]; !present {
+		asMap["productScope"] = "ALL"
+	}
+	if _, present := asMap["productCodes"]; !present {
+		asMap["productCodes"] = []any{}
+	}
+	if _, present := asMap["billingModes"]; !present {
+		asMap["billingModes"] = "ALL"
+	}
+	if _, present := asMap["perCustomerLimit"]; !present {
+		asMap["perCustomerLimit"] = 1
+	}
+
+	fieldsInOrder := [...]string{"name", "faceValue", "productScope", "productCodes", "billingModes", "validFrom", "validUntil", "validDays", "perCustomerLimit", "reason"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "faceValue":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("faceValue"))
+			data, err := ec.unmarshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.FaceValue = data
+		case "productScope":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("productScope"))
+			data, err := ec.unmarshalNVoucherProductScope2partnerdᚋvouchersᚐProductScope(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ProductScope = data
+		case "productCodes":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("productCodes"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ProductCodes = data
+		case "billingModes":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("billingModes"))
+			data, err := ec.unmarshalNVoucherBillingModes2partnerdᚋvouchersᚐBillingModes(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BillingModes = data
+		case "validFrom":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("validFrom"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ValidFrom = data
+		case "validUntil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("validUntil"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ValidUntil = data
+		case "validDays":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("validDays"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ValidDays = data
+		case "perCustomerLimit":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("perCustomerLimit"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PerCustomerLimit = data
+		case "reason":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reason"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Reason = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalVoucherTemplateInput unmarshals raw into the VoucherTemplateInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalVoucherTemplateInput(ctx context.Context, raw any) (VoucherTemplateInput, error) {
+	var out VoucherTemplateInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "VoucherTemplateInput", raw, &out)
+	return out, err
+}
+
 // endregion **************************** input.gotpl *****************************
 
 // region    ************************** interface.gotpl ***************************
@@ -23289,6 +29047,27 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 	switch obj := (obj).(type) {
 	case nil:
 		return graphql.Null
+	case vouchers.Template:
+		return ec._VoucherTemplate(ctx, sel, &obj)
+	case *vouchers.Template:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._VoucherTemplate(ctx, sel, obj)
+	case vouchers.Issuance:
+		return ec._VoucherIssuance(ctx, sel, &obj)
+	case *vouchers.Issuance:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._VoucherIssuance(ctx, sel, obj)
+	case vouchers.Voucher:
+		return ec._Voucher(ctx, sel, &obj)
+	case *vouchers.Voucher:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._Voucher(ctx, sel, obj)
 	case models.User:
 		return ec._User(ctx, sel, &obj)
 	case *models.User:
@@ -23961,6 +29740,11 @@ func (ec *executionContext) _BillAdjustment(ctx context.Context, sel ast.Selecti
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._BillAdjustment_records(ctx, field, obj)
 				})
+		case "voucher":
+			out.Values[i] = ec._BillAdjustment_voucher(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -24455,6 +30239,11 @@ func (ec *executionContext) _CustomerBillLine(ctx context.Context, sel ast.Selec
 		switch field.Name {
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("CustomerBillLine")
+		case "kind":
+			out.Values[i] = ec._CustomerBillLine_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		case "productCode":
 			out.Values[i] = ec._CustomerBillLine_productCode(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -26818,6 +32607,83 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "grantVoucherQuota":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_grantVoucherQuota(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "allocateVoucherQuota":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_allocateVoucherQuota(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reclaimVoucherQuota":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_reclaimVoucherQuota(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setVoucherApprovalThreshold":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setVoucherApprovalThreshold(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createVoucherTemplate":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createVoucherTemplate(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updateVoucherTemplate":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_updateVoucherTemplate(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "retireVoucherTemplate":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_retireVoucherTemplate(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "issueVouchers":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_issueVouchers(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "approveVoucherIssuance":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_approveVoucherIssuance(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rejectVoucherIssuance":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_rejectVoucherIssuance(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cancelVoucher":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_cancelVoucher(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -27009,6 +32875,11 @@ func (ec *executionContext) _PartnerBill(ctx context.Context, sel ast.SelectionS
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "voucherTotal":
+			out.Values[i] = ec._PartnerBill_voucherTotal(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		case "incentive":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, false,
@@ -27174,6 +33045,11 @@ func (ec *executionContext) _PartnerBillLine(ctx context.Context, sel ast.Select
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._PartnerBillLine_records(ctx, field, obj)
 				})
+		case "voucher":
+			out.Values[i] = ec._PartnerBillLine_voucher(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -27386,6 +33262,36 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_incentives(ctx, field)
+				})
+		case "voucherPool":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_voucherPool(ctx, field)
+				})
+		case "vouchers":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_vouchers(ctx, field)
+				})
+		case "voucherRedemptions":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_voucherRedemptions(ctx, field)
+				})
+		case "voucherTemplates":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_voucherTemplates(ctx, field)
+				})
+		case "voucherIssuances":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_voucherIssuances(ctx, field)
 				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
@@ -28086,6 +33992,1033 @@ func (ec *executionContext) _UserEdge(ctx context.Context, sel ast.SelectionSet,
 			}
 		case "node":
 			out.Values[i] = ec._UserEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var voucherImplementors = []string{"Voucher", "Node"}
+
+func (ec *executionContext) _Voucher(ctx context.Context, sel ast.SelectionSet, obj *vouchers.Voucher) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, voucherImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Voucher")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Voucher_id(ctx, field, obj)
+				})
+		case "template":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Voucher_template(ctx, field, obj)
+				})
+		case "issuer":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Voucher_issuer(ctx, field, obj)
+				})
+		case "customer":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Voucher_customer(ctx, field, obj)
+				})
+		case "faceValue":
+			out.Values[i] = ec._Voucher_faceValue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "used":
+			out.Values[i] = ec._Voucher_used(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "remaining":
+			out.Values[i] = ec._Voucher_remaining(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "returned":
+			out.Values[i] = ec._Voucher_returned(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._Voucher_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "productScope":
+			out.Values[i] = ec._Voucher_productScope(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "productCodes":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Voucher_productCodes(ctx, field, obj)
+				})
+		case "billingModes":
+			out.Values[i] = ec._Voucher_billingModes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "effectiveAt":
+			out.Values[i] = ec._Voucher_effectiveAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "expiresAt":
+			out.Values[i] = ec._Voucher_expiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "issuedAt":
+			out.Values[i] = ec._Voucher_issuedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "closedAt":
+			out.Values[i] = ec._Voucher_closedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "closeReason":
+			out.Values[i] = ec._Voucher_closeReason(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "redemptions":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Voucher_redemptions(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var voucherConnectionImplementors = []string{"VoucherConnection"}
+
+func (ec *executionContext) _VoucherConnection(ctx context.Context, sel ast.SelectionSet, obj *VoucherConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, voucherConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("VoucherConnection")
+		case "edges":
+			out.Values[i] = ec._VoucherConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._VoucherConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._VoucherConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var voucherEdgeImplementors = []string{"VoucherEdge"}
+
+func (ec *executionContext) _VoucherEdge(ctx context.Context, sel ast.SelectionSet, obj *VoucherEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, voucherEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("VoucherEdge")
+		case "cursor":
+			out.Values[i] = ec._VoucherEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._VoucherEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var voucherIssuanceImplementors = []string{"VoucherIssuance", "Node"}
+
+func (ec *executionContext) _VoucherIssuance(ctx context.Context, sel ast.SelectionSet, obj *vouchers.Issuance) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, voucherIssuanceImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("VoucherIssuance")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VoucherIssuance_id(ctx, field, obj)
+				})
+		case "template":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VoucherIssuance_template(ctx, field, obj)
+				})
+		case "partner":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VoucherIssuance_partner(ctx, field, obj)
+				})
+		case "customerIds":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VoucherIssuance_customerIds(ctx, field, obj)
+				})
+		case "faceTotal":
+			out.Values[i] = ec._VoucherIssuance_faceTotal(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._VoucherIssuance_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "requestedBy":
+			out.Values[i] = ec._VoucherIssuance_requestedBy(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "requestedAt":
+			out.Values[i] = ec._VoucherIssuance_requestedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "decidedBy":
+			out.Values[i] = ec._VoucherIssuance_decidedBy(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "decidedAt":
+			out.Values[i] = ec._VoucherIssuance_decidedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "reason":
+			out.Values[i] = ec._VoucherIssuance_reason(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "results":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VoucherIssuance_results(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var voucherIssuanceConnectionImplementors = []string{"VoucherIssuanceConnection"}
+
+func (ec *executionContext) _VoucherIssuanceConnection(ctx context.Context, sel ast.SelectionSet, obj *VoucherIssuanceConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, voucherIssuanceConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("VoucherIssuanceConnection")
+		case "edges":
+			out.Values[i] = ec._VoucherIssuanceConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._VoucherIssuanceConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._VoucherIssuanceConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var voucherIssuanceEdgeImplementors = []string{"VoucherIssuanceEdge"}
+
+func (ec *executionContext) _VoucherIssuanceEdge(ctx context.Context, sel ast.SelectionSet, obj *VoucherIssuanceEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, voucherIssuanceEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("VoucherIssuanceEdge")
+		case "cursor":
+			out.Values[i] = ec._VoucherIssuanceEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._VoucherIssuanceEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var voucherIssueResultImplementors = []string{"VoucherIssueResult"}
+
+func (ec *executionContext) _VoucherIssueResult(ctx context.Context, sel ast.SelectionSet, obj *vouchers.IssueResult) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, voucherIssueResultImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("VoucherIssueResult")
+		case "customerId":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VoucherIssueResult_customerId(ctx, field, obj)
+				})
+		case "customer":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VoucherIssueResult_customer(ctx, field, obj)
+				})
+		case "code":
+			out.Values[i] = ec._VoucherIssueResult_code(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "voucher":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VoucherIssueResult_voucher(ctx, field, obj)
+				})
+		case "message":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VoucherIssueResult_message(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var voucherPoolImplementors = []string{"VoucherPool"}
+
+func (ec *executionContext) _VoucherPool(ctx context.Context, sel ast.SelectionSet, obj *vouchers.Pool) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, voucherPoolImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("VoucherPool")
+		case "partner":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VoucherPool_partner(ctx, field, obj)
+				})
+		case "quota":
+			out.Values[i] = ec._VoucherPool_quota(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "allocatedDown":
+			out.Values[i] = ec._VoucherPool_allocatedDown(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "issued":
+			out.Values[i] = ec._VoucherPool_issued(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "redeemed":
+			out.Values[i] = ec._VoucherPool_redeemed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "remaining":
+			out.Values[i] = ec._VoucherPool_remaining(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "expiresAt":
+			out.Values[i] = ec._VoucherPool_expiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "expired":
+			out.Values[i] = ec._VoucherPool_expired(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "approvalThreshold":
+			out.Values[i] = ec._VoucherPool_approvalThreshold(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "ledger":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VoucherPool_ledger(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var voucherPoolLedgerConnectionImplementors = []string{"VoucherPoolLedgerConnection"}
+
+func (ec *executionContext) _VoucherPoolLedgerConnection(ctx context.Context, sel ast.SelectionSet, obj *VoucherPoolLedgerConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, voucherPoolLedgerConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("VoucherPoolLedgerConnection")
+		case "edges":
+			out.Values[i] = ec._VoucherPoolLedgerConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._VoucherPoolLedgerConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._VoucherPoolLedgerConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var voucherPoolLedgerEdgeImplementors = []string{"VoucherPoolLedgerEdge"}
+
+func (ec *executionContext) _VoucherPoolLedgerEdge(ctx context.Context, sel ast.SelectionSet, obj *VoucherPoolLedgerEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, voucherPoolLedgerEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("VoucherPoolLedgerEdge")
+		case "cursor":
+			out.Values[i] = ec._VoucherPoolLedgerEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._VoucherPoolLedgerEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var voucherPoolLedgerEntryImplementors = []string{"VoucherPoolLedgerEntry"}
+
+func (ec *executionContext) _VoucherPoolLedgerEntry(ctx context.Context, sel ast.SelectionSet, obj *vouchers.LedgerEntry) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, voucherPoolLedgerEntryImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("VoucherPoolLedgerEntry")
+		case "at":
+			out.Values[i] = ec._VoucherPoolLedgerEntry_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "actor":
+			out.Values[i] = ec._VoucherPoolLedgerEntry_actor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "kind":
+			out.Values[i] = ec._VoucherPoolLedgerEntry_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "amount":
+			out.Values[i] = ec._VoucherPoolLedgerEntry_amount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "counterparty":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VoucherPoolLedgerEntry_counterparty(ctx, field, obj)
+				})
+		case "voucher":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VoucherPoolLedgerEntry_voucher(ctx, field, obj)
+				})
+		case "issuance":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VoucherPoolLedgerEntry_issuance(ctx, field, obj)
+				})
+		case "reason":
+			out.Values[i] = ec._VoucherPoolLedgerEntry_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "quotaAfter":
+			out.Values[i] = ec._VoucherPoolLedgerEntry_quotaAfter(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "allocatedAfter":
+			out.Values[i] = ec._VoucherPoolLedgerEntry_allocatedAfter(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "issuedAfter":
+			out.Values[i] = ec._VoucherPoolLedgerEntry_issuedAfter(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var voucherRedemptionImplementors = []string{"VoucherRedemption"}
+
+func (ec *executionContext) _VoucherRedemption(ctx context.Context, sel ast.SelectionSet, obj *vouchers.Redemption) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, voucherRedemptionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("VoucherRedemption")
+		case "voucher":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VoucherRedemption_voucher(ctx, field, obj)
+				})
+		case "externalId":
+			out.Values[i] = ec._VoucherRedemption_externalId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "customer":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VoucherRedemption_customer(ctx, field, obj)
+				})
+		case "month":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VoucherRedemption_month(ctx, field, obj)
+				})
+		case "productCode":
+			out.Values[i] = ec._VoucherRedemption_productCode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "usageAt":
+			out.Values[i] = ec._VoucherRedemption_usageAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "amount":
+			out.Values[i] = ec._VoucherRedemption_amount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "redeemedAt":
+			out.Values[i] = ec._VoucherRedemption_redeemedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var voucherRedemptionConnectionImplementors = []string{"VoucherRedemptionConnection"}
+
+func (ec *executionContext) _VoucherRedemptionConnection(ctx context.Context, sel ast.SelectionSet, obj *VoucherRedemptionConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, voucherRedemptionConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("VoucherRedemptionConnection")
+		case "edges":
+			out.Values[i] = ec._VoucherRedemptionConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._VoucherRedemptionConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._VoucherRedemptionConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var voucherRedemptionEdgeImplementors = []string{"VoucherRedemptionEdge"}
+
+func (ec *executionContext) _VoucherRedemptionEdge(ctx context.Context, sel ast.SelectionSet, obj *VoucherRedemptionEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, voucherRedemptionEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("VoucherRedemptionEdge")
+		case "cursor":
+			out.Values[i] = ec._VoucherRedemptionEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._VoucherRedemptionEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var voucherTemplateImplementors = []string{"VoucherTemplate", "Node"}
+
+func (ec *executionContext) _VoucherTemplate(ctx context.Context, sel ast.SelectionSet, obj *vouchers.Template) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, voucherTemplateImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("VoucherTemplate")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VoucherTemplate_id(ctx, field, obj)
+				})
+		case "partner":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VoucherTemplate_partner(ctx, field, obj)
+				})
+		case "name":
+			out.Values[i] = ec._VoucherTemplate_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "faceValue":
+			out.Values[i] = ec._VoucherTemplate_faceValue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "productScope":
+			out.Values[i] = ec._VoucherTemplate_productScope(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "productCodes":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VoucherTemplate_productCodes(ctx, field, obj)
+				})
+		case "billingModes":
+			out.Values[i] = ec._VoucherTemplate_billingModes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "validFrom":
+			out.Values[i] = ec._VoucherTemplate_validFrom(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "validUntil":
+			out.Values[i] = ec._VoucherTemplate_validUntil(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "validDays":
+			out.Values[i] = ec._VoucherTemplate_validDays(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "perCustomerLimit":
+			out.Values[i] = ec._VoucherTemplate_perCustomerLimit(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "reason":
+			out.Values[i] = ec._VoucherTemplate_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._VoucherTemplate_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._VoucherTemplate_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "updatedAt":
+			out.Values[i] = ec._VoucherTemplate_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "retiredAt":
+			out.Values[i] = ec._VoucherTemplate_retiredAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var voucherTemplateConnectionImplementors = []string{"VoucherTemplateConnection"}
+
+func (ec *executionContext) _VoucherTemplateConnection(ctx context.Context, sel ast.SelectionSet, obj *VoucherTemplateConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, voucherTemplateConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("VoucherTemplateConnection")
+		case "edges":
+			out.Values[i] = ec._VoucherTemplateConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._VoucherTemplateConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._VoucherTemplateConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var voucherTemplateEdgeImplementors = []string{"VoucherTemplateEdge"}
+
+func (ec *executionContext) _VoucherTemplateEdge(ctx context.Context, sel ast.SelectionSet, obj *VoucherTemplateEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, voucherTemplateEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("VoucherTemplateEdge")
+		case "cursor":
+			out.Values[i] = ec._VoucherTemplateEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._VoucherTemplateEdge_node(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -28843,6 +35776,21 @@ func (ec *executionContext) marshalNCustomerBillLine2ᚖpartnerdᚋbillingᚐCus
 		return graphql.Null
 	}
 	return ec._CustomerBillLine(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNCustomerBillLineKind2partnerdᚋbillingᚐLineKind(ctx context.Context, v any) (billing.LineKind, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := billing.LineKind(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCustomerBillLineKind2partnerdᚋbillingᚐLineKind(ctx context.Context, sel ast.SelectionSet, v billing.LineKind) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "CustomerBillLineKind!")
+	}
+	return res
 }
 
 func (ec *executionContext) marshalNCustomerGroup2ᚖpartnerdᚋgroupsᚐGroup(ctx context.Context, sel ast.SelectionSet, v *groups.Group) graphql.Marshaler {
@@ -29994,6 +36942,35 @@ func (ec *executionContext) marshalNString2string(ctx context.Context, sel ast.S
 	return res
 }
 
+func (ec *executionContext) unmarshalNString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNString2string(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalNString2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNString2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) marshalNTag2ᚕᚖpartnerdᚋgraphᚐTagᚄ(ctx context.Context, sel ast.SelectionSet, v []*Tag) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -30122,6 +37099,346 @@ func (ec *executionContext) marshalNUserEdge2ᚖpartnerdᚋgraphᚐUserEdge(ctx 
 		return graphql.Null
 	}
 	return ec._UserEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNVoucher2ᚖpartnerdᚋvouchersᚐVoucher(ctx context.Context, sel ast.SelectionSet, v *vouchers.Voucher) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Voucher!")
+		return graphql.Null
+	}
+	return ec._Voucher(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNVoucherBillingModes2partnerdᚋvouchersᚐBillingModes(ctx context.Context, v any) (vouchers.BillingModes, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := vouchers.BillingModes(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNVoucherBillingModes2partnerdᚋvouchersᚐBillingModes(ctx context.Context, sel ast.SelectionSet, v vouchers.BillingModes) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "VoucherBillingModes!")
+	}
+	return res
+}
+
+func (ec *executionContext) marshalNVoucherConnection2ᚖpartnerdᚋgraphᚐVoucherConnection(ctx context.Context, sel ast.SelectionSet, v *VoucherConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "VoucherConnection!")
+		return graphql.Null
+	}
+	return ec._VoucherConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNVoucherEdge2ᚕᚖpartnerdᚋgraphᚐVoucherEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*VoucherEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNVoucherEdge2ᚖpartnerdᚋgraphᚐVoucherEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNVoucherEdge2ᚖpartnerdᚋgraphᚐVoucherEdge(ctx context.Context, sel ast.SelectionSet, v *VoucherEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "VoucherEdge!")
+		return graphql.Null
+	}
+	return ec._VoucherEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNVoucherIssuance2ᚖpartnerdᚋvouchersᚐIssuance(ctx context.Context, sel ast.SelectionSet, v *vouchers.Issuance) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "VoucherIssuance!")
+		return graphql.Null
+	}
+	return ec._VoucherIssuance(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNVoucherIssuanceConnection2ᚖpartnerdᚋgraphᚐVoucherIssuanceConnection(ctx context.Context, sel ast.SelectionSet, v *VoucherIssuanceConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "VoucherIssuanceConnection!")
+		return graphql.Null
+	}
+	return ec._VoucherIssuanceConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNVoucherIssuanceEdge2ᚕᚖpartnerdᚋgraphᚐVoucherIssuanceEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*VoucherIssuanceEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNVoucherIssuanceEdge2ᚖpartnerdᚋgraphᚐVoucherIssuanceEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNVoucherIssuanceEdge2ᚖpartnerdᚋgraphᚐVoucherIssuanceEdge(ctx context.Context, sel ast.SelectionSet, v *VoucherIssuanceEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "VoucherIssuanceEdge!")
+		return graphql.Null
+	}
+	return ec._VoucherIssuanceEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNVoucherIssuanceStatus2partnerdᚋvouchersᚐIssuanceStatus(ctx context.Context, v any) (vouchers.IssuanceStatus, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := vouchers.IssuanceStatus(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNVoucherIssuanceStatus2partnerdᚋvouchersᚐIssuanceStatus(ctx context.Context, sel ast.SelectionSet, v vouchers.IssuanceStatus) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "VoucherIssuanceStatus!")
+	}
+	return res
+}
+
+func (ec *executionContext) unmarshalNVoucherIssueCode2partnerdᚋvouchersᚐIssueCode(ctx context.Context, v any) (vouchers.IssueCode, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := vouchers.IssueCode(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNVoucherIssueCode2partnerdᚋvouchersᚐIssueCode(ctx context.Context, sel ast.SelectionSet, v vouchers.IssueCode) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "VoucherIssueCode!")
+	}
+	return res
+}
+
+func (ec *executionContext) marshalNVoucherIssueResult2ᚕᚖpartnerdᚋvouchersᚐIssueResultᚄ(ctx context.Context, sel ast.SelectionSet, v []*vouchers.IssueResult) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNVoucherIssueResult2ᚖpartnerdᚋvouchersᚐIssueResult(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNVoucherIssueResult2ᚖpartnerdᚋvouchersᚐIssueResult(ctx context.Context, sel ast.SelectionSet, v *vouchers.IssueResult) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "VoucherIssueResult!")
+		return graphql.Null
+	}
+	return ec._VoucherIssueResult(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNVoucherPool2ᚖpartnerdᚋvouchersᚐPool(ctx context.Context, sel ast.SelectionSet, v *vouchers.Pool) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "VoucherPool!")
+		return graphql.Null
+	}
+	return ec._VoucherPool(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNVoucherPoolLedgerConnection2ᚖpartnerdᚋgraphᚐVoucherPoolLedgerConnection(ctx context.Context, sel ast.SelectionSet, v *VoucherPoolLedgerConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "VoucherPoolLedgerConnection!")
+		return graphql.Null
+	}
+	return ec._VoucherPoolLedgerConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNVoucherPoolLedgerEdge2ᚕᚖpartnerdᚋgraphᚐVoucherPoolLedgerEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*VoucherPoolLedgerEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNVoucherPoolLedgerEdge2ᚖpartnerdᚋgraphᚐVoucherPoolLedgerEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNVoucherPoolLedgerEdge2ᚖpartnerdᚋgraphᚐVoucherPoolLedgerEdge(ctx context.Context, sel ast.SelectionSet, v *VoucherPoolLedgerEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "VoucherPoolLedgerEdge!")
+		return graphql.Null
+	}
+	return ec._VoucherPoolLedgerEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNVoucherPoolLedgerEntry2ᚖpartnerdᚋvouchersᚐLedgerEntry(ctx context.Context, sel ast.SelectionSet, v *vouchers.LedgerEntry) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "VoucherPoolLedgerEntry!")
+		return graphql.Null
+	}
+	return ec._VoucherPoolLedgerEntry(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNVoucherPoolLedgerKind2string(ctx context.Context, v any) (string, error) {
+	res, err := graphql.UnmarshalString(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNVoucherPoolLedgerKind2string(ctx context.Context, sel ast.SelectionSet, v string) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "VoucherPoolLedgerKind!")
+	}
+	return res
+}
+
+func (ec *executionContext) unmarshalNVoucherProductScope2partnerdᚋvouchersᚐProductScope(ctx context.Context, v any) (vouchers.ProductScope, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := vouchers.ProductScope(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNVoucherProductScope2partnerdᚋvouchersᚐProductScope(ctx context.Context, sel ast.SelectionSet, v vouchers.ProductScope) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "VoucherProductScope!")
+	}
+	return res
+}
+
+func (ec *executionContext) marshalNVoucherRedemption2ᚖpartnerdᚋvouchersᚐRedemption(ctx context.Context, sel ast.SelectionSet, v *vouchers.Redemption) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "VoucherRedemption!")
+		return graphql.Null
+	}
+	return ec._VoucherRedemption(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNVoucherRedemptionConnection2ᚖpartnerdᚋgraphᚐVoucherRedemptionConnection(ctx context.Context, sel ast.SelectionSet, v *VoucherRedemptionConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "VoucherRedemptionConnection!")
+		return graphql.Null
+	}
+	return ec._VoucherRedemptionConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNVoucherRedemptionEdge2ᚕᚖpartnerdᚋgraphᚐVoucherRedemptionEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*VoucherRedemptionEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNVoucherRedemptionEdge2ᚖpartnerdᚋgraphᚐVoucherRedemptionEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNVoucherRedemptionEdge2ᚖpartnerdᚋgraphᚐVoucherRedemptionEdge(ctx context.Context, sel ast.SelectionSet, v *VoucherRedemptionEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "VoucherRedemptionEdge!")
+		return graphql.Null
+	}
+	return ec._VoucherRedemptionEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNVoucherStatus2partnerdᚋvouchersᚐStatus(ctx context.Context, v any) (vouchers.Status, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := vouchers.Status(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNVoucherStatus2partnerdᚋvouchersᚐStatus(ctx context.Context, sel ast.SelectionSet, v vouchers.Status) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "VoucherStatus!")
+	}
+	return res
+}
+
+func (ec *executionContext) marshalNVoucherTemplate2ᚖpartnerdᚋvouchersᚐTemplate(ctx context.Context, sel ast.SelectionSet, v *vouchers.Template) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "VoucherTemplate!")
+		return graphql.Null
+	}
+	return ec._VoucherTemplate(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNVoucherTemplateConnection2ᚖpartnerdᚋgraphᚐVoucherTemplateConnection(ctx context.Context, sel ast.SelectionSet, v *VoucherTemplateConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "VoucherTemplateConnection!")
+		return graphql.Null
+	}
+	return ec._VoucherTemplateConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNVoucherTemplateEdge2ᚕᚖpartnerdᚋgraphᚐVoucherTemplateEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*VoucherTemplateEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNVoucherTemplateEdge2ᚖpartnerdᚋgraphᚐVoucherTemplateEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNVoucherTemplateEdge2ᚖpartnerdᚋgraphᚐVoucherTemplateEdge(ctx context.Context, sel ast.SelectionSet, v *VoucherTemplateEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "VoucherTemplateEdge!")
+		return graphql.Null
+	}
+	return ec._VoucherTemplateEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNVoucherTemplateInput2partnerdᚋgraphᚐVoucherTemplateInput(ctx context.Context, v any) (VoucherTemplateInput, error) {
+	res, err := ec.unmarshalInputVoucherTemplateInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNVoucherTemplateStatus2string(ctx context.Context, v any) (string, error) {
+	res, err := graphql.UnmarshalString(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNVoucherTemplateStatus2string(ctx context.Context, sel ast.SelectionSet, v string) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "VoucherTemplateStatus!")
+	}
+	return res
 }
 
 func (ec *executionContext) marshalN__Directive2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirective(ctx context.Context, sel ast.SelectionSet, v introspection.Directive) graphql.Marshaler {
@@ -30743,6 +38060,41 @@ func (ec *executionContext) marshalOSharingUnit2ᚖpartnerdᚋgroupsᚐUnit(ctx 
 	return ec._SharingUnit(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalOString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNString2string(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOString2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNString2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) unmarshalOString2ᚖstring(ctx context.Context, v any) (*string, error) {
 	if v == nil {
 		return nil, nil
@@ -30834,6 +38186,58 @@ func (ec *executionContext) marshalOUser2ᚖpartnerdᚋmodelsᚐUser(ctx context
 		return graphql.Null
 	}
 	return ec._User(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOVoucher2ᚖpartnerdᚋvouchersᚐVoucher(ctx context.Context, sel ast.SelectionSet, v *vouchers.Voucher) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Voucher(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOVoucherIssuance2ᚖpartnerdᚋvouchersᚐIssuance(ctx context.Context, sel ast.SelectionSet, v *vouchers.Issuance) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._VoucherIssuance(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOVoucherIssuanceStatus2ᚖpartnerdᚋvouchersᚐIssuanceStatus(ctx context.Context, v any) (*vouchers.IssuanceStatus, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := graphql.UnmarshalString(v)
+	res := vouchers.IssuanceStatus(tmp)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOVoucherIssuanceStatus2ᚖpartnerdᚋvouchersᚐIssuanceStatus(ctx context.Context, sel ast.SelectionSet, v *vouchers.IssuanceStatus) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(string(*v))
+	return res
+}
+
+func (ec *executionContext) unmarshalOVoucherStatus2ᚖpartnerdᚋvouchersᚐStatus(ctx context.Context, v any) (*vouchers.Status, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := graphql.UnmarshalString(v)
+	res := vouchers.Status(tmp)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOVoucherStatus2ᚖpartnerdᚋvouchersᚐStatus(ctx context.Context, sel ast.SelectionSet, v *vouchers.Status) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(string(*v))
+	return res
 }
 
 func (ec *executionContext) marshalO__EnumValue2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐEnumValueᚄ(ctx context.Context, sel ast.SelectionSet, v []introspection.EnumValue) graphql.Marshaler {

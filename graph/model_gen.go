@@ -13,6 +13,7 @@ import (
 	"partnerd/migration"
 	"partnerd/models"
 	"partnerd/notify"
+	"partnerd/vouchers"
 	"strconv"
 	"time"
 
@@ -329,6 +330,76 @@ type UserConnection struct {
 type UserEdge struct {
 	Cursor string       `json:"cursor"`
 	Node   *models.User `json:"node"`
+}
+
+type VoucherConnection struct {
+	Edges      []*VoucherEdge `json:"edges"`
+	PageInfo   *PageInfo      `json:"pageInfo"`
+	TotalCount int            `json:"totalCount"`
+}
+
+type VoucherEdge struct {
+	Cursor string            `json:"cursor"`
+	Node   *vouchers.Voucher `json:"node"`
+}
+
+type VoucherIssuanceConnection struct {
+	Edges      []*VoucherIssuanceEdge `json:"edges"`
+	PageInfo   *PageInfo              `json:"pageInfo"`
+	TotalCount int                    `json:"totalCount"`
+}
+
+type VoucherIssuanceEdge struct {
+	Cursor string             `json:"cursor"`
+	Node   *vouchers.Issuance `json:"node"`
+}
+
+type VoucherPoolLedgerConnection struct {
+	Edges      []*VoucherPoolLedgerEdge `json:"edges"`
+	PageInfo   *PageInfo                `json:"pageInfo"`
+	TotalCount int                      `json:"totalCount"`
+}
+
+type VoucherPoolLedgerEdge struct {
+	Cursor string                `json:"cursor"`
+	Node   *vouchers.LedgerEntry `json:"node"`
+}
+
+type VoucherRedemptionConnection struct {
+	Edges      []*VoucherRedemptionEdge `json:"edges"`
+	PageInfo   *PageInfo                `json:"pageInfo"`
+	TotalCount int                      `json:"totalCount"`
+}
+
+type VoucherRedemptionEdge struct {
+	Cursor string               `json:"cursor"`
+	Node   *vouchers.Redemption `json:"node"`
+}
+
+type VoucherTemplateConnection struct {
+	Edges      []*VoucherTemplateEdge `json:"edges"`
+	PageInfo   *PageInfo              `json:"pageInfo"`
+	TotalCount int                    `json:"totalCount"`
+}
+
+type VoucherTemplateEdge struct {
+	Cursor string             `json:"cursor"`
+	Node   *vouchers.Template `json:"node"`
+}
+
+// A voucher template's terms. Give either validUntil (fixed dates, with validFrom when vouchers start later than the issue) or validDays (1..3650 days from the issue), not both. VALIDATION when: name is not 1..200 characters; faceValue is not above 0 or has more than 6 decimals; productScope ALL lists productCodes, or ONLY/EXCEPT lists none; more than 200 product codes, or one not 1..100 characters; validUntil is not in the future; validFrom is not before validUntil, or comes with validDays; perCustomerLimit is not 1..1000; reason is not 1..500 characters.
+type VoucherTemplateInput struct {
+	Name         string                `json:"name"`
+	FaceValue    decimal.Decimal       `json:"faceValue"`
+	ProductScope vouchers.ProductScope `json:"productScope"`
+	// Trimmed, de-duplicated and sorted.
+	ProductCodes     []string              `json:"productCodes,omitempty"`
+	BillingModes     vouchers.BillingModes `json:"billingModes"`
+	ValidFrom        *time.Time            `json:"validFrom,omitempty"`
+	ValidUntil       *time.Time            `json:"validUntil,omitempty"`
+	ValidDays        *int                  `json:"validDays,omitempty"`
+	PerCustomerLimit int                   `json:"perCustomerLimit"`
+	Reason           string                `json:"reason"`
 }
 
 type InvitationStatus string

@@ -14,6 +14,7 @@ import (
 	"partnerd/ids"
 	"partnerd/migration"
 	"partnerd/models"
+	"partnerd/vouchers"
 )
 
 // The type names inside global IDs.
@@ -100,6 +101,8 @@ func (r *queryResolver) node(ctx context.Context, id string) (models.Node, error
 		return r.Billing.Incentive(ctx, key)
 	case billing.TypePolicy:
 		return r.Billing.Policy(ctx, key)
+	case vouchers.TypeVoucher, vouchers.TypeTemplate, vouchers.TypeIssuance:
+		return r.voucherNode(ctx, typ, key)
 	case TypeCustomerGroup:
 		s, err := r.Groups.Get(ctx, groups.KindGroup, key)
 		if err != nil {

@@ -13,6 +13,8 @@ import (
 	"partnerd/guard"
 	"partnerd/models"
 	"partnerd/spend"
+	"partnerd/store"
+	"partnerd/vouchers"
 )
 
 // Loaders batch the per-key fetches of one request (against N+1): each batch
@@ -34,7 +36,14 @@ type Loaders struct {
 	IncentiveHistory *dataloader.Loader[int64, []*billing.IncentiveEvent]
 	CustomerLines    *dataloader.Loader[int64, []*billing.CustomerLine]
 	RatingRule       *dataloader.Loader[int64, *billing.RatingRule]
-	done             *prefetched
+	// Vouchers: templates (unscoped: reached through a voucher or issue in
+	// scope), vouchers and issues through the scope, and the redemption
+	// pages of a page of vouchers.
+	VoucherTemplate   *dataloader.Loader[int64, *vouchers.Template]
+	Voucher           *dataloader.Loader[int64, *vouchers.Voucher]
+	VoucherIssuance   *dataloader.Loader[int64, *vouchers.Issuance]
+	VoucherRedemption *dataloader.Loader[redemptionKey, *store.Page[*vouchers.Redemption]]
+	done              *prefetched
 }
 
 // byID is a loader of values by id from fetch, which loads many ids in one
@@ -60,6 +69,13 @@ type childKey struct {
 type spendKey struct {
 	AccountID int64
 	Month     models.Month
+}
+
+// redemptionKey is one voucher's page of redemptions.
+type redemptionKey struct {
+	VoucherID int64
+	First     int
+	After     int64
 }
 
 type loadersKey struct{}
@@ -104,6 +120,32 @@ func (r *Resolver) WithLoaders(ctx context.Context) context.Context {
 		IncentiveHistory: byID(r.Billing.IncentiveHistory),
 		CustomerLines:    byID(r.Billing.CustomerLines),
 		RatingRule:       byID(r.Billing.RulesOfLines),
+		VoucherTemplate:  byID(r.VoucherService.TemplatesByID),
+		Voucher:          byID(r.VoucherService.VouchersByID),
+		VoucherIssuance:  byID(r.VoucherService.IssuancesByID),
+		VoucherRedemption: dataloader.NewBatchedLoader(func(ctx context.Context, keys []redemptionKey) []*dataloader.Result[*store.Page[*vouchers.Redemption]] {
+			// Keys that share the page size and cursor are one query.
+			groups := map[[2]int64][]int{}
+			for i, k := range keys {
+				g := [2]int64{int64(k.First), k.After}
+				groups[g] = append(groups[g], i)
+			}
+			out := make([]*dataloader.Result[*store.Page[*vouchers.Redemption]], len(keys))
+			for g, idx := range groups {
+				list := make([]int64, len(idx))
+				for j, i := range idx {
+					list[j] = keys[i].VoucherID
+				}
+				pages, err := r.VoucherService.RedemptionPages(ctx, list, int(g[0]), g[1])
+				for _, i := range idx {
+					out[i] = &dataloader.Result[*store.Page[*vouchers.Redemption]]{Error: err}
+					if err == nil {
+						out[i].Data = pages[keys[i].VoucherID]
+					}
+				}
+			}
+			return out
+		}, dataloader.WithWait[redemptionKey, *store.Page[*vouchers.Redemption]](batchWait)),
 		ChildrenPage: dataloader.NewBatchedLoader(func(ctx context.Context, keys []childKey) []*dataloader.Result[*accounts.Page] {
 			out := make([]*dataloader.Result[*accounts.Page], len(keys))
 			for group, idx := range groupChildKeys(keys) {

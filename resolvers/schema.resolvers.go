@@ -19,6 +19,7 @@ import (
 	"partnerd/migration"
 	"partnerd/models"
 	"partnerd/notify"
+	"partnerd/vouchers"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -1003,6 +1004,61 @@ func (r *mutationResolver) RejectPayout(ctx context.Context, incentiveID string,
 	return r.Billing.RejectPayout(ctx, key, reason)
 }
 
+// GrantVoucherQuota is the resolver for the grantVoucherQuota field.
+func (r *mutationResolver) GrantVoucherQuota(ctx context.Context, partnerID string, amount decimal.Decimal, expiresAt time.Time) (*vouchers.Pool, error) {
+	return r.grantVoucherQuota(ctx, partnerID, amount, expiresAt)
+}
+
+// AllocateVoucherQuota is the resolver for the allocateVoucherQuota field.
+func (r *mutationResolver) AllocateVoucherQuota(ctx context.Context, resellerID string, amount decimal.Decimal) (*vouchers.Pool, error) {
+	return r.allocateVoucherQuota(ctx, resellerID, amount)
+}
+
+// ReclaimVoucherQuota is the resolver for the reclaimVoucherQuota field.
+func (r *mutationResolver) ReclaimVoucherQuota(ctx context.Context, resellerID string, amount decimal.Decimal) (*vouchers.Pool, error) {
+	return r.reclaimVoucherQuota(ctx, resellerID, amount)
+}
+
+// SetVoucherApprovalThreshold is the resolver for the setVoucherApprovalThreshold field.
+func (r *mutationResolver) SetVoucherApprovalThreshold(ctx context.Context, resellerID string, threshold *decimal.Decimal) (*vouchers.Pool, error) {
+	return r.setVoucherApprovalThreshold(ctx, resellerID, threshold)
+}
+
+// CreateVoucherTemplate is the resolver for the createVoucherTemplate field.
+func (r *mutationResolver) CreateVoucherTemplate(ctx context.Context, partnerID string, input graph.VoucherTemplateInput) (*vouchers.Template, error) {
+	return r.createVoucherTemplate(ctx, partnerID, input)
+}
+
+// UpdateVoucherTemplate is the resolver for the updateVoucherTemplate field.
+func (r *mutationResolver) UpdateVoucherTemplate(ctx context.Context, id string, input graph.VoucherTemplateInput) (*vouchers.Template, error) {
+	return r.updateVoucherTemplate(ctx, id, input)
+}
+
+// RetireVoucherTemplate is the resolver for the retireVoucherTemplate field.
+func (r *mutationResolver) RetireVoucherTemplate(ctx context.Context, id string) (*vouchers.Template, error) {
+	return r.retireVoucherTemplate(ctx, id)
+}
+
+// IssueVouchers is the resolver for the issueVouchers field.
+func (r *mutationResolver) IssueVouchers(ctx context.Context, templateID string, customerIds []string) (*vouchers.Issuance, error) {
+	return r.issueVouchers(ctx, templateID, customerIds)
+}
+
+// ApproveVoucherIssuance is the resolver for the approveVoucherIssuance field.
+func (r *mutationResolver) ApproveVoucherIssuance(ctx context.Context, id string) (*vouchers.Issuance, error) {
+	return r.approveVoucherIssuance(ctx, id)
+}
+
+// RejectVoucherIssuance is the resolver for the rejectVoucherIssuance field.
+func (r *mutationResolver) RejectVoucherIssuance(ctx context.Context, id string, reason string) (*vouchers.Issuance, error) {
+	return r.rejectVoucherIssuance(ctx, id, reason)
+}
+
+// CancelVoucher is the resolver for the cancelVoucher field.
+func (r *mutationResolver) CancelVoucher(ctx context.Context, id string, reason string) (*vouchers.Voucher, error) {
+	return r.cancelVoucher(ctx, id, reason)
+}
+
 // ID is the resolver for the id field.
 func (r *partnerBillResolver) ID(ctx context.Context, obj *billing.PartnerBill) (string, error) {
 	return obj.GlobalID(), nil
@@ -1207,6 +1263,31 @@ func (r *queryResolver) Incentives(ctx context.Context, partnerID *string, statu
 	return r.incentives(ctx, partnerID, status, first, after)
 }
 
+// VoucherPool is the resolver for the voucherPool field.
+func (r *queryResolver) VoucherPool(ctx context.Context, partnerID string) (*vouchers.Pool, error) {
+	return r.voucherPool(ctx, partnerID)
+}
+
+// Vouchers is the resolver for the vouchers field.
+func (r *queryResolver) Vouchers(ctx context.Context, customerID *string, partnerID *string, status *vouchers.Status, first *int, after *string) (*graph.VoucherConnection, error) {
+	return r.vouchers(ctx, customerID, partnerID, status, first, after)
+}
+
+// VoucherRedemptions is the resolver for the voucherRedemptions field.
+func (r *queryResolver) VoucherRedemptions(ctx context.Context, voucherID *string, customerID *string, period *expenditures.Period, first *int, after *string) (*graph.VoucherRedemptionConnection, error) {
+	return r.voucherRedemptions(ctx, voucherID, customerID, period, first, after)
+}
+
+// VoucherTemplates is the resolver for the voucherTemplates field.
+func (r *queryResolver) VoucherTemplates(ctx context.Context, partnerID string, includeRetired *bool, first *int, after *string) (*graph.VoucherTemplateConnection, error) {
+	return r.voucherTemplates(ctx, partnerID, includeRetired, first, after)
+}
+
+// VoucherIssuances is the resolver for the voucherIssuances field.
+func (r *queryResolver) VoucherIssuances(ctx context.Context, partnerID string, status *vouchers.IssuanceStatus, first *int, after *string) (*graph.VoucherIssuanceConnection, error) {
+	return r.voucherIssuances(ctx, partnerID, status, first, after)
+}
+
 // ID is the resolver for the id field.
 func (r *ratingRuleResolver) ID(ctx context.Context, obj *billing.RatingRule) (string, error) {
 	return obj.GlobalID(), nil
@@ -1328,6 +1409,136 @@ func (r *userConnectionResolver) TotalCount(ctx context.Context, obj *graph.User
 	return r.Accounts.CountUsers(ctx, obj.AccountID)
 }
 
+// ID is the resolver for the id field.
+func (r *voucherResolver) ID(ctx context.Context, obj *vouchers.Voucher) (string, error) {
+	return obj.GlobalID(), nil
+}
+
+// Template is the resolver for the template field.
+func (r *voucherResolver) Template(ctx context.Context, obj *vouchers.Voucher) (*vouchers.Template, error) {
+	return r.voucherTemplate(ctx, obj.TemplateID)
+}
+
+// Issuer is the resolver for the issuer field.
+func (r *voucherResolver) Issuer(ctx context.Context, obj *vouchers.Voucher) (*models.Account, error) {
+	return r.accountIfVisible(ctx, obj.IssuerID)
+}
+
+// Customer is the resolver for the customer field.
+func (r *voucherResolver) Customer(ctx context.Context, obj *vouchers.Voucher) (*models.Account, error) {
+	return r.accountIfVisible(ctx, obj.CustomerID)
+}
+
+// ProductCodes is the resolver for the productCodes field.
+func (r *voucherResolver) ProductCodes(ctx context.Context, obj *vouchers.Voucher) ([]string, error) {
+	return codes(obj.ProductCodes), nil
+}
+
+// Redemptions is the resolver for the redemptions field.
+func (r *voucherResolver) Redemptions(ctx context.Context, obj *vouchers.Voucher, first *int, after *string) (*graph.VoucherRedemptionConnection, error) {
+	return r.redemptions(ctx, obj, first, after)
+}
+
+// ID is the resolver for the id field.
+func (r *voucherIssuanceResolver) ID(ctx context.Context, obj *vouchers.Issuance) (string, error) {
+	return obj.GlobalID(), nil
+}
+
+// Template is the resolver for the template field.
+func (r *voucherIssuanceResolver) Template(ctx context.Context, obj *vouchers.Issuance) (*vouchers.Template, error) {
+	return r.voucherTemplate(ctx, obj.TemplateID)
+}
+
+// Partner is the resolver for the partner field.
+func (r *voucherIssuanceResolver) Partner(ctx context.Context, obj *vouchers.Issuance) (*models.Account, error) {
+	return r.account(ctx, obj.PartnerID)
+}
+
+// CustomerIds is the resolver for the customerIds field.
+func (r *voucherIssuanceResolver) CustomerIds(ctx context.Context, obj *vouchers.Issuance) ([]string, error) {
+	return customerIDs(obj), nil
+}
+
+// Results is the resolver for the results field.
+func (r *voucherIssuanceResolver) Results(ctx context.Context, obj *vouchers.Issuance) ([]*vouchers.IssueResult, error) {
+	return issueResults(obj), nil
+}
+
+// CustomerID is the resolver for the customerId field.
+func (r *voucherIssueResultResolver) CustomerID(ctx context.Context, obj *vouchers.IssueResult) (string, error) {
+	return ids.Encode(TypeAccount, obj.CustomerID), nil
+}
+
+// Customer is the resolver for the customer field.
+func (r *voucherIssueResultResolver) Customer(ctx context.Context, obj *vouchers.IssueResult) (*models.Account, error) {
+	return r.customer(ctx, obj)
+}
+
+// Voucher is the resolver for the voucher field.
+func (r *voucherIssueResultResolver) Voucher(ctx context.Context, obj *vouchers.IssueResult) (*vouchers.Voucher, error) {
+	return r.voucherIfVisible(ctx, &obj.VoucherID)
+}
+
+// Message is the resolver for the message field.
+func (r *voucherIssueResultResolver) Message(ctx context.Context, obj *vouchers.IssueResult) (*string, error) {
+	return issueMessage(obj), nil
+}
+
+// Partner is the resolver for the partner field.
+func (r *voucherPoolResolver) Partner(ctx context.Context, obj *vouchers.Pool) (*models.Account, error) {
+	return r.account(ctx, obj.PartnerID)
+}
+
+// Ledger is the resolver for the ledger field.
+func (r *voucherPoolResolver) Ledger(ctx context.Context, obj *vouchers.Pool, first *int, after *string) (*graph.VoucherPoolLedgerConnection, error) {
+	return r.ledger(ctx, obj, first, after)
+}
+
+// Counterparty is the resolver for the counterparty field.
+func (r *voucherPoolLedgerEntryResolver) Counterparty(ctx context.Context, obj *vouchers.LedgerEntry) (*models.Account, error) {
+	return r.counterparty(ctx, obj)
+}
+
+// Voucher is the resolver for the voucher field.
+func (r *voucherPoolLedgerEntryResolver) Voucher(ctx context.Context, obj *vouchers.LedgerEntry) (*vouchers.Voucher, error) {
+	return r.voucherIfVisible(ctx, obj.VoucherID)
+}
+
+// Issuance is the resolver for the issuance field.
+func (r *voucherPoolLedgerEntryResolver) Issuance(ctx context.Context, obj *vouchers.LedgerEntry) (*vouchers.Issuance, error) {
+	return r.issuance(ctx, obj)
+}
+
+// Voucher is the resolver for the voucher field.
+func (r *voucherRedemptionResolver) Voucher(ctx context.Context, obj *vouchers.Redemption) (*vouchers.Voucher, error) {
+	return r.voucher(ctx, obj)
+}
+
+// Customer is the resolver for the customer field.
+func (r *voucherRedemptionResolver) Customer(ctx context.Context, obj *vouchers.Redemption) (*models.Account, error) {
+	return r.accountIfVisible(ctx, obj.CustomerID)
+}
+
+// Month is the resolver for the month field.
+func (r *voucherRedemptionResolver) Month(ctx context.Context, obj *vouchers.Redemption) (*models.Month, error) {
+	return monthPtr(obj.Month), nil
+}
+
+// ID is the resolver for the id field.
+func (r *voucherTemplateResolver) ID(ctx context.Context, obj *vouchers.Template) (string, error) {
+	return obj.GlobalID(), nil
+}
+
+// Partner is the resolver for the partner field.
+func (r *voucherTemplateResolver) Partner(ctx context.Context, obj *vouchers.Template) (*models.Account, error) {
+	return r.accountIfVisible(ctx, obj.PartnerID)
+}
+
+// ProductCodes is the resolver for the productCodes field.
+func (r *voucherTemplateResolver) ProductCodes(ctx context.Context, obj *vouchers.Template) ([]string, error) {
+	return codes(obj.ProductCodes), nil
+}
+
 // Account returns graph.AccountResolver implementation.
 func (r *Resolver) Account() graph.AccountResolver { return &accountResolver{r} }
 
@@ -1442,37 +1653,75 @@ func (r *Resolver) User() graph.UserResolver { return &userResolver{r} }
 // UserConnection returns graph.UserConnectionResolver implementation.
 func (r *Resolver) UserConnection() graph.UserConnectionResolver { return &userConnectionResolver{r} }
 
+// Voucher returns graph.VoucherResolver implementation.
+func (r *Resolver) Voucher() graph.VoucherResolver { return &voucherResolver{r} }
+
+// VoucherIssuance returns graph.VoucherIssuanceResolver implementation.
+func (r *Resolver) VoucherIssuance() graph.VoucherIssuanceResolver {
+	return &voucherIssuanceResolver{r}
+}
+
+// VoucherIssueResult returns graph.VoucherIssueResultResolver implementation.
+func (r *Resolver) VoucherIssueResult() graph.VoucherIssueResultResolver {
+	return &voucherIssueResultResolver{r}
+}
+
+// VoucherPool returns graph.VoucherPoolResolver implementation.
+func (r *Resolver) VoucherPool() graph.VoucherPoolResolver { return &voucherPoolResolver{r} }
+
+// VoucherPoolLedgerEntry returns graph.VoucherPoolLedgerEntryResolver implementation.
+func (r *Resolver) VoucherPoolLedgerEntry() graph.VoucherPoolLedgerEntryResolver {
+	return &voucherPoolLedgerEntryResolver{r}
+}
+
+// VoucherRedemption returns graph.VoucherRedemptionResolver implementation.
+func (r *Resolver) VoucherRedemption() graph.VoucherRedemptionResolver {
+	return &voucherRedemptionResolver{r}
+}
+
+// VoucherTemplate returns graph.VoucherTemplateResolver implementation.
+func (r *Resolver) VoucherTemplate() graph.VoucherTemplateResolver {
+	return &voucherTemplateResolver{r}
+}
+
 type (
-	accountResolver               struct{ *Resolver }
-	accountConnectionResolver     struct{ *Resolver }
-	auditEntryResolver            struct{ *Resolver }
-	billAdjustmentResolver        struct{ *Resolver }
-	budgetResolver                struct{ *Resolver }
-	creditLedgerEntryResolver     struct{ *Resolver }
-	customerBillResolver          struct{ *Resolver }
-	customerBillLineResolver      struct{ *Resolver }
-	customerGroupResolver         struct{ *Resolver }
-	deliveryResolver              struct{ *Resolver }
-	expenditureResolver           struct{ *Resolver }
-	expenditureConnectionResolver struct{ *Resolver }
-	expenditureSummaryRowResolver struct{ *Resolver }
-	inboxMessageResolver          struct{ *Resolver }
-	incentiveResolver             struct{ *Resolver }
-	incentivePolicyResolver       struct{ *Resolver }
-	invitationResolver            struct{ *Resolver }
-	migrationResolver             struct{ *Resolver }
-	migrationItemResolver         struct{ *Resolver }
-	migrationRowErrorResolver     struct{ *Resolver }
-	mutationResolver              struct{ *Resolver }
-	partnerBillResolver           struct{ *Resolver }
-	partnerBillLineResolver       struct{ *Resolver }
-	purchaseDecisionResolver      struct{ *Resolver }
-	queryResolver                 struct{ *Resolver }
-	ratingRuleResolver            struct{ *Resolver }
-	resourceResolver              struct{ *Resolver }
-	sharingUnitResolver           struct{ *Resolver }
-	subscriptionResolver          struct{ *Resolver }
-	unbindingResolver             struct{ *Resolver }
-	userResolver                  struct{ *Resolver }
-	userConnectionResolver        struct{ *Resolver }
+	accountResolver                struct{ *Resolver }
+	accountConnectionResolver      struct{ *Resolver }
+	auditEntryResolver             struct{ *Resolver }
+	billAdjustmentResolver         struct{ *Resolver }
+	budgetResolver                 struct{ *Resolver }
+	creditLedgerEntryResolver      struct{ *Resolver }
+	customerBillResolver           struct{ *Resolver }
+	customerBillLineResolver       struct{ *Resolver }
+	customerGroupResolver          struct{ *Resolver }
+	deliveryResolver               struct{ *Resolver }
+	expenditureResolver            struct{ *Resolver }
+	expenditureConnectionResolver  struct{ *Resolver }
+	expenditureSummaryRowResolver  struct{ *Resolver }
+	inboxMessageResolver           struct{ *Resolver }
+	incentiveResolver              struct{ *Resolver }
+	incentivePolicyResolver        struct{ *Resolver }
+	invitationResolver             struct{ *Resolver }
+	migrationResolver              struct{ *Resolver }
+	migrationItemResolver          struct{ *Resolver }
+	migrationRowErrorResolver      struct{ *Resolver }
+	mutationResolver               struct{ *Resolver }
+	partnerBillResolver            struct{ *Resolver }
+	partnerBillLineResolver        struct{ *Resolver }
+	purchaseDecisionResolver       struct{ *Resolver }
+	queryResolver                  struct{ *Resolver }
+	ratingRuleResolver             struct{ *Resolver }
+	resourceResolver               struct{ *Resolver }
+	sharingUnitResolver            struct{ *Resolver }
+	subscriptionResolver           struct{ *Resolver }
+	unbindingResolver              struct{ *Resolver }
+	userResolver                   struct{ *Resolver }
+	userConnectionResolver         struct{ *Resolver }
+	voucherResolver                struct{ *Resolver }
+	voucherIssuanceResolver        struct{ *Resolver }
+	voucherIssueResultResolver     struct{ *Resolver }
+	voucherPoolResolver            struct{ *Resolver }
+	voucherPoolLedgerEntryResolver struct{ *Resolver }
+	voucherRedemptionResolver      struct{ *Resolver }
+	voucherTemplateResolver        struct{ *Resolver }
 )

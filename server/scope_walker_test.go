@@ -175,6 +175,12 @@ func typeForArg(field, arg string) string {
 		return "CustomerGroup"
 	case arg == "unitId", arg == "id" && field == "deleteSharingUnit":
 		return "SharingUnit"
+	case arg == "templateId", arg == "id" && strings.Contains(strings.ToLower(field), "vouchertemplate"):
+		return "VoucherTemplate"
+	case arg == "id" && strings.Contains(strings.ToLower(field), "voucherissuance"):
+		return "VoucherIssuance"
+	case arg == "voucherId", arg == "id" && field == "cancelVoucher":
+		return "Voucher"
 	case strings.HasSuffix(arg, "Id"), strings.HasSuffix(arg, "Ids"), arg == "id":
 		return "Account"
 	}
@@ -349,7 +355,7 @@ func foreignIDs(t *testing.T, api *testkit.API, p testkit.Party) idSet {
 		"InboxMessage": ids.Encode("InboxMessage", inbox), "Delivery": ids.Encode("Delivery", delivery),
 		"CustomerGroup": ids.Encode("CustomerGroup", groupOf(t, api, p)), "SharingUnit": ids.Encode("SharingUnit", unitOf(t, api, p)),
 		"Invitation": ids.Encode("Invitation", invitationOf(t, api, p)), "Unbinding": ids.Encode("Unbinding", unbindingOf(t, api, p)),
-		"Migration": ids.Encode("Migration", migrationOf(t, api, p))}.withBilling(t, api, p)
+		"Migration": ids.Encode("Migration", migrationOf(t, api, p))}.withBilling(t, api, p).withVouchers(t, api, p)
 }
 
 // withBilling adds a DRAFT partner bill of p's account, settling with the
@@ -371,6 +377,28 @@ func (s idSet) withBilling(t *testing.T, api *testkit.API, p testkit.Party) idSe
 		t.Fatal(err)
 	}
 	s["PartnerBill"], s["Incentive"] = ids.Encode("PartnerBill", bill), ids.Encode("Incentive", inc)
+	return s
+}
+
+// withVouchers adds a voucher template of p's account, a completed issue
+// of it and a cancelled voucher whose customer and issuer are p's account
+// (straight in the database: the walker only needs them to exist, and
+// nothing a control call does to them changes a balance).
+func (s idSet) withVouchers(t *testing.T, api *testkit.API, p testkit.Party) idSet {
+	t.Helper()
+	var row struct{ Template, Issuance, Voucher int64 }
+	if err := api.Store.DB.Raw(`WITH t AS (INSERT INTO voucher_templates (partner_id, name, face_value, product_scope, billing_modes, valid_days,
+			per_customer_limit, reason, created_at, updated_at) VALUES (?::bigint, 'walker', 1, 'ALL', 'ALL', 1, 1, 'walker', now(), now()) RETURNING id),
+		i AS (INSERT INTO voucher_issuances (template_id, partner_id, customer_ids, face_total, status, requested_by, requested_at, results)
+			SELECT t.id, ?::bigint, ARRAY[?::bigint], 1, 'COMPLETED', 'walker', now(), '[]' FROM t RETURNING id, template_id),
+		v AS (INSERT INTO vouchers (template_id, issuance_id, issuer_id, customer_id, face_value, remaining, status, product_scope, product_codes,
+			billing_modes, effective_at, expires_at, issued_at, closed_at, close_reason)
+			SELECT i.template_id, i.id, ?::bigint, ?::bigint, 1, 0, 'CANCELLED', 'ALL', '{}', 'ALL', now(), now() + interval '1 day', now(), now(), 'walker' FROM i RETURNING id)
+		SELECT (SELECT id FROM t) AS template, (SELECT id FROM i) AS issuance, (SELECT id FROM v) AS voucher`,
+		p.Account.ID, p.Account.ID, p.Account.ID, p.Account.ID, p.Account.ID).Scan(&row).Error; err != nil || row.Voucher == 0 {
+		t.Fatalf("voucher fixture of %s: %+v %v", p.Account.Name, row, err)
+	}
+	s["VoucherTemplate"], s["VoucherIssuance"], s["Voucher"] = ids.Encode("VoucherTemplate", row.Template), ids.Encode("VoucherIssuance", row.Issuance), ids.Encode("Voucher", row.Voucher)
 	return s
 }
 
@@ -445,7 +473,7 @@ func ownIDs(t *testing.T, api *testkit.API, p testkit.Party) idSet {
 		"InboxMessage": ids.Encode("InboxMessage", inbox), "Delivery": ids.Encode("Delivery", delivery),
 		"CustomerGroup": ids.Encode("CustomerGroup", groupOf(t, api, p)), "SharingUnit": ids.Encode("SharingUnit", unitOf(t, api, p)),
 		"Invitation": ids.Encode("Invitation", invitationOf(t, api, p)), "Unbinding": ids.Encode("Unbinding", unbindingOf(t, api, p)),
-		"Migration": ids.Encode("Migration", migrationOf(t, api, p))}.withBilling(t, api, p)
+		"Migration": ids.Encode("Migration", migrationOf(t, api, p))}.withBilling(t, api, p).withVouchers(t, api, p)
 }
 
 // notificationOf gives party p's admin a notification (fanned out and, in

@@ -127,6 +127,9 @@ func New(d Deps, opts Options) http.Handler {
 	if d.Billing != nil {
 		billingRoutes(mux, d.Billing, d.Log)
 	}
+	if d.Vouchers != nil {
+		vouchersRoutes(mux, d.Vouchers, d.Log)
+	}
 	if d.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
 	}
@@ -201,6 +204,20 @@ func setComplexity(cfg *graph.Config) {
 	cfg.Complexity.Query.Expenditures = func(child int, _ *graph.ExpenditureFilter, first *int, _ *string) int {
 		return 1 + child*page(first, 50)
 	}
+	cfg.Complexity.Query.Vouchers = func(child int, _, _ *string, _ *vouchers.Status, first *int, _ *string) int {
+		return 1 + child*page(first, 50)
+	}
+	cfg.Complexity.Query.VoucherRedemptions = func(child int, _, _ *string, _ *expenditures.Period, first *int, _ *string) int {
+		return 1 + child*page(first, 50)
+	}
+	cfg.Complexity.Query.VoucherTemplates = func(child int, _ string, _ *bool, first *int, _ *string) int {
+		return 1 + child*page(first, 50)
+	}
+	cfg.Complexity.Query.VoucherIssuances = func(child int, _ string, _ *vouchers.IssuanceStatus, first *int, _ *string) int {
+		return 1 + child*page(first, 50)
+	}
+	cfg.Complexity.Voucher.Redemptions = func(child int, first *int, _ *string) int { return 1 + child*page(first, 50) }
+	cfg.Complexity.VoucherPool.Ledger = func(child int, first *int, _ *string) int { return 1 + child*page(first, 50) }
 }
 
 // migrationTemplatePath is the download of the migration CSV template.

@@ -103,9 +103,6 @@ func (s *Service) Issue(ctx context.Context, templateID int64, customerIDs []int
 	if err != nil {
 		return nil, err
 	}
-	if len(customerIDs) == 0 || len(customerIDs) > MaxIssue {
-		return nil, apperr.Invalid("customerIds", "an issue names 1 to %d customers, got %d", MaxIssue, len(customerIDs))
-	}
 	var out *Issuance
 	err = s.st.InTx(ctx, func(tx *store.Tx) error {
 		t, a, err := lockTemplate(tx, sc, templateID)
@@ -114,6 +111,9 @@ func (s *Service) Issue(ctx context.Context, templateID int64, customerIDs []int
 		}
 		if err := sc.Require(accounts.PermFinance); err != nil {
 			return err
+		}
+		if len(customerIDs) == 0 || len(customerIDs) > MaxIssue {
+			return apperr.Invalid("customerIds", "an issue names 1 to %d customers, got %d", MaxIssue, len(customerIDs))
 		}
 		if err := issuable(tx, t, a); err != nil {
 			return err
@@ -142,7 +142,7 @@ func (s *Service) Issue(ctx context.Context, templateID int64, customerIDs []int
 				Template: t.Name, Customers: len(customerIDs), FaceValue: models.FormatDecimal(t.FaceValue),
 				FaceTotal: models.FormatDecimal(total), Threshold: models.FormatDecimal(*p.ApprovalThreshold)})
 		}
-		return s.carryOut(tx, sc, t, a, p, is)
+		return s.carryOut(tx, t, a, p, is)
 	})
 	return out, err
 }
@@ -170,17 +170,19 @@ func issuable(tx *store.Tx, t *Template, a *models.Account) error {
 }
 
 // carryOut issues the vouchers of issuance is (its customers in order),
-// records the results and charges the pool p (locked).
-func (s *Service) carryOut(tx *store.Tx, sc accounts.Scope, t *Template, a *models.Account, p *poolRow, is *Issuance) error {
+// records the results and charges the pool p (locked) of partner a.
+// Customers are looked for in a's subtree — whoever carries the issue out
+// (a, a partner above it, the platform) — so the results never tell a of
+// an account outside its scope.
+func (s *Service) carryOut(tx *store.Tx, t *Template, a *models.Account, p *poolRow, is *Issuance) error {
 	type cust struct {
 		ID       int64
 		Kind     models.AccountKind
 		ParentID *int64
 	}
 	var custs []cust
-	q, args := sc.SQL("path")
-	if err := tx.DB.Raw(`SELECT id, kind, parent_id FROM accounts WHERE id = ANY(?::bigint[]) AND `+q,
-		append([]any{store.Int64Array(is.CustomerIDs)}, args...)...).Scan(&custs).Error; err != nil {
+	if err := tx.DB.Raw(`SELECT id, kind, parent_id FROM accounts WHERE id = ANY(?::bigint[]) AND path LIKE ?`,
+		store.Int64Array(is.CustomerIDs), accounts.SubtreeLike(a.Path)).Scan(&custs).Error; err != nil {
 		return fmt.Errorf("load customers: %w", err)
 	}
 	known := make(map[int64]cust, len(custs))
@@ -327,7 +329,7 @@ func (s *Service) Approve(ctx context.Context, issuanceID int64) (*Issuance, err
 		if err := tx.DB.Exec(`UPDATE voucher_issuances SET decided_at = ?, decided_by = ? WHERE id = ?`, now, by, is.ID).Error; err != nil {
 			return fmt.Errorf("approve voucher issuance: %w", err)
 		}
-		if err := s.carryOut(tx, sc, t, a, p, is); err != nil {
+		if err := s.carryOut(tx, t, a, p, is); err != nil {
 			return err
 		}
 		out = is
@@ -345,14 +347,14 @@ func (s *Service) Reject(ctx context.Context, issuanceID int64, reason string) (
 		return nil, err
 	}
 	reason = strings.TrimSpace(reason)
-	if reason == "" || utf8.RuneCountInString(reason) > maxReasonLen {
-		return nil, apperr.Invalid("reason", "a rejection needs a reason of 1 to %d characters", maxReasonLen)
-	}
 	var out *Issuance
 	err = s.st.InTx(ctx, func(tx *store.Tx) error {
 		is, a, err := lockIssuance(tx, sc, issuanceID)
 		if err != nil {
 			return err
+		}
+		if reason == "" || utf8.RuneCountInString(reason) > maxReasonLen {
+			return apperr.Invalid("reason", "a rejection needs a reason of 1 to %d characters", maxReasonLen)
 		}
 		now, by := tx.Now(), store.ActorFrom(tx.Context()).Label
 		if err := tx.DB.Exec(`UPDATE voucher_issuances SET status = 'REJECTED', decided_at = ?, decided_by = ?, reason = ? WHERE id = ?`,
@@ -385,9 +387,6 @@ func (s *Service) Cancel(ctx context.Context, voucherID int64, reason string) (*
 		return nil, err
 	}
 	reason = strings.TrimSpace(reason)
-	if reason == "" || utf8.RuneCountInString(reason) > maxReasonLen {
-		return nil, apperr.Invalid("reason", "a cancellation needs a reason of 1 to %d characters", maxReasonLen)
-	}
 	var out *Voucher
 	err = s.st.InTx(ctx, func(tx *store.Tx) error {
 		q, args := visibleSQL(sc)
@@ -407,6 +406,9 @@ func (s *Service) Cancel(ctx context.Context, voucherID int64, reason string) (*
 		}
 		if err := sc.Require(accounts.PermFinance); err != nil {
 			return err
+		}
+		if reason == "" || utf8.RuneCountInString(reason) > maxReasonLen {
+			return apperr.Invalid("reason", "a cancellation needs a reason of 1 to %d characters", maxReasonLen)
 		}
 		v := &row.Voucher
 		if !v.Status.Live() {

@@ -348,10 +348,11 @@ func (s *Service) Pool(ctx context.Context, partnerID int64) (*Pool, error) {
 		ParentExpiresAt          *time.Time
 		Redeemed                 decimal.Decimal
 	}
-	err = db.Raw(`SELECT p.*, pp.expires_at AS parent_expires_at,
-			(SELECT coalesce(sum(v.face_value - v.remaining), 0) FROM vouchers v WHERE v.issuer_id = p.partner_id) AS redeemed
-		FROM voucher_pools p LEFT JOIN voucher_pools pp ON pp.partner_id = ?
-		WHERE p.partner_id = ?`, a.ParentID, a.ID).Scan(&row).Error
+	err = db.Raw(`SELECT coalesce(p.quota, 0) AS quota, coalesce(p.allocated, 0) AS allocated, coalesce(p.issued, 0) AS issued,
+			p.expires_at, p.approval_threshold, pp.expires_at AS parent_expires_at,
+			(SELECT coalesce(sum(v.face_value - v.remaining - v.returned), 0) FROM vouchers v WHERE v.issuer_id = a.id) AS redeemed
+		FROM accounts a LEFT JOIN voucher_pools p ON p.partner_id = a.id LEFT JOIN voucher_pools pp ON pp.partner_id = a.parent_id
+		WHERE a.id = ?`, a.ID).Scan(&row).Error
 	if err != nil {
 		return nil, fmt.Errorf("load voucher pool: %w", err)
 	}

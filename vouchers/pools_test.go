@@ -59,6 +59,10 @@ func TestPoolsMoveDownTheTree(t *testing.T) {
 	_, err = f.svc.Allocate(f.D2.Ctx, r1, dec("1"))
 	wantCode(t, err, apperr.NotFound)
 
+	// A reseller without quota of its own still shows its distributor's expiry.
+	if p := f.pool(t, f.Add(t, d1, models.KindReseller, "Reseller Three").Account.ID); p.ExpiresAt == nil || !p.ExpiresAt.Equal(exp) || !p.Quota.IsZero() {
+		t.Fatalf("a reseller without a pool: %+v", p)
+	}
 	f.checkPool(t, d1, "1000", "700", "0")
 	f.checkPool(t, r1, "200", "0", "0")
 	f.checkPool(t, r2, "500", "0", "0")
@@ -127,7 +131,8 @@ func TestApprovalThreshold(t *testing.T) {
 		t.Fatalf("small issue: %+v", is)
 	}
 	// 200 > 150: waits, reserves nothing, and the distributor is asked.
-	is = must[*issuanceT](t)(f.svc.Issue(f.R1.Ctx, tpl.ID, []int64{c1b, c1}))
+	// C3 is D1's own customer, outside R1's scope.
+	is = must[*issuanceT](t)(f.svc.Issue(f.R1.Ctx, tpl.ID, []int64{c1b, c1, f.C3.Account.ID}))
 	if is.Status != "PENDING_APPROVAL" || len(is.Results) != 0 {
 		t.Fatalf("big issue: %+v", is)
 	}
@@ -151,7 +156,8 @@ func TestApprovalThreshold(t *testing.T) {
 	wantCode(t, err, apperr.PreconditionFailed)
 
 	done := must[*issuanceT](t)(f.svc.Approve(f.D1.Ctx, is.ID))
-	if done.Status != "COMPLETED" || done.Results.Issued() != 1 || done.Results[1].Code != "OVER_CUSTOMER_LIMIT" {
+	// Decided now, in R1's subtree: C3 is not found, whoever approves.
+	if done.Status != "COMPLETED" || done.Results.Issued() != 1 || done.Results[1].Code != "OVER_CUSTOMER_LIMIT" || done.Results[2].Code != "NOT_FOUND" {
 		t.Fatalf("approved issue: %+v", done)
 	}
 	_, err = f.svc.Approve(f.D1.Ctx, is.ID)
@@ -172,9 +178,10 @@ func TestApprovalThreshold(t *testing.T) {
 	if len(decided) != 2 || !decided[0] || decided[1] {
 		t.Fatalf("decisions told: %v", decided)
 	}
-	// The distributor's own issue from the reseller's template needs no approval.
+	// The distributor's own issue from the reseller's template needs no
+	// approval; customers are looked for in the reseller's subtree.
 	is = must[*issuanceT](t)(f.svc.Issue(f.D1.Ctx, tpl.ID, []int64{c1c, f.C3.Account.ID}))
-	if is.Status != "COMPLETED" || is.Results[0].Code != "ISSUED" || is.Results[1].Code != "NOT_IN_SCOPE" {
+	if is.Status != "COMPLETED" || is.Results[0].Code != "ISSUED" || is.Results[1].Code != "NOT_FOUND" {
 		t.Fatalf("distributor's issue: %+v", is)
 	}
 }

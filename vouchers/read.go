@@ -45,15 +45,17 @@ func (s *Service) where(ctx context.Context, f Filter) (string, []any, error) {
 	if err != nil {
 		return "", nil, err
 	}
+	// An account outside the scope is NOT_FOUND before anything else.
+	for _, id := range []int64{f.CustomerID, f.IssuerID} {
+		if id == 0 {
+			continue
+		}
+		if _, err := accounts.GetInScope(s.st.DB.WithContext(ctx), sc, id); err != nil {
+			return "", nil, err
+		}
+	}
 	if (f.CustomerID == 0) == (f.IssuerID == 0) {
 		return "", nil, apperr.Invalid("customerId", "give either customerId or partnerId")
-	}
-	id := f.CustomerID
-	if id == 0 {
-		id = f.IssuerID
-	}
-	if _, err := accounts.GetInScope(s.st.DB.WithContext(ctx), sc, id); err != nil {
-		return "", nil, err
 	}
 	q, args := visibleSQL(sc)
 	if f.CustomerID != 0 {
@@ -112,25 +114,29 @@ type RedemptionFilter struct {
 // Redemptions returns a page of redemptions, newest first, with the
 // external IDs of their records.
 func (s *Service) Redemptions(ctx context.Context, f RedemptionFilter, first int, afterID int64) (*store.Page[*Redemption], error) {
+	sc, err := accounts.ScopeOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// What the caller does not see is NOT_FOUND before anything else.
+	if f.VoucherID != 0 {
+		if _, err := s.Voucher(ctx, f.VoucherID); err != nil {
+			return nil, err
+		}
+	}
+	if f.CustomerID != 0 {
+		if _, err := accounts.GetInScope(s.st.DB.WithContext(ctx), sc, f.CustomerID); err != nil {
+			return nil, err
+		}
+	}
 	if (f.VoucherID == 0) == (f.CustomerID == 0) {
 		return nil, apperr.Invalid("voucherId", "give either voucherId or customerId")
 	}
 	var where string
 	var args []any
 	if f.VoucherID != 0 {
-		v, err := s.Voucher(ctx, f.VoucherID)
-		if err != nil {
-			return nil, err
-		}
-		where, args = "b.voucher_id = ?", []any{v.ID}
+		where, args = "b.voucher_id = ?", []any{f.VoucherID}
 	} else {
-		sc, err := accounts.ScopeOf(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := accounts.GetInScope(s.st.DB.WithContext(ctx), sc, f.CustomerID); err != nil {
-			return nil, err
-		}
 		q, qa := visibleSQL(sc)
 		where, args = "b.customer_id = ? AND "+q, append([]any{f.CustomerID}, qa...)
 	}

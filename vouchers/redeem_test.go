@@ -133,6 +133,10 @@ func TestRedemptionPaysExactlyOnce(t *testing.T) {
 		t.Fatalf("cancelled: %+v", cancelled)
 	}
 	f.checkPool(t, r1, "5000", "0", "140.123456")
+	// What it paid stays paid: used 10.123456, and the pool's redeemed is unchanged.
+	if cancelled.Used().String() != "10.123456" || f.pool(t, r1).Redeemed.String() != "140.123456" {
+		t.Fatalf("used %s, pool redeemed %s", cancelled.Used(), f.pool(t, r1).Redeemed)
+	}
 	// Nothing pays any more.
 	f.ingestID(t, "r-5", c1, "ecs", models.PayPerUse, now, "1", "1")
 	var n int

@@ -35,10 +35,10 @@ import (
 
 // Node type names of the vouchers' objects.
 const (
-	TypeVoucher   = "Voucher"
-	TypeTemplate  = "VoucherTemplate"
-	TypeIssuance  = "VoucherIssuance"
-	TypeRedeption = "VoucherRedemption"
+	TypeVoucher    = "Voucher"
+	TypeTemplate   = "VoucherTemplate"
+	TypeIssuance   = "VoucherIssuance"
+	TypeRedemption = "VoucherRedemption"
 )
 
 // MaxPage is the largest page of a vouchers list.
@@ -222,8 +222,9 @@ func (Voucher) IsNode() {}
 // GlobalID is the voucher's Node ID.
 func (v *Voucher) GlobalID() string { return ids.Encode(TypeVoucher, v.ID) }
 
-// Used is what the voucher has paid so far.
-func (v *Voucher) Used() decimal.Decimal { return v.FaceValue.Sub(v.Remaining) }
+// Used is what the voucher has paid: its face value less what it has left
+// and what its cancellation or expiry gave back to the pool.
+func (v *Voucher) Used() decimal.Decimal { return v.FaceValue.Sub(v.Remaining).Sub(v.Returned) }
 
 // Issuance is one issueVouchers call.
 type Issuance struct {

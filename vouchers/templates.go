@@ -108,9 +108,6 @@ func (in *TemplateInput) check(now time.Time) error {
 	if in.ValidDays != nil && in.ValidFrom != nil {
 		return apperr.Invalid("validFrom", "validFrom goes with fixed dates (validUntil), not with validDays")
 	}
-	if in.PerCustomerLimit == 0 {
-		in.PerCustomerLimit = 1
-	}
 	if in.PerCustomerLimit < 1 || in.PerCustomerLimit > maxPerCustomer {
 		return apperr.Invalid("perCustomerLimit", "perCustomerLimit is between 1 and %d", maxPerCustomer)
 	}
