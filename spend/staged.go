@@ -368,27 +368,13 @@ func compareStored(tx *store.Tx, rest int64) (dup, conf int, conflicts []RecordE
 // customers with live vouchers, for vouchers.Redeem: those of the checked
 // table that are valid and whose stored row this transaction wrote.
 func storedUsages(tx *store.Tx) ([]vouchers.Usage, error) {
-	var rows []struct {
-		ExternalID  string
-		CustomerID  int64
-		OwnerID     int64
-		ProductCode string
-		BillingMode models.BillingMode
-		UsageAt     time.Time
-		Month       int
-		Actual      decimal.Decimal
-	}
+	var out []vouchers.Usage
 	err := tx.DB.Raw(`SELECT e.external_id, e.customer_id, e.owner_id, e.product_code, e.billing_mode, e.usage_at, e.month, e.actual_amount AS actual
 		FROM ` + checkedTable + ` c JOIN accounts a ON a.id = c.customer_id
 		JOIN expenditures e ON e.external_id = c.external_id AND e.xmin = pg_current_xact_id()::xid
-		WHERE c.reason IS NULL AND ` + vouchers.LiveCustomersSQL).Scan(&rows).Error
+		WHERE c.reason IS NULL AND ` + vouchers.LiveCustomersSQL).Scan(&out).Error
 	if err != nil {
 		return nil, fmt.Errorf("load records for vouchers: %w", err)
-	}
-	out := make([]vouchers.Usage, len(rows))
-	for i, r := range rows {
-		out[i] = vouchers.Usage{ExternalID: r.ExternalID, CustomerID: r.CustomerID, OwnerID: r.OwnerID, ProductCode: r.ProductCode,
-			BillingMode: r.BillingMode, UsageAt: r.UsageAt, Month: r.Month, Actual: r.Actual}
 	}
 	return out, nil
 }

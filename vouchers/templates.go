@@ -203,10 +203,9 @@ func templateIn(db *gorm.DB, sc accounts.Scope, id int64, suffix string) (*Templ
 	return &t, nil
 }
 
-// UpdateTemplate changes the terms of a template no voucher was issued from
-// and no issue waits on; one in use is PRECONDITION_FAILED: retire it and
-// define a new one.
-func (s *Service) UpdateTemplate(ctx context.Context, id int64, in TemplateInput) (*Template, error) {
+// changeTemplate runs change on template id, locked, once the caller is
+// found to see it (else NOT_FOUND) and to hold ADMIN or FINANCE.
+func (s *Service) changeTemplate(ctx context.Context, id int64, change func(tx *store.Tx, t *Template, a *models.Account) error) (*Template, error) {
 	sc, err := accounts.ScopeOf(ctx)
 	if err != nil {
 		return nil, err
@@ -220,6 +219,16 @@ func (s *Service) UpdateTemplate(ctx context.Context, id int64, in TemplateInput
 		if err := sc.Require(accounts.PermFinance); err != nil {
 			return err
 		}
+		return change(tx, t, a)
+	})
+	return t, err
+}
+
+// UpdateTemplate changes the terms of a template no voucher was issued from
+// and no issue waits on; one in use is PRECONDITION_FAILED: retire it and
+// define a new one.
+func (s *Service) UpdateTemplate(ctx context.Context, id int64, in TemplateInput) (*Template, error) {
+	return s.changeTemplate(ctx, id, func(tx *store.Tx, t *Template, a *models.Account) error {
 		if t.Status == TemplateRetired {
 			return apperr.Preconditionf("the template is retired")
 		}
@@ -242,26 +251,13 @@ func (s *Service) UpdateTemplate(ctx context.Context, id int64, in TemplateInput
 		}
 		return tx.Audit("voucher.template_updated", a.ID, before, templateSummary(t))
 	})
-	return t, err
 }
 
 // RetireTemplate stops issuing from a template; its vouchers stay as they
 // are and an issue waiting for approval is refused when decided. Retiring
 // twice is a no-op.
 func (s *Service) RetireTemplate(ctx context.Context, id int64) (*Template, error) {
-	sc, err := accounts.ScopeOf(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var t *Template
-	err = s.st.InTx(ctx, func(tx *store.Tx) error {
-		var a *models.Account
-		if t, a, err = lockTemplate(tx, sc, id); err != nil {
-			return err
-		}
-		if err := sc.Require(accounts.PermFinance); err != nil {
-			return err
-		}
+	return s.changeTemplate(ctx, id, func(tx *store.Tx, t *Template, a *models.Account) error {
 		if t.Status == TemplateRetired {
 			return nil
 		}
@@ -272,7 +268,6 @@ func (s *Service) RetireTemplate(ctx context.Context, id int64) (*Template, erro
 		t.Status, t.RetiredAt, t.UpdatedAt = TemplateRetired, &now, now
 		return tx.Audit("voucher.template_retired", a.ID, map[string]any{"status": TemplateActive}, map[string]any{"status": TemplateRetired, "template": t.ID})
 	})
-	return t, err
 }
 
 // Template returns one template (NOT_FOUND outside the caller's scope).
