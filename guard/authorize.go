@@ -18,6 +18,7 @@ const (
 	ReasonArrearsSuspended   = "ARREARS_SUSPENDED"
 	ReasonBudgetExceeded     = "BUDGET_EXCEEDED"
 	ReasonInsufficientCredit = "INSUFFICIENT_CREDIT"
+	ReasonPurchaseBanned     = "PURCHASE_BANNED"
 )
 
 // Decision is the answer to a purchase authorization: Allowed, or not with a
@@ -36,8 +37,10 @@ func deny(reason string) Decision { return Decision{Reason: reason} }
 //  2. in arrears (available credit below 0), a billing mode that no
 //     exemption covers is refused (ARREARS_SUSPENDED);
 //  3. prepaid modes (SUBSCRIPTION, RESERVED_INSTANCE) only: refused when the
-//     budget is exceeded or this purchase would exceed it (BUDGET_EXCEEDED),
-//  4. or when the list amount is above the available credit
+//     partner banned new purchases (PURCHASE_BANNED),
+//  4. when the budget is exceeded or this purchase would exceed it
+//     (BUDGET_EXCEEDED),
+//  5. or when the list amount is above the available credit
 //     (INSUFFICIENT_CREDIT).
 //
 // PAY_PER_USE stays allowed over budget and above credit. A PERSONAL account
@@ -55,6 +58,9 @@ func decide(r *row, mode models.BillingMode, amount decimal.Decimal, cur int) De
 	}
 	if mode == models.PayPerUse {
 		return Decision{Allowed: true}
+	}
+	if r.PurchaseBanned {
+		return deny(ReasonPurchaseBanned)
 	}
 	if r.hasBudget() {
 		spent := r.spent(cur)

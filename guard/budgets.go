@@ -311,7 +311,7 @@ func (s *Service) evaluate(tx *store.Tx, a *models.Account) error {
 	// partner, as a new customer) still gets its resources stopped when the
 	// action says so.
 	if a.Status == models.StatusActive || (a.Status == models.StatusFrozen && mode == models.FreezeAccountAndResources) {
-		return s.freeze(tx, a, mode, models.FrozenOverspend)
+		return s.freeze(tx, a, mode, models.FrozenOverspend, "overspend action of the budget")
 	}
 	return nil
 }

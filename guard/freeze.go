@@ -23,33 +23,46 @@ import (
 // its resources (the release counts from then); a FROZEN_WITH_RESOURCES one
 // cannot be frozen back to ACCOUNT (PRECONDITION_FAILED: unfreeze it).
 func (s *Service) Freeze(ctx context.Context, accountID int64, mode models.FreezeMode) (*models.Account, error) {
-	if !mode.IsValid() {
-		return nil, apperr.Invalid("mode", "unknown freeze mode %q", mode)
-	}
+	return s.control(ctx, accountID, func(tx *store.Tx, sc accounts.Scope) (*models.Account, error) {
+		return s.freezeIn(tx, sc, accountID, mode, "")
+	})
+}
+
+// control runs one control change of accountID in a transaction of its own.
+func (s *Service) control(ctx context.Context, accountID int64, change func(tx *store.Tx, sc accounts.Scope) (*models.Account, error)) (*models.Account, error) {
 	sc, err := accounts.ScopeOf(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out *models.Account
 	err = s.st.InTx(ctx, func(tx *store.Tx) error {
-		a, err := s.lockManaged(tx, sc, accountID, "frozen")
-		if err != nil {
-			return err
-		}
-		out = a
-		switch {
-		case a.Status == mode.Status() && a.FrozenReason != nil && *a.FrozenReason == models.FrozenManual:
-			return nil
-		case a.Status == mode.Status():
-			// Frozen for another reason already: the partner's freeze takes
-			// it over, so the end of arrears no longer lifts it.
-			return s.takeOver(tx, a)
-		case a.Status == models.StatusFrozenWithResources:
-			return apperr.Preconditionf("the account's resources are stopped; unfreeze it to start them again")
-		}
-		return s.freeze(tx, a, mode, models.FrozenManual)
+		var err error
+		out, err = change(tx, sc)
+		return err
 	})
 	return out, err
+}
+
+// freezeIn is Freeze in tx, with the reason the partner gave (note).
+func (s *Service) freezeIn(tx *store.Tx, sc accounts.Scope, accountID int64, mode models.FreezeMode, note string) (*models.Account, error) {
+	if !mode.IsValid() {
+		return nil, apperr.Invalid("mode", "unknown freeze mode %q", mode)
+	}
+	a, err := s.lockManaged(tx, sc, accountID, "frozen")
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case a.Status == mode.Status() && a.FrozenReason != nil && *a.FrozenReason == models.FrozenManual:
+		return a, nil
+	case a.Status == mode.Status():
+		// Frozen for another reason already: the partner's freeze takes
+		// it over, so the end of arrears no longer lifts it.
+		return a, s.takeOver(tx, a, note)
+	case a.Status == models.StatusFrozenWithResources:
+		return nil, apperr.Preconditionf("the account's resources are stopped; unfreeze it to start them again")
+	}
+	return a, s.freeze(tx, a, mode, models.FrozenManual, note)
 }
 
 // Unfreeze makes a frozen customer ACTIVE again (ADMIN or OPERATOR of a
@@ -59,44 +72,42 @@ func (s *Service) Freeze(ctx context.Context, accountID int64, mode models.Freez
 // Resources stopped by the freeze run again and a pending release is
 // cancelled. Unfreezing an ACTIVE account changes nothing.
 func (s *Service) Unfreeze(ctx context.Context, accountID int64) (*models.Account, error) {
-	sc, err := accounts.ScopeOf(ctx)
+	return s.control(ctx, accountID, func(tx *store.Tx, sc accounts.Scope) (*models.Account, error) {
+		return s.unfreezeIn(tx, sc, accountID, "")
+	})
+}
+
+// unfreezeIn is Unfreeze in tx, with the reason the partner gave (note).
+func (s *Service) unfreezeIn(tx *store.Tx, sc accounts.Scope, accountID int64, note string) (*models.Account, error) {
+	a, err := s.lockManaged(tx, sc, accountID, "unfrozen")
 	if err != nil {
 		return nil, err
 	}
-	var out *models.Account
-	err = s.st.InTx(ctx, func(tx *store.Tx) error {
-		a, err := s.lockManaged(tx, sc, accountID, "unfrozen")
-		if err != nil {
-			return err
+	if a.Status == models.StatusActive {
+		return a, nil
+	}
+	r, err := loadRow(tx, a.ID)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil || !r.hasBudget() {
+		return nil, apperr.Preconditionf("set a budget before unfreezing: a reseller-model customer cannot be unfrozen without one")
+	}
+	cur := models.MonthOf(tx.Now(), s.loc).Key()
+	if av := r.available(cur); av.IsNegative() && !r.ExemptPostpaid && !r.ExemptPrepaid {
+		return nil, apperr.Preconditionf("the customer is in arrears (available credit %s): allocate credit or grant an arrears exemption first",
+			models.FormatDecimal(av))
+	}
+	// Unfreezing over budget is the partner's decision: the overspend
+	// action leaves this period at this amount alone.
+	if spent := r.spent(cur); spent.GreaterThanOrEqual(*r.BudgetAmount) {
+		period := periodOf(*r.BudgetType, cur)
+		if err := tx.DB.Exec(`UPDATE budgets SET override_period = ?, override_amount = amount, updated_at = ? WHERE id = ?`,
+			period, tx.Now(), *r.BudgetID).Error; err != nil {
+			return nil, fmt.Errorf("record overspend override: %w", err)
 		}
-		out = a
-		if a.Status == models.StatusActive {
-			return nil
-		}
-		r, err := loadRow(tx, a.ID)
-		if err != nil {
-			return err
-		}
-		if r == nil || !r.hasBudget() {
-			return apperr.Preconditionf("set a budget before unfreezing: a reseller-model customer cannot be unfrozen without one")
-		}
-		cur := models.MonthOf(tx.Now(), s.loc).Key()
-		if av := r.available(cur); av.IsNegative() && !r.ExemptPostpaid && !r.ExemptPrepaid {
-			return apperr.Preconditionf("the customer is in arrears (available credit %s): allocate credit or grant an arrears exemption first",
-				models.FormatDecimal(av))
-		}
-		// Unfreezing over budget is the partner's decision: the overspend
-		// action leaves this period at this amount alone.
-		if spent := r.spent(cur); spent.GreaterThanOrEqual(*r.BudgetAmount) {
-			period := periodOf(*r.BudgetType, cur)
-			if err := tx.DB.Exec(`UPDATE budgets SET override_period = ?, override_amount = amount, updated_at = ? WHERE id = ?`,
-				period, tx.Now(), *r.BudgetID).Error; err != nil {
-				return fmt.Errorf("record overspend override: %w", err)
-			}
-		}
-		return s.unfreeze(tx, a, false)
-	})
-	return out, err
+	}
+	return a, s.unfreeze(tx, a, false, note)
 }
 
 // lockManaged locks the customer accountID for a freeze or an unfreeze by
@@ -123,7 +134,7 @@ func (s *Service) lockManaged(tx *store.Tx, sc accounts.Scope, accountID int64, 
 // status, its resources and the release schedule, the audit entry, the
 // events (AccountFrozen is notified; its consumer wakes the release jobs up
 // when they are due) and the guard row, in tx.
-func (s *Service) freeze(tx *store.Tx, a *models.Account, mode models.FreezeMode, reason models.FrozenReason) error {
+func (s *Service) freeze(tx *store.Tx, a *models.Account, mode models.FreezeMode, reason models.FrozenReason, note string) error {
 	now := tx.Now()
 	before := statusSummary(a)
 	frozenAt := now
@@ -156,6 +167,9 @@ func (s *Service) freeze(tx *store.Tx, a *models.Account, mode models.FreezeMode
 	if err := tx.Audit("account.freeze", a.ID, before, after); err != nil {
 		return err
 	}
+	if err := logStatus(tx, a.ID, before, after, note); err != nil {
+		return err
+	}
 	ev := notify.AccountFrozen{AccountID: a.ID, Mode: string(mode), Reason: string(reason),
 		FrozenAt: frozenAt.UTC().Format(time.RFC3339), Resources: stopped}
 	if releaseAt != nil {
@@ -170,7 +184,7 @@ func (s *Service) freeze(tx *store.Tx, a *models.Account, mode models.FreezeMode
 
 // takeOver makes the freeze of a (locked by the caller, frozen for another
 // reason) the partner's own: reason MANUAL, nothing else changes.
-func (s *Service) takeOver(tx *store.Tx, a *models.Account) error {
+func (s *Service) takeOver(tx *store.Tx, a *models.Account, note string) error {
 	before := statusSummary(a)
 	reason := models.FrozenManual
 	if err := tx.DB.Exec(`UPDATE accounts SET frozen_reason = ?, updated_at = ? WHERE id = ?`, reason, tx.Now(), a.ID).Error; err != nil {
@@ -178,6 +192,9 @@ func (s *Service) takeOver(tx *store.Tx, a *models.Account) error {
 	}
 	a.FrozenReason, a.UpdatedAt = &reason, tx.Now()
 	if err := tx.Audit("account.freeze", a.ID, before, statusSummary(a)); err != nil {
+		return err
+	}
+	if err := logStatus(tx, a.ID, before, statusSummary(a), note); err != nil {
 		return err
 	}
 	if err := tx.Emit(accounts.AccountChanged{AccountID: a.ID, Change: "status"}); err != nil {
@@ -207,7 +224,7 @@ func (s *Service) scheduleRelease(tx *store.Tx, id int64, releaseAt, now time.Ti
 // unfreeze makes a (locked by the caller) ACTIVE: resources stopped by the
 // freeze run again, pending release jobs are cancelled; audit, events and
 // the guard row follow in tx. automatic: the end of an arrears suspension.
-func (s *Service) unfreeze(tx *store.Tx, a *models.Account, automatic bool) error {
+func (s *Service) unfreeze(tx *store.Tx, a *models.Account, automatic bool, note string) error {
 	now := tx.Now()
 	before := statusSummary(a)
 	reason := ""
@@ -242,6 +259,9 @@ func (s *Service) unfreeze(tx *store.Tx, a *models.Account, automatic bool) erro
 	if err := tx.Audit("account.unfreeze", a.ID, before, after); err != nil {
 		return err
 	}
+	if err := logStatus(tx, a.ID, before, after, note); err != nil {
+		return err
+	}
 	if err := tx.Emit(notify.AccountUnfrozen{AccountID: a.ID, Reason: reason, Automatic: automatic, Resources: started},
 		accounts.AccountChanged{AccountID: a.ID, Change: "status"}); err != nil {
 		return err
@@ -270,9 +290,9 @@ func (s *Service) ReconcileArrears(ctx context.Context, id int64) error {
 		suspended := r.available(cur).IsNegative() && !r.ExemptPostpaid && !r.ExemptPrepaid
 		switch {
 		case suspended && a.Status == models.StatusActive:
-			return s.freeze(tx, a, models.FreezeAccount, models.FrozenArrears)
+			return s.freeze(tx, a, models.FreezeAccount, models.FrozenArrears, "arrears")
 		case !suspended && a.Status == models.StatusFrozen && a.FrozenReason != nil && *a.FrozenReason == models.FrozenArrears:
-			if err := s.unfreeze(tx, a, true); err != nil {
+			if err := s.unfreeze(tx, a, true, "arrears cleared"); err != nil {
 				return err
 			}
 			return s.evaluate(tx, a)

@@ -43,7 +43,7 @@ func Sync(tx *store.Tx, loc *time.Location, ids ...int64) error {
 	now := tx.Now()
 	month := models.MonthOf(now, loc).Key()
 	err := tx.DB.Exec(`UPDATE purchase_guards g SET
-			kind = a.kind, status = a.status, frozen_reason = a.frozen_reason,
+			kind = a.kind, status = a.status, frozen_reason = a.frozen_reason, purchase_banned = a.purchase_banned,
 			credit_limit = coalesce(b.credit_limit, 0),
 			exempt_postpaid = coalesce(b.exempt_postpaid, false),
 			exempt_prepaid = coalesce(b.exempt_prepaid, false),
@@ -83,6 +83,7 @@ type row struct {
 	BudgetType     *models.BudgetType
 	BudgetAmount   *decimal.Decimal
 	OneTimeSpent   decimal.Decimal
+	PurchaseBanned bool
 }
 
 // month returns the list and actual totals of month cur (a later month than

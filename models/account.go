@@ -86,8 +86,10 @@ type Account struct {
 	// DataDeletedAt: when the account's data was deleted at its release.
 	DataDeletedAt *time.Time
 	Tags          Tags
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	// PurchaseBanned: the partner banned new prepaid purchases (issue 14).
+	PurchaseBanned bool
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
 }
 
 // TableName is the accounts table.
