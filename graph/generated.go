@@ -41,6 +41,7 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 type ResolverRoot interface {
 	Account() AccountResolver
 	AccountConnection() AccountConnectionResolver
+	AccountControlResult() AccountControlResultResolver
 	AuditEntry() AuditEntryResolver
 	BillAdjustment() BillAdjustmentResolver
 	Budget() BudgetResolver
@@ -89,6 +90,7 @@ type ComplexityRoot struct {
 		ArrearsExemption func(childComplexity int) int
 		Budget           func(childComplexity int) int
 		Children         func(childComplexity int, kind *models.AccountKind, status *models.AccountStatus, search *string, tag *TagInput, first *int, after *string) int
+		ControlHistory   func(childComplexity int, first *int, after *string) int
 		CreatedAt        func(childComplexity int) int
 		Credit           func(childComplexity int) int
 		Currency         func(childComplexity int) int
@@ -107,6 +109,7 @@ type ComplexityRoot struct {
 		Name             func(childComplexity int) int
 		Parent           func(childComplexity int) int
 		Phone            func(childComplexity int) int
+		PurchaseBanned   func(childComplexity int) int
 		ReleaseAt        func(childComplexity int) int
 		Resources        func(childComplexity int, status *models.ResourceStatus, first *int, after *string) int
 		SharingUnit      func(childComplexity int) int
@@ -122,6 +125,33 @@ type ComplexityRoot struct {
 		Edges      func(childComplexity int) int
 		PageInfo   func(childComplexity int) int
 		TotalCount func(childComplexity int) int
+	}
+
+	AccountControlChange struct {
+		Actor    func(childComplexity int) int
+		At       func(childComplexity int) int
+		Control  func(childComplexity int) int
+		NewValue func(childComplexity int) int
+		OldValue func(childComplexity int) int
+		Reason   func(childComplexity int) int
+	}
+
+	AccountControlChangeConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	AccountControlChangeEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	AccountControlResult struct {
+		Account   func(childComplexity int) int
+		AccountID func(childComplexity int) int
+		Code      func(childComplexity int) int
+		Message   func(childComplexity int) int
 	}
 
 	AccountEdge struct {
@@ -563,6 +593,7 @@ type ComplexityRoot struct {
 		DeleteCustomerGroup         func(childComplexity int, id string) int
 		DeleteSharingUnit           func(childComplexity int, id string) int
 		FreezeAccount               func(childComplexity int, accountID string, mode models.FreezeMode) int
+		FreezeAccounts              func(childComplexity int, accountIds []string, mode models.FreezeMode, reason string) int
 		GenerateCustomerBills       func(childComplexity int, partnerID *string, month models.Month) int
 		GeneratePartnerBills        func(childComplexity int, month models.Month) int
 		GrantVoucherQuota           func(childComplexity int, partnerID string, amount decimal.Decimal, expiresAt time.Time) int
@@ -593,9 +624,11 @@ type ComplexityRoot struct {
 		SetBudget                   func(childComplexity int, input BudgetInput) int
 		SetCreditLimit              func(childComplexity int, accountID string, amount decimal.Decimal) int
 		SetNotificationPreference   func(childComplexity int, eventType string, channel models.Channel, enabled bool) int
+		SetPurchaseBan              func(childComplexity int, customerID string, banned bool, reason string) int
 		SetVoucherApprovalThreshold func(childComplexity int, resellerID string, threshold *decimal.Decimal) int
 		SubmitMigration             func(childComplexity int, id string) int
 		UnfreezeAccount             func(childComplexity int, accountID string) int
+		UnfreezeAccounts            func(childComplexity int, accountIds []string, reason string) int
 		UpdateAccount               func(childComplexity int, id string, input UpdateAccountInput) int
 		UpdateVoucherTemplate       func(childComplexity int, id string, input VoucherTemplateInput) int
 	}
@@ -976,9 +1009,17 @@ type AccountResolver interface {
 	SharingUnit(ctx context.Context, obj *models.Account) (*groups.Unit, error)
 	CustomerGroups(ctx context.Context, obj *models.Account, first *int, after *string) (*CustomerGroupConnection, error)
 	SharingUnits(ctx context.Context, obj *models.Account, first *int, after *string) (*SharingUnitConnection, error)
+
+	ControlHistory(ctx context.Context, obj *models.Account, first *int, after *string) (*AccountControlChangeConnection, error)
 }
 type AccountConnectionResolver interface {
 	TotalCount(ctx context.Context, obj *AccountConnection) (int, error)
+}
+type AccountControlResultResolver interface {
+	AccountID(ctx context.Context, obj *guard.ControlResult) (string, error)
+
+	Code(ctx context.Context, obj *guard.ControlResult) (*string, error)
+	Message(ctx context.Context, obj *guard.ControlResult) (*string, error)
 }
 type AuditEntryResolver interface {
 	ID(ctx context.Context, obj *models.AuditEntry) (string, error)
@@ -1123,6 +1164,9 @@ type MutationResolver interface {
 	ClearBudget(ctx context.Context, customerID string) (*models.Account, error)
 	FreezeAccount(ctx context.Context, accountID string, mode models.FreezeMode) (*models.Account, error)
 	UnfreezeAccount(ctx context.Context, accountID string) (*models.Account, error)
+	SetPurchaseBan(ctx context.Context, customerID string, banned bool, reason string) (*models.Account, error)
+	FreezeAccounts(ctx context.Context, accountIds []string, mode models.FreezeMode, reason string) ([]*guard.ControlResult, error)
+	UnfreezeAccounts(ctx context.Context, accountIds []string, reason string) ([]*guard.ControlResult, error)
 	AuthorizePurchase(ctx context.Context, customerID string, billingMode models.BillingMode, listAmount decimal.Decimal) (*guard.Decision, error)
 	RegisterResource(ctx context.Context, customerID string, productCode string, externalID string) (*models.Resource, error)
 	InviteCustomer(ctx context.Context, email string) (*lifecycle.Invitation, error)
@@ -1363,6 +1407,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.Children(childComplexity, args["kind"].(*models.AccountKind), args["status"].(*models.AccountStatus), args["search"].(*string), args["tag"].(*TagInput), args["first"].(*int), args["after"].(*string)), true
+	case "Account.controlHistory":
+		if e.ComplexityRoot.Account.ControlHistory == nil {
+			break
+		}
+
+		args, err := ec.field_Account_controlHistory_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Account.ControlHistory(childComplexity, args["first"].(*int), args["after"].(*string)), true
 	case "Account.createdAt":
 		if e.ComplexityRoot.Account.CreatedAt == nil {
 			break
@@ -1476,6 +1531,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.Phone(childComplexity), true
+	case "Account.purchaseBanned":
+		if e.ComplexityRoot.Account.PurchaseBanned == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Account.PurchaseBanned(childComplexity), true
 	case "Account.releaseAt":
 		if e.ComplexityRoot.Account.ReleaseAt == nil {
 			break
@@ -1569,6 +1630,100 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AccountConnection.TotalCount(childComplexity), true
+
+	case "AccountControlChange.actor":
+		if e.ComplexityRoot.AccountControlChange.Actor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccountControlChange.Actor(childComplexity), true
+	case "AccountControlChange.at":
+		if e.ComplexityRoot.AccountControlChange.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccountControlChange.At(childComplexity), true
+	case "AccountControlChange.control":
+		if e.ComplexityRoot.AccountControlChange.Control == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccountControlChange.Control(childComplexity), true
+	case "AccountControlChange.newValue":
+		if e.ComplexityRoot.AccountControlChange.NewValue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccountControlChange.NewValue(childComplexity), true
+	case "AccountControlChange.oldValue":
+		if e.ComplexityRoot.AccountControlChange.OldValue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccountControlChange.OldValue(childComplexity), true
+	case "AccountControlChange.reason":
+		if e.ComplexityRoot.AccountControlChange.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccountControlChange.Reason(childComplexity), true
+
+	case "AccountControlChangeConnection.edges":
+		if e.ComplexityRoot.AccountControlChangeConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccountControlChangeConnection.Edges(childComplexity), true
+	case "AccountControlChangeConnection.pageInfo":
+		if e.ComplexityRoot.AccountControlChangeConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccountControlChangeConnection.PageInfo(childComplexity), true
+	case "AccountControlChangeConnection.totalCount":
+		if e.ComplexityRoot.AccountControlChangeConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccountControlChangeConnection.TotalCount(childComplexity), true
+
+	case "AccountControlChangeEdge.cursor":
+		if e.ComplexityRoot.AccountControlChangeEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccountControlChangeEdge.Cursor(childComplexity), true
+	case "AccountControlChangeEdge.node":
+		if e.ComplexityRoot.AccountControlChangeEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccountControlChangeEdge.Node(childComplexity), true
+
+	case "AccountControlResult.account":
+		if e.ComplexityRoot.AccountControlResult.Account == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccountControlResult.Account(childComplexity), true
+	case "AccountControlResult.accountId":
+		if e.ComplexityRoot.AccountControlResult.AccountID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccountControlResult.AccountID(childComplexity), true
+	case "AccountControlResult.code":
+		if e.ComplexityRoot.AccountControlResult.Code == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccountControlResult.Code(childComplexity), true
+	case "AccountControlResult.message":
+		if e.ComplexityRoot.AccountControlResult.Message == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccountControlResult.Message(childComplexity), true
 
 	case "AccountEdge.cursor":
 		if e.ComplexityRoot.AccountEdge.Cursor == nil {
@@ -3476,6 +3631,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.FreezeAccount(childComplexity, args["accountId"].(string), args["mode"].(models.FreezeMode)), true
+	case "Mutation.freezeAccounts":
+		if e.ComplexityRoot.Mutation.FreezeAccounts == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_freezeAccounts_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.FreezeAccounts(childComplexity, args["accountIds"].([]string), args["mode"].(models.FreezeMode), args["reason"].(string)), true
 	case "Mutation.generateCustomerBills":
 		if e.ComplexityRoot.Mutation.GenerateCustomerBills == nil {
 			break
@@ -3801,6 +3967,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SetNotificationPreference(childComplexity, args["eventType"].(string), args["channel"].(models.Channel), args["enabled"].(bool)), true
+	case "Mutation.setPurchaseBan":
+		if e.ComplexityRoot.Mutation.SetPurchaseBan == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setPurchaseBan_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetPurchaseBan(childComplexity, args["customerId"].(string), args["banned"].(bool), args["reason"].(string)), true
 	case "Mutation.setVoucherApprovalThreshold":
 		if e.ComplexityRoot.Mutation.SetVoucherApprovalThreshold == nil {
 			break
@@ -3834,6 +4011,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.UnfreezeAccount(childComplexity, args["accountId"].(string)), true
+	case "Mutation.unfreezeAccounts":
+		if e.ComplexityRoot.Mutation.UnfreezeAccounts == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_unfreezeAccounts_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UnfreezeAccounts(childComplexity, args["accountIds"].([]string), args["reason"].(string)), true
 	case "Mutation.updateAccount":
 		if e.ComplexityRoot.Mutation.UpdateAccount == nil {
 			break
@@ -5626,7 +5814,19 @@ type Account implements Node {
   customerGroups(first: Int = 50, after: String): CustomerGroupConnection!
   "Partners: the savings-plan shared units of their customers, oldest first."
   sharingUnits(first: Int = 50, after: String): SharingUnitConnection!
+  "Customers: true while the partner bans new prepaid purchases (setPurchaseBan)."
+  purchaseBanned: Boolean!
+  "Customers: every change of its controls — its status (freezes by the partner, the overspend action, the arrears suspension) and the purchase ban — with who, when, the old and new value and the reason; newest first, at most 500 a page."
+  controlHistory(first: Int = 50, after: String): AccountControlChangeConnection!
 }
+
+enum AccountControl { STATUS PURCHASE_BAN }
+"One change of a customer's controls. oldValue and newValue: for STATUS the status with the freeze reason (\"FROZEN (OVERSPEND)\", \"ACTIVE\"), for PURCHASE_BAN \"true\" or \"false\". actor names the user (or \"system\")."
+type AccountControlChange { control: AccountControl! oldValue: String! newValue: String! reason: String! actor: String! at: Time! }
+type AccountControlChangeConnection { edges: [AccountControlChangeEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type AccountControlChangeEdge { cursor: String! node: AccountControlChange! }
+"What became of one account of a batch freeze or unfreeze: account after the change, or the error code (as extensions.code would be: NOT_FOUND, VALIDATION, FORBIDDEN, PRECONDITION_FAILED) and message it was refused with — nothing changed for it. A repeated ID is VALIDATION with a message starting DUPLICATE."
+type AccountControlResult { accountId: ID! account: Account code: String message: String }
 
 enum InvitationStatus { PENDING ACCEPTED DECLINED REVOKED EXPIRED }
 "A partner's invitation to a PERSONAL account. The token travels only in the invitation email (and in-site message), as the link PUBLIC_URL/invitations/accept?token=TOKEN; it is valid 7 days."
@@ -5769,7 +5969,7 @@ type Resource implements Node {
 type ResourceConnection { edges: [ResourceEdge!]! pageInfo: PageInfo! totalCount: Int! }
 type ResourceEdge { cursor: String! node: Resource! }
 
-"The answer to a purchase authorization. reason, when denied: ACCOUNT_FROZEN, ARREARS_SUSPENDED, BUDGET_EXCEEDED or INSUFFICIENT_CREDIT."
+"The answer to a purchase authorization. reason, when denied: ACCOUNT_FROZEN, ARREARS_SUSPENDED, PURCHASE_BANNED (prepaid modes only), BUDGET_EXCEEDED or INSUFFICIENT_CREDIT."
 type PurchaseDecision { allowed: Boolean! reason: String }
 
 "A customer's spend in a billing month; asOf is when the newest record counted was received."
@@ -6389,6 +6589,12 @@ type Mutation {
   freezeAccount(accountId: ID!, mode: FreezeMode!): Account!
   "By the customer's partner (ADMIN or OPERATOR). PRECONDITION_FAILED without a budget, or in arrears without an exemption."
   unfreezeAccount(accountId: ID!): Account!
+  "Bans (banned: true) or allows again a customer's new prepaid purchases (SUBSCRIPTION, RESERVED_INSTANCE: DENIED with PURCHASE_BANNED); PAY_PER_USE is unaffected. By the customer's partner or one above it (ADMIN or OPERATOR); the same value again changes nothing. reason: 1..500 characters (else VALIDATION). Kept in controlHistory."
+  setPurchaseBan(customerId: ID!, banned: Boolean!, reason: String!): Account!
+  "Freezes up to 1,000 customers at once with a reason (1..500 characters), each as freezeAccount would, each in its own transaction: a result per ID in the order given; an ID refused changes nothing and does not stop the others. VALIDATION for the whole call: no IDs or more than 1,000, an unknown mode, no reason."
+  freezeAccounts(accountIds: [ID!]!, mode: FreezeMode!, reason: String!): [AccountControlResult!]!
+  "Unfreezes up to 1,000 customers at once with a reason, each as unfreezeAccount would; a result per ID as freezeAccounts gives."
+  unfreezeAccounts(accountIds: [ID!]!, reason: String!): [AccountControlResult!]!
   "Whether a customer may buy: asked by the cloud console before every purchase (also POST /v1/purchase-authorizations)."
   authorizePurchase(customerId: ID!, billingMode: BillingMode!, listAmount: Decimal!): PurchaseDecision!
   "The cloud console (a platform ADMIN or OPERATOR) records a resource it created for a customer; idempotent on externalId."
@@ -6567,6 +6773,10 @@ func (ec *executionContext) childFields_Account(ctx context.Context, field graph
 		return ec.fieldContext_Account_customerGroups(ctx, field)
 	case "sharingUnits":
 		return ec.fieldContext_Account_sharingUnits(ctx, field)
+	case "purchaseBanned":
+		return ec.fieldContext_Account_purchaseBanned(ctx, field)
+	case "controlHistory":
+		return ec.fieldContext_Account_controlHistory(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Account", field.Name)
 }
@@ -6581,6 +6791,60 @@ func (ec *executionContext) childFields_AccountConnection(ctx context.Context, f
 		return ec.fieldContext_AccountConnection_totalCount(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type AccountConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_AccountControlChange(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "control":
+		return ec.fieldContext_AccountControlChange_control(ctx, field)
+	case "oldValue":
+		return ec.fieldContext_AccountControlChange_oldValue(ctx, field)
+	case "newValue":
+		return ec.fieldContext_AccountControlChange_newValue(ctx, field)
+	case "reason":
+		return ec.fieldContext_AccountControlChange_reason(ctx, field)
+	case "actor":
+		return ec.fieldContext_AccountControlChange_actor(ctx, field)
+	case "at":
+		return ec.fieldContext_AccountControlChange_at(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AccountControlChange", field.Name)
+}
+
+func (ec *executionContext) childFields_AccountControlChangeConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_AccountControlChangeConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_AccountControlChangeConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_AccountControlChangeConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AccountControlChangeConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_AccountControlChangeEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_AccountControlChangeEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_AccountControlChangeEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AccountControlChangeEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_AccountControlResult(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "accountId":
+		return ec.fieldContext_AccountControlResult_accountId(ctx, field)
+	case "account":
+		return ec.fieldContext_AccountControlResult_account(ctx, field)
+	case "code":
+		return ec.fieldContext_AccountControlResult_code(ctx, field)
+	case "message":
+		return ec.fieldContext_AccountControlResult_message(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AccountControlResult", field.Name)
 }
 
 func (ec *executionContext) childFields_AccountEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -8195,6 +8459,28 @@ func (ec *executionContext) field_Account_children_args(ctx context.Context, raw
 	return args, nil
 }
 
+func (ec *executionContext) field_Account_controlHistory_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Account_customerGroups_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -8943,6 +9229,36 @@ func (ec *executionContext) field_Mutation_freezeAccount_args(ctx context.Contex
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_freezeAccounts_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "accountIds",
+		func(ctx context.Context, v any) ([]string, error) {
+			return ec.unmarshalNID2ᚕstringᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["accountIds"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "mode",
+		func(ctx context.Context, v any) (models.FreezeMode, error) {
+			return ec.unmarshalNFreezeMode2partnerdᚋmodelsᚐFreezeMode(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["mode"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "reason",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["reason"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_generateCustomerBills_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -9517,6 +9833,36 @@ func (ec *executionContext) field_Mutation_setNotificationPreference_args(ctx co
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_setPurchaseBan_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "customerId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["customerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "banned",
+		func(ctx context.Context, v any) (bool, error) {
+			return ec.unmarshalNBoolean2bool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["banned"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "reason",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["reason"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_setVoucherApprovalThreshold_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -9564,6 +9910,28 @@ func (ec *executionContext) field_Mutation_unfreezeAccount_args(ctx context.Cont
 		return nil, err
 	}
 	args["accountId"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_unfreezeAccounts_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "accountIds",
+		func(ctx context.Context, v any) ([]string, error) {
+			return ec.unmarshalNID2ᚕstringᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["accountIds"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "reason",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["reason"] = arg1
 	return args, nil
 }
 
@@ -11409,6 +11777,73 @@ func (ec *executionContext) fieldContext_Account_sharingUnits(ctx context.Contex
 	return fc, nil
 }
 
+func (ec *executionContext) _Account_purchaseBanned(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_purchaseBanned(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PurchaseBanned, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Account_purchaseBanned(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Account", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Account_controlHistory(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_controlHistory(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Account().ControlHistory(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *AccountControlChangeConnection) graphql.Marshaler {
+			return ec.marshalNAccountControlChangeConnection2ᚖpartnerdᚋgraphᚐAccountControlChangeConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Account_controlHistory(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Account",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AccountControlChangeConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Account_controlHistory_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _AccountConnection_edges(ctx context.Context, field graphql.CollectedField, obj *AccountConnection) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -11494,6 +11929,387 @@ func (ec *executionContext) _AccountConnection_totalCount(ctx context.Context, f
 }
 func (ec *executionContext) fieldContext_AccountConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("AccountConnection", field, true, true, "Int")
+}
+
+func (ec *executionContext) _AccountControlChange_control(ctx context.Context, field graphql.CollectedField, obj *guard.ControlChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccountControlChange_control(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Control, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v guard.Control) graphql.Marshaler {
+			return ec.marshalNAccountControl2partnerdᚋguardᚐControl(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccountControlChange_control(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccountControlChange", field, false, false, "AccountControl")
+}
+
+func (ec *executionContext) _AccountControlChange_oldValue(ctx context.Context, field graphql.CollectedField, obj *guard.ControlChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccountControlChange_oldValue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OldValue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccountControlChange_oldValue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccountControlChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _AccountControlChange_newValue(ctx context.Context, field graphql.CollectedField, obj *guard.ControlChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccountControlChange_newValue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NewValue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccountControlChange_newValue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccountControlChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _AccountControlChange_reason(ctx context.Context, field graphql.CollectedField, obj *guard.ControlChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccountControlChange_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccountControlChange_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccountControlChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _AccountControlChange_actor(ctx context.Context, field graphql.CollectedField, obj *guard.ControlChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccountControlChange_actor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Actor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccountControlChange_actor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccountControlChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _AccountControlChange_at(ctx context.Context, field graphql.CollectedField, obj *guard.ControlChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccountControlChange_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccountControlChange_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccountControlChange", field, false, false, "Time")
+}
+
+func (ec *executionContext) _AccountControlChangeConnection_edges(ctx context.Context, field graphql.CollectedField, obj *AccountControlChangeConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccountControlChangeConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*AccountControlChangeEdge) graphql.Marshaler {
+			return ec.marshalNAccountControlChangeEdge2ᚕᚖpartnerdᚋgraphᚐAccountControlChangeEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccountControlChangeConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AccountControlChangeConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AccountControlChangeEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AccountControlChangeConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *AccountControlChangeConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccountControlChangeConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccountControlChangeConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AccountControlChangeConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AccountControlChangeConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *AccountControlChangeConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccountControlChangeConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccountControlChangeConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccountControlChangeConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AccountControlChangeEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *AccountControlChangeEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccountControlChangeEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccountControlChangeEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccountControlChangeEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _AccountControlChangeEdge_node(ctx context.Context, field graphql.CollectedField, obj *AccountControlChangeEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccountControlChangeEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *guard.ControlChange) graphql.Marshaler {
+			return ec.marshalNAccountControlChange2ᚖpartnerdᚋguardᚐControlChange(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccountControlChangeEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AccountControlChangeEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AccountControlChange(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AccountControlResult_accountId(ctx context.Context, field graphql.CollectedField, obj *guard.ControlResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccountControlResult_accountId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AccountControlResult().AccountID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccountControlResult_accountId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccountControlResult", field, true, true, "ID")
+}
+
+func (ec *executionContext) _AccountControlResult_account(ctx context.Context, field graphql.CollectedField, obj *guard.ControlResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccountControlResult_account(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Account, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalOAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AccountControlResult_account(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AccountControlResult",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AccountControlResult_code(ctx context.Context, field graphql.CollectedField, obj *guard.ControlResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccountControlResult_code(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AccountControlResult().Code(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AccountControlResult_code(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccountControlResult", field, true, true, "String")
+}
+
+func (ec *executionContext) _AccountControlResult_message(ctx context.Context, field graphql.CollectedField, obj *guard.ControlResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccountControlResult_message(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AccountControlResult().Message(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AccountControlResult_message(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccountControlResult", field, true, true, "String")
 }
 
 func (ec *executionContext) _AccountEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *AccountEdge) (ret graphql.Marshaler) {
@@ -18632,6 +19448,138 @@ func (ec *executionContext) fieldContext_Mutation_unfreezeAccount(ctx context.Co
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_unfreezeAccount_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setPurchaseBan(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setPurchaseBan(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetPurchaseBan(ctx, fc.Args["customerId"].(string), fc.Args["banned"].(bool), fc.Args["reason"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setPurchaseBan(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setPurchaseBan_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_freezeAccounts(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_freezeAccounts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().FreezeAccounts(ctx, fc.Args["accountIds"].([]string), fc.Args["mode"].(models.FreezeMode), fc.Args["reason"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*guard.ControlResult) graphql.Marshaler {
+			return ec.marshalNAccountControlResult2ᚕᚖpartnerdᚋguardᚐControlResultᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_freezeAccounts(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AccountControlResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_freezeAccounts_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_unfreezeAccounts(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_unfreezeAccounts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UnfreezeAccounts(ctx, fc.Args["accountIds"].([]string), fc.Args["reason"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*guard.ControlResult) graphql.Marshaler {
+			return ec.marshalNAccountControlResult2ᚕᚖpartnerdᚋguardᚐControlResultᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_unfreezeAccounts(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AccountControlResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_unfreezeAccounts_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -29379,6 +30327,17 @@ func (ec *executionContext) _Account(ctx context.Context, sel ast.SelectionSet, 
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Account_sharingUnits(ctx, field, obj)
 				})
+		case "purchaseBanned":
+			out.Values[i] = ec._Account_purchaseBanned(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "controlHistory":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_controlHistory(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -29422,6 +30381,196 @@ func (ec *executionContext) _AccountConnection(ctx context.Context, sel ast.Sele
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._AccountConnection_totalCount(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var accountControlChangeImplementors = []string{"AccountControlChange"}
+
+func (ec *executionContext) _AccountControlChange(ctx context.Context, sel ast.SelectionSet, obj *guard.ControlChange) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, accountControlChangeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AccountControlChange")
+		case "control":
+			out.Values[i] = ec._AccountControlChange_control(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "oldValue":
+			out.Values[i] = ec._AccountControlChange_oldValue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "newValue":
+			out.Values[i] = ec._AccountControlChange_newValue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reason":
+			out.Values[i] = ec._AccountControlChange_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "actor":
+			out.Values[i] = ec._AccountControlChange_actor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "at":
+			out.Values[i] = ec._AccountControlChange_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var accountControlChangeConnectionImplementors = []string{"AccountControlChangeConnection"}
+
+func (ec *executionContext) _AccountControlChangeConnection(ctx context.Context, sel ast.SelectionSet, obj *AccountControlChangeConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, accountControlChangeConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AccountControlChangeConnection")
+		case "edges":
+			out.Values[i] = ec._AccountControlChangeConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._AccountControlChangeConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._AccountControlChangeConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var accountControlChangeEdgeImplementors = []string{"AccountControlChangeEdge"}
+
+func (ec *executionContext) _AccountControlChangeEdge(ctx context.Context, sel ast.SelectionSet, obj *AccountControlChangeEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, accountControlChangeEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AccountControlChangeEdge")
+		case "cursor":
+			out.Values[i] = ec._AccountControlChangeEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._AccountControlChangeEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var accountControlResultImplementors = []string{"AccountControlResult"}
+
+func (ec *executionContext) _AccountControlResult(ctx context.Context, sel ast.SelectionSet, obj *guard.ControlResult) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, accountControlResultImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AccountControlResult")
+		case "accountId":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AccountControlResult_accountId(ctx, field, obj)
+				})
+		case "account":
+			out.Values[i] = ec._AccountControlResult_account(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "code":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AccountControlResult_code(ctx, field, obj)
+				})
+		case "message":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AccountControlResult_message(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -32337,6 +33486,27 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "unfreezeAccount":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_unfreezeAccount(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setPurchaseBan":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setPurchaseBan(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "freezeAccounts":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_freezeAccounts(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unfreezeAccounts":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_unfreezeAccounts(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -35431,6 +36601,85 @@ func (ec *executionContext) marshalNAccountConnection2ᚖpartnerdᚋgraphᚐAcco
 		return graphql.Null
 	}
 	return ec._AccountConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNAccountControl2partnerdᚋguardᚐControl(ctx context.Context, v any) (guard.Control, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := guard.Control(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAccountControl2partnerdᚋguardᚐControl(ctx context.Context, sel ast.SelectionSet, v guard.Control) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "AccountControl!")
+	}
+	return res
+}
+
+func (ec *executionContext) marshalNAccountControlChange2ᚖpartnerdᚋguardᚐControlChange(ctx context.Context, sel ast.SelectionSet, v *guard.ControlChange) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AccountControlChange!")
+		return graphql.Null
+	}
+	return ec._AccountControlChange(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNAccountControlChangeConnection2ᚖpartnerdᚋgraphᚐAccountControlChangeConnection(ctx context.Context, sel ast.SelectionSet, v *AccountControlChangeConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AccountControlChangeConnection!")
+		return graphql.Null
+	}
+	return ec._AccountControlChangeConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNAccountControlChangeEdge2ᚕᚖpartnerdᚋgraphᚐAccountControlChangeEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*AccountControlChangeEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAccountControlChangeEdge2ᚖpartnerdᚋgraphᚐAccountControlChangeEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNAccountControlChangeEdge2ᚖpartnerdᚋgraphᚐAccountControlChangeEdge(ctx context.Context, sel ast.SelectionSet, v *AccountControlChangeEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AccountControlChangeEdge!")
+		return graphql.Null
+	}
+	return ec._AccountControlChangeEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNAccountControlResult2ᚕᚖpartnerdᚋguardᚐControlResultᚄ(ctx context.Context, sel ast.SelectionSet, v []*guard.ControlResult) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAccountControlResult2ᚖpartnerdᚋguardᚐControlResult(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNAccountControlResult2ᚖpartnerdᚋguardᚐControlResult(ctx context.Context, sel ast.SelectionSet, v *guard.ControlResult) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AccountControlResult!")
+		return graphql.Null
+	}
+	return ec._AccountControlResult(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNAccountEdge2ᚕᚖpartnerdᚋgraphᚐAccountEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*AccountEdge) graphql.Marshaler {

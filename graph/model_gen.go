@@ -9,6 +9,7 @@ import (
 	"partnerd/billing"
 	"partnerd/expenditures"
 	"partnerd/groups"
+	"partnerd/guard"
 	"partnerd/lifecycle"
 	"partnerd/migration"
 	"partnerd/models"
@@ -28,6 +29,17 @@ type AccountConnection struct {
 	Filter string `json:"-"`
 	// the account whose children these are
 	ParentID int64 `json:"-"`
+}
+
+type AccountControlChangeConnection struct {
+	Edges      []*AccountControlChangeEdge `json:"edges"`
+	PageInfo   *PageInfo                   `json:"pageInfo"`
+	TotalCount int                         `json:"totalCount"`
+}
+
+type AccountControlChangeEdge struct {
+	Cursor string               `json:"cursor"`
+	Node   *guard.ControlChange `json:"node"`
 }
 
 type AccountEdge struct {

@@ -13,13 +13,17 @@ import (
 	"partnerd/store"
 )
 
-// The controls whose changes account_control_changes keeps.
+// Control is a control of a customer whose changes account_control_changes
+// keeps.
+type Control string
+
+// The controls.
 const (
 	// ControlStatus: the account's status (freezes and unfreezes, by the
 	// partner or by the system: overspend, arrears).
-	ControlStatus = "STATUS"
+	ControlStatus Control = "STATUS"
 	// ControlPurchaseBan: the partner's ban on new prepaid purchases.
-	ControlPurchaseBan = "PURCHASE_BAN"
+	ControlPurchaseBan Control = "PURCHASE_BAN"
 )
 
 // maxControlReason bounds the reason of a control change.
@@ -33,7 +37,7 @@ const MaxBatch = 1000
 type ControlChange struct {
 	ID          int64
 	AccountID   int64
-	Control     string
+	Control     Control
 	OldValue    string
 	NewValue    string
 	Reason      string
@@ -63,7 +67,7 @@ func logStatus(tx *store.Tx, accountID int64, before, after map[string]any, note
 }
 
 // logControl appends one row to the account's control history, in tx.
-func logControl(tx *store.Tx, accountID int64, control, old, cur, reason string) error {
+func logControl(tx *store.Tx, accountID int64, control Control, old, cur, reason string) error {
 	actor := store.ActorFrom(tx.Context())
 	var userID *int64
 	if actor.UserID != 0 {

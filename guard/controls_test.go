@@ -52,7 +52,7 @@ func TestPurchaseBan_PrepaidOnly(t *testing.T) {
 	must(t, "history", err)
 	var got []string
 	for _, ch := range page.Items {
-		got = append(got, ch.Control+":"+ch.OldValue+"->"+ch.NewValue+":"+ch.Reason+":"+strings.SplitN(ch.Actor, " ", 2)[0])
+		got = append(got, string(ch.Control)+":"+ch.OldValue+"->"+ch.NewValue+":"+ch.Reason+":"+strings.SplitN(ch.Actor, " ", 2)[0])
 	}
 	// Newest first: the lift by D1, the ban by R1, the unfreeze of activate().
 	want := []string{"PURCHASE_BAN:true->false:Paid:user:" + itoa(f.D1.User.ID), "PURCHASE_BAN:false->true:Overdue invoices:user:" + itoa(f.R1.User.ID),

@@ -162,9 +162,29 @@ func (r *accountResolver) SharingUnits(ctx context.Context, obj *models.Account,
 	return r.sharingUnits(ctx, obj, first, after)
 }
 
+// ControlHistory is the resolver for the controlHistory field.
+func (r *accountResolver) ControlHistory(ctx context.Context, obj *models.Account, first *int, after *string) (*graph.AccountControlChangeConnection, error) {
+	return r.controlHistory(ctx, obj, first, after)
+}
+
 // TotalCount is the resolver for the totalCount field.
 func (r *accountConnectionResolver) TotalCount(ctx context.Context, obj *graph.AccountConnection) (int, error) {
 	return r.loaders(ctx).ChildrenCount.Load(ctx, childKey{ParentID: obj.ParentID, Filter: accounts.ChildFilterFromKey(obj.Filter)})()
+}
+
+// AccountID is the resolver for the accountId field.
+func (r *accountControlResultResolver) AccountID(ctx context.Context, obj *guard.ControlResult) (string, error) {
+	return ids.Encode(TypeAccount, obj.AccountID), nil
+}
+
+// Code is the resolver for the code field.
+func (r *accountControlResultResolver) Code(ctx context.Context, obj *guard.ControlResult) (*string, error) {
+	return optionalString(string(obj.Code)), nil
+}
+
+// Message is the resolver for the message field.
+func (r *accountControlResultResolver) Message(ctx context.Context, obj *guard.ControlResult) (*string, error) {
+	return optionalString(obj.Message), nil
 }
 
 // ID is the resolver for the id field.
@@ -708,6 +728,21 @@ func (r *mutationResolver) UnfreezeAccount(ctx context.Context, accountID string
 		return nil, err
 	}
 	return r.Guard.Unfreeze(ctx, key)
+}
+
+// SetPurchaseBan is the resolver for the setPurchaseBan field.
+func (r *mutationResolver) SetPurchaseBan(ctx context.Context, customerID string, banned bool, reason string) (*models.Account, error) {
+	return r.setPurchaseBan(ctx, customerID, banned, reason)
+}
+
+// FreezeAccounts is the resolver for the freezeAccounts field.
+func (r *mutationResolver) FreezeAccounts(ctx context.Context, accountIds []string, mode models.FreezeMode, reason string) ([]*guard.ControlResult, error) {
+	return r.freezeAccounts(ctx, accountIds, &mode, reason)
+}
+
+// UnfreezeAccounts is the resolver for the unfreezeAccounts field.
+func (r *mutationResolver) UnfreezeAccounts(ctx context.Context, accountIds []string, reason string) ([]*guard.ControlResult, error) {
+	return r.freezeAccounts(ctx, accountIds, nil, reason)
 }
 
 // AuthorizePurchase is the resolver for the authorizePurchase field.
@@ -1547,6 +1582,11 @@ func (r *Resolver) AccountConnection() graph.AccountConnectionResolver {
 	return &accountConnectionResolver{r}
 }
 
+// AccountControlResult returns graph.AccountControlResultResolver implementation.
+func (r *Resolver) AccountControlResult() graph.AccountControlResultResolver {
+	return &accountControlResultResolver{r}
+}
+
 // AuditEntry returns graph.AuditEntryResolver implementation.
 func (r *Resolver) AuditEntry() graph.AuditEntryResolver { return &auditEntryResolver{r} }
 
@@ -1687,6 +1727,7 @@ func (r *Resolver) VoucherTemplate() graph.VoucherTemplateResolver {
 type (
 	accountResolver                struct{ *Resolver }
 	accountConnectionResolver      struct{ *Resolver }
+	accountControlResultResolver   struct{ *Resolver }
 	auditEntryResolver             struct{ *Resolver }
 	billAdjustmentResolver         struct{ *Resolver }
 	budgetResolver                 struct{ *Resolver }
