@@ -57,6 +57,7 @@ type ResolverRoot interface {
 	Incentive() IncentiveResolver
 	IncentivePolicy() IncentivePolicyResolver
 	Invitation() InvitationResolver
+	MarginRow() MarginRowResolver
 	Migration() MigrationResolver
 	MigrationItem() MigrationItemResolver
 	MigrationRowError() MigrationRowErrorResolver
@@ -504,6 +505,31 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	MarginRow struct {
+		BillStatus    func(childComplexity int) int
+		Cost          func(childComplexity int) int
+		Customer      func(childComplexity int) int
+		Margin        func(childComplexity int) int
+		MarginPercent func(childComplexity int) int
+		Month         func(childComplexity int) int
+		NetCost       func(childComplexity int) int
+		Revenue       func(childComplexity int) int
+		Stale         func(childComplexity int) int
+		Vouchers      func(childComplexity int) int
+	}
+
+	MarginRowConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+		Totals     func(childComplexity int) int
+	}
+
+	MarginRowEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	Migration struct {
 		Counts                      func(childComplexity int) int
 		CreatedAt                   func(childComplexity int) int
@@ -707,6 +733,7 @@ type ComplexityRoot struct {
 		IncentivePolicies       func(childComplexity int) int
 		Incentives              func(childComplexity int, partnerID *string, status *billing.IncentiveStatus, first *int, after *string) int
 		Invitations             func(childComplexity int, status *InvitationStatus, first *int, after *string) int
+		MarginReport            func(childComplexity int, partnerID *string, month models.Month, first *int, after *string) int
 		Me                      func(childComplexity int) int
 		Migration               func(childComplexity int, id string) int
 		MigrationTemplate       func(childComplexity int) int
@@ -1122,6 +1149,12 @@ type InvitationResolver interface {
 
 	Customer(ctx context.Context, obj *lifecycle.Invitation) (*models.Account, error)
 }
+type MarginRowResolver interface {
+	Customer(ctx context.Context, obj *billing.MarginRow) (*models.Account, error)
+	Month(ctx context.Context, obj *billing.MarginRow) (*models.Month, error)
+
+	BillStatus(ctx context.Context, obj *billing.MarginRow) (*billing.Status, error)
+}
 type MigrationResolver interface {
 	ID(ctx context.Context, obj *migration.Migration) (string, error)
 
@@ -1264,6 +1297,7 @@ type QueryResolver interface {
 	Bills(ctx context.Context, partnerID *string, month *models.Month, status *billing.Status, first *int, after *string) (*PartnerBillConnection, error)
 	RatingRules(ctx context.Context, partnerID string) ([]*billing.RatingRule, error)
 	CustomerBills(ctx context.Context, partnerID *string, customerID *string, month *models.Month, first *int, after *string) (*CustomerBillConnection, error)
+	MarginReport(ctx context.Context, partnerID *string, month models.Month, first *int, after *string) (*MarginRowConnection, error)
 	IncentivePolicies(ctx context.Context) ([]*billing.Policy, error)
 	Incentives(ctx context.Context, partnerID *string, status *billing.IncentiveStatus, first *int, after *string) (*IncentiveConnection, error)
 	VoucherPool(ctx context.Context, partnerID string) (*vouchers.Pool, error)
@@ -3077,6 +3111,105 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.InvitationEdge.Node(childComplexity), true
 
+	case "MarginRow.billStatus":
+		if e.ComplexityRoot.MarginRow.BillStatus == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarginRow.BillStatus(childComplexity), true
+	case "MarginRow.cost":
+		if e.ComplexityRoot.MarginRow.Cost == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarginRow.Cost(childComplexity), true
+	case "MarginRow.customer":
+		if e.ComplexityRoot.MarginRow.Customer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarginRow.Customer(childComplexity), true
+	case "MarginRow.margin":
+		if e.ComplexityRoot.MarginRow.Margin == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarginRow.Margin(childComplexity), true
+	case "MarginRow.marginPercent":
+		if e.ComplexityRoot.MarginRow.MarginPercent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarginRow.MarginPercent(childComplexity), true
+	case "MarginRow.month":
+		if e.ComplexityRoot.MarginRow.Month == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarginRow.Month(childComplexity), true
+	case "MarginRow.netCost":
+		if e.ComplexityRoot.MarginRow.NetCost == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarginRow.NetCost(childComplexity), true
+	case "MarginRow.revenue":
+		if e.ComplexityRoot.MarginRow.Revenue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarginRow.Revenue(childComplexity), true
+	case "MarginRow.stale":
+		if e.ComplexityRoot.MarginRow.Stale == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarginRow.Stale(childComplexity), true
+	case "MarginRow.vouchers":
+		if e.ComplexityRoot.MarginRow.Vouchers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarginRow.Vouchers(childComplexity), true
+
+	case "MarginRowConnection.edges":
+		if e.ComplexityRoot.MarginRowConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarginRowConnection.Edges(childComplexity), true
+	case "MarginRowConnection.pageInfo":
+		if e.ComplexityRoot.MarginRowConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarginRowConnection.PageInfo(childComplexity), true
+	case "MarginRowConnection.totalCount":
+		if e.ComplexityRoot.MarginRowConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarginRowConnection.TotalCount(childComplexity), true
+	case "MarginRowConnection.totals":
+		if e.ComplexityRoot.MarginRowConnection.Totals == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarginRowConnection.Totals(childComplexity), true
+
+	case "MarginRowEdge.cursor":
+		if e.ComplexityRoot.MarginRowEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarginRowEdge.Cursor(childComplexity), true
+	case "MarginRowEdge.node":
+		if e.ComplexityRoot.MarginRowEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarginRowEdge.Node(childComplexity), true
+
 	case "Migration.counts":
 		if e.ComplexityRoot.Migration.Counts == nil {
 			break
@@ -4430,6 +4563,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Invitations(childComplexity, args["status"].(*InvitationStatus), args["first"].(*int), args["after"].(*string)), true
+	case "Query.marginReport":
+		if e.ComplexityRoot.Query.MarginReport == nil {
+			break
+		}
+
+		args, err := ec.field_Query_marginReport_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.MarginReport(childComplexity, args["partnerId"].(*string), args["month"].(models.Month), args["first"].(*int), args["after"].(*string)), true
 	case "Query.me":
 		if e.ComplexityRoot.Query.Me == nil {
 			break
@@ -6290,6 +6434,24 @@ type CustomerBill implements Node {
 enum CustomerBillLineKind { USAGE VOUCHER }
 type CustomerBillLine { kind: CustomerBillLineKind! productCode: String! forMonth: Month! adjustment: Boolean! list: Decimal! percent: Decimal! amount: Decimal! rule: RatingRule }
 type CustomerBillConnection { edges: [CustomerBillEdge!]! pageInfo: PageInfo! totalCount: Int! }
+
+"""What a partner earns on one of its own (direct) customers in a month. cost: Σ actual of the partner bill's lines of the customer (its own month and adjustments, exact); vouchers: what vouchers paid of them (the platform's voucher quota funds them); netCost = cost − vouchers, what the partner pays its parent; revenue: the rated customer bill's total (after its VOUCHER lines); margin = revenue − netCost; marginPercent = margin ÷ revenue × 100 rounded half-even to 2 decimals, null when revenue is 0. stale: the customer bill is missing or older than the partner bill's last generation — generate the customer bills again."""
+type MarginRow {
+  "null in the totals."
+  customer: Account
+  month: Month!
+  cost: Decimal!
+  vouchers: Decimal!
+  netCost: Decimal!
+  revenue: Decimal!
+  margin: Decimal!
+  marginPercent: Decimal
+  "The customer bill's status; null when it has none (or in the totals)."
+  billStatus: BillStatus
+  stale: Boolean!
+}
+type MarginRowConnection { edges: [MarginRowEdge!]! pageInfo: PageInfo! totalCount: Int! "The sums over every row, with the percent of the sums." totals: MarginRow! }
+type MarginRowEdge { cursor: String! node: MarginRow! }
 type CustomerBillEdge { cursor: String! node: CustomerBill! }
 
 "From threshold of monthly revenue on, the rebate is percent of the whole revenue."
@@ -6548,6 +6710,8 @@ type Query {
   ratingRules(partnerId: ID!): [RatingRule!]!
   "Customer bills: a partner's (partnerId, default the caller's), or a customer's own; newest month first. Also GET /v1/customer-bills/export."
   customerBills(partnerId: ID, customerId: ID, month: Month, first: Int = 50, after: String): CustomerBillConnection!
+  "The margin report of a partner (default: the caller's own account) for a past month: a row per own customer by customer id. The partner's ADMIN or FINANCE, or one above it (else FORBIDDEN); NOT_FOUND outside the scope; VALIDATION for a non-partner or a month not over yet; PRECONDITION_FAILED when the partner bill, or the customer bills of its customers, are not generated. Also GET /v1/margins/export?partnerId=&month= (CSV)."
+  marginReport(partnerId: ID, month: Month!, first: Int = 50, after: String): MarginRowConnection!
   "The platform's incentive policies, latest first."
   incentivePolicies: [IncentivePolicy!]!
   "Incentives: a partner's own, or for the platform every partner's; newest first."
@@ -7545,6 +7709,56 @@ func (ec *executionContext) childFields_InvitationEdge(ctx context.Context, fiel
 		return ec.fieldContext_InvitationEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type InvitationEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_MarginRow(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "customer":
+		return ec.fieldContext_MarginRow_customer(ctx, field)
+	case "month":
+		return ec.fieldContext_MarginRow_month(ctx, field)
+	case "cost":
+		return ec.fieldContext_MarginRow_cost(ctx, field)
+	case "vouchers":
+		return ec.fieldContext_MarginRow_vouchers(ctx, field)
+	case "netCost":
+		return ec.fieldContext_MarginRow_netCost(ctx, field)
+	case "revenue":
+		return ec.fieldContext_MarginRow_revenue(ctx, field)
+	case "margin":
+		return ec.fieldContext_MarginRow_margin(ctx, field)
+	case "marginPercent":
+		return ec.fieldContext_MarginRow_marginPercent(ctx, field)
+	case "billStatus":
+		return ec.fieldContext_MarginRow_billStatus(ctx, field)
+	case "stale":
+		return ec.fieldContext_MarginRow_stale(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MarginRow", field.Name)
+}
+
+func (ec *executionContext) childFields_MarginRowConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_MarginRowConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_MarginRowConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_MarginRowConnection_totalCount(ctx, field)
+	case "totals":
+		return ec.fieldContext_MarginRowConnection_totals(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MarginRowConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_MarginRowEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_MarginRowEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_MarginRowEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MarginRowEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_Migration(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -10428,6 +10642,44 @@ func (ec *executionContext) field_Query_invitations_args(ctx context.Context, ra
 		return nil, err
 	}
 	args["after"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_marginReport_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "partnerId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["partnerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "month",
+		func(ctx context.Context, v any) (models.Month, error) {
+			return ec.unmarshalNMonth2partnerdᚋmodelsᚐMonth(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["month"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg3
 	return args, nil
 }
 
@@ -17812,6 +18064,419 @@ func (ec *executionContext) fieldContext_InvitationEdge_node(_ context.Context, 
 	return fc, nil
 }
 
+func (ec *executionContext) _MarginRow_customer(ctx context.Context, field graphql.CollectedField, obj *billing.MarginRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarginRow_customer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.MarginRow().Customer(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalOAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MarginRow_customer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MarginRow",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MarginRow_month(ctx context.Context, field graphql.CollectedField, obj *billing.MarginRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarginRow_month(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.MarginRow().Month(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Month) graphql.Marshaler {
+			return ec.marshalNMonth2ᚖpartnerdᚋmodelsᚐMonth(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MarginRow_month(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MarginRow", field, true, true, "Month")
+}
+
+func (ec *executionContext) _MarginRow_cost(ctx context.Context, field graphql.CollectedField, obj *billing.MarginRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarginRow_cost(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cost, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MarginRow_cost(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MarginRow", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _MarginRow_vouchers(ctx context.Context, field graphql.CollectedField, obj *billing.MarginRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarginRow_vouchers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Vouchers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MarginRow_vouchers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MarginRow", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _MarginRow_netCost(ctx context.Context, field graphql.CollectedField, obj *billing.MarginRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarginRow_netCost(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NetCost, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MarginRow_netCost(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MarginRow", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _MarginRow_revenue(ctx context.Context, field graphql.CollectedField, obj *billing.MarginRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarginRow_revenue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Revenue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MarginRow_revenue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MarginRow", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _MarginRow_margin(ctx context.Context, field graphql.CollectedField, obj *billing.MarginRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarginRow_margin(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Margin, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MarginRow_margin(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MarginRow", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _MarginRow_marginPercent(ctx context.Context, field graphql.CollectedField, obj *billing.MarginRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarginRow_marginPercent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MarginPercent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *decimal.Decimal) graphql.Marshaler {
+			return ec.marshalODecimal2ᚖgithubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MarginRow_marginPercent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MarginRow", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _MarginRow_billStatus(ctx context.Context, field graphql.CollectedField, obj *billing.MarginRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarginRow_billStatus(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.MarginRow().BillStatus(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *billing.Status) graphql.Marshaler {
+			return ec.marshalOBillStatus2ᚖpartnerdᚋbillingᚐStatus(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MarginRow_billStatus(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MarginRow", field, true, true, "BillStatus")
+}
+
+func (ec *executionContext) _MarginRow_stale(ctx context.Context, field graphql.CollectedField, obj *billing.MarginRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarginRow_stale(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Stale, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MarginRow_stale(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MarginRow", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _MarginRowConnection_edges(ctx context.Context, field graphql.CollectedField, obj *MarginRowConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarginRowConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*MarginRowEdge) graphql.Marshaler {
+			return ec.marshalNMarginRowEdge2ᚕᚖpartnerdᚋgraphᚐMarginRowEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MarginRowConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MarginRowConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MarginRowEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MarginRowConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *MarginRowConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarginRowConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MarginRowConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MarginRowConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MarginRowConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *MarginRowConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarginRowConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MarginRowConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MarginRowConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _MarginRowConnection_totals(ctx context.Context, field graphql.CollectedField, obj *MarginRowConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarginRowConnection_totals(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Totals, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *billing.MarginRow) graphql.Marshaler {
+			return ec.marshalNMarginRow2ᚖpartnerdᚋbillingᚐMarginRow(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MarginRowConnection_totals(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MarginRowConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MarginRow(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MarginRowEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *MarginRowEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarginRowEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MarginRowEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MarginRowEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _MarginRowEdge_node(ctx context.Context, field graphql.CollectedField, obj *MarginRowEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarginRowEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *billing.MarginRow) graphql.Marshaler {
+			return ec.marshalNMarginRow2ᚖpartnerdᚋbillingᚐMarginRow(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MarginRowEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MarginRowEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MarginRow(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Migration_id(ctx context.Context, field graphql.CollectedField, obj *migration.Migration) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -23572,6 +24237,50 @@ func (ec *executionContext) fieldContext_Query_customerBills(ctx context.Context
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_customerBills_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_marginReport(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_marginReport(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().MarginReport(ctx, fc.Args["partnerId"].(*string), fc.Args["month"].(models.Month), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *MarginRowConnection) graphql.Marshaler {
+			return ec.marshalNMarginRowConnection2ᚖpartnerdᚋgraphᚐMarginRowConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_marginReport(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MarginRowConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_marginReport_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -32965,6 +33674,173 @@ func (ec *executionContext) _InvitationEdge(ctx context.Context, sel ast.Selecti
 	return out
 }
 
+var marginRowImplementors = []string{"MarginRow"}
+
+func (ec *executionContext) _MarginRow(ctx context.Context, sel ast.SelectionSet, obj *billing.MarginRow) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, marginRowImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MarginRow")
+		case "customer":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._MarginRow_customer(ctx, field, obj)
+				})
+		case "month":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._MarginRow_month(ctx, field, obj)
+				})
+		case "cost":
+			out.Values[i] = ec._MarginRow_cost(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "vouchers":
+			out.Values[i] = ec._MarginRow_vouchers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "netCost":
+			out.Values[i] = ec._MarginRow_netCost(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "revenue":
+			out.Values[i] = ec._MarginRow_revenue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "margin":
+			out.Values[i] = ec._MarginRow_margin(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "marginPercent":
+			out.Values[i] = ec._MarginRow_marginPercent(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "billStatus":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._MarginRow_billStatus(ctx, field, obj)
+				})
+		case "stale":
+			out.Values[i] = ec._MarginRow_stale(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var marginRowConnectionImplementors = []string{"MarginRowConnection"}
+
+func (ec *executionContext) _MarginRowConnection(ctx context.Context, sel ast.SelectionSet, obj *MarginRowConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, marginRowConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MarginRowConnection")
+		case "edges":
+			out.Values[i] = ec._MarginRowConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._MarginRowConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._MarginRowConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totals":
+			out.Values[i] = ec._MarginRowConnection_totals(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var marginRowEdgeImplementors = []string{"MarginRowEdge"}
+
+func (ec *executionContext) _MarginRowEdge(ctx context.Context, sel ast.SelectionSet, obj *MarginRowEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, marginRowEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MarginRowEdge")
+		case "cursor":
+			out.Values[i] = ec._MarginRowEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._MarginRowEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var migrationImplementors = []string{"Migration", "Node"}
 
 func (ec *executionContext) _Migration(ctx context.Context, sel ast.SelectionSet, obj *migration.Migration) graphql.Marshaler {
@@ -34420,6 +35296,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_customerBills(ctx, field)
+				})
+		case "marginReport":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_marginReport(ctx, field)
 				})
 		case "incentivePolicies":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -37681,6 +38563,46 @@ func (ec *executionContext) unmarshalNInvitationStatus2partnerdᚋgraphᚐInvita
 
 func (ec *executionContext) marshalNInvitationStatus2partnerdᚋgraphᚐInvitationStatus(ctx context.Context, sel ast.SelectionSet, v InvitationStatus) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNMarginRow2ᚖpartnerdᚋbillingᚐMarginRow(ctx context.Context, sel ast.SelectionSet, v *billing.MarginRow) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MarginRow!")
+		return graphql.Null
+	}
+	return ec._MarginRow(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNMarginRowConnection2ᚖpartnerdᚋgraphᚐMarginRowConnection(ctx context.Context, sel ast.SelectionSet, v *MarginRowConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MarginRowConnection!")
+		return graphql.Null
+	}
+	return ec._MarginRowConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNMarginRowEdge2ᚕᚖpartnerdᚋgraphᚐMarginRowEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*MarginRowEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNMarginRowEdge2ᚖpartnerdᚋgraphᚐMarginRowEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNMarginRowEdge2ᚖpartnerdᚋgraphᚐMarginRowEdge(ctx context.Context, sel ast.SelectionSet, v *MarginRowEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MarginRowEdge!")
+		return graphql.Null
+	}
+	return ec._MarginRowEdge(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNMigration2ᚕᚖpartnerdᚋmigrationᚐMigrationᚄ(ctx context.Context, sel ast.SelectionSet, v []*migration.Migration) graphql.Marshaler {

@@ -235,6 +235,19 @@ type InvitationEdge struct {
 	Node   *lifecycle.Invitation `json:"node"`
 }
 
+type MarginRowConnection struct {
+	Edges      []*MarginRowEdge `json:"edges"`
+	PageInfo   *PageInfo        `json:"pageInfo"`
+	TotalCount int              `json:"totalCount"`
+	// The sums over every row, with the percent of the sums.
+	Totals *billing.MarginRow `json:"totals"`
+}
+
+type MarginRowEdge struct {
+	Cursor string             `json:"cursor"`
+	Node   *billing.MarginRow `json:"node"`
+}
+
 type MigrationCounts struct {
 	Total    int `json:"total"`
 	Pending  int `json:"pending"`

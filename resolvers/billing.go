@@ -132,3 +132,33 @@ func (r *Resolver) accountIfVisible(ctx context.Context, id int64) (*models.Acco
 	}
 	return a, err
 }
+
+func (r *queryResolver) marginReport(ctx context.Context, partnerID *string, month models.Month, first *int, after *string) (*graph.MarginRowConnection, error) {
+	pid, err := optionalID(partnerID)
+	if err != nil {
+		return nil, err
+	}
+	afterID, err := decodeCursor(after)
+	if err != nil {
+		return nil, err
+	}
+	page, err := r.Billing.Margins(ctx, pid, month, pageSize(first, 50), afterID)
+	if err != nil {
+		return nil, err
+	}
+	totals, err := r.Billing.MarginTotals(ctx, pid, month)
+	if err != nil {
+		return nil, err
+	}
+	es, info := edges(page.Items, page.More, func(n *billing.MarginRow) int64 { return n.CustomerID },
+		func(c string, n *billing.MarginRow) *graph.MarginRowEdge { return &graph.MarginRowEdge{Cursor: c, Node: n} })
+	return &graph.MarginRowConnection{Edges: es, PageInfo: info, TotalCount: page.Total, Totals: totals}, nil
+}
+
+// marginCustomer is a margin row's customer, null in the totals.
+func (r *marginRowResolver) marginCustomer(ctx context.Context, obj *billing.MarginRow) (*models.Account, error) {
+	if obj.CustomerID == 0 {
+		return nil, nil
+	}
+	return r.optionalAccount(ctx, obj.CustomerID)
+}

@@ -480,6 +480,25 @@ func (r *invitationResolver) Customer(ctx context.Context, obj *lifecycle.Invita
 	return r.invitationCustomer(ctx, obj)
 }
 
+// Customer is the resolver for the customer field.
+func (r *marginRowResolver) Customer(ctx context.Context, obj *billing.MarginRow) (*models.Account, error) {
+	return r.marginCustomer(ctx, obj)
+}
+
+// Month is the resolver for the month field.
+func (r *marginRowResolver) Month(ctx context.Context, obj *billing.MarginRow) (*models.Month, error) {
+	m := obj.BillMonth()
+	return &m, nil
+}
+
+// BillStatus is the resolver for the billStatus field.
+func (r *marginRowResolver) BillStatus(ctx context.Context, obj *billing.MarginRow) (*billing.Status, error) {
+	if obj.BillStatus == "" {
+		return nil, nil
+	}
+	return &obj.BillStatus, nil
+}
+
 // ID is the resolver for the id field.
 func (r *migrationResolver) ID(ctx context.Context, obj *migration.Migration) (string, error) {
 	return obj.GlobalID(), nil
@@ -1288,6 +1307,11 @@ func (r *queryResolver) CustomerBills(ctx context.Context, partnerID *string, cu
 	return r.customerBills(ctx, partnerID, customerID, month, first, after)
 }
 
+// MarginReport is the resolver for the marginReport field.
+func (r *queryResolver) MarginReport(ctx context.Context, partnerID *string, month models.Month, first *int, after *string) (*graph.MarginRowConnection, error) {
+	return r.marginReport(ctx, partnerID, month, first, after)
+}
+
 // IncentivePolicies is the resolver for the incentivePolicies field.
 func (r *queryResolver) IncentivePolicies(ctx context.Context) ([]*billing.Policy, error) {
 	return r.Billing.Policies(ctx)
@@ -1642,6 +1666,9 @@ func (r *Resolver) IncentivePolicy() graph.IncentivePolicyResolver {
 // Invitation returns graph.InvitationResolver implementation.
 func (r *Resolver) Invitation() graph.InvitationResolver { return &invitationResolver{r} }
 
+// MarginRow returns graph.MarginRowResolver implementation.
+func (r *Resolver) MarginRow() graph.MarginRowResolver { return &marginRowResolver{r} }
+
 // Migration returns graph.MigrationResolver implementation.
 func (r *Resolver) Migration() graph.MigrationResolver { return &migrationResolver{r} }
 
@@ -1743,6 +1770,7 @@ type (
 	incentiveResolver              struct{ *Resolver }
 	incentivePolicyResolver        struct{ *Resolver }
 	invitationResolver             struct{ *Resolver }
+	marginRowResolver              struct{ *Resolver }
 	migrationResolver              struct{ *Resolver }
 	migrationItemResolver          struct{ *Resolver }
 	migrationRowErrorResolver      struct{ *Resolver }

@@ -19,6 +19,7 @@ import (
 const (
 	partnerBillLinesPath    = "/v1/partner-bills/{id}/lines.csv"
 	customerBillsExportPath = "/v1/customer-bills/export"
+	marginsExportPath       = "/v1/margins/export"
 	invoicePath             = "/v1/customer-bills/{id}/{file}"
 )
 
@@ -32,6 +33,7 @@ const (
 //     the lines of the customer bills the caller may see.
 //   - GET /v1/customer-bills/{id}/invoice.html or invoice.pdf?locale=en-US|zh-CN:
 //     a customer bill's invoice.
+//   - GET /v1/margins/export?partnerId=&month=YYYY-MM: the margin report.
 func billingRoutes(mux *http.ServeMux, svc *billing.Service, log *slog.Logger) {
 	mux.Handle("GET "+partnerBillLinesPath, authenticated(log, func(w http.ResponseWriter, r *http.Request) error {
 		id, err := ids.Decode(r.PathValue("id"), billing.TypePartnerBill)
@@ -50,6 +52,30 @@ func billingRoutes(mux *http.ServeMux, svc *billing.Service, log *slog.Logger) {
 			return err
 		}
 		exp, err := svc.PrepareCustomerBillsExport(r.Context(), f)
+		if err != nil {
+			return err
+		}
+		return streamCSV(w, exp.Filename(), func(out io.Writer) error { return exp.WriteCSV(r.Context(), out) })
+	}))
+	mux.Handle("GET "+marginsExportPath, authenticated(log, func(w http.ResponseWriter, r *http.Request) error {
+		q := r.URL.Query()
+		for k := range q {
+			if k != "partnerId" && k != "month" {
+				return apperr.Invalid(k, "unknown parameter %q: use partnerId and month", apperr.Clip(k))
+			}
+		}
+		var partner int64
+		if s := q.Get("partnerId"); s != "" {
+			var err error
+			if partner, err = ids.Decode(s, resolvers.TypeAccount); err != nil {
+				return err
+			}
+		}
+		m, err := models.ParseMonth(q.Get("month"))
+		if err != nil {
+			return err
+		}
+		exp, err := svc.PrepareMarginExport(r.Context(), partner, m)
 		if err != nil {
 			return err
 		}
