@@ -11,6 +11,7 @@ import (
 	"partnerd/billing"
 	"partnerd/credit"
 	"partnerd/expenditures"
+	"partnerd/forecast"
 	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/lifecycle"
@@ -99,6 +100,7 @@ type ComplexityRoot struct {
 		CustomerGroups   func(childComplexity int, first *int, after *string) int
 		DataDeletedAt    func(childComplexity int) int
 		Email            func(childComplexity int) int
+		Forecast         func(childComplexity int) int
 		FrozenAt         func(childComplexity int) int
 		FrozenReason     func(childComplexity int) int
 		GroupRole        func(childComplexity int) int
@@ -401,6 +403,26 @@ type ComplexityRoot struct {
 		Month       func(childComplexity int) int
 		ProductCode func(childComplexity int) int
 		Records     func(childComplexity int) int
+	}
+
+	Forecast struct {
+		ActualToDate         func(childComplexity int) int
+		AsOf                 func(childComplexity int) int
+		BudgetAmount         func(childComplexity int) int
+		BudgetExceededOn     func(childComplexity int) int
+		BudgetSpent          func(childComplexity int) int
+		CreditLimit          func(childComplexity int) int
+		CreditRunsOutOn      func(childComplexity int) int
+		DailyActual          func(childComplexity int) int
+		DailyList            func(childComplexity int) int
+		DaysElapsed          func(childComplexity int) int
+		DaysInMonth          func(childComplexity int) int
+		ListToDate           func(childComplexity int) int
+		Month                func(childComplexity int) int
+		ProjectedActual      func(childComplexity int) int
+		ProjectedAvailable   func(childComplexity int) int
+		ProjectedBudgetSpent func(childComplexity int) int
+		ProjectedList        func(childComplexity int) int
 	}
 
 	InboxMessage struct {
@@ -1036,6 +1058,7 @@ type AccountResolver interface {
 	SharingUnit(ctx context.Context, obj *models.Account) (*groups.Unit, error)
 	CustomerGroups(ctx context.Context, obj *models.Account, first *int, after *string) (*CustomerGroupConnection, error)
 	SharingUnits(ctx context.Context, obj *models.Account, first *int, after *string) (*SharingUnitConnection, error)
+	Forecast(ctx context.Context, obj *models.Account) (*forecast.Forecast, error)
 
 	ControlHistory(ctx context.Context, obj *models.Account, first *int, after *string) (*AccountControlChangeConnection, error)
 }
@@ -1499,6 +1522,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.Email(childComplexity), true
+	case "Account.forecast":
+		if e.ComplexityRoot.Account.Forecast == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Account.Forecast(childComplexity), true
 	case "Account.frozenAt":
 		if e.ComplexityRoot.Account.FrozenAt == nil {
 			break
@@ -2736,6 +2765,109 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ExpenditureSummaryRow.Records(childComplexity), true
+
+	case "Forecast.actualToDate":
+		if e.ComplexityRoot.Forecast.ActualToDate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Forecast.ActualToDate(childComplexity), true
+	case "Forecast.asOf":
+		if e.ComplexityRoot.Forecast.AsOf == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Forecast.AsOf(childComplexity), true
+	case "Forecast.budgetAmount":
+		if e.ComplexityRoot.Forecast.BudgetAmount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Forecast.BudgetAmount(childComplexity), true
+	case "Forecast.budgetExceededOn":
+		if e.ComplexityRoot.Forecast.BudgetExceededOn == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Forecast.BudgetExceededOn(childComplexity), true
+	case "Forecast.budgetSpent":
+		if e.ComplexityRoot.Forecast.BudgetSpent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Forecast.BudgetSpent(childComplexity), true
+	case "Forecast.creditLimit":
+		if e.ComplexityRoot.Forecast.CreditLimit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Forecast.CreditLimit(childComplexity), true
+	case "Forecast.creditRunsOutOn":
+		if e.ComplexityRoot.Forecast.CreditRunsOutOn == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Forecast.CreditRunsOutOn(childComplexity), true
+	case "Forecast.dailyActual":
+		if e.ComplexityRoot.Forecast.DailyActual == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Forecast.DailyActual(childComplexity), true
+	case "Forecast.dailyList":
+		if e.ComplexityRoot.Forecast.DailyList == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Forecast.DailyList(childComplexity), true
+	case "Forecast.daysElapsed":
+		if e.ComplexityRoot.Forecast.DaysElapsed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Forecast.DaysElapsed(childComplexity), true
+	case "Forecast.daysInMonth":
+		if e.ComplexityRoot.Forecast.DaysInMonth == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Forecast.DaysInMonth(childComplexity), true
+	case "Forecast.listToDate":
+		if e.ComplexityRoot.Forecast.ListToDate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Forecast.ListToDate(childComplexity), true
+	case "Forecast.month":
+		if e.ComplexityRoot.Forecast.Month == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Forecast.Month(childComplexity), true
+	case "Forecast.projectedActual":
+		if e.ComplexityRoot.Forecast.ProjectedActual == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Forecast.ProjectedActual(childComplexity), true
+	case "Forecast.projectedAvailable":
+		if e.ComplexityRoot.Forecast.ProjectedAvailable == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Forecast.ProjectedAvailable(childComplexity), true
+	case "Forecast.projectedBudgetSpent":
+		if e.ComplexityRoot.Forecast.ProjectedBudgetSpent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Forecast.ProjectedBudgetSpent(childComplexity), true
+	case "Forecast.projectedList":
+		if e.ComplexityRoot.Forecast.ProjectedList == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Forecast.ProjectedList(childComplexity), true
 
 	case "InboxMessage.body":
 		if e.ComplexityRoot.InboxMessage.Body == nil {
@@ -5958,10 +6090,35 @@ type Account implements Node {
   customerGroups(first: Int = 50, after: String): CustomerGroupConnection!
   "Partners: the savings-plan shared units of their customers, oldest first."
   sharingUnits(first: Int = 50, after: String): SharingUnitConnection!
+  "Customers: the projection of this month's spend to its end (Beijing time), for whoever sees the customer; null for other accounts."
+  forecast: Forecast
   "Customers: true while the partner bans new prepaid purchases (setPurchaseBan)."
   purchaseBanned: Boolean!
   "Customers: every change of its controls — its status (freezes by the partner, the overspend action, the arrears suspension) and the purchase ban — with who, when, the old and new value and the reason; newest first, at most 500 a page."
   controlHistory(first: Int = 50, after: String): AccountControlChangeConnection!
+}
+
+"""A customer's month-end projection. Method: the daily run-rate is the month's spend so far ÷ the days elapsed since the 1st 00:00 Beijing time (an exact fraction, at least 1); the projection is spend so far + rate × the days left to the month's end. list is at list price (what budgets count: a MONTHLY budget the month's list spend, a ONE_TIME one the spend since it was set plus the month's list rate × days left); actual is consumption after vouchers (what credit counts). Figures are exact decisions rounded half-even to 2 decimals for display. budgetExceededOn: the Beijing day (its 00:00, as a UTC time) the projection reaches the budget, today when it is already exceeded, null when not this month; creditRunsOutOn: the first day available credit is projected below 0, today when it already is, null when not this month. A customer whose projection first crosses its budget is warned once per period (forecast.budget_exceeding, with its partner), by the hourly scheduler."""
+type Forecast {
+  month: Month!
+  asOf: Time!
+  daysElapsed: Int!
+  daysInMonth: Int!
+  listToDate: Decimal!
+  actualToDate: Decimal!
+  dailyList: Decimal!
+  dailyActual: Decimal!
+  projectedList: Decimal!
+  projectedActual: Decimal!
+  creditLimit: Decimal!
+  "creditLimit − projectedActual."
+  projectedAvailable: Decimal!
+  budgetAmount: Decimal
+  "The budget's spend so far (MONTHLY: this month's list; ONE_TIME: since it was set) and its projection."
+  budgetSpent: Decimal
+  projectedBudgetSpent: Decimal
+  budgetExceededOn: Time
+  creditRunsOutOn: Time
 }
 
 enum AccountControl { STATUS PURCHASE_BAN }
@@ -6937,6 +7094,8 @@ func (ec *executionContext) childFields_Account(ctx context.Context, field graph
 		return ec.fieldContext_Account_customerGroups(ctx, field)
 	case "sharingUnits":
 		return ec.fieldContext_Account_sharingUnits(ctx, field)
+	case "forecast":
+		return ec.fieldContext_Account_forecast(ctx, field)
 	case "purchaseBanned":
 		return ec.fieldContext_Account_purchaseBanned(ctx, field)
 	case "controlHistory":
@@ -7505,6 +7664,46 @@ func (ec *executionContext) childFields_ExpenditureSummaryRow(ctx context.Contex
 		return ec.fieldContext_ExpenditureSummaryRow_records(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ExpenditureSummaryRow", field.Name)
+}
+
+func (ec *executionContext) childFields_Forecast(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "month":
+		return ec.fieldContext_Forecast_month(ctx, field)
+	case "asOf":
+		return ec.fieldContext_Forecast_asOf(ctx, field)
+	case "daysElapsed":
+		return ec.fieldContext_Forecast_daysElapsed(ctx, field)
+	case "daysInMonth":
+		return ec.fieldContext_Forecast_daysInMonth(ctx, field)
+	case "listToDate":
+		return ec.fieldContext_Forecast_listToDate(ctx, field)
+	case "actualToDate":
+		return ec.fieldContext_Forecast_actualToDate(ctx, field)
+	case "dailyList":
+		return ec.fieldContext_Forecast_dailyList(ctx, field)
+	case "dailyActual":
+		return ec.fieldContext_Forecast_dailyActual(ctx, field)
+	case "projectedList":
+		return ec.fieldContext_Forecast_projectedList(ctx, field)
+	case "projectedActual":
+		return ec.fieldContext_Forecast_projectedActual(ctx, field)
+	case "creditLimit":
+		return ec.fieldContext_Forecast_creditLimit(ctx, field)
+	case "projectedAvailable":
+		return ec.fieldContext_Forecast_projectedAvailable(ctx, field)
+	case "budgetAmount":
+		return ec.fieldContext_Forecast_budgetAmount(ctx, field)
+	case "budgetSpent":
+		return ec.fieldContext_Forecast_budgetSpent(ctx, field)
+	case "projectedBudgetSpent":
+		return ec.fieldContext_Forecast_projectedBudgetSpent(ctx, field)
+	case "budgetExceededOn":
+		return ec.fieldContext_Forecast_budgetExceededOn(ctx, field)
+	case "creditRunsOutOn":
+		return ec.fieldContext_Forecast_creditRunsOutOn(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Forecast", field.Name)
 }
 
 func (ec *executionContext) childFields_InboxMessage(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -12029,6 +12228,38 @@ func (ec *executionContext) fieldContext_Account_sharingUnits(ctx context.Contex
 	return fc, nil
 }
 
+func (ec *executionContext) _Account_forecast(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_forecast(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Account().Forecast(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *forecast.Forecast) graphql.Marshaler {
+			return ec.marshalOForecast2ᚖpartnerdᚋforecastᚐForecast(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Account_forecast(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Account",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Forecast(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Account_purchaseBanned(ctx context.Context, field graphql.CollectedField, obj *models.Account) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -16529,6 +16760,397 @@ func (ec *executionContext) _ExpenditureSummaryRow_records(ctx context.Context, 
 }
 func (ec *executionContext) fieldContext_ExpenditureSummaryRow_records(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("ExpenditureSummaryRow", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Forecast_month(ctx context.Context, field graphql.CollectedField, obj *forecast.Forecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Forecast_month(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Month, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v models.Month) graphql.Marshaler {
+			return ec.marshalNMonth2partnerdᚋmodelsᚐMonth(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Forecast_month(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Forecast", field, false, false, "Month")
+}
+
+func (ec *executionContext) _Forecast_asOf(ctx context.Context, field graphql.CollectedField, obj *forecast.Forecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Forecast_asOf(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AsOf, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Forecast_asOf(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Forecast", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Forecast_daysElapsed(ctx context.Context, field graphql.CollectedField, obj *forecast.Forecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Forecast_daysElapsed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DaysElapsed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Forecast_daysElapsed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Forecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Forecast_daysInMonth(ctx context.Context, field graphql.CollectedField, obj *forecast.Forecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Forecast_daysInMonth(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DaysInMonth, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Forecast_daysInMonth(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Forecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Forecast_listToDate(ctx context.Context, field graphql.CollectedField, obj *forecast.Forecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Forecast_listToDate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ListToDate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Forecast_listToDate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Forecast", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Forecast_actualToDate(ctx context.Context, field graphql.CollectedField, obj *forecast.Forecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Forecast_actualToDate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ActualToDate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Forecast_actualToDate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Forecast", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Forecast_dailyList(ctx context.Context, field graphql.CollectedField, obj *forecast.Forecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Forecast_dailyList(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DailyList, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Forecast_dailyList(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Forecast", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Forecast_dailyActual(ctx context.Context, field graphql.CollectedField, obj *forecast.Forecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Forecast_dailyActual(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DailyActual, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Forecast_dailyActual(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Forecast", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Forecast_projectedList(ctx context.Context, field graphql.CollectedField, obj *forecast.Forecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Forecast_projectedList(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProjectedList, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Forecast_projectedList(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Forecast", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Forecast_projectedActual(ctx context.Context, field graphql.CollectedField, obj *forecast.Forecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Forecast_projectedActual(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProjectedActual, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Forecast_projectedActual(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Forecast", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Forecast_creditLimit(ctx context.Context, field graphql.CollectedField, obj *forecast.Forecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Forecast_creditLimit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreditLimit, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Forecast_creditLimit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Forecast", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Forecast_projectedAvailable(ctx context.Context, field graphql.CollectedField, obj *forecast.Forecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Forecast_projectedAvailable(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProjectedAvailable(), nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v decimal.Decimal) graphql.Marshaler {
+			return ec.marshalNDecimal2githubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Forecast_projectedAvailable(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Forecast", field, true, false, "Decimal")
+}
+
+func (ec *executionContext) _Forecast_budgetAmount(ctx context.Context, field graphql.CollectedField, obj *forecast.Forecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Forecast_budgetAmount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BudgetAmount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *decimal.Decimal) graphql.Marshaler {
+			return ec.marshalODecimal2ᚖgithubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Forecast_budgetAmount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Forecast", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Forecast_budgetSpent(ctx context.Context, field graphql.CollectedField, obj *forecast.Forecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Forecast_budgetSpent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BudgetSpent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *decimal.Decimal) graphql.Marshaler {
+			return ec.marshalODecimal2ᚖgithubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Forecast_budgetSpent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Forecast", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Forecast_projectedBudgetSpent(ctx context.Context, field graphql.CollectedField, obj *forecast.Forecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Forecast_projectedBudgetSpent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProjectedBudgetSpent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *decimal.Decimal) graphql.Marshaler {
+			return ec.marshalODecimal2ᚖgithubᚗcomᚋshopspringᚋdecimalᚐDecimal(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Forecast_projectedBudgetSpent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Forecast", field, false, false, "Decimal")
+}
+
+func (ec *executionContext) _Forecast_budgetExceededOn(ctx context.Context, field graphql.CollectedField, obj *forecast.Forecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Forecast_budgetExceededOn(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BudgetExceededOn, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Forecast_budgetExceededOn(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Forecast", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Forecast_creditRunsOutOn(ctx context.Context, field graphql.CollectedField, obj *forecast.Forecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Forecast_creditRunsOutOn(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreditRunsOutOn, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Forecast_creditRunsOutOn(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Forecast", field, false, false, "Time")
 }
 
 func (ec *executionContext) _InboxMessage_id(ctx context.Context, field graphql.CollectedField, obj *models.InboxMessage) (ret graphql.Marshaler) {
@@ -31036,6 +31658,12 @@ func (ec *executionContext) _Account(ctx context.Context, sel ast.SelectionSet, 
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Account_sharingUnits(ctx, field, obj)
 				})
+		case "forecast":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_forecast(ctx, field, obj)
+				})
 		case "purchaseBanned":
 			out.Values[i] = ec._Account_purchaseBanned(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -32949,6 +33577,119 @@ func (ec *executionContext) _ExpenditureSummaryRow(ctx context.Context, sel ast.
 			out.Values[i] = ec._ExpenditureSummaryRow_records(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var forecastImplementors = []string{"Forecast"}
+
+func (ec *executionContext) _Forecast(ctx context.Context, sel ast.SelectionSet, obj *forecast.Forecast) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, forecastImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Forecast")
+		case "month":
+			out.Values[i] = ec._Forecast_month(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "asOf":
+			out.Values[i] = ec._Forecast_asOf(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "daysElapsed":
+			out.Values[i] = ec._Forecast_daysElapsed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "daysInMonth":
+			out.Values[i] = ec._Forecast_daysInMonth(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "listToDate":
+			out.Values[i] = ec._Forecast_listToDate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "actualToDate":
+			out.Values[i] = ec._Forecast_actualToDate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "dailyList":
+			out.Values[i] = ec._Forecast_dailyList(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "dailyActual":
+			out.Values[i] = ec._Forecast_dailyActual(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "projectedList":
+			out.Values[i] = ec._Forecast_projectedList(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "projectedActual":
+			out.Values[i] = ec._Forecast_projectedActual(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "creditLimit":
+			out.Values[i] = ec._Forecast_creditLimit(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "projectedAvailable":
+			out.Values[i] = ec._Forecast_projectedAvailable(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "budgetAmount":
+			out.Values[i] = ec._Forecast_budgetAmount(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "budgetSpent":
+			out.Values[i] = ec._Forecast_budgetSpent(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "projectedBudgetSpent":
+			out.Values[i] = ec._Forecast_projectedBudgetSpent(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "budgetExceededOn":
+			out.Values[i] = ec._Forecast_budgetExceededOn(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "creditRunsOutOn":
+			out.Values[i] = ec._Forecast_creditRunsOutOn(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -39950,6 +40691,13 @@ func (ec *executionContext) unmarshalOExpenditureFilter2ᚖpartnerdᚋgraphᚐEx
 	}
 	res, err := ec.unmarshalInputExpenditureFilter(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOForecast2ᚖpartnerdᚋforecastᚐForecast(ctx context.Context, sel ast.SelectionSet, v *forecast.Forecast) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Forecast(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOFrozenReason2ᚖpartnerdᚋmodelsᚐFrozenReason(ctx context.Context, v any) (*models.FrozenReason, error) {

@@ -248,6 +248,7 @@ func NewCatalogue() *Catalogue {
 		Audience: func(e VoucherIssuanceDecided) []Audience { return []Audience{To(e.ResellerID, fin)} },
 		Defaults: InSiteAndEmail(),
 	})
+	registerForecasts(c)
 	return c
 }
 

@@ -9,6 +9,7 @@ import (
 	"partnerd/accounts"
 	"partnerd/billing"
 	"partnerd/credit"
+	"partnerd/forecast"
 	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/models"
@@ -43,7 +44,9 @@ type Loaders struct {
 	Voucher           *dataloader.Loader[int64, *vouchers.Voucher]
 	VoucherIssuance   *dataloader.Loader[int64, *vouchers.Issuance]
 	VoucherRedemption *dataloader.Loader[redemptionKey, *store.Page[*vouchers.Redemption]]
-	done              *prefetched
+	// Forecast: customers' month-end projections through the scope.
+	Forecast *dataloader.Loader[int64, *forecast.Forecast]
+	done     *prefetched
 }
 
 // byID is a loader of values by id from fetch, which loads many ids in one
@@ -123,6 +126,7 @@ func (r *Resolver) WithLoaders(ctx context.Context) context.Context {
 		VoucherTemplate:  byID(r.VoucherService.TemplatesByID),
 		Voucher:          byID(r.VoucherService.VouchersByID),
 		VoucherIssuance:  byID(r.VoucherService.IssuancesByID),
+		Forecast:         byID(r.Forecasts.Forecast),
 		VoucherRedemption: dataloader.NewBatchedLoader(func(ctx context.Context, keys []redemptionKey) []*dataloader.Result[*store.Page[*vouchers.Redemption]] {
 			// Keys that share the page size and cursor are one query.
 			groups := map[[2]int64][]int{}

@@ -9,6 +9,7 @@ import (
 	"partnerd/billing"
 	"partnerd/credit"
 	"partnerd/expenditures"
+	"partnerd/forecast"
 	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/lifecycle"
@@ -38,6 +39,8 @@ type Resolver struct {
 	// VoucherService holds voucher pools, templates, vouchers and
 	// redemptions (the name Vouchers is the query field's resolver).
 	VoucherService *vouchers.Service
+	// Forecasts projects customers' month-end spend.
+	Forecasts *forecast.Service
 	// PublicURL is where users reach the product (download links start
 	// with it).
 	PublicURL string

@@ -11,6 +11,7 @@ import (
 	"partnerd/billing"
 	"partnerd/credit"
 	"partnerd/expenditures"
+	"partnerd/forecast"
 	"partnerd/graph"
 	"partnerd/groups"
 	"partnerd/guard"
@@ -160,6 +161,11 @@ func (r *accountResolver) CustomerGroups(ctx context.Context, obj *models.Accoun
 // SharingUnits is the resolver for the sharingUnits field.
 func (r *accountResolver) SharingUnits(ctx context.Context, obj *models.Account, first *int, after *string) (*graph.SharingUnitConnection, error) {
 	return r.sharingUnits(ctx, obj, first, after)
+}
+
+// Forecast is the resolver for the forecast field.
+func (r *accountResolver) Forecast(ctx context.Context, obj *models.Account) (*forecast.Forecast, error) {
+	return r.loaders(ctx).Forecast.Load(ctx, obj.ID)()
 }
 
 // ControlHistory is the resolver for the controlHistory field.

@@ -36,6 +36,7 @@ import (
 	"partnerd/billing"
 	"partnerd/credit"
 	"partnerd/expenditures"
+	"partnerd/forecast"
 	"partnerd/graph"
 	"partnerd/groups"
 	"partnerd/guard"
@@ -69,6 +70,8 @@ type Deps struct {
 	Billing *billing.Service
 	// Vouchers holds voucher pools, templates, vouchers and redemptions.
 	Vouchers *vouchers.Service
+	// Forecasts projects customers' month-end spend.
+	Forecasts *forecast.Service
 	// PublicURL is where users reach the product; download links in the
 	// API start with it.
 	PublicURL string
@@ -149,7 +152,7 @@ func New(d Deps, opts Options) http.Handler {
 
 func newGraphQL(d Deps, opts Options, m *metrics) http.Handler {
 	res := &resolvers.Resolver{Accounts: d.Accounts, Credit: d.Credit, Spend: d.Spend, Live: d.Hub, Notify: d.Notify, Guard: d.Guard, Groups: d.Groups, Lifecycle: d.Lifecycle, Batches: d.Migration,
-		ExpenditureQueries: d.Expenditures, Billing: d.Billing, VoucherService: d.Vouchers, PublicURL: strings.TrimRight(d.PublicURL, "/")}
+		ExpenditureQueries: d.Expenditures, Billing: d.Billing, VoucherService: d.Vouchers, Forecasts: d.Forecasts, PublicURL: strings.TrimRight(d.PublicURL, "/")}
 	cfg := graph.Config{Resolvers: res}
 	setComplexity(&cfg)
 	srv := handler.New(graph.NewExecutableSchema(cfg))

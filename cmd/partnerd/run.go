@@ -22,6 +22,7 @@ import (
 	"partnerd/credit"
 	"partnerd/demo"
 	"partnerd/expenditures"
+	"partnerd/forecast"
 	"partnerd/groups"
 	"partnerd/guard"
 	"partnerd/lifecycle"
@@ -219,7 +220,8 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		h := server.New(server.Deps{Store: st, Accounts: svc, Credit: dom.Credit, Spend: dom.Spend, Hub: hub, Notify: notifications, Guard: dom.Guard, Groups: dom.Groups,
 			Lifecycle: dom.Lifecycle, Migration: dom.Migration,
-			Expenditures: expenditures.New(st, cfg.BillingTimezone), Billing: dom.Billing, Vouchers: dom.Vouchers, PublicURL: cfg.PublicURL, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
+			Expenditures: expenditures.New(st, cfg.BillingTimezone), Billing: dom.Billing, Vouchers: dom.Vouchers,
+			Forecasts: forecast.New(st, forecast.Options{Location: cfg.BillingTimezone, Log: log}), PublicURL: cfg.PublicURL, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
 			server.Options{Playground: cfg.Playground, Monitoring: true, Limits: server.Limits{
 				Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, ParserTokens: cfg.MaxTokens, BodyBytes: cfg.MaxBody, UploadBytes: cfg.MaxUpload}})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -256,6 +258,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		mw.Handle(mux)
 		workers.HandleBilling(mux, dom.Billing, cfg.BillSchedule)
 		workers.HandleVouchers(mux, dom.Vouchers)
+		workers.HandleForecast(mux, forecast.New(st, forecast.Options{Location: cfg.BillingTimezone, Log: log}))
 		taskSrv = workers.NewServer(cfg.QueueRedis, workers.ServerConfig{Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: cfg.ShutdownTimeout}, log)
 		if err := taskSrv.Start(mux); err != nil {
 			return fmt.Errorf("start workers: %w", err)
@@ -267,7 +270,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 	if r.scheduler {
 		entries := append(append(append(workers.DefaultEntries(), workers.NotificationEntries()...), workers.GuardEntries()...), workers.LifecycleEntries()...)
 		entries = append(append(entries, workers.MigrationEntries()...), workers.BillingEntries()...)
-		entries = append(entries, workers.VouchersEntries()...)
+		entries = append(append(entries, workers.VouchersEntries()...), workers.ForecastEntries()...)
 		sched := workers.NewScheduler(queue, entries, st.Clock(), log)
 		goRun("scheduler", sched.Run)
 		log.Info("scheduler started")
