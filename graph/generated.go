@@ -43,6 +43,7 @@ type ResolverRoot interface {
 	Account() AccountResolver
 	AccountConnection() AccountConnectionResolver
 	AccountControlResult() AccountControlResultResolver
+	ApplicationLink() ApplicationLinkResolver
 	AuditEntry() AuditEntryResolver
 	BillAdjustment() BillAdjustmentResolver
 	Budget() BudgetResolver
@@ -58,6 +59,7 @@ type ResolverRoot interface {
 	Incentive() IncentiveResolver
 	IncentivePolicy() IncentivePolicyResolver
 	Invitation() InvitationResolver
+	LinkApplication() LinkApplicationResolver
 	MarginRow() MarginRowResolver
 	Migration() MigrationResolver
 	MigrationItem() MigrationItemResolver
@@ -168,6 +170,38 @@ type ComplexityRoot struct {
 		Token     func(childComplexity int) int
 	}
 
+	ApplicationLink struct {
+		CreatedAt  func(childComplexity int) int
+		ExpiresAt  func(childComplexity int) int
+		ID         func(childComplexity int) int
+		Kind       func(childComplexity int) int
+		Partner    func(childComplexity int) int
+		Remaining  func(childComplexity int) int
+		RevokedAt  func(childComplexity int) int
+		Status     func(childComplexity int) int
+		UsageLimit func(childComplexity int) int
+		Uses       func(childComplexity int) int
+	}
+
+	ApplicationLinkConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	ApplicationLinkEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	ApplicationLinkPreview struct {
+		ExpiresAt   func(childComplexity int) int
+		Kind        func(childComplexity int) int
+		PartnerKind func(childComplexity int) int
+		PartnerName func(childComplexity int) int
+		Status      func(childComplexity int) int
+	}
+
 	ArrearsExemption struct {
 		Postpaid func(childComplexity int) int
 		Prepaid  func(childComplexity int) int
@@ -211,6 +245,12 @@ type ComplexityRoot struct {
 		Thresholds      func(childComplexity int) int
 		Type            func(childComplexity int) int
 		UsedPercent     func(childComplexity int) int
+	}
+
+	CreatedApplicationLink struct {
+		Link  func(childComplexity int) int
+		Token func(childComplexity int) int
+		URL   func(childComplexity int) int
 	}
 
 	Credit struct {
@@ -527,6 +567,29 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	LinkApplication struct {
+		Applicant func(childComplexity int) int
+		AppliedAt func(childComplexity int) int
+		DecidedAt func(childComplexity int) int
+		ID        func(childComplexity int) int
+		Kind      func(childComplexity int) int
+		Link      func(childComplexity int) int
+		Partner   func(childComplexity int) int
+		Reason    func(childComplexity int) int
+		Status    func(childComplexity int) int
+	}
+
+	LinkApplicationConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	LinkApplicationEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	MarginRow struct {
 		BillStatus    func(childComplexity int) int
 		Cost          func(childComplexity int) int
@@ -620,6 +683,8 @@ type ComplexityRoot struct {
 		AllocateCredit              func(childComplexity int, childID string, amount decimal.Decimal) int
 		AllocateVoucherQuota        func(childComplexity int, resellerID string, amount decimal.Decimal) int
 		ApplyForPayout              func(childComplexity int, incentiveID string) int
+		ApplyWithLink               func(childComplexity int, token string) int
+		ApproveLinkApplication      func(childComplexity int, id string, note *string) int
 		ApproveMigration            func(childComplexity int, id string, acknowledgeDataTransferStatement *bool) int
 		ApprovePayout               func(childComplexity int, incentiveID string) int
 		ApproveVoucherIssuance      func(childComplexity int, id string) int
@@ -630,6 +695,7 @@ type ComplexityRoot struct {
 		ConfirmUnbinding            func(childComplexity int, id string) int
 		CreateAPIToken              func(childComplexity int, userID string, ttlHours *int) int
 		CreateAccount               func(childComplexity int, input CreateAccountInput) int
+		CreateApplicationLink       func(childComplexity int, partnerID string, kind lifecycle.LinkKind, expiresAt time.Time, usageLimit *int) int
 		CreateCustomerGroup         func(childComplexity int, name string, administratorID string, memberIds []string) int
 		CreateIncentivePolicy       func(childComplexity int, name string, effectiveMonth models.Month, tiers []*IncentiveTierInput) int
 		CreateMigration             func(childComplexity int, sourceID string, rows []*MigrationRowInput, file *graphql.Upload) int
@@ -654,6 +720,7 @@ type ComplexityRoot struct {
 		ReclaimVoucherQuota         func(childComplexity int, resellerID string, amount decimal.Decimal) int
 		RecordExpenditures          func(childComplexity int, records []*ExpenditureInput) int
 		RegisterResource            func(childComplexity int, customerID string, productCode string, externalID string) int
+		RejectLinkApplication       func(childComplexity int, id string, reason string) int
 		RejectMigration             func(childComplexity int, id string, reason string) int
 		RejectPayout                func(childComplexity int, incentiveID string, reason string) int
 		RejectUnbinding             func(childComplexity int, id string, reason *string) int
@@ -666,6 +733,7 @@ type ComplexityRoot struct {
 		RetireVoucherTemplate       func(childComplexity int, id string) int
 		ReverseCredit               func(childComplexity int, childID string, amount decimal.Decimal) int
 		RevokeAPIToken              func(childComplexity int, id string) int
+		RevokeApplicationLink       func(childComplexity int, id string) int
 		RevokeInvitation            func(childComplexity int, id string) int
 		SetAccountTags              func(childComplexity int, accountID string, tags []*TagInput) int
 		SetArrearsExemption         func(childComplexity int, customerID string, postpaid bool, prepaid bool) int
@@ -679,6 +747,7 @@ type ComplexityRoot struct {
 		UnfreezeAccounts            func(childComplexity int, accountIds []string, reason string) int
 		UpdateAccount               func(childComplexity int, id string, input UpdateAccountInput) int
 		UpdateVoucherTemplate       func(childComplexity int, id string, input VoucherTemplateInput) int
+		WithdrawLinkApplication     func(childComplexity int, id string) int
 	}
 
 	NotificationPreference struct {
@@ -743,6 +812,8 @@ type ComplexityRoot struct {
 
 	Query struct {
 		Account                 func(childComplexity int, id string) int
+		ApplicationLinkPreview  func(childComplexity int, token string) int
+		ApplicationLinks        func(childComplexity int, partnerID string, first *int, after *string) int
 		AuditLog                func(childComplexity int, accountID string, includeDescendants *bool, first *int, after *string) int
 		Bills                   func(childComplexity int, partnerID *string, month *models.Month, status *billing.Status, first *int, after *string) int
 		CreditLedger            func(childComplexity int, accountID string, first *int, after *string) int
@@ -755,6 +826,7 @@ type ComplexityRoot struct {
 		IncentivePolicies       func(childComplexity int) int
 		Incentives              func(childComplexity int, partnerID *string, status *billing.IncentiveStatus, first *int, after *string) int
 		Invitations             func(childComplexity int, status *InvitationStatus, first *int, after *string) int
+		LinkApplications        func(childComplexity int, partnerID *string, linkID *string, applicantID *string, status *lifecycle.ApplicationStatus, first *int, after *string) int
 		MarginReport            func(childComplexity int, partnerID *string, month models.Month, first *int, after *string) int
 		Me                      func(childComplexity int) int
 		Migration               func(childComplexity int, id string) int
@@ -1071,6 +1143,10 @@ type AccountControlResultResolver interface {
 	Code(ctx context.Context, obj *guard.ControlResult) (*string, error)
 	Message(ctx context.Context, obj *guard.ControlResult) (*string, error)
 }
+type ApplicationLinkResolver interface {
+	ID(ctx context.Context, obj *lifecycle.ApplicationLink) (string, error)
+	Partner(ctx context.Context, obj *lifecycle.ApplicationLink) (*models.Account, error)
+}
 type AuditEntryResolver interface {
 	ID(ctx context.Context, obj *models.AuditEntry) (string, error)
 
@@ -1172,6 +1248,12 @@ type InvitationResolver interface {
 
 	Customer(ctx context.Context, obj *lifecycle.Invitation) (*models.Account, error)
 }
+type LinkApplicationResolver interface {
+	ID(ctx context.Context, obj *lifecycle.LinkApplication) (string, error)
+	Link(ctx context.Context, obj *lifecycle.LinkApplication) (*lifecycle.ApplicationLink, error)
+	Partner(ctx context.Context, obj *lifecycle.LinkApplication) (*models.Account, error)
+	Applicant(ctx context.Context, obj *lifecycle.LinkApplication) (*models.Account, error)
+}
 type MarginRowResolver interface {
 	Customer(ctx context.Context, obj *billing.MarginRow) (*models.Account, error)
 	Month(ctx context.Context, obj *billing.MarginRow) (*models.Month, error)
@@ -1229,6 +1311,12 @@ type MutationResolver interface {
 	AcceptInvitation(ctx context.Context, token string) (*models.Account, error)
 	DeclineInvitation(ctx context.Context, token string) (bool, error)
 	RevokeInvitation(ctx context.Context, id string) (*lifecycle.Invitation, error)
+	CreateApplicationLink(ctx context.Context, partnerID string, kind lifecycle.LinkKind, expiresAt time.Time, usageLimit *int) (*CreatedApplicationLink, error)
+	RevokeApplicationLink(ctx context.Context, id string) (*lifecycle.ApplicationLink, error)
+	ApplyWithLink(ctx context.Context, token string) (*lifecycle.LinkApplication, error)
+	ApproveLinkApplication(ctx context.Context, id string, note *string) (*lifecycle.LinkApplication, error)
+	RejectLinkApplication(ctx context.Context, id string, reason string) (*lifecycle.LinkApplication, error)
+	WithdrawLinkApplication(ctx context.Context, id string) (*lifecycle.LinkApplication, error)
 	RequestUnbinding(ctx context.Context, customerID string) (*lifecycle.Unbinding, error)
 	ConfirmUnbinding(ctx context.Context, id string) (*lifecycle.Unbinding, error)
 	RejectUnbinding(ctx context.Context, id string, reason *string) (*lifecycle.Unbinding, error)
@@ -1309,6 +1397,9 @@ type QueryResolver interface {
 	NotificationPreferences(ctx context.Context) ([]*notify.Preference, error)
 	Unbinding(ctx context.Context, id string) (*lifecycle.Unbinding, error)
 	Invitations(ctx context.Context, status *InvitationStatus, first *int, after *string) (*InvitationConnection, error)
+	ApplicationLinks(ctx context.Context, partnerID string, first *int, after *string) (*ApplicationLinkConnection, error)
+	LinkApplications(ctx context.Context, partnerID *string, linkID *string, applicantID *string, status *lifecycle.ApplicationStatus, first *int, after *string) (*LinkApplicationConnection, error)
+	ApplicationLinkPreview(ctx context.Context, token string) (*lifecycle.LinkPreview, error)
 	Migration(ctx context.Context, id string) (*migration.Migration, error)
 	Migrations(ctx context.Context, status *migration.Status, role *migration.Role, first *int, after *string) ([]*migration.Migration, error)
 	MigrationTemplate(ctx context.Context) (string, error)
@@ -1820,6 +1911,130 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.ApiToken.Token(childComplexity), true
 
+	case "ApplicationLink.createdAt":
+		if e.ComplexityRoot.ApplicationLink.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplicationLink.CreatedAt(childComplexity), true
+	case "ApplicationLink.expiresAt":
+		if e.ComplexityRoot.ApplicationLink.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplicationLink.ExpiresAt(childComplexity), true
+	case "ApplicationLink.id":
+		if e.ComplexityRoot.ApplicationLink.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplicationLink.ID(childComplexity), true
+	case "ApplicationLink.kind":
+		if e.ComplexityRoot.ApplicationLink.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplicationLink.Kind(childComplexity), true
+	case "ApplicationLink.partner":
+		if e.ComplexityRoot.ApplicationLink.Partner == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplicationLink.Partner(childComplexity), true
+	case "ApplicationLink.remaining":
+		if e.ComplexityRoot.ApplicationLink.Remaining == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplicationLink.Remaining(childComplexity), true
+	case "ApplicationLink.revokedAt":
+		if e.ComplexityRoot.ApplicationLink.RevokedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplicationLink.RevokedAt(childComplexity), true
+	case "ApplicationLink.status":
+		if e.ComplexityRoot.ApplicationLink.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplicationLink.Status(childComplexity), true
+	case "ApplicationLink.usageLimit":
+		if e.ComplexityRoot.ApplicationLink.UsageLimit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplicationLink.UsageLimit(childComplexity), true
+	case "ApplicationLink.uses":
+		if e.ComplexityRoot.ApplicationLink.Uses == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplicationLink.Uses(childComplexity), true
+
+	case "ApplicationLinkConnection.edges":
+		if e.ComplexityRoot.ApplicationLinkConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplicationLinkConnection.Edges(childComplexity), true
+	case "ApplicationLinkConnection.pageInfo":
+		if e.ComplexityRoot.ApplicationLinkConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplicationLinkConnection.PageInfo(childComplexity), true
+	case "ApplicationLinkConnection.totalCount":
+		if e.ComplexityRoot.ApplicationLinkConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplicationLinkConnection.TotalCount(childComplexity), true
+
+	case "ApplicationLinkEdge.cursor":
+		if e.ComplexityRoot.ApplicationLinkEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplicationLinkEdge.Cursor(childComplexity), true
+	case "ApplicationLinkEdge.node":
+		if e.ComplexityRoot.ApplicationLinkEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplicationLinkEdge.Node(childComplexity), true
+
+	case "ApplicationLinkPreview.expiresAt":
+		if e.ComplexityRoot.ApplicationLinkPreview.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplicationLinkPreview.ExpiresAt(childComplexity), true
+	case "ApplicationLinkPreview.kind":
+		if e.ComplexityRoot.ApplicationLinkPreview.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplicationLinkPreview.Kind(childComplexity), true
+	case "ApplicationLinkPreview.partnerKind":
+		if e.ComplexityRoot.ApplicationLinkPreview.PartnerKind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplicationLinkPreview.PartnerKind(childComplexity), true
+	case "ApplicationLinkPreview.partnerName":
+		if e.ComplexityRoot.ApplicationLinkPreview.PartnerName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplicationLinkPreview.PartnerName(childComplexity), true
+	case "ApplicationLinkPreview.status":
+		if e.ComplexityRoot.ApplicationLinkPreview.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplicationLinkPreview.Status(childComplexity), true
+
 	case "ArrearsExemption.postpaid":
 		if e.ComplexityRoot.ArrearsExemption.Postpaid == nil {
 			break
@@ -1987,6 +2202,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Budget.UsedPercent(childComplexity), true
+
+	case "CreatedApplicationLink.link":
+		if e.ComplexityRoot.CreatedApplicationLink.Link == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreatedApplicationLink.Link(childComplexity), true
+	case "CreatedApplicationLink.token":
+		if e.ComplexityRoot.CreatedApplicationLink.Token == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreatedApplicationLink.Token(childComplexity), true
+	case "CreatedApplicationLink.url":
+		if e.ComplexityRoot.CreatedApplicationLink.URL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreatedApplicationLink.URL(childComplexity), true
 
 	case "Credit.allocatable":
 		if e.ComplexityRoot.Credit.Allocatable == nil {
@@ -3243,6 +3477,93 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.InvitationEdge.Node(childComplexity), true
 
+	case "LinkApplication.applicant":
+		if e.ComplexityRoot.LinkApplication.Applicant == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LinkApplication.Applicant(childComplexity), true
+	case "LinkApplication.appliedAt":
+		if e.ComplexityRoot.LinkApplication.AppliedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LinkApplication.AppliedAt(childComplexity), true
+	case "LinkApplication.decidedAt":
+		if e.ComplexityRoot.LinkApplication.DecidedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LinkApplication.DecidedAt(childComplexity), true
+	case "LinkApplication.id":
+		if e.ComplexityRoot.LinkApplication.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LinkApplication.ID(childComplexity), true
+	case "LinkApplication.kind":
+		if e.ComplexityRoot.LinkApplication.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LinkApplication.Kind(childComplexity), true
+	case "LinkApplication.link":
+		if e.ComplexityRoot.LinkApplication.Link == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LinkApplication.Link(childComplexity), true
+	case "LinkApplication.partner":
+		if e.ComplexityRoot.LinkApplication.Partner == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LinkApplication.Partner(childComplexity), true
+	case "LinkApplication.reason":
+		if e.ComplexityRoot.LinkApplication.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LinkApplication.Reason(childComplexity), true
+	case "LinkApplication.status":
+		if e.ComplexityRoot.LinkApplication.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LinkApplication.Status(childComplexity), true
+
+	case "LinkApplicationConnection.edges":
+		if e.ComplexityRoot.LinkApplicationConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LinkApplicationConnection.Edges(childComplexity), true
+	case "LinkApplicationConnection.pageInfo":
+		if e.ComplexityRoot.LinkApplicationConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LinkApplicationConnection.PageInfo(childComplexity), true
+	case "LinkApplicationConnection.totalCount":
+		if e.ComplexityRoot.LinkApplicationConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LinkApplicationConnection.TotalCount(childComplexity), true
+
+	case "LinkApplicationEdge.cursor":
+		if e.ComplexityRoot.LinkApplicationEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LinkApplicationEdge.Cursor(childComplexity), true
+	case "LinkApplicationEdge.node":
+		if e.ComplexityRoot.LinkApplicationEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LinkApplicationEdge.Node(childComplexity), true
+
 	case "MarginRow.billStatus":
 		if e.ComplexityRoot.MarginRow.BillStatus == nil {
 			break
@@ -3665,6 +3986,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ApplyForPayout(childComplexity, args["incentiveId"].(string)), true
+	case "Mutation.applyWithLink":
+		if e.ComplexityRoot.Mutation.ApplyWithLink == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_applyWithLink_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ApplyWithLink(childComplexity, args["token"].(string)), true
+	case "Mutation.approveLinkApplication":
+		if e.ComplexityRoot.Mutation.ApproveLinkApplication == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_approveLinkApplication_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ApproveLinkApplication(childComplexity, args["id"].(string), args["note"].(*string)), true
 	case "Mutation.approveMigration":
 		if e.ComplexityRoot.Mutation.ApproveMigration == nil {
 			break
@@ -3775,6 +4118,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateAccount(childComplexity, args["input"].(CreateAccountInput)), true
+	case "Mutation.createApplicationLink":
+		if e.ComplexityRoot.Mutation.CreateApplicationLink == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createApplicationLink_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateApplicationLink(childComplexity, args["partnerId"].(string), args["kind"].(lifecycle.LinkKind), args["expiresAt"].(time.Time), args["usageLimit"].(*int)), true
 	case "Mutation.createCustomerGroup":
 		if e.ComplexityRoot.Mutation.CreateCustomerGroup == nil {
 			break
@@ -4034,6 +4388,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RegisterResource(childComplexity, args["customerId"].(string), args["productCode"].(string), args["externalId"].(string)), true
+	case "Mutation.rejectLinkApplication":
+		if e.ComplexityRoot.Mutation.RejectLinkApplication == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_rejectLinkApplication_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RejectLinkApplication(childComplexity, args["id"].(string), args["reason"].(string)), true
 	case "Mutation.rejectMigration":
 		if e.ComplexityRoot.Mutation.RejectMigration == nil {
 			break
@@ -4166,6 +4531,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RevokeAPIToken(childComplexity, args["id"].(string)), true
+	case "Mutation.revokeApplicationLink":
+		if e.ComplexityRoot.Mutation.RevokeApplicationLink == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_revokeApplicationLink_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RevokeApplicationLink(childComplexity, args["id"].(string)), true
 	case "Mutation.revokeInvitation":
 		if e.ComplexityRoot.Mutation.RevokeInvitation == nil {
 			break
@@ -4309,6 +4685,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.UpdateVoucherTemplate(childComplexity, args["id"].(string), args["input"].(VoucherTemplateInput)), true
+	case "Mutation.withdrawLinkApplication":
+		if e.ComplexityRoot.Mutation.WithdrawLinkApplication == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_withdrawLinkApplication_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.WithdrawLinkApplication(childComplexity, args["id"].(string)), true
 
 	case "NotificationPreference.channel":
 		if e.ComplexityRoot.NotificationPreference.Channel == nil {
@@ -4567,6 +4954,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Account(childComplexity, args["id"].(string)), true
+	case "Query.applicationLinkPreview":
+		if e.ComplexityRoot.Query.ApplicationLinkPreview == nil {
+			break
+		}
+
+		args, err := ec.field_Query_applicationLinkPreview_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.ApplicationLinkPreview(childComplexity, args["token"].(string)), true
+	case "Query.applicationLinks":
+		if e.ComplexityRoot.Query.ApplicationLinks == nil {
+			break
+		}
+
+		args, err := ec.field_Query_applicationLinks_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.ApplicationLinks(childComplexity, args["partnerId"].(string), args["first"].(*int), args["after"].(*string)), true
 	case "Query.auditLog":
 		if e.ComplexityRoot.Query.AuditLog == nil {
 			break
@@ -4695,6 +5104,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Invitations(childComplexity, args["status"].(*InvitationStatus), args["first"].(*int), args["after"].(*string)), true
+	case "Query.linkApplications":
+		if e.ComplexityRoot.Query.LinkApplications == nil {
+			break
+		}
+
+		args, err := ec.field_Query_linkApplications_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.LinkApplications(childComplexity, args["partnerId"].(*string), args["linkId"].(*string), args["applicantId"].(*string), args["status"].(*lifecycle.ApplicationStatus), args["first"].(*int), args["after"].(*string)), true
 	case "Query.marginReport":
 		if e.ComplexityRoot.Query.MarginReport == nil {
 			break
@@ -6129,6 +6549,48 @@ type AccountControlChangeEdge { cursor: String! node: AccountControlChange! }
 "What became of one account of a batch freeze or unfreeze: account after the change, or the error code (as extensions.code would be: NOT_FOUND, VALIDATION, FORBIDDEN, PRECONDITION_FAILED) and message it was refused with — nothing changed for it. A repeated ID is VALIDATION with a message starting DUPLICATE."
 type AccountControlResult { accountId: ID! account: Account code: String message: String }
 
+enum ApplicationLinkKind { CUSTOMER RESELLER }
+"UNUSED: no application yet; USED: at least one (or used up); EXPIRED: past its expiry while it could still take applications; REVOKED: by the partner."
+enum ApplicationLinkStatus { UNUSED USED EXPIRED REVOKED }
+enum LinkApplicationStatus { PENDING APPROVED REJECTED WITHDRAWN }
+"""A partner's application link: PERSONAL accounts apply through it (applyWithLink) to become its CUSTOMER or — a distributor's RESELLER link — its second-level RESELLER. The token is shown once, at creation (the link PUBLIC_URL/application-links/apply?token=TOKEN); only its hash is kept."""
+type ApplicationLink implements Node {
+  id: ID!
+  partner: Account!
+  kind: ApplicationLinkKind!
+  expiresAt: Time!
+  "How many applications it takes; null: no limit."
+  usageLimit: Int
+  uses: Int!
+  "Applications it still takes under its limit; null: no limit."
+  remaining: Int
+  status: ApplicationLinkStatus!
+  createdAt: Time!
+  revokedAt: Time
+}
+type ApplicationLinkConnection { edges: [ApplicationLinkEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type ApplicationLinkEdge { cursor: String! node: ApplicationLink! }
+"A new link and its token, shown only here."
+type CreatedApplicationLink { link: ApplicationLink! token: String! url: String! }
+"What a link's token tells whoever holds it before applying."
+type ApplicationLinkPreview { partnerName: String! partnerKind: AccountKind! kind: ApplicationLinkKind! expiresAt: Time! status: ApplicationLinkStatus! }
+"""A PERSONAL account's application through a link. reason: the partner's reason of a rejection (or a note with an approval), or why it was withdrawn (the applicant's own withdrawal, or another partner taking the account)."""
+type LinkApplication implements Node {
+  id: ID!
+  "null for a caller that does not see the link (the applicant)."
+  link: ApplicationLink
+  "The partner applied to (the applicant sees it too)."
+  partner: Account
+  applicant: Account!
+  kind: ApplicationLinkKind!
+  status: LinkApplicationStatus!
+  reason: String!
+  appliedAt: Time!
+  decidedAt: Time
+}
+type LinkApplicationConnection { edges: [LinkApplicationEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type LinkApplicationEdge { cursor: String! node: LinkApplication! }
+
 enum InvitationStatus { PENDING ACCEPTED DECLINED REVOKED EXPIRED }
 "A partner's invitation to a PERSONAL account. The token travels only in the invitation email (and in-site message), as the link PUBLIC_URL/invitations/accept?token=TOKEN; it is valid 7 days."
 type Invitation implements Node {
@@ -6846,6 +7308,12 @@ type Query {
   unbinding(id: ID!): Unbinding
   "Invitations sent by the caller's partner account, or addressed to the caller's own account, newest first."
   invitations(status: InvitationStatus, first: Int = 50, after: String): InvitationConnection!
+  "A partner's application links, newest first (the partner's ADMIN or OPERATOR, or one above it; NOT_FOUND outside the scope)."
+  applicationLinks(partnerId: ID!, first: Int = 50, after: String): ApplicationLinkConnection!
+  "Applications, newest first: to a partner (partnerId), through a link (linkId: its history) or made by an account (applicantId) — exactly one (else VALIDATION), narrowed by status. The caller sees those whose partner is in its scope and those its own account made."
+  linkApplications(partnerId: ID, linkId: ID, applicantId: ID, status: LinkApplicationStatus, first: Int = 50, after: String): LinkApplicationConnection!
+  "Whose link a token is, for any signed-in user holding it (NOT_FOUND for an unknown or revoked token)."
+  applicationLinkPreview(token: String!): ApplicationLinkPreview!
   migration(id: ID!): Migration
   "The batches that concern the caller's account, newest first; after is the ID of the last batch of the previous page."
   migrations(status: MigrationStatus, role: MigrationRole, first: Int = 50, after: String): [Migration!]!
@@ -6927,6 +7395,18 @@ type Mutation {
   declineInvitation(token: String!): Boolean!
   "By the inviting partner: withdraws a pending invitation."
   revokeInvitation(id: ID!): Invitation!
+  "A partner's ADMIN or OPERATOR (or one above it) creates an application link. VALIDATION: not a partner, a RESELLER link of a non-distributor, an expiry not in the next 90 days, a usageLimit outside 1..100000."
+  createApplicationLink(partnerId: ID!, kind: ApplicationLinkKind!, expiresAt: Time!, usageLimit: Int): CreatedApplicationLink!
+  "Revokes a link (CONFLICT when already revoked); its pending applications stay pending."
+  revokeApplicationLink(id: ID!): ApplicationLink!
+  "A PERSONAL account's ADMIN applies through a link (FORBIDDEN for anyone else). NOT_FOUND: unknown or revoked token; PRECONDITION_FAILED: expired or used up, or the account cannot be associated (frozen, in arrears, no longer personal, a reseller link with unreleased resources); CONFLICT: a pending application to the same partner already."
+  applyWithLink(token: String!): LinkApplication!
+  "The partner (ADMIN or OPERATOR, or one above it) approves a pending application: the refusals are checked again, then the account becomes its CUSTOMER (FROZEN as a new customer until it gets a budget) or second-level RESELLER; the applicant's other pending applications are withdrawn. CONFLICT when not pending."
+  approveLinkApplication(id: ID!, note: String): LinkApplication!
+  "The partner rejects a pending application with a reason (1..500 characters)."
+  rejectLinkApplication(id: ID!, reason: String!): LinkApplication!
+  "The applicant's ADMIN withdraws its pending application."
+  withdrawLinkApplication(id: ID!): LinkApplication!
   "By the customer's own partner or the customer itself (ADMIN or OPERATOR): starts an unbinding that the other side confirms or rejects."
   requestUnbinding(customerId: ID!): Unbinding!
   "By the side that did not request it: the customer becomes a PERSONAL account, its credit returns to the partner and its budget goes."
@@ -7192,6 +7672,70 @@ func (ec *executionContext) childFields_ApiToken(ctx context.Context, field grap
 	return nil, fmt.Errorf("no field named %q was found under type ApiToken", field.Name)
 }
 
+func (ec *executionContext) childFields_ApplicationLink(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_ApplicationLink_id(ctx, field)
+	case "partner":
+		return ec.fieldContext_ApplicationLink_partner(ctx, field)
+	case "kind":
+		return ec.fieldContext_ApplicationLink_kind(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_ApplicationLink_expiresAt(ctx, field)
+	case "usageLimit":
+		return ec.fieldContext_ApplicationLink_usageLimit(ctx, field)
+	case "uses":
+		return ec.fieldContext_ApplicationLink_uses(ctx, field)
+	case "remaining":
+		return ec.fieldContext_ApplicationLink_remaining(ctx, field)
+	case "status":
+		return ec.fieldContext_ApplicationLink_status(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_ApplicationLink_createdAt(ctx, field)
+	case "revokedAt":
+		return ec.fieldContext_ApplicationLink_revokedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ApplicationLink", field.Name)
+}
+
+func (ec *executionContext) childFields_ApplicationLinkConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_ApplicationLinkConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_ApplicationLinkConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_ApplicationLinkConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ApplicationLinkConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_ApplicationLinkEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_ApplicationLinkEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_ApplicationLinkEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ApplicationLinkEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_ApplicationLinkPreview(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "partnerName":
+		return ec.fieldContext_ApplicationLinkPreview_partnerName(ctx, field)
+	case "partnerKind":
+		return ec.fieldContext_ApplicationLinkPreview_partnerKind(ctx, field)
+	case "kind":
+		return ec.fieldContext_ApplicationLinkPreview_kind(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_ApplicationLinkPreview_expiresAt(ctx, field)
+	case "status":
+		return ec.fieldContext_ApplicationLinkPreview_status(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ApplicationLinkPreview", field.Name)
+}
+
 func (ec *executionContext) childFields_ArrearsExemption(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "postpaid":
@@ -7280,6 +7824,18 @@ func (ec *executionContext) childFields_Budget(ctx context.Context, field graphq
 		return ec.fieldContext_Budget_startedAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Budget", field.Name)
+}
+
+func (ec *executionContext) childFields_CreatedApplicationLink(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "link":
+		return ec.fieldContext_CreatedApplicationLink_link(ctx, field)
+	case "token":
+		return ec.fieldContext_CreatedApplicationLink_token(ctx, field)
+	case "url":
+		return ec.fieldContext_CreatedApplicationLink_url(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CreatedApplicationLink", field.Name)
 }
 
 func (ec *executionContext) childFields_Credit(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -7908,6 +8464,52 @@ func (ec *executionContext) childFields_InvitationEdge(ctx context.Context, fiel
 		return ec.fieldContext_InvitationEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type InvitationEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_LinkApplication(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_LinkApplication_id(ctx, field)
+	case "link":
+		return ec.fieldContext_LinkApplication_link(ctx, field)
+	case "partner":
+		return ec.fieldContext_LinkApplication_partner(ctx, field)
+	case "applicant":
+		return ec.fieldContext_LinkApplication_applicant(ctx, field)
+	case "kind":
+		return ec.fieldContext_LinkApplication_kind(ctx, field)
+	case "status":
+		return ec.fieldContext_LinkApplication_status(ctx, field)
+	case "reason":
+		return ec.fieldContext_LinkApplication_reason(ctx, field)
+	case "appliedAt":
+		return ec.fieldContext_LinkApplication_appliedAt(ctx, field)
+	case "decidedAt":
+		return ec.fieldContext_LinkApplication_decidedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type LinkApplication", field.Name)
+}
+
+func (ec *executionContext) childFields_LinkApplicationConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_LinkApplicationConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_LinkApplicationConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_LinkApplicationConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type LinkApplicationConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_LinkApplicationEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_LinkApplicationEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_LinkApplicationEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type LinkApplicationEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_MarginRow(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -9172,6 +9774,42 @@ func (ec *executionContext) field_Mutation_applyForPayout_args(ctx context.Conte
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_applyWithLink_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "token",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["token"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_approveLinkApplication_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "note",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["note"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_approveMigration_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -9349,6 +9987,44 @@ func (ec *executionContext) field_Mutation_createApiToken_args(ctx context.Conte
 		return nil, err
 	}
 	args["ttlHours"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_createApplicationLink_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "partnerId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["partnerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "kind",
+		func(ctx context.Context, v any) (lifecycle.LinkKind, error) {
+			return ec.unmarshalNApplicationLinkKind2partnerdᚋlifecycleᚐLinkKind(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["kind"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "expiresAt",
+		func(ctx context.Context, v any) (time.Time, error) {
+			return ec.unmarshalNTime2timeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["expiresAt"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "usageLimit",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["usageLimit"] = arg3
 	return args, nil
 }
 
@@ -9882,6 +10558,28 @@ func (ec *executionContext) field_Mutation_registerResource_args(ctx context.Con
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_rejectLinkApplication_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "reason",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["reason"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_rejectMigration_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -10101,6 +10799,20 @@ func (ec *executionContext) field_Mutation_reverseCredit_args(ctx context.Contex
 }
 
 func (ec *executionContext) field_Mutation_revokeApiToken_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_revokeApplicationLink_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
@@ -10392,6 +11104,20 @@ func (ec *executionContext) field_Mutation_updateVoucherTemplate_args(ctx contex
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_withdrawLinkApplication_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_PartnerBill_lines_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -10439,6 +11165,50 @@ func (ec *executionContext) field_Query_account_args(ctx context.Context, rawArg
 		return nil, err
 	}
 	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_applicationLinkPreview_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "token",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["token"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_applicationLinks_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "partnerId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["partnerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
 	return args, nil
 }
 
@@ -10841,6 +11611,60 @@ func (ec *executionContext) field_Query_invitations_args(ctx context.Context, ra
 		return nil, err
 	}
 	args["after"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_linkApplications_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "partnerId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["partnerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "linkId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["linkId"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "applicantId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["applicantId"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) (*lifecycle.ApplicationStatus, error) {
+			return ec.unmarshalOLinkApplicationStatus2ᚖpartnerdᚋlifecycleᚐApplicationStatus(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg4
+	arg5, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg5
 	return args, nil
 }
 
@@ -12919,6 +13743,502 @@ func (ec *executionContext) fieldContext_ApiToken_expiresAt(_ context.Context, f
 	return graphql.NewScalarFieldContext("ApiToken", field, false, false, "Time")
 }
 
+func (ec *executionContext) _ApplicationLink_id(ctx context.Context, field graphql.CollectedField, obj *lifecycle.ApplicationLink) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplicationLink_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ApplicationLink().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApplicationLink_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApplicationLink", field, true, true, "ID")
+}
+
+func (ec *executionContext) _ApplicationLink_partner(ctx context.Context, field graphql.CollectedField, obj *lifecycle.ApplicationLink) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplicationLink_partner(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ApplicationLink().Partner(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApplicationLink_partner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ApplicationLink",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ApplicationLink_kind(ctx context.Context, field graphql.CollectedField, obj *lifecycle.ApplicationLink) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplicationLink_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v lifecycle.LinkKind) graphql.Marshaler {
+			return ec.marshalNApplicationLinkKind2partnerdᚋlifecycleᚐLinkKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApplicationLink_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApplicationLink", field, false, false, "ApplicationLinkKind")
+}
+
+func (ec *executionContext) _ApplicationLink_expiresAt(ctx context.Context, field graphql.CollectedField, obj *lifecycle.ApplicationLink) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplicationLink_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApplicationLink_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApplicationLink", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ApplicationLink_usageLimit(ctx context.Context, field graphql.CollectedField, obj *lifecycle.ApplicationLink) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplicationLink_usageLimit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UsageLimit, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ApplicationLink_usageLimit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApplicationLink", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ApplicationLink_uses(ctx context.Context, field graphql.CollectedField, obj *lifecycle.ApplicationLink) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplicationLink_uses(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Uses, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApplicationLink_uses(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApplicationLink", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ApplicationLink_remaining(ctx context.Context, field graphql.CollectedField, obj *lifecycle.ApplicationLink) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplicationLink_remaining(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Remaining(), nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ApplicationLink_remaining(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApplicationLink", field, true, false, "Int")
+}
+
+func (ec *executionContext) _ApplicationLink_status(ctx context.Context, field graphql.CollectedField, obj *lifecycle.ApplicationLink) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplicationLink_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v lifecycle.LinkStatus) graphql.Marshaler {
+			return ec.marshalNApplicationLinkStatus2partnerdᚋlifecycleᚐLinkStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApplicationLink_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApplicationLink", field, false, false, "ApplicationLinkStatus")
+}
+
+func (ec *executionContext) _ApplicationLink_createdAt(ctx context.Context, field graphql.CollectedField, obj *lifecycle.ApplicationLink) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplicationLink_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApplicationLink_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApplicationLink", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ApplicationLink_revokedAt(ctx context.Context, field graphql.CollectedField, obj *lifecycle.ApplicationLink) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplicationLink_revokedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RevokedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ApplicationLink_revokedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApplicationLink", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ApplicationLinkConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ApplicationLinkConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplicationLinkConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ApplicationLinkEdge) graphql.Marshaler {
+			return ec.marshalNApplicationLinkEdge2ᚕᚖpartnerdᚋgraphᚐApplicationLinkEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApplicationLinkConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ApplicationLinkConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApplicationLinkEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ApplicationLinkConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ApplicationLinkConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplicationLinkConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApplicationLinkConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ApplicationLinkConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ApplicationLinkConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ApplicationLinkConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplicationLinkConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApplicationLinkConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApplicationLinkConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ApplicationLinkEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ApplicationLinkEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplicationLinkEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApplicationLinkEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApplicationLinkEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _ApplicationLinkEdge_node(ctx context.Context, field graphql.CollectedField, obj *ApplicationLinkEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplicationLinkEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *lifecycle.ApplicationLink) graphql.Marshaler {
+			return ec.marshalNApplicationLink2ᚖpartnerdᚋlifecycleᚐApplicationLink(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApplicationLinkEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ApplicationLinkEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApplicationLink(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ApplicationLinkPreview_partnerName(ctx context.Context, field graphql.CollectedField, obj *lifecycle.LinkPreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplicationLinkPreview_partnerName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PartnerName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApplicationLinkPreview_partnerName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApplicationLinkPreview", field, false, false, "String")
+}
+
+func (ec *executionContext) _ApplicationLinkPreview_partnerKind(ctx context.Context, field graphql.CollectedField, obj *lifecycle.LinkPreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplicationLinkPreview_partnerKind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PartnerKind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v models.AccountKind) graphql.Marshaler {
+			return ec.marshalNAccountKind2partnerdᚋmodelsᚐAccountKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApplicationLinkPreview_partnerKind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApplicationLinkPreview", field, false, false, "AccountKind")
+}
+
+func (ec *executionContext) _ApplicationLinkPreview_kind(ctx context.Context, field graphql.CollectedField, obj *lifecycle.LinkPreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplicationLinkPreview_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v lifecycle.LinkKind) graphql.Marshaler {
+			return ec.marshalNApplicationLinkKind2partnerdᚋlifecycleᚐLinkKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApplicationLinkPreview_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApplicationLinkPreview", field, false, false, "ApplicationLinkKind")
+}
+
+func (ec *executionContext) _ApplicationLinkPreview_expiresAt(ctx context.Context, field graphql.CollectedField, obj *lifecycle.LinkPreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplicationLinkPreview_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApplicationLinkPreview_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApplicationLinkPreview", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ApplicationLinkPreview_status(ctx context.Context, field graphql.CollectedField, obj *lifecycle.LinkPreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplicationLinkPreview_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v lifecycle.LinkStatus) graphql.Marshaler {
+			return ec.marshalNApplicationLinkStatus2partnerdᚋlifecycleᚐLinkStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApplicationLinkPreview_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApplicationLinkPreview", field, false, false, "ApplicationLinkStatus")
+}
+
 func (ec *executionContext) _ArrearsExemption_postpaid(ctx context.Context, field graphql.CollectedField, obj *ArrearsExemption) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -13574,6 +14894,84 @@ func (ec *executionContext) _Budget_startedAt(ctx context.Context, field graphql
 }
 func (ec *executionContext) fieldContext_Budget_startedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Budget", field, false, false, "Time")
+}
+
+func (ec *executionContext) _CreatedApplicationLink_link(ctx context.Context, field graphql.CollectedField, obj *CreatedApplicationLink) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreatedApplicationLink_link(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Link, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *lifecycle.ApplicationLink) graphql.Marshaler {
+			return ec.marshalNApplicationLink2ᚖpartnerdᚋlifecycleᚐApplicationLink(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreatedApplicationLink_link(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CreatedApplicationLink",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApplicationLink(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CreatedApplicationLink_token(ctx context.Context, field graphql.CollectedField, obj *CreatedApplicationLink) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreatedApplicationLink_token(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Token, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreatedApplicationLink_token(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreatedApplicationLink", field, false, false, "String")
+}
+
+func (ec *executionContext) _CreatedApplicationLink_url(ctx context.Context, field graphql.CollectedField, obj *CreatedApplicationLink) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreatedApplicationLink_url(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.URL, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreatedApplicationLink_url(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreatedApplicationLink", field, false, false, "String")
 }
 
 func (ec *executionContext) _Credit_limit(ctx context.Context, field graphql.CollectedField, obj *credit.View) (ret graphql.Marshaler) {
@@ -18686,6 +20084,382 @@ func (ec *executionContext) fieldContext_InvitationEdge_node(_ context.Context, 
 	return fc, nil
 }
 
+func (ec *executionContext) _LinkApplication_id(ctx context.Context, field graphql.CollectedField, obj *lifecycle.LinkApplication) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LinkApplication_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.LinkApplication().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LinkApplication_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LinkApplication", field, true, true, "ID")
+}
+
+func (ec *executionContext) _LinkApplication_link(ctx context.Context, field graphql.CollectedField, obj *lifecycle.LinkApplication) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LinkApplication_link(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.LinkApplication().Link(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *lifecycle.ApplicationLink) graphql.Marshaler {
+			return ec.marshalOApplicationLink2ᚖpartnerdᚋlifecycleᚐApplicationLink(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_LinkApplication_link(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "LinkApplication",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApplicationLink(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _LinkApplication_partner(ctx context.Context, field graphql.CollectedField, obj *lifecycle.LinkApplication) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LinkApplication_partner(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.LinkApplication().Partner(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalOAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_LinkApplication_partner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "LinkApplication",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _LinkApplication_applicant(ctx context.Context, field graphql.CollectedField, obj *lifecycle.LinkApplication) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LinkApplication_applicant(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.LinkApplication().Applicant(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LinkApplication_applicant(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "LinkApplication",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _LinkApplication_kind(ctx context.Context, field graphql.CollectedField, obj *lifecycle.LinkApplication) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LinkApplication_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v lifecycle.LinkKind) graphql.Marshaler {
+			return ec.marshalNApplicationLinkKind2partnerdᚋlifecycleᚐLinkKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LinkApplication_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LinkApplication", field, false, false, "ApplicationLinkKind")
+}
+
+func (ec *executionContext) _LinkApplication_status(ctx context.Context, field graphql.CollectedField, obj *lifecycle.LinkApplication) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LinkApplication_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v lifecycle.ApplicationStatus) graphql.Marshaler {
+			return ec.marshalNLinkApplicationStatus2partnerdᚋlifecycleᚐApplicationStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LinkApplication_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LinkApplication", field, false, false, "LinkApplicationStatus")
+}
+
+func (ec *executionContext) _LinkApplication_reason(ctx context.Context, field graphql.CollectedField, obj *lifecycle.LinkApplication) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LinkApplication_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LinkApplication_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LinkApplication", field, false, false, "String")
+}
+
+func (ec *executionContext) _LinkApplication_appliedAt(ctx context.Context, field graphql.CollectedField, obj *lifecycle.LinkApplication) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LinkApplication_appliedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AppliedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LinkApplication_appliedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LinkApplication", field, false, false, "Time")
+}
+
+func (ec *executionContext) _LinkApplication_decidedAt(ctx context.Context, field graphql.CollectedField, obj *lifecycle.LinkApplication) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LinkApplication_decidedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DecidedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_LinkApplication_decidedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LinkApplication", field, false, false, "Time")
+}
+
+func (ec *executionContext) _LinkApplicationConnection_edges(ctx context.Context, field graphql.CollectedField, obj *LinkApplicationConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LinkApplicationConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*LinkApplicationEdge) graphql.Marshaler {
+			return ec.marshalNLinkApplicationEdge2ᚕᚖpartnerdᚋgraphᚐLinkApplicationEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LinkApplicationConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "LinkApplicationConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LinkApplicationEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _LinkApplicationConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *LinkApplicationConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LinkApplicationConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LinkApplicationConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "LinkApplicationConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _LinkApplicationConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *LinkApplicationConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LinkApplicationConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LinkApplicationConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LinkApplicationConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _LinkApplicationEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *LinkApplicationEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LinkApplicationEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LinkApplicationEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LinkApplicationEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _LinkApplicationEdge_node(ctx context.Context, field graphql.CollectedField, obj *LinkApplicationEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LinkApplicationEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *lifecycle.LinkApplication) graphql.Marshaler {
+			return ec.marshalNLinkApplication2ᚖpartnerdᚋlifecycleᚐLinkApplication(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LinkApplicationEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "LinkApplicationEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LinkApplication(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _MarginRow_customer(ctx context.Context, field graphql.CollectedField, obj *billing.MarginRow) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -21131,6 +22905,270 @@ func (ec *executionContext) fieldContext_Mutation_revokeInvitation(ctx context.C
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_revokeInvitation_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createApplicationLink(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createApplicationLink(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateApplicationLink(ctx, fc.Args["partnerId"].(string), fc.Args["kind"].(lifecycle.LinkKind), fc.Args["expiresAt"].(time.Time), fc.Args["usageLimit"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *CreatedApplicationLink) graphql.Marshaler {
+			return ec.marshalNCreatedApplicationLink2ᚖpartnerdᚋgraphᚐCreatedApplicationLink(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createApplicationLink(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CreatedApplicationLink(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createApplicationLink_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_revokeApplicationLink(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_revokeApplicationLink(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RevokeApplicationLink(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *lifecycle.ApplicationLink) graphql.Marshaler {
+			return ec.marshalNApplicationLink2ᚖpartnerdᚋlifecycleᚐApplicationLink(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_revokeApplicationLink(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApplicationLink(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_revokeApplicationLink_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_applyWithLink(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_applyWithLink(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ApplyWithLink(ctx, fc.Args["token"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *lifecycle.LinkApplication) graphql.Marshaler {
+			return ec.marshalNLinkApplication2ᚖpartnerdᚋlifecycleᚐLinkApplication(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_applyWithLink(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LinkApplication(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_applyWithLink_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_approveLinkApplication(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_approveLinkApplication(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ApproveLinkApplication(ctx, fc.Args["id"].(string), fc.Args["note"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *lifecycle.LinkApplication) graphql.Marshaler {
+			return ec.marshalNLinkApplication2ᚖpartnerdᚋlifecycleᚐLinkApplication(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_approveLinkApplication(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LinkApplication(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_approveLinkApplication_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_rejectLinkApplication(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_rejectLinkApplication(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RejectLinkApplication(ctx, fc.Args["id"].(string), fc.Args["reason"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *lifecycle.LinkApplication) graphql.Marshaler {
+			return ec.marshalNLinkApplication2ᚖpartnerdᚋlifecycleᚐLinkApplication(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_rejectLinkApplication(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LinkApplication(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_rejectLinkApplication_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_withdrawLinkApplication(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_withdrawLinkApplication(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().WithdrawLinkApplication(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *lifecycle.LinkApplication) graphql.Marshaler {
+			return ec.marshalNLinkApplication2ᚖpartnerdᚋlifecycleᚐLinkApplication(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_withdrawLinkApplication(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LinkApplication(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_withdrawLinkApplication_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -24396,6 +26434,138 @@ func (ec *executionContext) fieldContext_Query_invitations(ctx context.Context, 
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_invitations_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_applicationLinks(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_applicationLinks(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().ApplicationLinks(ctx, fc.Args["partnerId"].(string), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ApplicationLinkConnection) graphql.Marshaler {
+			return ec.marshalNApplicationLinkConnection2ᚖpartnerdᚋgraphᚐApplicationLinkConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_applicationLinks(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApplicationLinkConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_applicationLinks_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_linkApplications(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_linkApplications(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().LinkApplications(ctx, fc.Args["partnerId"].(*string), fc.Args["linkId"].(*string), fc.Args["applicantId"].(*string), fc.Args["status"].(*lifecycle.ApplicationStatus), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *LinkApplicationConnection) graphql.Marshaler {
+			return ec.marshalNLinkApplicationConnection2ᚖpartnerdᚋgraphᚐLinkApplicationConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_linkApplications(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LinkApplicationConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_linkApplications_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_applicationLinkPreview(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_applicationLinkPreview(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().ApplicationLinkPreview(ctx, fc.Args["token"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *lifecycle.LinkPreview) graphql.Marshaler {
+			return ec.marshalNApplicationLinkPreview2ᚖpartnerdᚋlifecycleᚐLinkPreview(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_applicationLinkPreview(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApplicationLinkPreview(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_applicationLinkPreview_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -31396,6 +33566,13 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._Migration(ctx, sel, obj)
+	case lifecycle.LinkApplication:
+		return ec._LinkApplication(ctx, sel, &obj)
+	case *lifecycle.LinkApplication:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._LinkApplication(ctx, sel, obj)
 	case lifecycle.Invitation:
 		return ec._Invitation(ctx, sel, &obj)
 	case *lifecycle.Invitation:
@@ -31452,6 +33629,13 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._CustomerBill(ctx, sel, obj)
+	case lifecycle.ApplicationLink:
+		return ec._ApplicationLink(ctx, sel, &obj)
+	case *lifecycle.ApplicationLink:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._ApplicationLink(ctx, sel, obj)
 	case models.Account:
 		return ec._Account(ctx, sel, &obj)
 	case *models.Account:
@@ -32007,6 +34191,220 @@ func (ec *executionContext) _ApiToken(ctx context.Context, sel ast.SelectionSet,
 	return out
 }
 
+var applicationLinkImplementors = []string{"ApplicationLink", "Node"}
+
+func (ec *executionContext) _ApplicationLink(ctx context.Context, sel ast.SelectionSet, obj *lifecycle.ApplicationLink) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, applicationLinkImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ApplicationLink")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ApplicationLink_id(ctx, field, obj)
+				})
+		case "partner":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ApplicationLink_partner(ctx, field, obj)
+				})
+		case "kind":
+			out.Values[i] = ec._ApplicationLink_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "expiresAt":
+			out.Values[i] = ec._ApplicationLink_expiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "usageLimit":
+			out.Values[i] = ec._ApplicationLink_usageLimit(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "uses":
+			out.Values[i] = ec._ApplicationLink_uses(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "remaining":
+			out.Values[i] = ec._ApplicationLink_remaining(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._ApplicationLink_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._ApplicationLink_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "revokedAt":
+			out.Values[i] = ec._ApplicationLink_revokedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var applicationLinkConnectionImplementors = []string{"ApplicationLinkConnection"}
+
+func (ec *executionContext) _ApplicationLinkConnection(ctx context.Context, sel ast.SelectionSet, obj *ApplicationLinkConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, applicationLinkConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ApplicationLinkConnection")
+		case "edges":
+			out.Values[i] = ec._ApplicationLinkConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._ApplicationLinkConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._ApplicationLinkConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var applicationLinkEdgeImplementors = []string{"ApplicationLinkEdge"}
+
+func (ec *executionContext) _ApplicationLinkEdge(ctx context.Context, sel ast.SelectionSet, obj *ApplicationLinkEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, applicationLinkEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ApplicationLinkEdge")
+		case "cursor":
+			out.Values[i] = ec._ApplicationLinkEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._ApplicationLinkEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var applicationLinkPreviewImplementors = []string{"ApplicationLinkPreview"}
+
+func (ec *executionContext) _ApplicationLinkPreview(ctx context.Context, sel ast.SelectionSet, obj *lifecycle.LinkPreview) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, applicationLinkPreviewImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ApplicationLinkPreview")
+		case "partnerName":
+			out.Values[i] = ec._ApplicationLinkPreview_partnerName(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "partnerKind":
+			out.Values[i] = ec._ApplicationLinkPreview_partnerKind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "kind":
+			out.Values[i] = ec._ApplicationLinkPreview_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "expiresAt":
+			out.Values[i] = ec._ApplicationLinkPreview_expiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "status":
+			out.Values[i] = ec._ApplicationLinkPreview_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var arrearsExemptionImplementors = []string{"ArrearsExemption"}
 
 func (ec *executionContext) _ArrearsExemption(ctx context.Context, sel ast.SelectionSet, obj *ArrearsExemption) graphql.Marshaler {
@@ -32299,6 +34697,49 @@ func (ec *executionContext) _Budget(ctx context.Context, sel ast.SelectionSet, o
 			out.Values[i] = ec._Budget_startedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var createdApplicationLinkImplementors = []string{"CreatedApplicationLink"}
+
+func (ec *executionContext) _CreatedApplicationLink(ctx context.Context, sel ast.SelectionSet, obj *CreatedApplicationLink) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, createdApplicationLinkImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CreatedApplicationLink")
+		case "link":
+			out.Values[i] = ec._CreatedApplicationLink_link(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "token":
+			out.Values[i] = ec._CreatedApplicationLink_token(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "url":
+			out.Values[i] = ec._CreatedApplicationLink_url(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -34415,6 +36856,164 @@ func (ec *executionContext) _InvitationEdge(ctx context.Context, sel ast.Selecti
 	return out
 }
 
+var linkApplicationImplementors = []string{"LinkApplication", "Node"}
+
+func (ec *executionContext) _LinkApplication(ctx context.Context, sel ast.SelectionSet, obj *lifecycle.LinkApplication) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, linkApplicationImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("LinkApplication")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._LinkApplication_id(ctx, field, obj)
+				})
+		case "link":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._LinkApplication_link(ctx, field, obj)
+				})
+		case "partner":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._LinkApplication_partner(ctx, field, obj)
+				})
+		case "applicant":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._LinkApplication_applicant(ctx, field, obj)
+				})
+		case "kind":
+			out.Values[i] = ec._LinkApplication_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._LinkApplication_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "reason":
+			out.Values[i] = ec._LinkApplication_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "appliedAt":
+			out.Values[i] = ec._LinkApplication_appliedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "decidedAt":
+			out.Values[i] = ec._LinkApplication_decidedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var linkApplicationConnectionImplementors = []string{"LinkApplicationConnection"}
+
+func (ec *executionContext) _LinkApplicationConnection(ctx context.Context, sel ast.SelectionSet, obj *LinkApplicationConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, linkApplicationConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("LinkApplicationConnection")
+		case "edges":
+			out.Values[i] = ec._LinkApplicationConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._LinkApplicationConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._LinkApplicationConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var linkApplicationEdgeImplementors = []string{"LinkApplicationEdge"}
+
+func (ec *executionContext) _LinkApplicationEdge(ctx context.Context, sel ast.SelectionSet, obj *LinkApplicationEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, linkApplicationEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("LinkApplicationEdge")
+		case "cursor":
+			out.Values[i] = ec._LinkApplicationEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._LinkApplicationEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var marginRowImplementors = []string{"MarginRow"}
 
 func (ec *executionContext) _MarginRow(ctx context.Context, sel ast.SelectionSet, obj *billing.MarginRow) graphql.Marshaler {
@@ -35166,6 +37765,48 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "revokeInvitation":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_revokeInvitation(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createApplicationLink":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createApplicationLink(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "revokeApplicationLink":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_revokeApplicationLink(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "applyWithLink":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_applyWithLink(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "approveLinkApplication":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_approveLinkApplication(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rejectLinkApplication":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_rejectLinkApplication(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "withdrawLinkApplication":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_withdrawLinkApplication(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -35971,6 +38612,24 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_invitations(ctx, field)
+				})
+		case "applicationLinks":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_applicationLinks(ctx, field)
+				})
+		case "linkApplications":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_linkApplications(ctx, field)
+				})
+		case "applicationLinkPreview":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_applicationLinkPreview(ctx, field)
 				})
 		case "migration":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -38367,6 +41026,84 @@ func (ec *executionContext) marshalNApiToken2ᚖpartnerdᚋgraphᚐAPIToken(ctx 
 	return ec._ApiToken(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNApplicationLink2ᚖpartnerdᚋlifecycleᚐApplicationLink(ctx context.Context, sel ast.SelectionSet, v *lifecycle.ApplicationLink) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ApplicationLink!")
+		return graphql.Null
+	}
+	return ec._ApplicationLink(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNApplicationLinkConnection2ᚖpartnerdᚋgraphᚐApplicationLinkConnection(ctx context.Context, sel ast.SelectionSet, v *ApplicationLinkConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ApplicationLinkConnection!")
+		return graphql.Null
+	}
+	return ec._ApplicationLinkConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNApplicationLinkEdge2ᚕᚖpartnerdᚋgraphᚐApplicationLinkEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*ApplicationLinkEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNApplicationLinkEdge2ᚖpartnerdᚋgraphᚐApplicationLinkEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNApplicationLinkEdge2ᚖpartnerdᚋgraphᚐApplicationLinkEdge(ctx context.Context, sel ast.SelectionSet, v *ApplicationLinkEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ApplicationLinkEdge!")
+		return graphql.Null
+	}
+	return ec._ApplicationLinkEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNApplicationLinkKind2partnerdᚋlifecycleᚐLinkKind(ctx context.Context, v any) (lifecycle.LinkKind, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := lifecycle.LinkKind(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNApplicationLinkKind2partnerdᚋlifecycleᚐLinkKind(ctx context.Context, sel ast.SelectionSet, v lifecycle.LinkKind) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "ApplicationLinkKind!")
+	}
+	return res
+}
+
+func (ec *executionContext) marshalNApplicationLinkPreview2ᚖpartnerdᚋlifecycleᚐLinkPreview(ctx context.Context, sel ast.SelectionSet, v *lifecycle.LinkPreview) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ApplicationLinkPreview!")
+		return graphql.Null
+	}
+	return ec._ApplicationLinkPreview(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNApplicationLinkStatus2partnerdᚋlifecycleᚐLinkStatus(ctx context.Context, v any) (lifecycle.LinkStatus, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := lifecycle.LinkStatus(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNApplicationLinkStatus2partnerdᚋlifecycleᚐLinkStatus(ctx context.Context, sel ast.SelectionSet, v lifecycle.LinkStatus) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "ApplicationLinkStatus!")
+	}
+	return res
+}
+
 func (ec *executionContext) marshalNArrearsExemption2ᚖpartnerdᚋgraphᚐArrearsExemption(ctx context.Context, sel ast.SelectionSet, v *ArrearsExemption) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "ArrearsExemption!")
@@ -38521,6 +41258,14 @@ func (ec *executionContext) marshalNChannel2partnerdᚋmodelsᚐChannel(ctx cont
 func (ec *executionContext) unmarshalNCreateAccountInput2partnerdᚋgraphᚐCreateAccountInput(ctx context.Context, v any) (CreateAccountInput, error) {
 	res, err := ec.unmarshalInputCreateAccountInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCreatedApplicationLink2ᚖpartnerdᚋgraphᚐCreatedApplicationLink(ctx context.Context, sel ast.SelectionSet, v *CreatedApplicationLink) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CreatedApplicationLink!")
+		return graphql.Null
+	}
+	return ec._CreatedApplicationLink(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNCredit2ᚖpartnerdᚋcreditᚐView(ctx context.Context, sel ast.SelectionSet, v *credit.View) graphql.Marshaler {
@@ -39304,6 +42049,61 @@ func (ec *executionContext) unmarshalNInvitationStatus2partnerdᚋgraphᚐInvita
 
 func (ec *executionContext) marshalNInvitationStatus2partnerdᚋgraphᚐInvitationStatus(ctx context.Context, sel ast.SelectionSet, v InvitationStatus) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNLinkApplication2ᚖpartnerdᚋlifecycleᚐLinkApplication(ctx context.Context, sel ast.SelectionSet, v *lifecycle.LinkApplication) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "LinkApplication!")
+		return graphql.Null
+	}
+	return ec._LinkApplication(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNLinkApplicationConnection2ᚖpartnerdᚋgraphᚐLinkApplicationConnection(ctx context.Context, sel ast.SelectionSet, v *LinkApplicationConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "LinkApplicationConnection!")
+		return graphql.Null
+	}
+	return ec._LinkApplicationConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNLinkApplicationEdge2ᚕᚖpartnerdᚋgraphᚐLinkApplicationEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*LinkApplicationEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNLinkApplicationEdge2ᚖpartnerdᚋgraphᚐLinkApplicationEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNLinkApplicationEdge2ᚖpartnerdᚋgraphᚐLinkApplicationEdge(ctx context.Context, sel ast.SelectionSet, v *LinkApplicationEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "LinkApplicationEdge!")
+		return graphql.Null
+	}
+	return ec._LinkApplicationEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNLinkApplicationStatus2partnerdᚋlifecycleᚐApplicationStatus(ctx context.Context, v any) (lifecycle.ApplicationStatus, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := lifecycle.ApplicationStatus(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNLinkApplicationStatus2partnerdᚋlifecycleᚐApplicationStatus(ctx context.Context, sel ast.SelectionSet, v lifecycle.ApplicationStatus) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "LinkApplicationStatus!")
+	}
+	return res
 }
 
 func (ec *executionContext) marshalNMarginRow2ᚖpartnerdᚋbillingᚐMarginRow(ctx context.Context, sel ast.SelectionSet, v *billing.MarginRow) graphql.Marshaler {
@@ -40540,6 +43340,13 @@ func (ec *executionContext) marshalOAccountStatus2ᚖpartnerdᚋmodelsᚐAccount
 	return res
 }
 
+func (ec *executionContext) marshalOApplicationLink2ᚖpartnerdᚋlifecycleᚐApplicationLink(ctx context.Context, sel ast.SelectionSet, v *lifecycle.ApplicationLink) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._ApplicationLink(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOBillStatus2ᚖpartnerdᚋbillingᚐStatus(ctx context.Context, v any) (*billing.Status, error) {
 	if v == nil {
 		return nil, nil
@@ -40830,6 +43637,25 @@ func (ec *executionContext) marshalOInvitationStatus2ᚖpartnerdᚋgraphᚐInvit
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) unmarshalOLinkApplicationStatus2ᚖpartnerdᚋlifecycleᚐApplicationStatus(ctx context.Context, v any) (*lifecycle.ApplicationStatus, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := graphql.UnmarshalString(v)
+	res := lifecycle.ApplicationStatus(tmp)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOLinkApplicationStatus2ᚖpartnerdᚋlifecycleᚐApplicationStatus(ctx context.Context, sel ast.SelectionSet, v *lifecycle.ApplicationStatus) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(string(*v))
+	return res
 }
 
 func (ec *executionContext) marshalOMigration2ᚖpartnerdᚋmigrationᚐMigration(ctx context.Context, sel ast.SelectionSet, v *migration.Migration) graphql.Marshaler {

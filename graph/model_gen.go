@@ -54,6 +54,17 @@ type APIToken struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 }
 
+type ApplicationLinkConnection struct {
+	Edges      []*ApplicationLinkEdge `json:"edges"`
+	PageInfo   *PageInfo              `json:"pageInfo"`
+	TotalCount int                    `json:"totalCount"`
+}
+
+type ApplicationLinkEdge struct {
+	Cursor string                     `json:"cursor"`
+	Node   *lifecycle.ApplicationLink `json:"node"`
+}
+
 // Privileges that keep a customer in arrears from being suspended: postpaid = PAY_PER_USE, prepaid = SUBSCRIPTION and RESERVED_INSTANCE.
 type ArrearsExemption struct {
 	Postpaid bool `json:"postpaid"`
@@ -87,6 +98,13 @@ type CreateAccountInput struct {
 	Phone    *string            `json:"phone,omitempty"`
 	Currency *string            `json:"currency,omitempty"`
 	Tags     []*TagInput        `json:"tags,omitempty"`
+}
+
+// A new link and its token, shown only here.
+type CreatedApplicationLink struct {
+	Link  *lifecycle.ApplicationLink `json:"link"`
+	Token string                     `json:"token"`
+	URL   string                     `json:"url"`
 }
 
 type CreditLedgerEntryConnection struct {
@@ -233,6 +251,17 @@ type InvitationConnection struct {
 type InvitationEdge struct {
 	Cursor string                `json:"cursor"`
 	Node   *lifecycle.Invitation `json:"node"`
+}
+
+type LinkApplicationConnection struct {
+	Edges      []*LinkApplicationEdge `json:"edges"`
+	PageInfo   *PageInfo              `json:"pageInfo"`
+	TotalCount int                    `json:"totalCount"`
+}
+
+type LinkApplicationEdge struct {
+	Cursor string                     `json:"cursor"`
+	Node   *lifecycle.LinkApplication `json:"node"`
 }
 
 type MarginRowConnection struct {

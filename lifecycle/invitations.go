@@ -15,7 +15,6 @@ import (
 
 	"partnerd/accounts"
 	"partnerd/apperr"
-	"partnerd/guard"
 	"partnerd/models"
 	"partnerd/notify"
 	"partnerd/store"
@@ -166,14 +165,13 @@ func (s *Service) Accept(ctx context.Context, token string) (*models.Account, er
 		if err := tx.DB.Raw(`SELECT * FROM accounts WHERE id = ?`, inv.PartnerID).Scan(&partner).Error; err != nil {
 			return fmt.Errorf("load partner: %w", err)
 		}
-		now := tx.Now()
 		before := map[string]any{"kind": a.Kind, "parentId": a.ParentID, "status": a.Status}
-		if err := accounts.Move(tx, a, &partner, models.KindCustomer); err != nil {
+		if err := s.associateCustomer(tx, a, &partner); err != nil {
 			return err
 		}
-		if err := tx.DB.Exec(`UPDATE accounts SET status = 'FROZEN', frozen_at = ?, frozen_reason = 'NEW_CUSTOMER' WHERE id = ?`,
-			now, a.ID).Error; err != nil {
-			return fmt.Errorf("freeze new customer %d: %w", a.ID, err)
+		// Its applications through other partners' links are moot now.
+		if err := withdrawPending(tx, a.ID, "the applicant is no longer a personal account", tx.Now()); err != nil {
+			return err
 		}
 		if err := s.decide(tx, inv, InvitationAccepted, p.UserID); err != nil {
 			return err
@@ -184,9 +182,6 @@ func (s *Service) Accept(ctx context.Context, token string) (*models.Account, er
 		}
 		if err := tx.Emit(notify.InvitationAnswered{InvitationID: inv.ID, PartnerID: inv.PartnerID, AccountID: a.ID, Accepted: true},
 			accounts.AccountChanged{AccountID: a.ID, Change: "associated"}); err != nil {
-			return err
-		}
-		if err := guard.Sync(tx, s.opts.Location, a.ID); err != nil {
 			return err
 		}
 		var err error

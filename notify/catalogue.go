@@ -249,6 +249,7 @@ func NewCatalogue() *Catalogue {
 		Defaults: InSiteAndEmail(),
 	})
 	registerForecasts(c)
+	registerApplicationLinks(c)
 	return c
 }
 

@@ -12,6 +12,7 @@ import (
 	"partnerd/graph"
 	"partnerd/groups"
 	"partnerd/ids"
+	"partnerd/lifecycle"
 	"partnerd/migration"
 	"partnerd/models"
 	"partnerd/vouchers"
@@ -87,6 +88,10 @@ func (r *queryResolver) node(ctx context.Context, id string) (models.Node, error
 		return r.Lifecycle.Unbinding(ctx, key)
 	case TypeInvitation:
 		return r.Lifecycle.Invitation(ctx, key)
+	case lifecycle.TypeApplicationLink:
+		return r.Lifecycle.ApplicationLink(ctx, key)
+	case lifecycle.TypeLinkApplication:
+		return r.Lifecycle.LinkApplication(ctx, key)
 	case migration.TypeMigration:
 		return r.Batches.Get(ctx, key)
 	case expenditures.TypeExpenditure:

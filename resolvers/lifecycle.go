@@ -2,9 +2,11 @@ package resolvers
 
 import (
 	"context"
+	"time"
 
 	"github.com/graph-gophers/dataloader/v7"
 
+	"partnerd/apperr"
 	"partnerd/graph"
 	"partnerd/ids"
 	"partnerd/lifecycle"
@@ -84,4 +86,102 @@ func (r *Resolver) party(ctx context.Context, id int64, outside func() (*models.
 		return a, err
 	}
 	return outside()
+}
+
+func (r *mutationResolver) createApplicationLink(ctx context.Context, partnerID string, kind lifecycle.LinkKind, expiresAt time.Time, usageLimit *int) (*graph.CreatedApplicationLink, error) {
+	key, err := ids.Decode(partnerID, TypeAccount)
+	if err != nil {
+		return nil, err
+	}
+	l, token, err := r.Lifecycle.CreateApplicationLink(ctx, key, kind, expiresAt, usageLimit)
+	if err != nil {
+		return nil, err
+	}
+	return &graph.CreatedApplicationLink{Link: l, Token: token, URL: r.Lifecycle.ApplicationLinkURL(token)}, nil
+}
+
+func (r *mutationResolver) revokeApplicationLink(ctx context.Context, id string) (*lifecycle.ApplicationLink, error) {
+	key, err := ids.Decode(id, lifecycle.TypeApplicationLink)
+	if err != nil {
+		return nil, err
+	}
+	return r.Lifecycle.RevokeApplicationLink(ctx, key)
+}
+
+func (r *mutationResolver) decideApplication(ctx context.Context, id string, approve bool, reason *string) (*lifecycle.LinkApplication, error) {
+	key, err := ids.Decode(id, lifecycle.TypeLinkApplication)
+	if err != nil {
+		return nil, err
+	}
+	return r.Lifecycle.DecideApplication(ctx, key, approve, strOr(reason, ""))
+}
+
+func (r *mutationResolver) withdrawApplication(ctx context.Context, id string) (*lifecycle.LinkApplication, error) {
+	key, err := ids.Decode(id, lifecycle.TypeLinkApplication)
+	if err != nil {
+		return nil, err
+	}
+	return r.Lifecycle.WithdrawApplication(ctx, key)
+}
+
+func (r *queryResolver) applicationLinks(ctx context.Context, partnerID string, first *int, after *string) (*graph.ApplicationLinkConnection, error) {
+	key, err := ids.Decode(partnerID, TypeAccount)
+	if err != nil {
+		return nil, err
+	}
+	afterID, err := decodeCursor(after)
+	if err != nil {
+		return nil, err
+	}
+	page, err := r.Lifecycle.ApplicationLinks(ctx, key, pageSize(first, 50), afterID)
+	if err != nil {
+		return nil, err
+	}
+	es, info := edges(page.Items, page.More, func(n *lifecycle.ApplicationLink) int64 { return n.ID },
+		func(c string, n *lifecycle.ApplicationLink) *graph.ApplicationLinkEdge {
+			return &graph.ApplicationLinkEdge{Cursor: c, Node: n}
+		})
+	return &graph.ApplicationLinkConnection{Edges: es, PageInfo: info, TotalCount: page.Total}, nil
+}
+
+func (r *queryResolver) linkApplications(ctx context.Context, partnerID, linkID, applicantID *string, status *lifecycle.ApplicationStatus, first *int, after *string) (*graph.LinkApplicationConnection, error) {
+	var f lifecycle.ApplicationFilter
+	var err error
+	if f.PartnerID, err = optionalID(partnerID); err != nil {
+		return nil, err
+	}
+	if f.ApplicantID, err = optionalID(applicantID); err != nil {
+		return nil, err
+	}
+	if linkID != nil && *linkID != "" {
+		if f.LinkID, err = ids.Decode(*linkID, lifecycle.TypeApplicationLink); err != nil {
+			return nil, err
+		}
+	}
+	if status != nil {
+		f.Status = *status
+	}
+	afterID, err := decodeCursor(after)
+	if err != nil {
+		return nil, err
+	}
+	page, err := r.Lifecycle.LinkApplications(ctx, f, pageSize(first, 50), afterID)
+	if err != nil {
+		return nil, err
+	}
+	es, info := edges(page.Items, page.More, func(n *lifecycle.LinkApplication) int64 { return n.ID },
+		func(c string, n *lifecycle.LinkApplication) *graph.LinkApplicationEdge {
+			return &graph.LinkApplicationEdge{Cursor: c, Node: n}
+		})
+	return &graph.LinkApplicationConnection{Edges: es, PageInfo: info, TotalCount: page.Total}, nil
+}
+
+// linkOfApplication is an application's link while the caller sees it
+// (the partner side), else null (the applicant).
+func (r *linkApplicationResolver) linkOfApplication(ctx context.Context, obj *lifecycle.LinkApplication) (*lifecycle.ApplicationLink, error) {
+	l, err := r.Lifecycle.ApplicationLink(ctx, obj.LinkID)
+	if apperr.Is(err, apperr.NotFound) {
+		return nil, nil
+	}
+	return l, err
 }

@@ -194,6 +194,16 @@ func (r *accountControlResultResolver) Message(ctx context.Context, obj *guard.C
 }
 
 // ID is the resolver for the id field.
+func (r *applicationLinkResolver) ID(ctx context.Context, obj *lifecycle.ApplicationLink) (string, error) {
+	return obj.GlobalID(), nil
+}
+
+// Partner is the resolver for the partner field.
+func (r *applicationLinkResolver) Partner(ctx context.Context, obj *lifecycle.ApplicationLink) (*models.Account, error) {
+	return r.account(ctx, obj.PartnerID)
+}
+
+// ID is the resolver for the id field.
 func (r *auditEntryResolver) ID(ctx context.Context, obj *models.AuditEntry) (string, error) {
 	return ids.Encode(TypeAuditEntry, obj.ID), nil
 }
@@ -484,6 +494,26 @@ func (r *invitationResolver) Status(ctx context.Context, obj *lifecycle.Invitati
 // Customer is the resolver for the customer field.
 func (r *invitationResolver) Customer(ctx context.Context, obj *lifecycle.Invitation) (*models.Account, error) {
 	return r.invitationCustomer(ctx, obj)
+}
+
+// ID is the resolver for the id field.
+func (r *linkApplicationResolver) ID(ctx context.Context, obj *lifecycle.LinkApplication) (string, error) {
+	return obj.GlobalID(), nil
+}
+
+// Link is the resolver for the link field.
+func (r *linkApplicationResolver) Link(ctx context.Context, obj *lifecycle.LinkApplication) (*lifecycle.ApplicationLink, error) {
+	return r.linkOfApplication(ctx, obj)
+}
+
+// Partner is the resolver for the partner field.
+func (r *linkApplicationResolver) Partner(ctx context.Context, obj *lifecycle.LinkApplication) (*models.Account, error) {
+	return r.Lifecycle.ApplicationPartner(ctx, obj)
+}
+
+// Applicant is the resolver for the applicant field.
+func (r *linkApplicationResolver) Applicant(ctx context.Context, obj *lifecycle.LinkApplication) (*models.Account, error) {
+	return r.Lifecycle.ApplicationApplicant(ctx, obj)
 }
 
 // Customer is the resolver for the customer field.
@@ -809,6 +839,36 @@ func (r *mutationResolver) RevokeInvitation(ctx context.Context, id string) (*li
 		return nil, err
 	}
 	return r.Lifecycle.Revoke(ctx, key)
+}
+
+// CreateApplicationLink is the resolver for the createApplicationLink field.
+func (r *mutationResolver) CreateApplicationLink(ctx context.Context, partnerID string, kind lifecycle.LinkKind, expiresAt time.Time, usageLimit *int) (*graph.CreatedApplicationLink, error) {
+	return r.createApplicationLink(ctx, partnerID, kind, expiresAt, usageLimit)
+}
+
+// RevokeApplicationLink is the resolver for the revokeApplicationLink field.
+func (r *mutationResolver) RevokeApplicationLink(ctx context.Context, id string) (*lifecycle.ApplicationLink, error) {
+	return r.revokeApplicationLink(ctx, id)
+}
+
+// ApplyWithLink is the resolver for the applyWithLink field.
+func (r *mutationResolver) ApplyWithLink(ctx context.Context, token string) (*lifecycle.LinkApplication, error) {
+	return r.Lifecycle.ApplyWithLink(ctx, token)
+}
+
+// ApproveLinkApplication is the resolver for the approveLinkApplication field.
+func (r *mutationResolver) ApproveLinkApplication(ctx context.Context, id string, note *string) (*lifecycle.LinkApplication, error) {
+	return r.decideApplication(ctx, id, true, note)
+}
+
+// RejectLinkApplication is the resolver for the rejectLinkApplication field.
+func (r *mutationResolver) RejectLinkApplication(ctx context.Context, id string, reason string) (*lifecycle.LinkApplication, error) {
+	return r.decideApplication(ctx, id, false, &reason)
+}
+
+// WithdrawLinkApplication is the resolver for the withdrawLinkApplication field.
+func (r *mutationResolver) WithdrawLinkApplication(ctx context.Context, id string) (*lifecycle.LinkApplication, error) {
+	return r.withdrawApplication(ctx, id)
 }
 
 // RequestUnbinding is the resolver for the requestUnbinding field.
@@ -1246,6 +1306,21 @@ func (r *queryResolver) Invitations(ctx context.Context, status *graph.Invitatio
 	return r.invitations(ctx, status, first, after)
 }
 
+// ApplicationLinks is the resolver for the applicationLinks field.
+func (r *queryResolver) ApplicationLinks(ctx context.Context, partnerID string, first *int, after *string) (*graph.ApplicationLinkConnection, error) {
+	return r.applicationLinks(ctx, partnerID, first, after)
+}
+
+// LinkApplications is the resolver for the linkApplications field.
+func (r *queryResolver) LinkApplications(ctx context.Context, partnerID *string, linkID *string, applicantID *string, status *lifecycle.ApplicationStatus, first *int, after *string) (*graph.LinkApplicationConnection, error) {
+	return r.linkApplications(ctx, partnerID, linkID, applicantID, status, first, after)
+}
+
+// ApplicationLinkPreview is the resolver for the applicationLinkPreview field.
+func (r *queryResolver) ApplicationLinkPreview(ctx context.Context, token string) (*lifecycle.LinkPreview, error) {
+	return r.Lifecycle.PreviewApplicationLink(ctx, token)
+}
+
 // Migration is the resolver for the migration field.
 func (r *queryResolver) Migration(ctx context.Context, id string) (*migration.Migration, error) {
 	key, err := ids.Decode(id, migration.TypeMigration)
@@ -1617,6 +1692,11 @@ func (r *Resolver) AccountControlResult() graph.AccountControlResultResolver {
 	return &accountControlResultResolver{r}
 }
 
+// ApplicationLink returns graph.ApplicationLinkResolver implementation.
+func (r *Resolver) ApplicationLink() graph.ApplicationLinkResolver {
+	return &applicationLinkResolver{r}
+}
+
 // AuditEntry returns graph.AuditEntryResolver implementation.
 func (r *Resolver) AuditEntry() graph.AuditEntryResolver { return &auditEntryResolver{r} }
 
@@ -1671,6 +1751,11 @@ func (r *Resolver) IncentivePolicy() graph.IncentivePolicyResolver {
 
 // Invitation returns graph.InvitationResolver implementation.
 func (r *Resolver) Invitation() graph.InvitationResolver { return &invitationResolver{r} }
+
+// LinkApplication returns graph.LinkApplicationResolver implementation.
+func (r *Resolver) LinkApplication() graph.LinkApplicationResolver {
+	return &linkApplicationResolver{r}
+}
 
 // MarginRow returns graph.MarginRowResolver implementation.
 func (r *Resolver) MarginRow() graph.MarginRowResolver { return &marginRowResolver{r} }
@@ -1761,6 +1846,7 @@ type (
 	accountResolver                struct{ *Resolver }
 	accountConnectionResolver      struct{ *Resolver }
 	accountControlResultResolver   struct{ *Resolver }
+	applicationLinkResolver        struct{ *Resolver }
 	auditEntryResolver             struct{ *Resolver }
 	billAdjustmentResolver         struct{ *Resolver }
 	budgetResolver                 struct{ *Resolver }
@@ -1776,6 +1862,7 @@ type (
 	incentiveResolver              struct{ *Resolver }
 	incentivePolicyResolver        struct{ *Resolver }
 	invitationResolver             struct{ *Resolver }
+	linkApplicationResolver        struct{ *Resolver }
 	marginRowResolver              struct{ *Resolver }
 	migrationResolver              struct{ *Resolver }
 	migrationItemResolver          struct{ *Resolver }

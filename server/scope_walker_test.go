@@ -181,6 +181,10 @@ func typeForArg(field, arg string) string {
 		return "VoucherIssuance"
 	case arg == "voucherId", arg == "id" && field == "cancelVoucher":
 		return "Voucher"
+	case arg == "linkId", arg == "id" && field == "revokeApplicationLink":
+		return "ApplicationLink"
+	case arg == "id" && strings.HasSuffix(field, "LinkApplication"):
+		return "LinkApplication"
 	case strings.HasSuffix(arg, "Id"), strings.HasSuffix(arg, "Ids"), arg == "id":
 		return "Account"
 	}
@@ -378,7 +382,7 @@ func foreignIDs(t *testing.T, api *testkit.API, p testkit.Party) idSet {
 		"InboxMessage": ids.Encode("InboxMessage", inbox), "Delivery": ids.Encode("Delivery", delivery),
 		"CustomerGroup": ids.Encode("CustomerGroup", groupOf(t, api, p)), "SharingUnit": ids.Encode("SharingUnit", unitOf(t, api, p)),
 		"Invitation": ids.Encode("Invitation", invitationOf(t, api, p)), "Unbinding": ids.Encode("Unbinding", unbindingOf(t, api, p)),
-		"Migration": ids.Encode("Migration", migrationOf(t, api, p))}.withBilling(t, api, p).withVouchers(t, api, p)
+		"Migration": ids.Encode("Migration", migrationOf(t, api, p))}.withBilling(t, api, p).withVouchers(t, api, p).withAppLinks(t, api, p)
 }
 
 // withBilling adds a DRAFT partner bill of p's account, settling with the
@@ -400,6 +404,24 @@ func (s idSet) withBilling(t *testing.T, api *testkit.API, p testkit.Party) idSe
 		t.Fatal(err)
 	}
 	s["PartnerBill"], s["Incentive"] = ids.Encode("PartnerBill", bill), ids.Encode("Incentive", inc)
+	return s
+}
+
+// withAppLinks adds an application link of p's account and a decided
+// (REJECTED) application through it, made by p itself (so no walker may
+// approve anything).
+func (s idSet) withAppLinks(t *testing.T, api *testkit.API, p testkit.Party) idSet {
+	t.Helper()
+	var row struct{ Link, Application int64 }
+	if err := api.Store.DB.Raw(`WITH l AS (INSERT INTO application_links (partner_id, kind, token_hash, expires_at)
+			VALUES (?::bigint, 'CUSTOMER', sha256(random()::text::bytea), now() + interval '1 day') RETURNING id),
+		a AS (INSERT INTO link_applications (link_id, partner_id, applicant_id, kind, status, reason, applied_at, decided_at)
+			SELECT l.id, ?::bigint, ?::bigint, 'CUSTOMER', 'REJECTED', 'walker', now(), now() FROM l RETURNING id)
+		SELECT (SELECT id FROM l) AS link, (SELECT id FROM a) AS application`, p.Account.ID, p.Account.ID, p.Account.ID).Scan(&row).Error; err != nil || row.Application == 0 {
+		t.Fatalf("application link fixture of %s: %+v %v", p.Account.Name, row, err)
+	}
+	s["ApplicationLink"] = ids.Encode("ApplicationLink", row.Link)
+	s["LinkApplication"] = ids.Encode("LinkApplication", row.Application)
 	return s
 }
 
@@ -496,7 +518,7 @@ func ownIDs(t *testing.T, api *testkit.API, p testkit.Party) idSet {
 		"InboxMessage": ids.Encode("InboxMessage", inbox), "Delivery": ids.Encode("Delivery", delivery),
 		"CustomerGroup": ids.Encode("CustomerGroup", groupOf(t, api, p)), "SharingUnit": ids.Encode("SharingUnit", unitOf(t, api, p)),
 		"Invitation": ids.Encode("Invitation", invitationOf(t, api, p)), "Unbinding": ids.Encode("Unbinding", unbindingOf(t, api, p)),
-		"Migration": ids.Encode("Migration", migrationOf(t, api, p))}.withBilling(t, api, p).withVouchers(t, api, p)
+		"Migration": ids.Encode("Migration", migrationOf(t, api, p))}.withBilling(t, api, p).withVouchers(t, api, p).withAppLinks(t, api, p)
 }
 
 // notificationOf gives party p's admin a notification (fanned out and, in
