@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"partnerd/billing"
+	"partnerd/bulk"
 	"partnerd/credit"
 	"partnerd/expenditures"
 	"partnerd/forecast"
@@ -47,6 +48,8 @@ type ResolverRoot interface {
 	AuditEntry() AuditEntryResolver
 	BillAdjustment() BillAdjustmentResolver
 	Budget() BudgetResolver
+	BulkJob() BulkJobResolver
+	BulkRow() BulkRowResolver
 	CreditLedgerEntry() CreditLedgerEntryResolver
 	CustomerBill() CustomerBillResolver
 	CustomerBillLine() CustomerBillLineResolver
@@ -245,6 +248,52 @@ type ComplexityRoot struct {
 		Thresholds      func(childComplexity int) int
 		Type            func(childComplexity int) int
 		UsedPercent     func(childComplexity int) int
+	}
+
+	BulkJob struct {
+		CreatedAt  func(childComplexity int) int
+		Done       func(childComplexity int) int
+		Failed     func(childComplexity int) int
+		FinishedAt func(childComplexity int) int
+		ID         func(childComplexity int) int
+		Kind       func(childComplexity int) int
+		Partner    func(childComplexity int) int
+		Pending    func(childComplexity int) int
+		Rejected   func(childComplexity int) int
+		Rows       func(childComplexity int, status *bulk.RowStatus, first *int, after *string) int
+		StartedAt  func(childComplexity int) int
+		Status     func(childComplexity int) int
+		Valid      func(childComplexity int) int
+	}
+
+	BulkJobConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	BulkJobEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	BulkRow struct {
+		Code        func(childComplexity int) int
+		CustomerRef func(childComplexity int) int
+		Line        func(childComplexity int) int
+		Message     func(childComplexity int) int
+		Status      func(childComplexity int) int
+	}
+
+	BulkRowConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	BulkRowEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	CreatedApplicationLink struct {
@@ -747,6 +796,7 @@ type ComplexityRoot struct {
 		UnfreezeAccounts            func(childComplexity int, accountIds []string, reason string) int
 		UpdateAccount               func(childComplexity int, id string, input UpdateAccountInput) int
 		UpdateVoucherTemplate       func(childComplexity int, id string, input VoucherTemplateInput) int
+		UploadBulkChanges           func(childComplexity int, partnerID string, kind bulk.Kind, file graphql.Upload) int
 		WithdrawLinkApplication     func(childComplexity int, id string) int
 	}
 
@@ -816,6 +866,8 @@ type ComplexityRoot struct {
 		ApplicationLinks        func(childComplexity int, partnerID string, first *int, after *string) int
 		AuditLog                func(childComplexity int, accountID string, includeDescendants *bool, first *int, after *string) int
 		Bills                   func(childComplexity int, partnerID *string, month *models.Month, status *billing.Status, first *int, after *string) int
+		BulkChangeTemplate      func(childComplexity int, kind bulk.Kind) int
+		BulkJobs                func(childComplexity int, partnerID string, first *int, after *string) int
 		CreditLedger            func(childComplexity int, accountID string, first *int, after *string) int
 		CustomerBills           func(childComplexity int, partnerID *string, customerID *string, month *models.Month, first *int, after *string) int
 		DataTransferStatement   func(childComplexity int, locale *string) int
@@ -1163,6 +1215,15 @@ type BillAdjustmentResolver interface {
 type BudgetResolver interface {
 	Thresholds(ctx context.Context, obj *guard.BudgetView) ([]int, error)
 }
+type BulkJobResolver interface {
+	ID(ctx context.Context, obj *bulk.Job) (string, error)
+	Partner(ctx context.Context, obj *bulk.Job) (*models.Account, error)
+
+	Rows(ctx context.Context, obj *bulk.Job, status *bulk.RowStatus, first *int, after *string) (*BulkRowConnection, error)
+}
+type BulkRowResolver interface {
+	Code(ctx context.Context, obj *bulk.Row) (*string, error)
+}
 type CreditLedgerEntryResolver interface {
 	ID(ctx context.Context, obj *models.LedgerEntry) (string, error)
 
@@ -1312,6 +1373,7 @@ type MutationResolver interface {
 	DeclineInvitation(ctx context.Context, token string) (bool, error)
 	RevokeInvitation(ctx context.Context, id string) (*lifecycle.Invitation, error)
 	CreateApplicationLink(ctx context.Context, partnerID string, kind lifecycle.LinkKind, expiresAt time.Time, usageLimit *int) (*CreatedApplicationLink, error)
+	UploadBulkChanges(ctx context.Context, partnerID string, kind bulk.Kind, file graphql.Upload) (*bulk.Job, error)
 	RevokeApplicationLink(ctx context.Context, id string) (*lifecycle.ApplicationLink, error)
 	ApplyWithLink(ctx context.Context, token string) (*lifecycle.LinkApplication, error)
 	ApproveLinkApplication(ctx context.Context, id string, note *string) (*lifecycle.LinkApplication, error)
@@ -1399,6 +1461,8 @@ type QueryResolver interface {
 	Invitations(ctx context.Context, status *InvitationStatus, first *int, after *string) (*InvitationConnection, error)
 	ApplicationLinks(ctx context.Context, partnerID string, first *int, after *string) (*ApplicationLinkConnection, error)
 	LinkApplications(ctx context.Context, partnerID *string, linkID *string, applicantID *string, status *lifecycle.ApplicationStatus, first *int, after *string) (*LinkApplicationConnection, error)
+	BulkJobs(ctx context.Context, partnerID string, first *int, after *string) (*BulkJobConnection, error)
+	BulkChangeTemplate(ctx context.Context, kind bulk.Kind) (string, error)
 	ApplicationLinkPreview(ctx context.Context, token string) (*lifecycle.LinkPreview, error)
 	Migration(ctx context.Context, id string) (*migration.Migration, error)
 	Migrations(ctx context.Context, status *migration.Status, role *migration.Role, first *int, after *string) ([]*migration.Migration, error)
@@ -2202,6 +2266,185 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Budget.UsedPercent(childComplexity), true
+
+	case "BulkJob.createdAt":
+		if e.ComplexityRoot.BulkJob.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkJob.CreatedAt(childComplexity), true
+	case "BulkJob.done":
+		if e.ComplexityRoot.BulkJob.Done == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkJob.Done(childComplexity), true
+	case "BulkJob.failed":
+		if e.ComplexityRoot.BulkJob.Failed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkJob.Failed(childComplexity), true
+	case "BulkJob.finishedAt":
+		if e.ComplexityRoot.BulkJob.FinishedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkJob.FinishedAt(childComplexity), true
+	case "BulkJob.id":
+		if e.ComplexityRoot.BulkJob.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkJob.ID(childComplexity), true
+	case "BulkJob.kind":
+		if e.ComplexityRoot.BulkJob.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkJob.Kind(childComplexity), true
+	case "BulkJob.partner":
+		if e.ComplexityRoot.BulkJob.Partner == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkJob.Partner(childComplexity), true
+	case "BulkJob.pending":
+		if e.ComplexityRoot.BulkJob.Pending == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkJob.Pending(childComplexity), true
+	case "BulkJob.rejected":
+		if e.ComplexityRoot.BulkJob.Rejected == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkJob.Rejected(childComplexity), true
+	case "BulkJob.rows":
+		if e.ComplexityRoot.BulkJob.Rows == nil {
+			break
+		}
+
+		args, err := ec.field_BulkJob_rows_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.BulkJob.Rows(childComplexity, args["status"].(*bulk.RowStatus), args["first"].(*int), args["after"].(*string)), true
+	case "BulkJob.startedAt":
+		if e.ComplexityRoot.BulkJob.StartedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkJob.StartedAt(childComplexity), true
+	case "BulkJob.status":
+		if e.ComplexityRoot.BulkJob.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkJob.Status(childComplexity), true
+	case "BulkJob.valid":
+		if e.ComplexityRoot.BulkJob.Valid == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkJob.Valid(childComplexity), true
+
+	case "BulkJobConnection.edges":
+		if e.ComplexityRoot.BulkJobConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkJobConnection.Edges(childComplexity), true
+	case "BulkJobConnection.pageInfo":
+		if e.ComplexityRoot.BulkJobConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkJobConnection.PageInfo(childComplexity), true
+	case "BulkJobConnection.totalCount":
+		if e.ComplexityRoot.BulkJobConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkJobConnection.TotalCount(childComplexity), true
+
+	case "BulkJobEdge.cursor":
+		if e.ComplexityRoot.BulkJobEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkJobEdge.Cursor(childComplexity), true
+	case "BulkJobEdge.node":
+		if e.ComplexityRoot.BulkJobEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkJobEdge.Node(childComplexity), true
+
+	case "BulkRow.code":
+		if e.ComplexityRoot.BulkRow.Code == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkRow.Code(childComplexity), true
+	case "BulkRow.customerRef":
+		if e.ComplexityRoot.BulkRow.CustomerRef == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkRow.CustomerRef(childComplexity), true
+	case "BulkRow.line":
+		if e.ComplexityRoot.BulkRow.Line == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkRow.Line(childComplexity), true
+	case "BulkRow.message":
+		if e.ComplexityRoot.BulkRow.Message == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkRow.Message(childComplexity), true
+	case "BulkRow.status":
+		if e.ComplexityRoot.BulkRow.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkRow.Status(childComplexity), true
+
+	case "BulkRowConnection.edges":
+		if e.ComplexityRoot.BulkRowConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkRowConnection.Edges(childComplexity), true
+	case "BulkRowConnection.pageInfo":
+		if e.ComplexityRoot.BulkRowConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkRowConnection.PageInfo(childComplexity), true
+	case "BulkRowConnection.totalCount":
+		if e.ComplexityRoot.BulkRowConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkRowConnection.TotalCount(childComplexity), true
+
+	case "BulkRowEdge.cursor":
+		if e.ComplexityRoot.BulkRowEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkRowEdge.Cursor(childComplexity), true
+	case "BulkRowEdge.node":
+		if e.ComplexityRoot.BulkRowEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkRowEdge.Node(childComplexity), true
 
 	case "CreatedApplicationLink.link":
 		if e.ComplexityRoot.CreatedApplicationLink.Link == nil {
@@ -4685,6 +4928,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.UpdateVoucherTemplate(childComplexity, args["id"].(string), args["input"].(VoucherTemplateInput)), true
+	case "Mutation.uploadBulkChanges":
+		if e.ComplexityRoot.Mutation.UploadBulkChanges == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_uploadBulkChanges_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UploadBulkChanges(childComplexity, args["partnerId"].(string), args["kind"].(bulk.Kind), args["file"].(graphql.Upload)), true
 	case "Mutation.withdrawLinkApplication":
 		if e.ComplexityRoot.Mutation.WithdrawLinkApplication == nil {
 			break
@@ -4998,6 +5252,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Bills(childComplexity, args["partnerId"].(*string), args["month"].(*models.Month), args["status"].(*billing.Status), args["first"].(*int), args["after"].(*string)), true
+	case "Query.bulkChangeTemplate":
+		if e.ComplexityRoot.Query.BulkChangeTemplate == nil {
+			break
+		}
+
+		args, err := ec.field_Query_bulkChangeTemplate_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.BulkChangeTemplate(childComplexity, args["kind"].(bulk.Kind)), true
+	case "Query.bulkJobs":
+		if e.ComplexityRoot.Query.BulkJobs == nil {
+			break
+		}
+
+		args, err := ec.field_Query_bulkJobs_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.BulkJobs(childComplexity, args["partnerId"].(string), args["first"].(*int), args["after"].(*string)), true
 	case "Query.creditLedger":
 		if e.ComplexityRoot.Query.CreditLedger == nil {
 			break
@@ -6541,6 +6817,42 @@ type Forecast {
   creditRunsOutOn: Time
 }
 
+enum BulkChangeKind { BUDGETS CREDIT OVERSPEND_ACTIONS }
+enum BulkJobStatus { QUEUED RUNNING COMPLETED }
+"REJECTED at the upload (never applied); PENDING until the job applies it; then DONE or FAILED (with its code and message)."
+enum BulkRowStatus { PENDING DONE FAILED REJECTED }
+"""A bulk change from a CSV file (uploadBulkChanges): validated row by row at the upload, its valid rows applied in the background, each once, as the uploading user, with per-row results; progress is done + failed of valid."""
+type BulkJob implements Node {
+  id: ID!
+  partner: Account!
+  kind: BulkChangeKind!
+  status: BulkJobStatus!
+  valid: Int!
+  rejected: Int!
+  done: Int!
+  failed: Int!
+  pending: Int!
+  createdAt: Time!
+  startedAt: Time
+  finishedAt: Time
+  "The rows in file order, narrowed by status; at most 500 a page."
+  rows(status: BulkRowStatus, first: Int = 50, after: String): BulkRowConnection!
+}
+type BulkJobConnection { edges: [BulkJobEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type BulkJobEdge { cursor: String! node: BulkJob! }
+type BulkRow {
+  "The file's line (spreadsheet numbering, the header is line 1)."
+  line: Int!
+  "The customer's ID as the file wrote it."
+  customerRef: String!
+  status: BulkRowStatus!
+  "Why it was REJECTED or FAILED, as extensions.code would be."
+  code: String
+  message: String!
+}
+type BulkRowConnection { edges: [BulkRowEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type BulkRowEdge { cursor: String! node: BulkRow! }
+
 enum AccountControl { STATUS PURCHASE_BAN }
 "One change of a customer's controls. oldValue and newValue: for STATUS the status with the freeze reason (\"FROZEN (OVERSPEND)\", \"ACTIVE\"), for PURCHASE_BAN \"true\" or \"false\". actor names the user (or \"system\")."
 type AccountControlChange { control: AccountControl! oldValue: String! newValue: String! reason: String! actor: String! at: Time! }
@@ -7312,6 +7624,10 @@ type Query {
   applicationLinks(partnerId: ID!, first: Int = 50, after: String): ApplicationLinkConnection!
   "Applications, newest first: to a partner (partnerId), through a link (linkId: its history) or made by an account (applicantId) — exactly one (else VALIDATION), narrowed by status. The caller sees those whose partner is in its scope and those its own account made."
   linkApplications(partnerId: ID, linkId: ID, applicantId: ID, status: LinkApplicationStatus, first: Int = 50, after: String): LinkApplicationConnection!
+  "A partner's bulk change jobs, newest first (its ADMIN or FINANCE, or one above it; NOT_FOUND outside the scope)."
+  bulkJobs(partnerId: ID!, first: Int = 50, after: String): BulkJobConnection!
+  "The CSV template of a kind of bulk change: its header and an example in comment lines."
+  bulkChangeTemplate(kind: BulkChangeKind!): String!
   "Whose link a token is, for any signed-in user holding it (NOT_FOUND for an unknown or revoked token)."
   applicationLinkPreview(token: String!): ApplicationLinkPreview!
   migration(id: ID!): Migration
@@ -7397,6 +7713,8 @@ type Mutation {
   revokeInvitation(id: ID!): Invitation!
   "A partner's ADMIN or OPERATOR (or one above it) creates an application link. VALIDATION: not a partner, a RESELLER link of a non-distributor, an expiry not in the next 90 days, a usageLimit outside 1..100000."
   createApplicationLink(partnerId: ID!, kind: ApplicationLinkKind!, expiresAt: Time!, usageLimit: Int): CreatedApplicationLink!
+  """Uploads a CSV of changes for many of a partner's own customers (its ADMIN or FINANCE, or one above it; a CREDIT file only its own users or the platform): BUDGETS (customer_id, type, amount, thresholds "50;80;100", overspend_action), CREDIT (customer_id, allocation: the allocation to reach, so a replay changes nothing) or OVERSPEND_ACTIONS (customer_id, overspend_action). Each row is judged now (REJECTED rows with their line, code and message); the valid ones are applied by a background job. VALIDATION for the whole file when it is not CSV, over 5 MiB or 10,000 rows, has a wrong header, or no valid row."""
+  uploadBulkChanges(partnerId: ID!, kind: BulkChangeKind!, file: Upload!): BulkJob!
   "Revokes a link (CONFLICT when already revoked); its pending applications stay pending."
   revokeApplicationLink(id: ID!): ApplicationLink!
   "A PERSONAL account's ADMIN applies through a link (FORBIDDEN for anyone else). NOT_FOUND: unknown or revoked token; PRECONDITION_FAILED: expired or used up, or the account cannot be associated (frozen, in arrears, no longer personal, a reseller link with unreleased resources); CONFLICT: a pending application to the same partner already."
@@ -7824,6 +8142,98 @@ func (ec *executionContext) childFields_Budget(ctx context.Context, field graphq
 		return ec.fieldContext_Budget_startedAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Budget", field.Name)
+}
+
+func (ec *executionContext) childFields_BulkJob(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_BulkJob_id(ctx, field)
+	case "partner":
+		return ec.fieldContext_BulkJob_partner(ctx, field)
+	case "kind":
+		return ec.fieldContext_BulkJob_kind(ctx, field)
+	case "status":
+		return ec.fieldContext_BulkJob_status(ctx, field)
+	case "valid":
+		return ec.fieldContext_BulkJob_valid(ctx, field)
+	case "rejected":
+		return ec.fieldContext_BulkJob_rejected(ctx, field)
+	case "done":
+		return ec.fieldContext_BulkJob_done(ctx, field)
+	case "failed":
+		return ec.fieldContext_BulkJob_failed(ctx, field)
+	case "pending":
+		return ec.fieldContext_BulkJob_pending(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_BulkJob_createdAt(ctx, field)
+	case "startedAt":
+		return ec.fieldContext_BulkJob_startedAt(ctx, field)
+	case "finishedAt":
+		return ec.fieldContext_BulkJob_finishedAt(ctx, field)
+	case "rows":
+		return ec.fieldContext_BulkJob_rows(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BulkJob", field.Name)
+}
+
+func (ec *executionContext) childFields_BulkJobConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_BulkJobConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_BulkJobConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_BulkJobConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BulkJobConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_BulkJobEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_BulkJobEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_BulkJobEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BulkJobEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_BulkRow(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "line":
+		return ec.fieldContext_BulkRow_line(ctx, field)
+	case "customerRef":
+		return ec.fieldContext_BulkRow_customerRef(ctx, field)
+	case "status":
+		return ec.fieldContext_BulkRow_status(ctx, field)
+	case "code":
+		return ec.fieldContext_BulkRow_code(ctx, field)
+	case "message":
+		return ec.fieldContext_BulkRow_message(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BulkRow", field.Name)
+}
+
+func (ec *executionContext) childFields_BulkRowConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_BulkRowConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_BulkRowConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_BulkRowConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BulkRowConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_BulkRowEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_BulkRowEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_BulkRowEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BulkRowEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_CreatedApplicationLink(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -9606,6 +10016,36 @@ func (ec *executionContext) field_Account_users_args(ctx context.Context, rawArg
 	return args, nil
 }
 
+func (ec *executionContext) field_BulkJob_rows_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) (*bulk.RowStatus, error) {
+			return ec.unmarshalOBulkRowStatus2ᚖpartnerdᚋbulkᚐRowStatus(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Migration_items_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -11104,6 +11544,36 @@ func (ec *executionContext) field_Mutation_updateVoucherTemplate_args(ctx contex
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_uploadBulkChanges_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "partnerId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["partnerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "kind",
+		func(ctx context.Context, v any) (bulk.Kind, error) {
+			return ec.unmarshalNBulkChangeKind2partnerdᚋbulkᚐKind(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["kind"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "file",
+		func(ctx context.Context, v any) (graphql.Upload, error) {
+			return ec.unmarshalNUpload2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["file"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_withdrawLinkApplication_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -11293,6 +11763,50 @@ func (ec *executionContext) field_Query_bills_args(ctx context.Context, rawArgs 
 		return nil, err
 	}
 	args["after"] = arg4
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_bulkChangeTemplate_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "kind",
+		func(ctx context.Context, v any) (bulk.Kind, error) {
+			return ec.unmarshalNBulkChangeKind2partnerdᚋbulkᚐKind(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["kind"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_bulkJobs_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "partnerId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["partnerId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
 	return args, nil
 }
 
@@ -14894,6 +15408,734 @@ func (ec *executionContext) _Budget_startedAt(ctx context.Context, field graphql
 }
 func (ec *executionContext) fieldContext_Budget_startedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Budget", field, false, false, "Time")
+}
+
+func (ec *executionContext) _BulkJob_id(ctx context.Context, field graphql.CollectedField, obj *bulk.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkJob_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.BulkJob().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkJob_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkJob", field, true, true, "ID")
+}
+
+func (ec *executionContext) _BulkJob_partner(ctx context.Context, field graphql.CollectedField, obj *bulk.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkJob_partner(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.BulkJob().Partner(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖpartnerdᚋmodelsᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkJob_partner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "BulkJob",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _BulkJob_kind(ctx context.Context, field graphql.CollectedField, obj *bulk.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkJob_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bulk.Kind) graphql.Marshaler {
+			return ec.marshalNBulkChangeKind2partnerdᚋbulkᚐKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkJob_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkJob", field, false, false, "BulkChangeKind")
+}
+
+func (ec *executionContext) _BulkJob_status(ctx context.Context, field graphql.CollectedField, obj *bulk.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkJob_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bulk.Status) graphql.Marshaler {
+			return ec.marshalNBulkJobStatus2partnerdᚋbulkᚐStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkJob_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkJob", field, false, false, "BulkJobStatus")
+}
+
+func (ec *executionContext) _BulkJob_valid(ctx context.Context, field graphql.CollectedField, obj *bulk.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkJob_valid(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Valid, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkJob_valid(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkJob", field, false, false, "Int")
+}
+
+func (ec *executionContext) _BulkJob_rejected(ctx context.Context, field graphql.CollectedField, obj *bulk.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkJob_rejected(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Rejected, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkJob_rejected(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkJob", field, false, false, "Int")
+}
+
+func (ec *executionContext) _BulkJob_done(ctx context.Context, field graphql.CollectedField, obj *bulk.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkJob_done(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Done, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkJob_done(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkJob", field, false, false, "Int")
+}
+
+func (ec *executionContext) _BulkJob_failed(ctx context.Context, field graphql.CollectedField, obj *bulk.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkJob_failed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Failed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkJob_failed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkJob", field, false, false, "Int")
+}
+
+func (ec *executionContext) _BulkJob_pending(ctx context.Context, field graphql.CollectedField, obj *bulk.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkJob_pending(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Pending(), nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkJob_pending(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkJob", field, true, false, "Int")
+}
+
+func (ec *executionContext) _BulkJob_createdAt(ctx context.Context, field graphql.CollectedField, obj *bulk.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkJob_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkJob_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkJob", field, false, false, "Time")
+}
+
+func (ec *executionContext) _BulkJob_startedAt(ctx context.Context, field graphql.CollectedField, obj *bulk.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkJob_startedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StartedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_BulkJob_startedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkJob", field, false, false, "Time")
+}
+
+func (ec *executionContext) _BulkJob_finishedAt(ctx context.Context, field graphql.CollectedField, obj *bulk.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkJob_finishedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FinishedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_BulkJob_finishedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkJob", field, false, false, "Time")
+}
+
+func (ec *executionContext) _BulkJob_rows(ctx context.Context, field graphql.CollectedField, obj *bulk.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkJob_rows(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.BulkJob().Rows(ctx, obj, fc.Args["status"].(*bulk.RowStatus), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *BulkRowConnection) graphql.Marshaler {
+			return ec.marshalNBulkRowConnection2ᚖpartnerdᚋgraphᚐBulkRowConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkJob_rows(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "BulkJob",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BulkRowConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_BulkJob_rows_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _BulkJobConnection_edges(ctx context.Context, field graphql.CollectedField, obj *BulkJobConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkJobConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*BulkJobEdge) graphql.Marshaler {
+			return ec.marshalNBulkJobEdge2ᚕᚖpartnerdᚋgraphᚐBulkJobEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkJobConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "BulkJobConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BulkJobEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _BulkJobConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *BulkJobConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkJobConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkJobConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "BulkJobConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _BulkJobConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *BulkJobConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkJobConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkJobConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkJobConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _BulkJobEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *BulkJobEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkJobEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkJobEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkJobEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _BulkJobEdge_node(ctx context.Context, field graphql.CollectedField, obj *BulkJobEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkJobEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *bulk.Job) graphql.Marshaler {
+			return ec.marshalNBulkJob2ᚖpartnerdᚋbulkᚐJob(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkJobEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "BulkJobEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BulkJob(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _BulkRow_line(ctx context.Context, field graphql.CollectedField, obj *bulk.Row) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkRow_line(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Line, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkRow_line(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkRow", field, false, false, "Int")
+}
+
+func (ec *executionContext) _BulkRow_customerRef(ctx context.Context, field graphql.CollectedField, obj *bulk.Row) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkRow_customerRef(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CustomerRef, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkRow_customerRef(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkRow", field, false, false, "String")
+}
+
+func (ec *executionContext) _BulkRow_status(ctx context.Context, field graphql.CollectedField, obj *bulk.Row) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkRow_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bulk.RowStatus) graphql.Marshaler {
+			return ec.marshalNBulkRowStatus2partnerdᚋbulkᚐRowStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkRow_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkRow", field, false, false, "BulkRowStatus")
+}
+
+func (ec *executionContext) _BulkRow_code(ctx context.Context, field graphql.CollectedField, obj *bulk.Row) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkRow_code(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.BulkRow().Code(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_BulkRow_code(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkRow", field, true, true, "String")
+}
+
+func (ec *executionContext) _BulkRow_message(ctx context.Context, field graphql.CollectedField, obj *bulk.Row) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkRow_message(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Message, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkRow_message(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkRow", field, false, false, "String")
+}
+
+func (ec *executionContext) _BulkRowConnection_edges(ctx context.Context, field graphql.CollectedField, obj *BulkRowConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkRowConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*BulkRowEdge) graphql.Marshaler {
+			return ec.marshalNBulkRowEdge2ᚕᚖpartnerdᚋgraphᚐBulkRowEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkRowConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "BulkRowConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BulkRowEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _BulkRowConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *BulkRowConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkRowConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖpartnerdᚋgraphᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkRowConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "BulkRowConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _BulkRowConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *BulkRowConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkRowConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkRowConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkRowConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _BulkRowEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *BulkRowEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkRowEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkRowEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkRowEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _BulkRowEdge_node(ctx context.Context, field graphql.CollectedField, obj *BulkRowEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkRowEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *bulk.Row) graphql.Marshaler {
+			return ec.marshalNBulkRow2ᚖpartnerdᚋbulkᚐRow(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkRowEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "BulkRowEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BulkRow(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _CreatedApplicationLink_link(ctx context.Context, field graphql.CollectedField, obj *CreatedApplicationLink) (ret graphql.Marshaler) {
@@ -22955,6 +24197,50 @@ func (ec *executionContext) fieldContext_Mutation_createApplicationLink(ctx cont
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_uploadBulkChanges(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_uploadBulkChanges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UploadBulkChanges(ctx, fc.Args["partnerId"].(string), fc.Args["kind"].(bulk.Kind), fc.Args["file"].(graphql.Upload))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *bulk.Job) graphql.Marshaler {
+			return ec.marshalNBulkJob2ᚖpartnerdᚋbulkᚐJob(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_uploadBulkChanges(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BulkJob(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_uploadBulkChanges_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_revokeApplicationLink(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -26522,6 +27808,94 @@ func (ec *executionContext) fieldContext_Query_linkApplications(ctx context.Cont
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_linkApplications_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_bulkJobs(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_bulkJobs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().BulkJobs(ctx, fc.Args["partnerId"].(string), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *BulkJobConnection) graphql.Marshaler {
+			return ec.marshalNBulkJobConnection2ᚖpartnerdᚋgraphᚐBulkJobConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_bulkJobs(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BulkJobConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_bulkJobs_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_bulkChangeTemplate(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_bulkChangeTemplate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().BulkChangeTemplate(ctx, fc.Args["kind"].(bulk.Kind))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_bulkChangeTemplate(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type String does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_bulkChangeTemplate_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -33629,6 +35003,13 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._CustomerBill(ctx, sel, obj)
+	case bulk.Job:
+		return ec._BulkJob(ctx, sel, &obj)
+	case *bulk.Job:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._BulkJob(ctx, sel, obj)
 	case lifecycle.ApplicationLink:
 		return ec._ApplicationLink(ctx, sel, &obj)
 	case *lifecycle.ApplicationLink:
@@ -34697,6 +36078,318 @@ func (ec *executionContext) _Budget(ctx context.Context, sel ast.SelectionSet, o
 			out.Values[i] = ec._Budget_startedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var bulkJobImplementors = []string{"BulkJob", "Node"}
+
+func (ec *executionContext) _BulkJob(ctx context.Context, sel ast.SelectionSet, obj *bulk.Job) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, bulkJobImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BulkJob")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._BulkJob_id(ctx, field, obj)
+				})
+		case "partner":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._BulkJob_partner(ctx, field, obj)
+				})
+		case "kind":
+			out.Values[i] = ec._BulkJob_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._BulkJob_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "valid":
+			out.Values[i] = ec._BulkJob_valid(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "rejected":
+			out.Values[i] = ec._BulkJob_rejected(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "done":
+			out.Values[i] = ec._BulkJob_done(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "failed":
+			out.Values[i] = ec._BulkJob_failed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "pending":
+			out.Values[i] = ec._BulkJob_pending(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._BulkJob_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "startedAt":
+			out.Values[i] = ec._BulkJob_startedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "finishedAt":
+			out.Values[i] = ec._BulkJob_finishedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "rows":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._BulkJob_rows(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var bulkJobConnectionImplementors = []string{"BulkJobConnection"}
+
+func (ec *executionContext) _BulkJobConnection(ctx context.Context, sel ast.SelectionSet, obj *BulkJobConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, bulkJobConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BulkJobConnection")
+		case "edges":
+			out.Values[i] = ec._BulkJobConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._BulkJobConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._BulkJobConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var bulkJobEdgeImplementors = []string{"BulkJobEdge"}
+
+func (ec *executionContext) _BulkJobEdge(ctx context.Context, sel ast.SelectionSet, obj *BulkJobEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, bulkJobEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BulkJobEdge")
+		case "cursor":
+			out.Values[i] = ec._BulkJobEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._BulkJobEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var bulkRowImplementors = []string{"BulkRow"}
+
+func (ec *executionContext) _BulkRow(ctx context.Context, sel ast.SelectionSet, obj *bulk.Row) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, bulkRowImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BulkRow")
+		case "line":
+			out.Values[i] = ec._BulkRow_line(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "customerRef":
+			out.Values[i] = ec._BulkRow_customerRef(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._BulkRow_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "code":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._BulkRow_code(ctx, field, obj)
+				})
+		case "message":
+			out.Values[i] = ec._BulkRow_message(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var bulkRowConnectionImplementors = []string{"BulkRowConnection"}
+
+func (ec *executionContext) _BulkRowConnection(ctx context.Context, sel ast.SelectionSet, obj *BulkRowConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, bulkRowConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BulkRowConnection")
+		case "edges":
+			out.Values[i] = ec._BulkRowConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._BulkRowConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._BulkRowConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var bulkRowEdgeImplementors = []string{"BulkRowEdge"}
+
+func (ec *executionContext) _BulkRowEdge(ctx context.Context, sel ast.SelectionSet, obj *BulkRowEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, bulkRowEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BulkRowEdge")
+		case "cursor":
+			out.Values[i] = ec._BulkRowEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._BulkRowEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -37776,6 +39469,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "uploadBulkChanges":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_uploadBulkChanges(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "revokeApplicationLink":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_revokeApplicationLink(ctx, field)
@@ -38624,6 +40324,18 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_linkApplications(ctx, field)
+				})
+		case "bulkJobs":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_bulkJobs(ctx, field)
+				})
+		case "bulkChangeTemplate":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_bulkChangeTemplate(ctx, field)
 				})
 		case "applicationLinkPreview":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -41240,6 +42952,131 @@ func (ec *executionContext) marshalNBudgetType2partnerdᚋmodelsᚐBudgetType(ct
 	return res
 }
 
+func (ec *executionContext) unmarshalNBulkChangeKind2partnerdᚋbulkᚐKind(ctx context.Context, v any) (bulk.Kind, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := bulk.Kind(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNBulkChangeKind2partnerdᚋbulkᚐKind(ctx context.Context, sel ast.SelectionSet, v bulk.Kind) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "BulkChangeKind!")
+	}
+	return res
+}
+
+func (ec *executionContext) marshalNBulkJob2ᚖpartnerdᚋbulkᚐJob(ctx context.Context, sel ast.SelectionSet, v *bulk.Job) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "BulkJob!")
+		return graphql.Null
+	}
+	return ec._BulkJob(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNBulkJobConnection2ᚖpartnerdᚋgraphᚐBulkJobConnection(ctx context.Context, sel ast.SelectionSet, v *BulkJobConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "BulkJobConnection!")
+		return graphql.Null
+	}
+	return ec._BulkJobConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNBulkJobEdge2ᚕᚖpartnerdᚋgraphᚐBulkJobEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*BulkJobEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNBulkJobEdge2ᚖpartnerdᚋgraphᚐBulkJobEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNBulkJobEdge2ᚖpartnerdᚋgraphᚐBulkJobEdge(ctx context.Context, sel ast.SelectionSet, v *BulkJobEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "BulkJobEdge!")
+		return graphql.Null
+	}
+	return ec._BulkJobEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNBulkJobStatus2partnerdᚋbulkᚐStatus(ctx context.Context, v any) (bulk.Status, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := bulk.Status(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNBulkJobStatus2partnerdᚋbulkᚐStatus(ctx context.Context, sel ast.SelectionSet, v bulk.Status) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "BulkJobStatus!")
+	}
+	return res
+}
+
+func (ec *executionContext) marshalNBulkRow2ᚖpartnerdᚋbulkᚐRow(ctx context.Context, sel ast.SelectionSet, v *bulk.Row) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "BulkRow!")
+		return graphql.Null
+	}
+	return ec._BulkRow(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNBulkRowConnection2ᚖpartnerdᚋgraphᚐBulkRowConnection(ctx context.Context, sel ast.SelectionSet, v *BulkRowConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "BulkRowConnection!")
+		return graphql.Null
+	}
+	return ec._BulkRowConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNBulkRowEdge2ᚕᚖpartnerdᚋgraphᚐBulkRowEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*BulkRowEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNBulkRowEdge2ᚖpartnerdᚋgraphᚐBulkRowEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNBulkRowEdge2ᚖpartnerdᚋgraphᚐBulkRowEdge(ctx context.Context, sel ast.SelectionSet, v *BulkRowEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "BulkRowEdge!")
+		return graphql.Null
+	}
+	return ec._BulkRowEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNBulkRowStatus2partnerdᚋbulkᚐRowStatus(ctx context.Context, v any) (bulk.RowStatus, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := bulk.RowStatus(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNBulkRowStatus2partnerdᚋbulkᚐRowStatus(ctx context.Context, sel ast.SelectionSet, v bulk.RowStatus) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "BulkRowStatus!")
+	}
+	return res
+}
+
 func (ec *executionContext) unmarshalNChannel2partnerdᚋmodelsᚐChannel(ctx context.Context, v any) (models.Channel, error) {
 	tmp, err := graphql.UnmarshalString(v)
 	res := models.Channel(tmp)
@@ -42773,6 +44610,20 @@ func (ec *executionContext) unmarshalNUpdateAccountInput2partnerdᚋgraphᚐUpda
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) unmarshalNUpload2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx context.Context, v any) (graphql.Upload, error) {
+	res, err := graphql.UnmarshalUpload(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNUpload2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx context.Context, sel ast.SelectionSet, v graphql.Upload) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalUpload(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Upload!")
+	}
+	return res
+}
+
 func (ec *executionContext) marshalNUser2ᚖpartnerdᚋmodelsᚐUser(ctx context.Context, sel ast.SelectionSet, v *models.User) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "User!")
@@ -43401,6 +45252,25 @@ func (ec *executionContext) marshalOBudget2ᚖpartnerdᚋguardᚐBudgetView(ctx 
 		return graphql.Null
 	}
 	return ec._Budget(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOBulkRowStatus2ᚖpartnerdᚋbulkᚐRowStatus(ctx context.Context, v any) (*bulk.RowStatus, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := graphql.UnmarshalString(v)
+	res := bulk.RowStatus(tmp)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOBulkRowStatus2ᚖpartnerdᚋbulkᚐRowStatus(ctx context.Context, sel ast.SelectionSet, v *bulk.RowStatus) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(string(*v))
+	return res
 }
 
 func (ec *executionContext) unmarshalOChannel2ᚖpartnerdᚋmodelsᚐChannel(ctx context.Context, v any) (*models.Channel, error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"partnerd/billing"
+	"partnerd/bulk"
 	"partnerd/expenditures"
 	"partnerd/groups"
 	"partnerd/guard"
@@ -88,6 +89,28 @@ type BudgetInput struct {
 	Amount          decimal.Decimal         `json:"amount"`
 	Thresholds      []int                   `json:"thresholds,omitempty"`
 	OverspendAction *models.OverspendAction `json:"overspendAction,omitempty"`
+}
+
+type BulkJobConnection struct {
+	Edges      []*BulkJobEdge `json:"edges"`
+	PageInfo   *PageInfo      `json:"pageInfo"`
+	TotalCount int            `json:"totalCount"`
+}
+
+type BulkJobEdge struct {
+	Cursor string    `json:"cursor"`
+	Node   *bulk.Job `json:"node"`
+}
+
+type BulkRowConnection struct {
+	Edges      []*BulkRowEdge `json:"edges"`
+	PageInfo   *PageInfo      `json:"pageInfo"`
+	TotalCount int            `json:"totalCount"`
+}
+
+type BulkRowEdge struct {
+	Cursor string    `json:"cursor"`
+	Node   *bulk.Row `json:"node"`
 }
 
 type CreateAccountInput struct {

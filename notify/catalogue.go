@@ -250,6 +250,7 @@ func NewCatalogue() *Catalogue {
 	})
 	registerForecasts(c)
 	registerApplicationLinks(c)
+	registerBulkChanges(c)
 	return c
 }
 

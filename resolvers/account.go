@@ -8,6 +8,7 @@ import (
 	"partnerd/accounts"
 	"partnerd/apperr"
 	"partnerd/billing"
+	"partnerd/bulk"
 	"partnerd/expenditures"
 	"partnerd/graph"
 	"partnerd/groups"
@@ -88,6 +89,8 @@ func (r *queryResolver) node(ctx context.Context, id string) (models.Node, error
 		return r.Lifecycle.Unbinding(ctx, key)
 	case TypeInvitation:
 		return r.Lifecycle.Invitation(ctx, key)
+	case bulk.TypeJob:
+		return r.BulkChanges.Job(ctx, key)
 	case lifecycle.TypeApplicationLink:
 		return r.Lifecycle.ApplicationLink(ctx, key)
 	case lifecycle.TypeLinkApplication:

@@ -151,7 +151,9 @@ func (r *queryResolver) marginReport(ctx context.Context, partnerID *string, mon
 		return nil, err
 	}
 	es, info := edges(page.Items, page.More, func(n *billing.MarginRow) int64 { return n.CustomerID },
-		func(c string, n *billing.MarginRow) *graph.MarginRowEdge { return &graph.MarginRowEdge{Cursor: c, Node: n} })
+		func(c string, n *billing.MarginRow) *graph.MarginRowEdge {
+			return &graph.MarginRowEdge{Cursor: c, Node: n}
+		})
 	return &graph.MarginRowConnection{Edges: es, PageInfo: info, TotalCount: page.Total, Totals: totals}, nil
 }
 

@@ -7,6 +7,7 @@ package resolvers
 import (
 	"partnerd/accounts"
 	"partnerd/billing"
+	"partnerd/bulk"
 	"partnerd/credit"
 	"partnerd/expenditures"
 	"partnerd/forecast"
@@ -41,6 +42,8 @@ type Resolver struct {
 	VoucherService *vouchers.Service
 	// Forecasts projects customers' month-end spend.
 	Forecasts *forecast.Service
+	// BulkChanges applies CSV uploads of changes in the background.
+	BulkChanges *bulk.Service
 	// PublicURL is where users reach the product (download links start
 	// with it).
 	PublicURL string

@@ -9,6 +9,7 @@ import (
 	"context"
 	"partnerd/accounts"
 	"partnerd/billing"
+	"partnerd/bulk"
 	"partnerd/credit"
 	"partnerd/expenditures"
 	"partnerd/forecast"
@@ -239,6 +240,26 @@ func (r *billAdjustmentResolver) Records(ctx context.Context, obj *billing.Adjus
 // Thresholds is the resolver for the thresholds field.
 func (r *budgetResolver) Thresholds(ctx context.Context, obj *guard.BudgetView) ([]int, error) {
 	return []int(obj.Thresholds), nil
+}
+
+// ID is the resolver for the id field.
+func (r *bulkJobResolver) ID(ctx context.Context, obj *bulk.Job) (string, error) {
+	return obj.GlobalID(), nil
+}
+
+// Partner is the resolver for the partner field.
+func (r *bulkJobResolver) Partner(ctx context.Context, obj *bulk.Job) (*models.Account, error) {
+	return r.account(ctx, obj.PartnerID)
+}
+
+// Rows is the resolver for the rows field.
+func (r *bulkJobResolver) Rows(ctx context.Context, obj *bulk.Job, status *bulk.RowStatus, first *int, after *string) (*graph.BulkRowConnection, error) {
+	return r.bulkRows(ctx, obj, status, first, after)
+}
+
+// Code is the resolver for the code field.
+func (r *bulkRowResolver) Code(ctx context.Context, obj *bulk.Row) (*string, error) {
+	return optionalString(string(obj.Code)), nil
 }
 
 // ID is the resolver for the id field.
@@ -846,6 +867,11 @@ func (r *mutationResolver) CreateApplicationLink(ctx context.Context, partnerID 
 	return r.createApplicationLink(ctx, partnerID, kind, expiresAt, usageLimit)
 }
 
+// UploadBulkChanges is the resolver for the uploadBulkChanges field.
+func (r *mutationResolver) UploadBulkChanges(ctx context.Context, partnerID string, kind bulk.Kind, file graphql.Upload) (*bulk.Job, error) {
+	return r.uploadBulkChanges(ctx, partnerID, kind, file)
+}
+
 // RevokeApplicationLink is the resolver for the revokeApplicationLink field.
 func (r *mutationResolver) RevokeApplicationLink(ctx context.Context, id string) (*lifecycle.ApplicationLink, error) {
 	return r.revokeApplicationLink(ctx, id)
@@ -1316,6 +1342,16 @@ func (r *queryResolver) LinkApplications(ctx context.Context, partnerID *string,
 	return r.linkApplications(ctx, partnerID, linkID, applicantID, status, first, after)
 }
 
+// BulkJobs is the resolver for the bulkJobs field.
+func (r *queryResolver) BulkJobs(ctx context.Context, partnerID string, first *int, after *string) (*graph.BulkJobConnection, error) {
+	return r.bulkJobs(ctx, partnerID, first, after)
+}
+
+// BulkChangeTemplate is the resolver for the bulkChangeTemplate field.
+func (r *queryResolver) BulkChangeTemplate(ctx context.Context, kind bulk.Kind) (string, error) {
+	return bulk.Template(kind), nil
+}
+
 // ApplicationLinkPreview is the resolver for the applicationLinkPreview field.
 func (r *queryResolver) ApplicationLinkPreview(ctx context.Context, token string) (*lifecycle.LinkPreview, error) {
 	return r.Lifecycle.PreviewApplicationLink(ctx, token)
@@ -1706,6 +1742,12 @@ func (r *Resolver) BillAdjustment() graph.BillAdjustmentResolver { return &billA
 // Budget returns graph.BudgetResolver implementation.
 func (r *Resolver) Budget() graph.BudgetResolver { return &budgetResolver{r} }
 
+// BulkJob returns graph.BulkJobResolver implementation.
+func (r *Resolver) BulkJob() graph.BulkJobResolver { return &bulkJobResolver{r} }
+
+// BulkRow returns graph.BulkRowResolver implementation.
+func (r *Resolver) BulkRow() graph.BulkRowResolver { return &bulkRowResolver{r} }
+
 // CreditLedgerEntry returns graph.CreditLedgerEntryResolver implementation.
 func (r *Resolver) CreditLedgerEntry() graph.CreditLedgerEntryResolver {
 	return &creditLedgerEntryResolver{r}
@@ -1850,6 +1892,8 @@ type (
 	auditEntryResolver             struct{ *Resolver }
 	billAdjustmentResolver         struct{ *Resolver }
 	budgetResolver                 struct{ *Resolver }
+	bulkJobResolver                struct{ *Resolver }
+	bulkRowResolver                struct{ *Resolver }
 	creditLedgerEntryResolver      struct{ *Resolver }
 	customerBillResolver           struct{ *Resolver }
 	customerBillLineResolver       struct{ *Resolver }

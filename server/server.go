@@ -34,6 +34,7 @@ import (
 	"partnerd/accounts"
 	"partnerd/apperr"
 	"partnerd/billing"
+	"partnerd/bulk"
 	"partnerd/credit"
 	"partnerd/expenditures"
 	"partnerd/forecast"
@@ -72,6 +73,8 @@ type Deps struct {
 	Vouchers *vouchers.Service
 	// Forecasts projects customers' month-end spend.
 	Forecasts *forecast.Service
+	// BulkChanges applies CSV uploads of changes in the background.
+	BulkChanges *bulk.Service
 	// PublicURL is where users reach the product; download links in the
 	// API start with it.
 	PublicURL string
@@ -152,7 +155,7 @@ func New(d Deps, opts Options) http.Handler {
 
 func newGraphQL(d Deps, opts Options, m *metrics) http.Handler {
 	res := &resolvers.Resolver{Accounts: d.Accounts, Credit: d.Credit, Spend: d.Spend, Live: d.Hub, Notify: d.Notify, Guard: d.Guard, Groups: d.Groups, Lifecycle: d.Lifecycle, Batches: d.Migration,
-		ExpenditureQueries: d.Expenditures, Billing: d.Billing, VoucherService: d.Vouchers, Forecasts: d.Forecasts, PublicURL: strings.TrimRight(d.PublicURL, "/")}
+		ExpenditureQueries: d.Expenditures, Billing: d.Billing, VoucherService: d.Vouchers, Forecasts: d.Forecasts, BulkChanges: d.BulkChanges, PublicURL: strings.TrimRight(d.PublicURL, "/")}
 	cfg := graph.Config{Resolvers: res}
 	setComplexity(&cfg)
 	srv := handler.New(graph.NewExecutableSchema(cfg))

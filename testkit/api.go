@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"partnerd/billing"
+	"partnerd/bulk"
 	"partnerd/credit"
 	"partnerd/expenditures"
 	"partnerd/forecast"
@@ -92,10 +93,12 @@ func NewAPIOn(t testing.TB, tr *Tree, opts server.Options, shared ...*API) *API 
 	bs := billing.New(tr.Store, tr.Accounts, billing.Options{Location: Shanghai, PublicURL: "https://partner.test", Log: log})
 	vs := vouchers.New(tr.Store, vouchers.Options{Location: Shanghai, Log: log})
 	fs := forecast.New(tr.Store, forecast.Options{Location: Shanghai, Log: log})
-	h := server.New(server.Deps{Store: tr.Store, Accounts: tr.Accounts, Credit: credit.New(tr.Store, Shanghai), Spend: spend.New(tr.Store, Shanghai),
+	cs := credit.New(tr.Store, Shanghai)
+	bk := bulk.New(tr.Store, gs, cs, bulk.Options{PublicURL: "https://partner.test", Log: log})
+	h := server.New(server.Deps{Store: tr.Store, Accounts: tr.Accounts, Credit: cs, Spend: spend.New(tr.Store, Shanghai),
 		Hub: hub, Notify: ns, Guard: gs, Groups: groups.New(tr.Store),
 		Lifecycle: lifecycle.New(tr.Store, lifecycle.Options{PublicURL: "https://partner.test", Location: Shanghai}), Migration: ms, Expenditures: es,
-		Billing: bs, Vouchers: vs, Forecasts: fs, PublicURL: "https://partner.test", Redis: rdb, Queue: qopt, Registry: reg, Log: log}, opts)
+		Billing: bs, Vouchers: vs, Forecasts: fs, BulkChanges: bk, PublicURL: "https://partner.test", Redis: rdb, Queue: qopt, Registry: reg, Log: log}, opts)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &API{Tree: tr, Server: srv, Redis: rdb, RedisURL: redisURL, Prefix: prefix, Hub: hub, Notify: ns, Guard: gs, Migration: ms, Expenditures: es, Billing: bs, Vouchers: vs, Registry: reg}

@@ -19,6 +19,7 @@ import (
 
 	"partnerd/accounts"
 	"partnerd/billing"
+	"partnerd/bulk"
 	"partnerd/credit"
 	"partnerd/demo"
 	"partnerd/expenditures"
@@ -153,6 +154,11 @@ func domain(st *store.Store, cfg *config, log *slog.Logger) demo.Services {
 	}
 }
 
+// bulkChanges is the bulk changes service on the domain's guard and credit.
+func bulkChanges(st *store.Store, dom demo.Services, cfg *config, log *slog.Logger) *bulk.Service {
+	return bulk.New(st, dom.Guard, dom.Credit, bulk.Options{PublicURL: cfg.PublicURL, Log: log})
+}
+
 // serve runs the parts of the product this process has, until SIGINT or
 // SIGTERM; then it stops taking work, finishes what is in flight (bounded by
 // SHUTDOWN_TIMEOUT) and returns nil.
@@ -221,7 +227,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		h := server.New(server.Deps{Store: st, Accounts: svc, Credit: dom.Credit, Spend: dom.Spend, Hub: hub, Notify: notifications, Guard: dom.Guard, Groups: dom.Groups,
 			Lifecycle: dom.Lifecycle, Migration: dom.Migration,
 			Expenditures: expenditures.New(st, cfg.BillingTimezone), Billing: dom.Billing, Vouchers: dom.Vouchers,
-			Forecasts: forecast.New(st, forecast.Options{Location: cfg.BillingTimezone, Log: log}), PublicURL: cfg.PublicURL, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
+			Forecasts: forecast.New(st, forecast.Options{Location: cfg.BillingTimezone, Log: log}), BulkChanges: bulkChanges(st, dom, cfg, log), PublicURL: cfg.PublicURL, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
 			server.Options{Playground: cfg.Playground, Monitoring: true, Limits: server.Limits{
 				Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, ParserTokens: cfg.MaxTokens, BodyBytes: cfg.MaxBody, UploadBytes: cfg.MaxUpload}})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -259,6 +265,9 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		workers.HandleBilling(mux, dom.Billing, cfg.BillSchedule)
 		workers.HandleVouchers(mux, dom.Vouchers)
 		workers.HandleForecast(mux, forecast.New(st, forecast.Options{Location: cfg.BillingTimezone, Log: log}))
+		bw := workers.NewBulk(bulkChanges(st, dom, cfg, log), queue, log)
+		bw.Register(reg)
+		bw.Handle(mux)
 		taskSrv = workers.NewServer(cfg.QueueRedis, workers.ServerConfig{Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: cfg.ShutdownTimeout}, log)
 		if err := taskSrv.Start(mux); err != nil {
 			return fmt.Errorf("start workers: %w", err)
@@ -270,7 +279,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 	if r.scheduler {
 		entries := append(append(append(workers.DefaultEntries(), workers.NotificationEntries()...), workers.GuardEntries()...), workers.LifecycleEntries()...)
 		entries = append(append(entries, workers.MigrationEntries()...), workers.BillingEntries()...)
-		entries = append(append(entries, workers.VouchersEntries()...), workers.ForecastEntries()...)
+		entries = append(append(append(entries, workers.VouchersEntries()...), workers.ForecastEntries()...), workers.BulkEntries()...)
 		sched := workers.NewScheduler(queue, entries, st.Clock(), log)
 		goRun("scheduler", sched.Run)
 		log.Info("scheduler started")

@@ -1,0 +1,58 @@
+package resolvers
+
+import (
+	"context"
+
+	"github.com/99designs/gqlgen/graphql"
+
+	"partnerd/bulk"
+	"partnerd/graph"
+	"partnerd/ids"
+)
+
+// Bulk changes from CSV: the rules live in the bulk package; these decode,
+// call and build edges.
+
+func (r *mutationResolver) uploadBulkChanges(ctx context.Context, partnerID string, kind bulk.Kind, file graphql.Upload) (*bulk.Job, error) {
+	key, err := ids.Decode(partnerID, TypeAccount)
+	if err != nil {
+		return nil, err
+	}
+	return r.BulkChanges.Upload(ctx, key, kind, file.File)
+}
+
+func (r *queryResolver) bulkJobs(ctx context.Context, partnerID string, first *int, after *string) (*graph.BulkJobConnection, error) {
+	key, err := ids.Decode(partnerID, TypeAccount)
+	if err != nil {
+		return nil, err
+	}
+	afterID, err := decodeCursor(after)
+	if err != nil {
+		return nil, err
+	}
+	page, err := r.BulkChanges.Jobs(ctx, key, pageSize(first, 50), afterID)
+	if err != nil {
+		return nil, err
+	}
+	es, info := edges(page.Items, page.More, func(n *bulk.Job) int64 { return n.ID },
+		func(c string, n *bulk.Job) *graph.BulkJobEdge { return &graph.BulkJobEdge{Cursor: c, Node: n} })
+	return &graph.BulkJobConnection{Edges: es, PageInfo: info, TotalCount: page.Total}, nil
+}
+
+func (r *bulkJobResolver) bulkRows(ctx context.Context, obj *bulk.Job, status *bulk.RowStatus, first *int, after *string) (*graph.BulkRowConnection, error) {
+	afterID, err := decodeCursor(after)
+	if err != nil {
+		return nil, err
+	}
+	var st bulk.RowStatus
+	if status != nil {
+		st = *status
+	}
+	page, err := r.BulkChanges.Rows(ctx, obj.ID, st, pageSize(first, 50), afterID)
+	if err != nil {
+		return nil, err
+	}
+	es, info := edges(page.Items, page.More, func(n *bulk.Row) int64 { return n.ID },
+		func(c string, n *bulk.Row) *graph.BulkRowEdge { return &graph.BulkRowEdge{Cursor: c, Node: n} })
+	return &graph.BulkRowConnection{Edges: es, PageInfo: info, TotalCount: page.Total}, nil
+}
