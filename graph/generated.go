@@ -796,7 +796,7 @@ type ComplexityRoot struct {
 		UnfreezeAccounts            func(childComplexity int, accountIds []string, reason string) int
 		UpdateAccount               func(childComplexity int, id string, input UpdateAccountInput) int
 		UpdateVoucherTemplate       func(childComplexity int, id string, input VoucherTemplateInput) int
-		UploadBulkChanges           func(childComplexity int, partnerID string, kind bulk.Kind, file graphql.Upload) int
+		UploadBulkChanges           func(childComplexity int, partnerID string, kind bulk.Kind, file *graphql.Upload) int
 		WithdrawLinkApplication     func(childComplexity int, id string) int
 	}
 
@@ -1373,7 +1373,7 @@ type MutationResolver interface {
 	DeclineInvitation(ctx context.Context, token string) (bool, error)
 	RevokeInvitation(ctx context.Context, id string) (*lifecycle.Invitation, error)
 	CreateApplicationLink(ctx context.Context, partnerID string, kind lifecycle.LinkKind, expiresAt time.Time, usageLimit *int) (*CreatedApplicationLink, error)
-	UploadBulkChanges(ctx context.Context, partnerID string, kind bulk.Kind, file graphql.Upload) (*bulk.Job, error)
+	UploadBulkChanges(ctx context.Context, partnerID string, kind bulk.Kind, file *graphql.Upload) (*bulk.Job, error)
 	RevokeApplicationLink(ctx context.Context, id string) (*lifecycle.ApplicationLink, error)
 	ApplyWithLink(ctx context.Context, token string) (*lifecycle.LinkApplication, error)
 	ApproveLinkApplication(ctx context.Context, id string, note *string) (*lifecycle.LinkApplication, error)
@@ -4938,7 +4938,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.UploadBulkChanges(childComplexity, args["partnerId"].(string), args["kind"].(bulk.Kind), args["file"].(graphql.Upload)), true
+		return e.ComplexityRoot.Mutation.UploadBulkChanges(childComplexity, args["partnerId"].(string), args["kind"].(bulk.Kind), args["file"].(*graphql.Upload)), true
 	case "Mutation.withdrawLinkApplication":
 		if e.ComplexityRoot.Mutation.WithdrawLinkApplication == nil {
 			break
@@ -7713,8 +7713,8 @@ type Mutation {
   revokeInvitation(id: ID!): Invitation!
   "A partner's ADMIN or OPERATOR (or one above it) creates an application link. VALIDATION: not a partner, a RESELLER link of a non-distributor, an expiry not in the next 90 days, a usageLimit outside 1..100000."
   createApplicationLink(partnerId: ID!, kind: ApplicationLinkKind!, expiresAt: Time!, usageLimit: Int): CreatedApplicationLink!
-  """Uploads a CSV of changes for many of a partner's own customers (its ADMIN or FINANCE, or one above it; a CREDIT file only its own users or the platform): BUDGETS (customer_id, type, amount, thresholds "50;80;100", overspend_action), CREDIT (customer_id, allocation: the allocation to reach, so a replay changes nothing) or OVERSPEND_ACTIONS (customer_id, overspend_action). Each row is judged now (REJECTED rows with their line, code and message); the valid ones are applied by a background job. VALIDATION for the whole file when it is not CSV, over 5 MiB or 10,000 rows, has a wrong header, or no valid row."""
-  uploadBulkChanges(partnerId: ID!, kind: BulkChangeKind!, file: Upload!): BulkJob!
+  """Uploads a CSV of changes for many of a partner's own customers (its ADMIN or FINANCE, or one above it; a CREDIT file only its own users or the platform): BUDGETS (customer_id, type, amount, thresholds "50;80;100", overspend_action), CREDIT (customer_id, allocation: the allocation to reach, so a replay changes nothing) or OVERSPEND_ACTIONS (customer_id, overspend_action). Each row is judged now (REJECTED rows with their line, code and message); the valid ones are applied by a background job. VALIDATION for the whole file when it is not CSV, over 5 MiB or 10,000 rows, has a wrong header, or no valid row — or is missing (checked after the scope, so a partner outside it is NOT_FOUND first)."""
+  uploadBulkChanges(partnerId: ID!, kind: BulkChangeKind!, file: Upload): BulkJob!
   "Revokes a link (CONFLICT when already revoked); its pending applications stay pending."
   revokeApplicationLink(id: ID!): ApplicationLink!
   "A PERSONAL account's ADMIN applies through a link (FORBIDDEN for anyone else). NOT_FOUND: unknown or revoked token; PRECONDITION_FAILED: expired or used up, or the account cannot be associated (frozen, in arrears, no longer personal, a reseller link with unreleased resources); CONFLICT: a pending application to the same partner already."
@@ -11564,8 +11564,8 @@ func (ec *executionContext) field_Mutation_uploadBulkChanges_args(ctx context.Co
 	}
 	args["kind"] = arg1
 	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "file",
-		func(ctx context.Context, v any) (graphql.Upload, error) {
-			return ec.unmarshalNUpload2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx, v)
+		func(ctx context.Context, v any) (*graphql.Upload, error) {
+			return ec.unmarshalOUpload2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -24207,7 +24207,7 @@ func (ec *executionContext) _Mutation_uploadBulkChanges(ctx context.Context, fie
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().UploadBulkChanges(ctx, fc.Args["partnerId"].(string), fc.Args["kind"].(bulk.Kind), fc.Args["file"].(graphql.Upload))
+			return ec.Resolvers.Mutation().UploadBulkChanges(ctx, fc.Args["partnerId"].(string), fc.Args["kind"].(bulk.Kind), fc.Args["file"].(*graphql.Upload))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *bulk.Job) graphql.Marshaler {
@@ -44608,20 +44608,6 @@ func (ec *executionContext) marshalNUnbindingStatus2partnerdᚋgraphᚐUnbinding
 func (ec *executionContext) unmarshalNUpdateAccountInput2partnerdᚋgraphᚐUpdateAccountInput(ctx context.Context, v any) (UpdateAccountInput, error) {
 	res, err := ec.unmarshalInputUpdateAccountInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
-}
-
-func (ec *executionContext) unmarshalNUpload2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx context.Context, v any) (graphql.Upload, error) {
-	res, err := graphql.UnmarshalUpload(v)
-	return res, graphql.ErrorOnPath(ctx, err)
-}
-
-func (ec *executionContext) marshalNUpload2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx context.Context, sel ast.SelectionSet, v graphql.Upload) graphql.Marshaler {
-	_ = sel
-	res := graphql.MarshalUpload(v)
-	if res == graphql.Null {
-		graphql.AddInvalidNullFromMarshaler(ctx, "Upload!")
-	}
-	return res
 }
 
 func (ec *executionContext) marshalNUser2ᚖpartnerdᚋmodelsᚐUser(ctx context.Context, sel ast.SelectionSet, v *models.User) graphql.Marshaler {

@@ -467,9 +467,10 @@ func TestDecideApplication_RejectAndWithdraw(t *testing.T) {
 	wantCode(t, "approving a withdrawn application", err, apperr.Conflict)
 }
 
-// Approval checks the refusals again: an applicant that fell into arrears,
-// or joined another partner through an invitation meanwhile, is not moved;
-// the application stays pending for the partner to reject.
+// Approval checks the refusals again: an applicant that fell into arrears
+// is not moved and its application stays pending for the partner to
+// reject; one that joined another partner through an invitation meanwhile
+// had its pending applications withdrawn by the acceptance.
 func TestDecideApplication_RechecksRefusals(t *testing.T) {
 	f := newFixture(t)
 	p1 := f.P1.Account.ID
@@ -494,15 +495,12 @@ func TestDecideApplication_RechecksRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = f.svc.DecideApplication(f.R1.Ctx, app.ID, true, "")
-	wantCode(t, "approving an account bound elsewhere", err, apperr.PreconditionFailed)
+	wantCode(t, "approving an account bound elsewhere", err, apperr.Conflict)
 	if a := f.account(t, p1); a.Kind != models.KindCustomer || *a.ParentID != f.S1.Account.ID {
 		t.Fatalf("the account moved: %+v", a)
 	}
-	if got, err := f.svc.LinkApplication(f.R1.Ctx, app.ID); err != nil || got.Status != lifecycle.ApplicationPending {
-		t.Fatalf("after the refused approval: %+v, %v", got, err)
-	}
-	if _, err := f.svc.DecideApplication(f.R1.Ctx, app.ID, false, "The account joined another partner."); err != nil {
-		t.Fatal(err)
+	if got, err := f.svc.LinkApplication(f.R1.Ctx, app.ID); err != nil || got.Status != lifecycle.ApplicationWithdrawn || got.Reason == "" {
+		t.Fatalf("after the invitation was accepted: %+v, %v", got, err)
 	}
 	// As a customer now, it cannot apply again.
 	_, token2 := f.link(t, f.D2, f.D2.Account.ID, lifecycle.LinkCustomer, 24*time.Hour, nil)

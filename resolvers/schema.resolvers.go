@@ -868,7 +868,7 @@ func (r *mutationResolver) CreateApplicationLink(ctx context.Context, partnerID 
 }
 
 // UploadBulkChanges is the resolver for the uploadBulkChanges field.
-func (r *mutationResolver) UploadBulkChanges(ctx context.Context, partnerID string, kind bulk.Kind, file graphql.Upload) (*bulk.Job, error) {
+func (r *mutationResolver) UploadBulkChanges(ctx context.Context, partnerID string, kind bulk.Kind, file *graphql.Upload) (*bulk.Job, error) {
 	return r.uploadBulkChanges(ctx, partnerID, kind, file)
 }
 
