@@ -87,20 +87,14 @@ func (s *Service) Vouchers(ctx context.Context, f Filter, first int, afterID int
 // Voucher returns one voucher the caller sees (visibleSQL), else
 // NOT_FOUND.
 func (s *Service) Voucher(ctx context.Context, id int64) (*Voucher, error) {
-	sc, err := accounts.ScopeOf(ctx)
+	m, err := s.VouchersByID(ctx, []int64{id})
 	if err != nil {
 		return nil, err
 	}
-	q, args := visibleSQL(sc)
-	var v Voucher
-	if err := s.st.DB.WithContext(ctx).Raw(`SELECT b.* FROM `+fromVouchers+` WHERE b.id = ? AND `+q,
-		append([]any{id}, args...)...).Scan(&v).Error; err != nil {
-		return nil, fmt.Errorf("load voucher: %w", err)
-	}
-	if v.ID == 0 {
+	if m[id] == nil {
 		return nil, apperr.NotFoundf("voucher not found")
 	}
-	return &v, nil
+	return m[id], nil
 }
 
 // RedemptionFilter selects redemptions: of one voucher or of one customer
@@ -183,20 +177,14 @@ func (s *Service) Issuances(ctx context.Context, f IssuanceFilter, first int, af
 
 // Issuance returns one issue whose partner is in the caller's scope.
 func (s *Service) Issuance(ctx context.Context, id int64) (*Issuance, error) {
-	sc, err := accounts.ScopeOf(ctx)
+	m, err := s.IssuancesByID(ctx, []int64{id})
 	if err != nil {
 		return nil, err
 	}
-	q, args := sc.SQL("a.path")
-	var is Issuance
-	if err := s.st.DB.WithContext(ctx).Raw(`SELECT b.* FROM voucher_issuances b JOIN accounts a ON a.id = b.partner_id WHERE b.id = ? AND `+q,
-		append([]any{id}, args...)...).Scan(&is).Error; err != nil {
-		return nil, fmt.Errorf("load voucher issuance: %w", err)
-	}
-	if is.ID == 0 {
+	if m[id] == nil {
 		return nil, apperr.NotFoundf("voucher issuance not found")
 	}
-	return &is, nil
+	return m[id], nil
 }
 
 // Export is a CSV export of vouchers, checked and ready to write.

@@ -154,11 +154,6 @@ func domain(st *store.Store, cfg *config, log *slog.Logger) demo.Services {
 	}
 }
 
-// bulkChanges is the bulk changes service on the domain's guard and credit.
-func bulkChanges(st *store.Store, dom demo.Services, cfg *config, log *slog.Logger) *bulk.Service {
-	return bulk.New(st, dom.Guard, dom.Credit, bulk.Options{PublicURL: cfg.PublicURL, Log: log})
-}
-
 // serve runs the parts of the product this process has, until SIGINT or
 // SIGTERM; then it stops taking work, finishes what is in flight (bounded by
 // SHUTDOWN_TIMEOUT) and returns nil.
@@ -177,6 +172,10 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		return fmt.Errorf("connect to Redis at REDIS_URL: %w", err)
 	}
 	dom := domain(st, cfg, log)
+	// One of each per process: the bulk service's row slots bound the
+	// process, whether the API or the worker role uses it.
+	forecasts := forecast.New(st, forecast.Options{Location: cfg.BillingTimezone, Log: log})
+	bulkChanges := bulk.New(st, dom.Guard, dom.Credit, bulk.Options{PublicURL: cfg.PublicURL, Log: log})
 	svc := dom.Accounts
 	hub := notify.NewHub(rdb, cfg.LivePrefix, log)
 	defer hub.Close()
@@ -227,7 +226,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		h := server.New(server.Deps{Store: st, Accounts: svc, Credit: dom.Credit, Spend: dom.Spend, Hub: hub, Notify: notifications, Guard: dom.Guard, Groups: dom.Groups,
 			Lifecycle: dom.Lifecycle, Migration: dom.Migration,
 			Expenditures: expenditures.New(st, cfg.BillingTimezone), Billing: dom.Billing, Vouchers: dom.Vouchers,
-			Forecasts: forecast.New(st, forecast.Options{Location: cfg.BillingTimezone, Log: log}), BulkChanges: bulkChanges(st, dom, cfg, log), PublicURL: cfg.PublicURL, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
+			Forecasts: forecasts, BulkChanges: bulkChanges, PublicURL: cfg.PublicURL, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
 			server.Options{Playground: cfg.Playground, Monitoring: true, Limits: server.Limits{
 				Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, ParserTokens: cfg.MaxTokens, BodyBytes: cfg.MaxBody, UploadBytes: cfg.MaxUpload}})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -264,8 +263,8 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		mw.Handle(mux)
 		workers.HandleBilling(mux, dom.Billing, cfg.BillSchedule)
 		workers.HandleVouchers(mux, dom.Vouchers)
-		workers.HandleForecast(mux, forecast.New(st, forecast.Options{Location: cfg.BillingTimezone, Log: log}))
-		bw := workers.NewBulk(bulkChanges(st, dom, cfg, log), queue, log)
+		workers.HandleForecast(mux, forecasts)
+		bw := workers.NewBulk(bulkChanges, queue, log)
 		bw.Register(reg)
 		bw.Handle(mux)
 		taskSrv = workers.NewServer(cfg.QueueRedis, workers.ServerConfig{Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: cfg.ShutdownTimeout}, log)
