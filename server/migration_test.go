@@ -240,6 +240,20 @@ func TestMigration_TierOneReceiver(t *testing.T) {
 
 	// The receiver follows the batch live; the workers execute it.
 	w := testkit.StartWorkers(t, tr, testkit.WorkerOptions{RedisURL: api.RedisURL, Prefix: api.Prefix})
+	// The relay publishes the approvals' updates when it starts: let it,
+	// so the subscription sees only what the review causes.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		n, _, err := api.Store.OutboxBacklog(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d outbox rows still wait for the relay", n)
+		}
+	}
 	ws, err := dialWS(t, api, tr.S1.Token)
 	if err != nil {
 		t.Fatal(err)
