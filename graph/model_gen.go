@@ -479,6 +479,23 @@ type VoucherTemplateInput struct {
 	Reason           string                `json:"reason"`
 }
 
+type WebhookEndpointConnection struct {
+	Edges      []*WebhookEndpointEdge `json:"edges"`
+	PageInfo   *PageInfo              `json:"pageInfo"`
+	TotalCount int                    `json:"totalCount"`
+}
+
+type WebhookEndpointEdge struct {
+	Cursor string                  `json:"cursor"`
+	Node   *notify.WebhookEndpoint `json:"node"`
+}
+
+// An endpoint with its signing secret, shown only here: keep it to verify the Partnerd-Signature header.
+type WebhookEndpointSecret struct {
+	Endpoint *notify.WebhookEndpoint `json:"endpoint"`
+	Secret   string                  `json:"secret"`
+}
+
 type InvitationStatus string
 
 const (

@@ -10,12 +10,17 @@ const (
 	ChannelInSite Channel = "IN_SITE"
 	ChannelEmail  Channel = "EMAIL"
 	ChannelSMS    Channel = "SMS"
+	// ChannelWebhook carries an event to a partner's webhook endpoint, not
+	// to a person: it has no preferences and is not in AllChannels.
+	ChannelWebhook Channel = "WEBHOOK"
 )
 
-// AllChannels lists every channel in the order the product shows them.
+// AllChannels lists every channel people are notified on, in the order the
+// product shows them.
 var AllChannels = []Channel{ChannelInSite, ChannelEmail, ChannelSMS}
 
-// IsValid reports whether c is a known channel.
+// IsValid reports whether c is a channel people are notified on (one of
+// AllChannels): the ones preferences choose between.
 func (c Channel) IsValid() bool {
 	return c == ChannelInSite || c == ChannelEmail || c == ChannelSMS
 }
@@ -62,9 +67,13 @@ type Delivery struct {
 	ClaimedUntil *time.Time
 	LastError    *string
 	ProviderID   *string
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
-	SentAt       *time.Time
+	// EndpointID is the webhook endpoint of a WEBHOOK delivery.
+	EndpointID *int64
+	// RetryUntil is when a WEBHOOK delivery stops being retried.
+	RetryUntil *time.Time
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	SentAt     *time.Time
 }
 
 // TableName is the deliveries table.

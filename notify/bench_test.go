@@ -31,3 +31,30 @@ func BenchmarkFanOutAndDeliverEmail(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFanOutAndDeliverWebhook is one event owing one webhook (and the
+// in-site and email notifications of D1's admin, not sent), fanned out and
+// delivered, signed, to a local receiver, without the queue.
+func BenchmarkFanOutAndDeliverWebhook(b *testing.B) {
+	e := newHookEnv(b)
+	rcv := newReceiver(b)
+	if _, _, err := e.svc.CreateWebhookEndpoint(e.tr.D1.Ctx, e.tr.D1.Account.ID, rcv.URL, []string{notify.EventCreditAllocated}, ""); err != nil {
+		b.Fatal(err)
+	}
+	payload, _ := json.Marshal(notify.CreditAllocated{PartnerID: e.tr.D1.Account.ID, ChildID: e.tr.C3.Account.ID, Amount: "1.00", Limit: "1.00"})
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := range b.N {
+		pending, err := e.svc.FanOut(ctx, int64(1_000_000+i), notify.EventCreditAllocated, payload)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, p := range pending {
+			if p.Channel == models.ChannelWebhook {
+				if err := e.svc.Deliver(ctx, p.DeliveryID, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+}

@@ -251,6 +251,7 @@ func NewCatalogue() *Catalogue {
 	registerForecasts(c)
 	registerApplicationLinks(c)
 	registerBulkChanges(c)
+	registerWebhooks(c)
 	return c
 }
 
@@ -278,6 +279,12 @@ func (c *Catalogue) Types() []string { return slices.Clone(c.order) }
 func (c *Catalogue) Has(eventType string) bool {
 	_, ok := c.entries[eventType]
 	return ok
+}
+
+// FansOut reports whether events of eventType owe deliveries: those of the
+// catalogue, and webhook tests.
+func (c *Catalogue) FansOut(eventType string) bool {
+	return c.Has(eventType) || eventType == EventWebhookTest
 }
 
 // Default reports whether ch is on by default for eventType.

@@ -156,14 +156,16 @@ const claimPendingSQL = `WITH own AS (
 ), d AS (
 	UPDATE deliveries x SET status = 'SENDING', attempts = x.attempts + 1, claimed_until = $3, updated_at = $2
 	WHERE x.id IN (SELECT id FROM own UNION ALL SELECT id FROM more) AND x.status = 'PENDING'
-	RETURNING x.id, x.key, x.channel, x.address, x.locale, x.subject, x.body_text, x.body_html, x.attempts
+	RETURNING x.id, x.key, x.outbox_id, x.event_type, x.channel, x.address, x.locale, x.subject, x.body_text, x.body_html,
+		x.endpoint_id, x.retry_until, x.attempts
 ), a AS (
 	INSERT INTO delivery_attempts (delivery_id, n, channel, started_at)
 	SELECT id, attempts, channel, $2 FROM d
 )
 SELECT d.*, NULL::timestamptz AS claimed_until, true AS claimed, 'SENDING' AS cur FROM d
 UNION ALL
-SELECT id, key, channel, address, locale, subject, body_text, body_html, attempts, claimed_until, false, status
+SELECT id, key, outbox_id, event_type, channel, address, locale, subject, body_text, body_html,
+	endpoint_id, retry_until, attempts, claimed_until, false, status
 FROM deliveries WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM d WHERE d.id = $1)`
 
 // claimedRow is a row of claimPendingSQL.
@@ -225,6 +227,9 @@ type outcome struct {
 // failure is returned so the queue retries it; the others' own tasks find
 // them recorded.
 func (s *Service) sendBatch(ctx context.Context, claims []claim, final bool) error {
+	if claims[0].d.Channel == models.ChannelWebhook {
+		return s.sendWebhook(ctx, claims[0], final) // never batched
+	}
 	outs := make([]outcome, len(claims))
 	var wg sync.WaitGroup
 	for i, c := range claims {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"gorm.io/gorm"
@@ -55,7 +56,7 @@ type DeliveryPage struct {
 	Total      int64
 }
 
-// Deliveries lists what was sent to the users and contacts of the account
+// Deliveries lists what was sent to the users, contacts and webhook endpoints of the account
 // accountID and its subtree, newest first: for the admins (ADMIN) of a
 // partner or of the platform, within their scope (an account outside it is
 // NOT_FOUND). after is the ID of the last delivery of the previous page.
@@ -71,11 +72,18 @@ func (s *Service) Deliveries(ctx context.Context, accountID int64, f DeliveryFil
 	if err := sc.Require(accounts.PermAudit); err != nil {
 		return nil, err
 	}
+	q := s.st.DB.WithContext(ctx).Table("deliveries d").Joins("JOIN accounts a ON a.id = d.account_id").
+		Where("a.path LIKE ?", accounts.SubtreeLike(acct.Path))
+	return s.deliveryPage(ctx, q, f, first, after)
+}
+
+// deliveryPage reads one page of the deliveries q selects (aliased d),
+// narrowed by f, newest first, after the delivery after, with their
+// attempts and the count of the whole list.
+func (s *Service) deliveryPage(ctx context.Context, q *gorm.DB, f DeliveryFilter, first int, after int64) (*DeliveryPage, error) {
 	if err := accounts.ValidatePage(first); err != nil {
 		return nil, err
 	}
-	q := s.st.DB.WithContext(ctx).Table("deliveries d").Joins("JOIN accounts a ON a.id = d.account_id").
-		Where("a.path LIKE ?", accounts.SubtreeLike(acct.Path))
 	if f.Status != nil {
 		q = q.Where("d.status = ?", *f.Status)
 	}
@@ -96,6 +104,7 @@ func (s *Service) Deliveries(ctx context.Context, accountID int64, f DeliveryFil
 	if len(rows) > first {
 		rows, page.HasNext = rows[:first], true
 	}
+	var err error
 	if page.Deliveries, err = s.withAttempts(ctx, rows); err != nil {
 		return nil, err
 	}
@@ -120,8 +129,14 @@ func (s *Service) Resend(ctx context.Context, id int64) (*DeliveryView, error) {
 		d.Generation++
 		d.Status = models.DeliveryPending
 		d.UpdatedAt = now
-		if err := tx.DB.Model(&models.Delivery{}).Where("id = ?", id).Updates(map[string]any{
-			"generation": d.Generation, "status": d.Status, "claimed_until": nil, "updated_at": now}).Error; err != nil {
+		change := map[string]any{"generation": d.Generation, "status": d.Status, "claimed_until": nil, "updated_at": now}
+		if d.Channel == models.ChannelWebhook {
+			// A resent webhook gets a fresh retry window.
+			until := now.Add(WebhookRetryWindow)
+			d.RetryUntil = &until
+			change["retry_until"] = until
+		}
+		if err := tx.DB.Model(&models.Delivery{}).Where("id = ?", id).Updates(change).Error; err != nil {
 			return fmt.Errorf("resend delivery %d: %w", id, err)
 		}
 		if err := tx.Audit("notify.resend", d.AccountID, map[string]any{"deliveryId": id, "status": models.DeliveryFailed},
@@ -251,7 +266,7 @@ func (s *Service) OpenCount(ctx context.Context) (map[models.Channel]map[models.
 		return nil, fmt.Errorf("count open deliveries: %w", err)
 	}
 	out := map[models.Channel]map[models.DeliveryStatus]int64{}
-	for _, ch := range models.AllChannels {
+	for _, ch := range append(slices.Clone(models.AllChannels), models.ChannelWebhook) {
 		out[ch] = map[models.DeliveryStatus]int64{models.DeliveryPending: 0, models.DeliverySending: 0}
 	}
 	for _, r := range rows {

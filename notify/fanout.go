@@ -31,7 +31,8 @@ func (s *Service) FanOut(ctx context.Context, outboxID int64, eventType string, 
 // FanOutBatch creates the deliveries the outbox events owe: one per
 // recipient the catalogue names and channel the recipient's preferences
 // enable, each rendered in the recipient's locale, under the unique key
-// "<outbox id>:<recipient>:<channel>". It is idempotent: run again for the
+// "<outbox id>:<recipient>:<channel>", and one WEBHOOK delivery per
+// endpoint subscribed to the event (see webhooks.go). It is idempotent: run again for the
 // same events, it creates nothing twice. It returns the events' deliveries
 // that still wait to be sent, for the caller to enqueue. Event types outside
 // the catalogue owe nothing. A batch costs the same few statements as one
@@ -45,11 +46,21 @@ func (s *Service) FanOutBatch(ctx context.Context, events []Event) ([]Pending, e
 	}
 	var (
 		list  []decoded
+		hooks []hookEvent
 		types []string
 		all   []Audience
 		ids   []int64
 	)
 	for _, ev := range events {
+		if ev.Type == EventWebhookTest {
+			var t WebhookTest
+			if err := json.Unmarshal(ev.Payload, &t); err != nil {
+				return nil, fmt.Errorf("outbox %d: decode %s: %w", ev.OutboxID, ev.Type, err)
+			}
+			hooks = append(hooks, hookEvent{Event: ev, endpoint: t.EndpointID})
+			ids = append(ids, ev.OutboxID)
+			continue
+		}
 		ent, ok := s.cat.entries[ev.Type]
 		if !ok {
 			continue
@@ -59,13 +70,14 @@ func (s *Service) FanOutBatch(ctx context.Context, events []Event) ([]Pending, e
 			return nil, fmt.Errorf("outbox %d: %w", ev.OutboxID, err)
 		}
 		list = append(list, decoded{Event: ev, value: value, auds: auds})
+		hooks = append(hooks, hookEvent{Event: ev, accounts: subjects(auds)})
 		if !slices.Contains(types, ev.Type) {
 			types = append(types, ev.Type)
 		}
 		all = append(all, auds...)
 		ids = append(ids, ev.OutboxID)
 	}
-	if len(list) == 0 {
+	if len(ids) == 0 {
 		return nil, nil
 	}
 	db := s.st.DB.WithContext(ctx)
@@ -121,6 +133,11 @@ func (s *Service) FanOutBatch(ctx context.Context, events []Event) ([]Pending, e
 			}
 		}
 	}
+	hookRows, err := s.webhookRows(db, hooks, now)
+	if err != nil {
+		return nil, fmt.Errorf("fan out %d events (outbox %d first): %w", len(ids), ids[0], err)
+	}
+	rows = append(rows, hookRows...)
 	var pending []Pending
 	for i := 0; i < len(rows) || i == 0; i += insertChunk {
 		chunk := rows[i:min(i+insertChunk, len(rows))]
@@ -130,7 +147,7 @@ func (s *Service) FanOutBatch(ctx context.Context, events []Event) ([]Pending, e
 		}
 		p, err := insertDeliveries(db, chunkIDs, chunk, now)
 		if err != nil {
-			return nil, fmt.Errorf("create deliveries of %d events (outbox %d first): %w", len(list), ids[0], err)
+			return nil, fmt.Errorf("create deliveries of %d events (outbox %d first): %w", len(ids), ids[0], err)
 		}
 		pending = append(pending, p...)
 	}
@@ -146,7 +163,7 @@ func (s *Service) FanOutBatch(ctx context.Context, events []Event) ([]Pending, e
 	return out, nil
 }
 
-// insertChunk bounds the rows of one INSERT (13 parameters each).
+// insertChunk bounds the rows of one INSERT (15 parameters each).
 const insertChunk = 1000
 
 // insertDeliveries creates rows (those whose key exists are skipped) and
@@ -161,14 +178,14 @@ func insertDeliveries(db *gorm.DB, outboxIDs []int64, rows []models.Delivery, no
 	sb.WriteString(`WITH ins AS (`)
 	if len(rows) > 0 {
 		sb.WriteString(`INSERT INTO deliveries (key, outbox_id, event_type, channel, account_id, user_id, address, locale,
-			subject, body_text, body_html, status, created_at, updated_at) VALUES `)
+			subject, body_text, body_html, endpoint_id, retry_until, status, created_at, updated_at) VALUES `)
 		for i, d := range rows {
 			if i > 0 {
 				sb.WriteString(", ")
 			}
-			sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?, ?)")
+			sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?, ?)")
 			args = append(args, d.Key, d.OutboxID, d.EventType, d.Channel, d.AccountID, d.UserID, d.Address, d.Locale,
-				d.Subject, d.BodyText, d.BodyHTML, now, now)
+				d.Subject, d.BodyText, d.BodyHTML, d.EndpointID, d.RetryUntil, now, now)
 		}
 		sb.WriteString(` ON CONFLICT (key) DO NOTHING RETURNING id, key, generation, channel`)
 	} else {

@@ -9,6 +9,7 @@ import (
 	"partnerd/models"
 	"partnerd/notify/email"
 	"partnerd/notify/sms"
+	"partnerd/notify/webhook"
 	"partnerd/store"
 )
 
@@ -19,6 +20,11 @@ type Options struct {
 	Email email.Sender
 	// SMS sends SMS deliveries.
 	SMS sms.Provider
+	// Webhooks sends WEBHOOK deliveries (a worker needs it).
+	Webhooks *webhook.Sender
+	// WebhookGuard checks endpoint URLs at registration (default: one
+	// without an allow-list, refusing every private address).
+	WebhookGuard *webhook.Guard
 	// Hub publishes new inbox messages to inboxMessageReceived subscribers.
 	Hub *Hub
 	// Log is the logger (default slog.Default()).
@@ -41,6 +47,8 @@ type Service struct {
 	render *Renderer
 	mail   email.Sender
 	sms    sms.Provider
+	hooks  *webhook.Sender
+	guard  *webhook.Guard
 	hub    *Hub
 	log    *slog.Logger
 	lease  time.Duration
@@ -64,7 +72,10 @@ func New(st *store.Store, opts Options) (*Service, error) {
 	if opts.SendLease <= 0 {
 		opts.SendLease = 2 * time.Minute
 	}
-	return &Service{st: st, cat: cat, render: r, mail: opts.Email, sms: opts.SMS, hub: opts.Hub,
+	if opts.WebhookGuard == nil {
+		opts.WebhookGuard = webhook.NewGuard(nil)
+	}
+	return &Service{st: st, cat: cat, render: r, mail: opts.Email, sms: opts.SMS, hooks: opts.Webhooks, guard: opts.WebhookGuard, hub: opts.Hub,
 		log: opts.Log.With("component", "notify"), lease: opts.SendLease}, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"partnerd/lifecycle"
 	"partnerd/migration"
 	"partnerd/models"
+	"partnerd/notify"
 	"partnerd/vouchers"
 )
 
@@ -83,6 +84,8 @@ func (r *queryResolver) node(ctx context.Context, id string) (models.Node, error
 		return r.Notify.InboxMessage(ctx, key)
 	case TypeDelivery:
 		return r.Notify.Delivery(ctx, key)
+	case notify.TypeWebhookEndpoint:
+		return r.Notify.WebhookEndpoint(ctx, key)
 	case TypeResource:
 		return r.Guard.Resource(ctx, key)
 	case TypeUnbinding:

@@ -47,12 +47,17 @@ func (r *queryResolver) deliveries(ctx context.Context, accountID string, status
 	if err != nil {
 		return nil, err
 	}
+	return deliveryConnection(page), nil
+}
+
+// deliveryConnection makes a page of deliveries a connection.
+func deliveryConnection(page *notify.DeliveryPage) *graph.DeliveryConnection {
 	conn := &graph.DeliveryConnection{TotalCount: int(page.Total)}
 	conn.Edges, conn.PageInfo = edges(page.Deliveries, page.HasNext, func(d notify.DeliveryView) int64 { return d.ID },
 		func(c string, d notify.DeliveryView) *graph.DeliveryEdge {
 			return &graph.DeliveryEdge{Cursor: c, Node: &d}
 		})
-	return conn, nil
+	return conn
 }
 
 func (r *mutationResolver) markRead(ctx context.Context, list []string) (int, error) {

@@ -872,6 +872,36 @@ func (r *mutationResolver) UploadBulkChanges(ctx context.Context, partnerID stri
 	return r.uploadBulkChanges(ctx, partnerID, kind, file)
 }
 
+// CreateWebhookEndpoint is the resolver for the createWebhookEndpoint field.
+func (r *mutationResolver) CreateWebhookEndpoint(ctx context.Context, partnerID string, url string, eventTypes []string, description *string) (*graph.WebhookEndpointSecret, error) {
+	return r.createWebhookEndpoint(ctx, partnerID, url, eventTypes, description)
+}
+
+// UpdateWebhookEndpoint is the resolver for the updateWebhookEndpoint field.
+func (r *mutationResolver) UpdateWebhookEndpoint(ctx context.Context, id string, url *string, eventTypes []string, description *string) (*notify.WebhookEndpoint, error) {
+	return r.updateWebhookEndpoint(ctx, id, url, eventTypes, description)
+}
+
+// EnableWebhookEndpoint is the resolver for the enableWebhookEndpoint field.
+func (r *mutationResolver) EnableWebhookEndpoint(ctx context.Context, id string) (*notify.WebhookEndpoint, error) {
+	return r.setWebhookEndpointEnabled(ctx, id, true, "")
+}
+
+// DisableWebhookEndpoint is the resolver for the disableWebhookEndpoint field.
+func (r *mutationResolver) DisableWebhookEndpoint(ctx context.Context, id string, reason string) (*notify.WebhookEndpoint, error) {
+	return r.setWebhookEndpointEnabled(ctx, id, false, reason)
+}
+
+// RotateWebhookSecret is the resolver for the rotateWebhookSecret field.
+func (r *mutationResolver) RotateWebhookSecret(ctx context.Context, id string, overlapHours *int) (*graph.WebhookEndpointSecret, error) {
+	return r.rotateWebhookSecret(ctx, id, overlapHours)
+}
+
+// SendTestWebhook is the resolver for the sendTestWebhook field.
+func (r *mutationResolver) SendTestWebhook(ctx context.Context, endpointID string) (*notify.WebhookTestSent, error) {
+	return r.sendTestWebhook(ctx, endpointID)
+}
+
 // RevokeApplicationLink is the resolver for the revokeApplicationLink field.
 func (r *mutationResolver) RevokeApplicationLink(ctx context.Context, id string) (*lifecycle.ApplicationLink, error) {
 	return r.revokeApplicationLink(ctx, id)
@@ -1342,6 +1372,16 @@ func (r *queryResolver) LinkApplications(ctx context.Context, partnerID *string,
 	return r.linkApplications(ctx, partnerID, linkID, applicantID, status, first, after)
 }
 
+// WebhookEndpoints is the resolver for the webhookEndpoints field.
+func (r *queryResolver) WebhookEndpoints(ctx context.Context, partnerID string, first *int, after *string) (*graph.WebhookEndpointConnection, error) {
+	return r.webhookEndpoints(ctx, partnerID, first, after)
+}
+
+// WebhookEventTypes is the resolver for the webhookEventTypes field.
+func (r *queryResolver) WebhookEventTypes(ctx context.Context) ([]string, error) {
+	return r.Notify.WebhookEventTypes(), nil
+}
+
 // BulkJobs is the resolver for the bulkJobs field.
 func (r *queryResolver) BulkJobs(ctx context.Context, partnerID string, first *int, after *string) (*graph.BulkJobConnection, error) {
 	return r.bulkJobs(ctx, partnerID, first, after)
@@ -1715,6 +1755,34 @@ func (r *voucherTemplateResolver) ProductCodes(ctx context.Context, obj *voucher
 	return codes(obj.ProductCodes), nil
 }
 
+// ID is the resolver for the id field.
+func (r *webhookEndpointResolver) ID(ctx context.Context, obj *notify.WebhookEndpoint) (string, error) {
+	return ids.Encode(notify.TypeWebhookEndpoint, obj.ID), nil
+}
+
+// Partner is the resolver for the partner field.
+func (r *webhookEndpointResolver) Partner(ctx context.Context, obj *notify.WebhookEndpoint) (*models.Account, error) {
+	return r.account(ctx, obj.AccountID)
+}
+
+// EventTypes is the resolver for the eventTypes field.
+func (r *webhookEndpointResolver) EventTypes(ctx context.Context, obj *notify.WebhookEndpoint) ([]string, error) {
+	return []string(obj.EventTypes), nil
+}
+
+// PreviousSecretValidUntil is the resolver for the previousSecretValidUntil field.
+func (r *webhookEndpointResolver) PreviousSecretValidUntil(ctx context.Context, obj *notify.WebhookEndpoint) (*time.Time, error) {
+	if obj.PreviousUntil == nil || !obj.PreviousUntil.After(time.Now()) {
+		return nil, nil
+	}
+	return obj.PreviousUntil, nil
+}
+
+// Deliveries is the resolver for the deliveries field.
+func (r *webhookEndpointResolver) Deliveries(ctx context.Context, obj *notify.WebhookEndpoint, status *models.DeliveryStatus, first *int, after *string) (*graph.DeliveryConnection, error) {
+	return r.deliveries(ctx, obj, status, first, after)
+}
+
 // Account returns graph.AccountResolver implementation.
 func (r *Resolver) Account() graph.AccountResolver { return &accountResolver{r} }
 
@@ -1884,6 +1952,11 @@ func (r *Resolver) VoucherTemplate() graph.VoucherTemplateResolver {
 	return &voucherTemplateResolver{r}
 }
 
+// WebhookEndpoint returns graph.WebhookEndpointResolver implementation.
+func (r *Resolver) WebhookEndpoint() graph.WebhookEndpointResolver {
+	return &webhookEndpointResolver{r}
+}
+
 type (
 	accountResolver                struct{ *Resolver }
 	accountConnectionResolver      struct{ *Resolver }
@@ -1930,4 +2003,5 @@ type (
 	voucherPoolLedgerEntryResolver struct{ *Resolver }
 	voucherRedemptionResolver      struct{ *Resolver }
 	voucherTemplateResolver        struct{ *Resolver }
+	webhookEndpointResolver        struct{ *Resolver }
 )

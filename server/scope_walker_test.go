@@ -185,6 +185,8 @@ func typeForArg(field, arg string) string {
 		return "ApplicationLink"
 	case arg == "id" && strings.HasSuffix(field, "LinkApplication"):
 		return "LinkApplication"
+	case arg == "endpointId", arg == "id" && strings.Contains(strings.ToLower(field), "webhook"):
+		return "WebhookEndpoint"
 	case strings.HasSuffix(arg, "Id"), strings.HasSuffix(arg, "Ids"), arg == "id":
 		return "Account"
 	}
@@ -382,7 +384,7 @@ func foreignIDs(t *testing.T, api *testkit.API, p testkit.Party) idSet {
 		"InboxMessage": ids.Encode("InboxMessage", inbox), "Delivery": ids.Encode("Delivery", delivery),
 		"CustomerGroup": ids.Encode("CustomerGroup", groupOf(t, api, p)), "SharingUnit": ids.Encode("SharingUnit", unitOf(t, api, p)),
 		"Invitation": ids.Encode("Invitation", invitationOf(t, api, p)), "Unbinding": ids.Encode("Unbinding", unbindingOf(t, api, p)),
-		"Migration": ids.Encode("Migration", migrationOf(t, api, p))}.withBilling(t, api, p).withVouchers(t, api, p).withAppLinks(t, api, p)
+		"Migration": ids.Encode("Migration", migrationOf(t, api, p))}.withBilling(t, api, p).withVouchers(t, api, p).withAppLinks(t, api, p).withWebhooks(t, api, p)
 }
 
 // withBilling adds a DRAFT partner bill of p's account, settling with the
@@ -422,6 +424,19 @@ func (s idSet) withAppLinks(t *testing.T, api *testkit.API, p testkit.Party) idS
 	}
 	s["ApplicationLink"] = ids.Encode("ApplicationLink", row.Link)
 	s["LinkApplication"] = ids.Encode("LinkApplication", row.Application)
+	return s
+}
+
+// withWebhooks adds a webhook endpoint of p's account (straight in the
+// database: its URL is never called).
+func (s idSet) withWebhooks(t *testing.T, api *testkit.API, p testkit.Party) idSet {
+	t.Helper()
+	var id int64
+	if err := api.Store.DB.Raw(`INSERT INTO webhook_endpoints (account_id, url, event_types, secret, created_at, updated_at)
+		VALUES (?, 'https://93.184.216.34/walker', ARRAY['credit.allocated'], 'whsec_walker', now(), now()) RETURNING id`, p.Account.ID).Scan(&id).Error; err != nil || id == 0 {
+		t.Fatalf("webhook fixture of %s: %v", p.Account.Name, err)
+	}
+	s["WebhookEndpoint"] = ids.Encode("WebhookEndpoint", id)
 	return s
 }
 
@@ -518,7 +533,7 @@ func ownIDs(t *testing.T, api *testkit.API, p testkit.Party) idSet {
 		"InboxMessage": ids.Encode("InboxMessage", inbox), "Delivery": ids.Encode("Delivery", delivery),
 		"CustomerGroup": ids.Encode("CustomerGroup", groupOf(t, api, p)), "SharingUnit": ids.Encode("SharingUnit", unitOf(t, api, p)),
 		"Invitation": ids.Encode("Invitation", invitationOf(t, api, p)), "Unbinding": ids.Encode("Unbinding", unbindingOf(t, api, p)),
-		"Migration": ids.Encode("Migration", migrationOf(t, api, p))}.withBilling(t, api, p).withVouchers(t, api, p).withAppLinks(t, api, p)
+		"Migration": ids.Encode("Migration", migrationOf(t, api, p))}.withBilling(t, api, p).withVouchers(t, api, p).withAppLinks(t, api, p).withWebhooks(t, api, p)
 }
 
 // notificationOf gives party p's admin a notification (fanned out and, in

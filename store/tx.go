@@ -147,14 +147,20 @@ func summary(v any) (json.RawMessage, error) {
 // commit with the change; the relay turns each into exactly one queue task
 // after the commit.
 func (tx *Tx) Emit(evs ...Event) error {
+	_, err := tx.EmitIDs(evs...)
+	return err
+}
+
+// EmitIDs is Emit, returning the outbox IDs of the events' rows in order.
+func (tx *Tx) EmitIDs(evs ...Event) ([]int64, error) {
 	if len(evs) == 0 {
-		return nil
+		return nil, nil
 	}
 	rows := make([]models.OutboxEvent, len(evs))
 	for i, ev := range evs {
 		payload, err := json.Marshal(ev)
 		if err != nil {
-			return fmt.Errorf("emit %s: %w", ev.EventType(), err)
+			return nil, fmt.Errorf("emit %s: %w", ev.EventType(), err)
 		}
 		row := models.OutboxEvent{
 			EventType: ev.EventType(),
@@ -176,16 +182,20 @@ func (tx *Tx) Emit(evs ...Event) error {
 		rows[i] = row
 	}
 	if err := tx.DB.CreateInBatches(rows, emitBatch).Error; err != nil {
-		return fmt.Errorf("emit %d events (%s first): %w", len(evs), evs[0].EventType(), err)
+		return nil, fmt.Errorf("emit %d events (%s first): %w", len(evs), evs[0].EventType(), err)
 	}
 	if !tx.notified {
 		// NOTIFY is transactional: the relay wakes only once the rows are visible.
 		if err := tx.DB.Exec("SELECT pg_notify(?, '')", OutboxChannel).Error; err != nil {
-			return fmt.Errorf("emit %s: notify: %w", evs[0].EventType(), err)
+			return nil, fmt.Errorf("emit %s: notify: %w", evs[0].EventType(), err)
 		}
 		tx.notified = true
 	}
-	return nil
+	ids := make([]int64, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	return ids, nil
 }
 
 // emitBatch bounds the rows of one outbox INSERT.

@@ -21,6 +21,7 @@ import (
 	"partnerd/notify/email"
 	"partnerd/notify/email/emailtest"
 	"partnerd/notify/sms"
+	"partnerd/notify/webhook"
 	"partnerd/store/storetest"
 	"partnerd/workers"
 )
@@ -55,6 +56,16 @@ type WorkerOptions struct {
 	// Migration is the migration service the workers execute with
 	// (default: one with the default TTL in Beijing time).
 	Migration *migration.Service
+}
+
+// LoopbackGuard is the webhook guard of tests: the operator allow-list
+// holds the loopback networks, where the tests' receivers listen.
+func LoopbackGuard() *webhook.Guard {
+	allow, err := webhook.ParseNetworks("127.0.0.0/8,::1")
+	if err != nil {
+		panic(err)
+	}
+	return webhook.NewGuard(allow)
 }
 
 // StartWorkers starts the relay and a worker server on tr's database. Task
@@ -92,7 +103,10 @@ func StartWorkers(t testing.TB, tr *Tree, opts WorkerOptions) *Workers {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Notify, err = notify.New(tr.Store, notify.Options{Email: mail, SMS: smsProvider, Hub: w.Hub, Log: log, SendLease: opts.SendLease})
+	hooks := webhook.NewSender(LoopbackGuard(), 2*time.Second)
+	t.Cleanup(hooks.Close)
+	w.Notify, err = notify.New(tr.Store, notify.Options{Email: mail, SMS: smsProvider, Webhooks: hooks, WebhookGuard: LoopbackGuard(),
+		Hub: w.Hub, Log: log, SendLease: opts.SendLease})
 	if err != nil {
 		t.Fatal(err)
 	}

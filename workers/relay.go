@@ -238,7 +238,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 	needsTask := make([]bool, len(batch))
 	var events []notify.Event
 	for i, row := range batch {
-		notifies := r.opts.Notifications != nil && r.opts.Notifications.svc.Catalogue().Has(row.EventType)
+		notifies := r.opts.Notifications != nil && r.opts.Notifications.svc.Catalogue().FansOut(row.EventType)
 		if notifies {
 			events = append(events, notify.Event{OutboxID: row.ID, Type: row.EventType, Payload: row.Payload})
 		}

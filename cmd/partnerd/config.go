@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"partnerd/billing"
@@ -17,25 +18,30 @@ import (
 
 	"partnerd/accounts"
 	"partnerd/notify/sms"
+	"partnerd/notify/webhook"
 )
 
 // config is the environment of RUNNING.md, parsed and checked once at start.
 type config struct {
-	DatabaseURL     string
-	RedisURL        string
-	RedisOptions    *redis.Options
-	QueueRedis      asynq.RedisConnOpt
-	HTTPAddr        string
-	PublicURL       string
-	SMTPHost        string
-	SMTPPort        int
-	SMTPUsername    string
-	SMTPPassword    string
-	SMTPFrom        string
-	SMTPTLS         string
-	SMSProvider     string
-	SMSWebhookURL   string
-	SMSAliyun       sms.AliyunConfig
+	DatabaseURL   string
+	RedisURL      string
+	RedisOptions  *redis.Options
+	QueueRedis    asynq.RedisConnOpt
+	HTTPAddr      string
+	PublicURL     string
+	SMTPHost      string
+	SMTPPort      int
+	SMTPUsername  string
+	SMTPPassword  string
+	SMTPFrom      string
+	SMTPTLS       string
+	SMSProvider   string
+	SMSWebhookURL string
+	SMSAliyun     sms.AliyunConfig
+	// WebhookAllowed are the private networks webhook endpoints may be in
+	// (WEBHOOK_ALLOWED_NETWORKS); WebhookTimeout bounds one delivery.
+	WebhookAllowed  []netip.Prefix
+	WebhookTimeout  time.Duration
 	BillingTimezone *time.Location
 	FreezeRetention time.Duration
 	MigrationTTL    time.Duration
@@ -154,6 +160,13 @@ func loadConfig(lookup env) (*config, error) {
 		}
 	default:
 		return nil, bad("SMS_PROVIDER", "%q is not one of log, webhook, aliyun", c.SMSProvider)
+	}
+
+	if c.WebhookAllowed, err = webhook.ParseNetworks(lookup.get("WEBHOOK_ALLOWED_NETWORKS", "")); err != nil {
+		return nil, bad("WEBHOOK_ALLOWED_NETWORKS", "%v", err)
+	}
+	if c.WebhookTimeout, err = positiveDuration(lookup, "WEBHOOK_TIMEOUT", "10s"); err != nil {
+		return nil, err
 	}
 
 	tz := lookup.get("BILLING_TIMEZONE", "Asia/Shanghai")

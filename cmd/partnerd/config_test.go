@@ -52,6 +52,8 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"smtp port zero", map[string]string{"SMTP_PORT": "0"}, "SMTP_PORT"},
 		{"smtp port words", map[string]string{"SMTP_PORT": "twenty-five"}, "SMTP_PORT"},
 		{"sms provider", map[string]string{"SMS_PROVIDER": "carrier-pigeon"}, "SMS_PROVIDER"},
+		{"webhook networks", map[string]string{"WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/33"}, "WEBHOOK_ALLOWED_NETWORKS"},
+		{"webhook timeout", map[string]string{"WEBHOOK_TIMEOUT": "soon"}, "WEBHOOK_TIMEOUT"},
 		{"sms webhook missing url", map[string]string{"SMS_PROVIDER": "webhook"}, "SMS_WEBHOOK_URL"},
 		{"sms webhook bad url", map[string]string{"SMS_PROVIDER": "webhook", "SMS_WEBHOOK_URL": "not a url"}, "SMS_WEBHOOK_URL"},
 		{"billing timezone", map[string]string{"BILLING_TIMEZONE": "Mars/Base"}, "BILLING_TIMEZONE"},

@@ -31,6 +31,7 @@ import (
 	"partnerd/notify"
 	"partnerd/notify/email"
 	"partnerd/notify/sms"
+	"partnerd/notify/webhook"
 	"partnerd/server"
 	"partnerd/spend"
 	"partnerd/store"
@@ -181,8 +182,11 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 	defer hub.Close()
 	queue := asynq.NewClient(cfg.QueueRedis)
 	defer queue.Close()
-	nopts := notify.Options{Hub: hub, Log: log}
+	guard := webhook.NewGuard(cfg.WebhookAllowed)
+	nopts := notify.Options{Hub: hub, Log: log, WebhookGuard: guard}
 	if r.worker {
+		nopts.Webhooks = webhook.NewSender(guard, cfg.WebhookTimeout)
+		defer nopts.Webhooks.Close()
 		if nopts.Email, err = email.New(email.Config{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUsername,
 			Password: cfg.SMTPPassword, From: cfg.SMTPFrom, TLS: cfg.SMTPTLS}, log); err != nil {
 			return fmt.Errorf("email: %w", err)

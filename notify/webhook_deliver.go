@@ -1,0 +1,273 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"gorm.io/gorm"
+
+	"partnerd/models"
+	"partnerd/notify/webhook"
+	"partnerd/store"
+)
+
+// hookEvent is an event of a fan-out batch as webhooks see it: the
+// accounts it is about, or, for a test event, the one endpoint it goes to.
+type hookEvent struct {
+	Event
+	accounts []int64
+	endpoint int64
+}
+
+// subjects are the accounts an event told to auds is about: each audience's
+// account, and for one told to an account's parent, that account.
+func subjects(auds []Audience) []int64 {
+	var out []int64
+	for _, a := range auds {
+		for _, id := range []int64{a.Account, a.ParentOf} {
+			if id != 0 && !slices.Contains(out, id) {
+				out = append(out, id)
+			}
+		}
+	}
+	return out
+}
+
+// webhookBody is the JSON body of a webhook delivery.
+type webhookBody struct {
+	ID   string          `json:"id"`
+	Type string          `json:"type"`
+	Time time.Time       `json:"time"`
+	Data json.RawMessage `json:"data"`
+}
+
+// webhookTargetsSQL finds, in one statement, the enabled endpoints of every
+// partner above (or at) the accounts $1 — the ancestors are read from each
+// account's path, so the partial index on enabled endpoints does the work —
+// and the endpoints $2 (test events, enabled or not).
+const webhookTargetsSQL = `SELECT x.id AS account_id, e.id AS endpoint_id, e.account_id AS owner_id, e.url, e.event_types
+FROM accounts x
+JOIN webhook_endpoints e ON e.enabled
+	AND e.account_id = ANY (string_to_array(trim(both '/' from x.path), '/')::bigint[])
+WHERE x.id IN ?
+UNION ALL
+SELECT 0, e.id, e.account_id, e.url, e.event_types FROM webhook_endpoints e WHERE e.id IN ?`
+
+// webhookRows builds the WEBHOOK deliveries a fan-out batch owes: one per
+// (event, endpoint), the endpoint subscribed to the event's type (a test
+// event goes to its endpoint alone). It costs one statement, and a second
+// for the events' times when any endpoint is found.
+func (s *Service) webhookRows(db *gorm.DB, evs []hookEvent, now time.Time) ([]models.Delivery, error) {
+	var accts, eps []int64
+	for _, ev := range evs {
+		accts = append(accts, ev.accounts...)
+		if ev.endpoint != 0 {
+			eps = append(eps, ev.endpoint)
+		}
+	}
+	if len(accts) == 0 && len(eps) == 0 {
+		return nil, nil
+	}
+	var targets []struct {
+		AccountID  int64
+		EndpointID int64
+		OwnerID    int64
+		URL        string `gorm:"column:url"`
+		EventTypes store.Strings
+	}
+	if err := store.Select(db, &targets, webhookTargetsSQL, append(accts, 0), append(eps, 0)); err != nil {
+		return nil, fmt.Errorf("find webhook endpoints: %w", err)
+	}
+	if len(targets) == 0 {
+		return nil, nil
+	}
+	var outboxIDs []int64
+	for _, ev := range evs {
+		outboxIDs = append(outboxIDs, ev.OutboxID)
+	}
+	var times []struct {
+		ID        int64
+		CreatedAt time.Time
+	}
+	if err := store.Select(db, &times, `SELECT id, created_at FROM outbox WHERE id IN ?`, outboxIDs); err != nil {
+		return nil, fmt.Errorf("read event times: %w", err)
+	}
+	at := make(map[int64]time.Time, len(times))
+	for _, t := range times {
+		at[t.ID] = t.CreatedAt
+	}
+	until := now.Add(WebhookRetryWindow)
+	var rows []models.Delivery
+	for _, ev := range evs {
+		seen := map[int64]bool{}
+		for _, t := range targets {
+			match := false
+			if ev.endpoint != 0 {
+				match = t.AccountID == 0 && t.EndpointID == ev.endpoint
+			} else {
+				match = t.AccountID != 0 && slices.Contains(ev.accounts, t.AccountID) && slices.Contains(t.EventTypes, ev.Type)
+			}
+			if !match || seen[t.EndpointID] {
+				continue
+			}
+			seen[t.EndpointID] = true
+			when, ok := at[ev.OutboxID]
+			if !ok {
+				when = now
+			}
+			body, err := json.Marshal(webhookBody{ID: WebhookEventID(ev.OutboxID), Type: ev.Type, Time: when.UTC(), Data: ev.Payload})
+			if err != nil {
+				return nil, fmt.Errorf("webhook body of outbox %d: %w", ev.OutboxID, err)
+			}
+			ep := t.EndpointID
+			rows = append(rows, models.Delivery{
+				Key:        strconv.FormatInt(ev.OutboxID, 10) + ":w" + strconv.FormatInt(ep, 10) + ":" + string(models.ChannelWebhook),
+				OutboxID:   ev.OutboxID,
+				EventType:  ev.Type,
+				Channel:    models.ChannelWebhook,
+				AccountID:  t.OwnerID,
+				Address:    t.URL,
+				Locale:     models.LocaleEnUS,
+				Subject:    ev.Type,
+				BodyText:   string(body),
+				EndpointID: &ep,
+				RetryUntil: &until,
+			})
+		}
+	}
+	return rows, nil
+}
+
+// sendWebhook makes one claimed attempt at a WEBHOOK delivery and records
+// it with the endpoint's health in one transaction. A retryable failure is
+// returned so the queue retries; past the delivery's retry window (or on
+// the queue's last retry: final) it is FAILED instead.
+func (s *Service) sendWebhook(ctx context.Context, c claim, final bool) error {
+	d := c.d
+	now := s.st.Now()
+	if d.RetryUntil != nil && !now.Before(*d.RetryUntil) {
+		final = true
+	}
+	o := outcome{c: c, outcome: models.OutcomeSent, status: models.DeliverySent}
+	var ep WebhookEndpoint
+	health := false // whether the outcome counts for the endpoint's health
+	permanent := false
+	switch err := s.st.DB.WithContext(ctx).First(&ep, *d.EndpointID).Error; {
+	case err != nil:
+		o.err = fmt.Errorf("load webhook endpoint %d: %w", *d.EndpointID, err)
+	case !ep.Enabled && d.EventType != EventWebhookTest:
+		o.err, permanent = errors.New("the endpoint is disabled"), true
+	case s.hooks == nil:
+		o.err = errors.New("this process has no webhook sender")
+	default:
+		health = d.EventType != EventWebhookTest
+		var res webhook.Result
+		res, o.err = s.hooks.Send(ctx, webhook.Request{URL: ep.URL, EventID: WebhookEventID(d.OutboxID), EventType: d.EventType,
+			DeliveryKey: d.Key, Body: []byte(d.BodyText), Secrets: ep.signingSecrets(now), At: now})
+		o.response = res.Response
+	}
+	if o.err != nil {
+		msg := o.err.Error()
+		o.lastErr = &msg
+		if o.response == "" {
+			o.response = msg
+		}
+		switch {
+		case permanent:
+			o.outcome, o.status = models.OutcomeFailed, models.DeliveryFailed
+		case final:
+			o.outcome, o.status = models.OutcomeFailed, models.DeliveryFailed
+			o.response = "gave up after 24 hours of retries: " + o.response
+		default:
+			o.outcome, o.status = models.OutcomeRetry, models.DeliveryPending
+		}
+	}
+	o.response = truncate(o.response)
+	// The endpoint has answered: record it even if the task was cancelled.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if err := s.recordWebhook(rctx, o, health); err != nil {
+		return err
+	}
+	if o.status == models.DeliveryPending {
+		return fmt.Errorf("deliver webhook %d (attempt %d): %w", d.ID, c.attempt, o.err)
+	}
+	if o.status == models.DeliveryFailed {
+		s.log.WarnContext(ctx, "webhook delivery failed", "delivery_id", d.ID, "endpoint_id", *d.EndpointID, "attempt", c.attempt, "err", o.err)
+	}
+	return nil
+}
+
+// recordWebhook writes an attempt's outcome and, when health, the
+// endpoint's: a success clears its failure record, a failure starts it (or
+// extends it), and one that has lasted WebhookFailingLimit disables the
+// endpoint, fails its waiting deliveries and tells its partner's admins —
+// all in one transaction.
+func (s *Service) recordWebhook(ctx context.Context, o outcome, health bool) error {
+	d := o.c.d
+	err := s.st.InTx(ctx, func(tx *store.Tx) error {
+		now := tx.Now()
+		if err := tx.DB.Exec(`UPDATE delivery_attempts SET outcome = ?, finished_at = ?, response = ? WHERE delivery_id = ? AND n = ?`,
+			o.outcome, now, o.response, d.ID, o.c.attempt).Error; err != nil {
+			return fmt.Errorf("record attempt: %w", err)
+		}
+		var sentAt *time.Time
+		if o.status == models.DeliverySent {
+			sentAt = &now
+		}
+		// Only the claim holder records: a worker whose lease was taken
+		// over must not overwrite the newer attempt.
+		res := tx.DB.Exec(`UPDATE deliveries SET status = ?, claimed_until = NULL, updated_at = ?, last_error = ?, sent_at = ?
+			WHERE id = ? AND attempts = ? AND status = 'SENDING'`, o.status, now, o.lastErr, sentAt, d.ID, o.c.attempt)
+		if res.Error != nil {
+			return fmt.Errorf("record delivery: %w", res.Error)
+		}
+		if res.RowsAffected == 0 || !health {
+			return nil
+		}
+		if o.status == models.DeliverySent {
+			return tx.DB.Exec(`UPDATE webhook_endpoints SET failing_since = NULL, last_success_at = ? WHERE id = ?`, now, *d.EndpointID).Error
+		}
+		var ep WebhookEndpoint
+		if err := tx.DB.Raw(`UPDATE webhook_endpoints SET failing_since = coalesce(failing_since, ?), last_failure_at = ?
+			WHERE id = ? RETURNING *`, now, now, *d.EndpointID).Scan(&ep).Error; err != nil {
+			return fmt.Errorf("record endpoint failure: %w", err)
+		}
+		if !ep.Enabled || ep.FailingSince == nil || now.Sub(*ep.FailingSince) < WebhookFailingLimit {
+			return nil
+		}
+		return s.disableFailing(tx, &ep, d.ID, o.response)
+	})
+	if err != nil {
+		return fmt.Errorf("record webhook delivery %d: %w", d.ID, err)
+	}
+	return nil
+}
+
+// disableFailing disables the endpoint ep, which has failed every delivery
+// for WebhookFailingLimit (the last being delivery current, with lastError),
+// fails its other waiting deliveries and tells its partner's admins.
+func (s *Service) disableFailing(tx *store.Tx, ep *WebhookEndpoint, current int64, lastError string) error {
+	now := tx.Now()
+	since := ep.FailingSince.UTC().Format("2006-01-02 15:04 UTC")
+	reason := "disabled automatically: every delivery failed since " + since
+	if err := tx.DB.Exec(`UPDATE webhook_endpoints SET enabled = false, disabled_reason = ?, updated_at = ? WHERE id = ?`,
+		reason, now, ep.ID).Error; err != nil {
+		return fmt.Errorf("disable webhook endpoint %d: %w", ep.ID, err)
+	}
+	if err := tx.DB.Exec(`UPDATE deliveries SET status = 'FAILED', last_error = 'the endpoint was disabled', updated_at = ?
+		WHERE endpoint_id = ? AND status = 'PENDING' AND id <> ? AND event_type <> ?`, now, ep.ID, current, EventWebhookTest).Error; err != nil {
+		return fmt.Errorf("fail the waiting deliveries of webhook endpoint %d: %w", ep.ID, err)
+	}
+	before := auditView(ep)
+	ep.Enabled, ep.DisabledReason = false, &reason
+	if err := tx.Audit("webhook.disable", ep.AccountID, before, auditView(ep)); err != nil {
+		return err
+	}
+	return tx.Emit(WebhookEndpointDisabled{EndpointID: ep.ID, PartnerID: ep.AccountID, URL: ep.URL, FailingSince: since, LastError: lastError})
+}
