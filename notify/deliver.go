@@ -292,26 +292,34 @@ func (s *Service) attempt(ctx context.Context, c claim, final bool) outcome {
 		o.providerID, o.response = res.ProviderID, res.Response
 	}
 	if o.err != nil {
-		msg := o.err.Error()
-		o.lastErr = &msg
-		if resp := permanentResponse(o.err); resp != "" {
-			o.response = resp
-		}
-		if o.response == "" {
-			o.response = msg
-		}
-		switch {
-		case email.IsPermanent(o.err) || sms.IsPermanent(o.err):
-			o.outcome, o.status = models.OutcomeFailed, models.DeliveryFailed
-		case final:
-			o.outcome, o.status = models.OutcomeFailed, models.DeliveryFailed
-			o.response = "gave up after the last retry: " + o.response
-		default:
-			o.outcome, o.status = models.OutcomeRetry, models.DeliveryPending
-		}
+		o.failed(permanentResponse(o.err), email.IsPermanent(o.err) || sms.IsPermanent(o.err), final, "gave up after the last retry: ")
 	}
 	o.response = truncate(o.response)
 	return o
+}
+
+// failed records how a failed attempt (o.err) ends: FAILED when the failure
+// is permanent, or on the final try (the response then starts with gaveUp);
+// otherwise back to PENDING for a retry. resp, when not empty, is the
+// provider's answer to keep; without one the error is kept.
+func (o *outcome) failed(resp string, permanent, final bool, gaveUp string) {
+	msg := o.err.Error()
+	o.lastErr = &msg
+	if resp != "" {
+		o.response = resp
+	}
+	if o.response == "" {
+		o.response = msg
+	}
+	switch {
+	case permanent:
+		o.outcome, o.status = models.OutcomeFailed, models.DeliveryFailed
+	case final:
+		o.outcome, o.status = models.OutcomeFailed, models.DeliveryFailed
+		o.response = gaveUp + o.response
+	default:
+		o.outcome, o.status = models.OutcomeRetry, models.DeliveryPending
+	}
 }
 
 // claim takes the delivery for one attempt: PENDING, or SENDING with a lease

@@ -160,27 +160,35 @@ func (s *Service) Resend(ctx context.Context, id int64) (*DeliveryView, error) {
 // its recipient's account (NOT_FOUND otherwise, as for a delivery that does
 // not exist) and the caller may do perm.
 func deliveryInScope(ctx context.Context, db *gorm.DB, id int64, perm accounts.Permission) (*models.Delivery, error) {
+	return ownedInScope(ctx, db, id, perm, "delivery", func(d *models.Delivery) int64 { return d.AccountID })
+}
+
+// ownedInScope loads the row id of T (what names it in errors) through db
+// when the caller's scope holds the account that owns it (owner), and the
+// caller may do perm. Outside the scope it is NOT_FOUND, as a row that does
+// not exist is.
+func ownedInScope[T any](ctx context.Context, db *gorm.DB, id int64, perm accounts.Permission, what string, owner func(*T) int64) (*T, error) {
 	sc, err := accounts.ScopeOf(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var d models.Delivery
-	if err := db.First(&d, id).Error; err != nil {
+	var row T
+	if err := db.First(&row, id).Error; err != nil {
 		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return nil, apperr.NotFoundf("delivery not found")
+			return nil, apperr.NotFoundf("%s not found", what)
 		}
-		return nil, fmt.Errorf("load delivery %d: %w", id, err)
+		return nil, fmt.Errorf("load %s %d: %w", what, id, err)
 	}
-	if _, err := accounts.GetInScope(db.Session(&gorm.Session{NewDB: true}), sc, d.AccountID); err != nil {
+	if _, err := accounts.GetInScope(db.Session(&gorm.Session{NewDB: true}), sc, owner(&row)); err != nil {
 		if apperr.CodeOf(err) == apperr.NotFound {
-			return nil, apperr.NotFoundf("delivery not found")
+			return nil, apperr.NotFoundf("%s not found", what)
 		}
 		return nil, err
 	}
 	if err := sc.Require(perm); err != nil {
 		return nil, err
 	}
-	return &d, nil
+	return &row, nil
 }
 
 // withAttempts pairs deliveries with their attempts, oldest first, in one

@@ -172,20 +172,7 @@ func (s *Service) sendWebhook(ctx context.Context, c claim, final bool) error {
 		o.response = res.Response
 	}
 	if o.err != nil {
-		msg := o.err.Error()
-		o.lastErr = &msg
-		if o.response == "" {
-			o.response = msg
-		}
-		switch {
-		case permanent:
-			o.outcome, o.status = models.OutcomeFailed, models.DeliveryFailed
-		case final:
-			o.outcome, o.status = models.OutcomeFailed, models.DeliveryFailed
-			o.response = "gave up after 24 hours of retries: " + o.response
-		default:
-			o.outcome, o.status = models.OutcomeRetry, models.DeliveryPending
-		}
+		o.failed("", permanent, final, "gave up after 24 hours of retries: ")
 	}
 	o.response = truncate(o.response)
 	// The endpoint has answered: record it even if the task was cancelled.

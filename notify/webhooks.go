@@ -444,27 +444,7 @@ func (s *Service) changeEndpoint(ctx context.Context, id int64, perm accounts.Pe
 // holds its partner (NOT_FOUND otherwise, as for one that does not exist)
 // and the caller may do perm.
 func (s *Service) endpointInScope(ctx context.Context, db *gorm.DB, id int64, perm accounts.Permission) (*WebhookEndpoint, error) {
-	sc, err := accounts.ScopeOf(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var e WebhookEndpoint
-	if err := db.First(&e, id).Error; err != nil {
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return nil, apperr.NotFoundf("webhook endpoint not found")
-		}
-		return nil, fmt.Errorf("load webhook endpoint %d: %w", id, err)
-	}
-	if _, err := accounts.GetInScope(db.Session(&gorm.Session{NewDB: true}), sc, e.AccountID); err != nil {
-		if apperr.CodeOf(err) == apperr.NotFound {
-			return nil, apperr.NotFoundf("webhook endpoint not found")
-		}
-		return nil, err
-	}
-	if err := sc.Require(perm); err != nil {
-		return nil, err
-	}
-	return &e, nil
+	return ownedInScope(ctx, db, id, perm, "webhook endpoint", func(e *WebhookEndpoint) int64 { return e.AccountID })
 }
 
 // validEventTypes checks a subscription: at least one type, each of the
