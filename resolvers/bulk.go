@@ -9,6 +9,7 @@ import (
 	"partnerd/bulk"
 	"partnerd/graph"
 	"partnerd/ids"
+	"partnerd/store"
 )
 
 // Bulk changes from CSV: the rules live in the bulk package; these decode,
@@ -29,21 +30,16 @@ func (r *mutationResolver) uploadBulkChanges(ctx context.Context, partnerID stri
 }
 
 func (r *queryResolver) bulkJobs(ctx context.Context, partnerID string, first *int, after *string) (*graph.BulkJobConnection, error) {
-	key, err := ids.Decode(partnerID, TypeAccount)
-	if err != nil {
-		return nil, err
-	}
-	afterID, err := decodeCursor(after)
-	if err != nil {
-		return nil, err
-	}
-	page, err := r.BulkChanges.Jobs(ctx, key, pageSize(first, 50), afterID)
-	if err != nil {
-		return nil, err
-	}
-	es, info := edges(page.Items, page.More, func(n *bulk.Job) int64 { return n.ID },
+	es, info, total, err := ownedPage(partnerID, TypeAccount, first, after,
+		func(key int64, first int, afterID int64) (*store.Page[*bulk.Job], error) {
+			return r.BulkChanges.Jobs(ctx, key, first, afterID)
+		},
+		func(n *bulk.Job) int64 { return n.ID },
 		func(c string, n *bulk.Job) *graph.BulkJobEdge { return &graph.BulkJobEdge{Cursor: c, Node: n} })
-	return &graph.BulkJobConnection{Edges: es, PageInfo: info, TotalCount: page.Total}, nil
+	if err != nil {
+		return nil, err
+	}
+	return &graph.BulkJobConnection{Edges: es, PageInfo: info, TotalCount: total}, nil
 }
 
 func (r *bulkJobResolver) bulkRows(ctx context.Context, obj *bulk.Job, status *bulk.RowStatus, first *int, after *string) (*graph.BulkRowConnection, error) {

@@ -11,6 +11,7 @@ import (
 	"partnerd/ids"
 	"partnerd/lifecycle"
 	"partnerd/models"
+	"partnerd/store"
 )
 
 // TypeInvitation is the Node type name of invitations.
@@ -125,23 +126,18 @@ func (r *mutationResolver) withdrawApplication(ctx context.Context, id string) (
 }
 
 func (r *queryResolver) applicationLinks(ctx context.Context, partnerID string, first *int, after *string) (*graph.ApplicationLinkConnection, error) {
-	key, err := ids.Decode(partnerID, TypeAccount)
-	if err != nil {
-		return nil, err
-	}
-	afterID, err := decodeCursor(after)
-	if err != nil {
-		return nil, err
-	}
-	page, err := r.Lifecycle.ApplicationLinks(ctx, key, pageSize(first, 50), afterID)
-	if err != nil {
-		return nil, err
-	}
-	es, info := edges(page.Items, page.More, func(n *lifecycle.ApplicationLink) int64 { return n.ID },
+	es, info, total, err := ownedPage(partnerID, TypeAccount, first, after,
+		func(key int64, first int, afterID int64) (*store.Page[*lifecycle.ApplicationLink], error) {
+			return r.Lifecycle.ApplicationLinks(ctx, key, first, afterID)
+		},
+		func(n *lifecycle.ApplicationLink) int64 { return n.ID },
 		func(c string, n *lifecycle.ApplicationLink) *graph.ApplicationLinkEdge {
 			return &graph.ApplicationLinkEdge{Cursor: c, Node: n}
 		})
-	return &graph.ApplicationLinkConnection{Edges: es, PageInfo: info, TotalCount: page.Total}, nil
+	if err != nil {
+		return nil, err
+	}
+	return &graph.ApplicationLinkConnection{Edges: es, PageInfo: info, TotalCount: total}, nil
 }
 
 func (r *queryResolver) linkApplications(ctx context.Context, partnerID, linkID, applicantID *string, status *lifecycle.ApplicationStatus, first *int, after *string) (*graph.LinkApplicationConnection, error) {

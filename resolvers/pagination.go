@@ -7,6 +7,8 @@ import (
 
 	"partnerd/apperr"
 	"partnerd/graph"
+	"partnerd/ids"
+	"partnerd/store"
 )
 
 // encodeCursor makes an opaque keyset cursor from a row id.
@@ -55,4 +57,25 @@ func edges[N any, E any](list []N, more bool, key func(N) int64, edge func(curso
 		info.EndCursor = &c
 	}
 	return out, info
+}
+
+// ownedPage reads one page (first, after) of the list that belongs to the
+// object of global ID owner (of type typ) with read, and makes its edges
+// with edge; total counts the whole list.
+func ownedPage[N any, E any](owner, typ string, first *int, after *string, read func(key int64, first int, afterID int64) (*store.Page[N], error),
+	key func(N) int64, edge func(cursor string, n N) E) (es []E, info *graph.PageInfo, total int, err error) {
+	k, err := ids.Decode(owner, typ)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	afterID, err := decodeCursor(after)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	page, err := read(k, pageSize(first, 50), afterID)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	es, info = edges(page.Items, page.More, key, edge)
+	return es, info, page.Total, nil
 }

@@ -105,43 +105,33 @@ func redemptionConnection(page *store.Page[*vouchers.Redemption]) *graph.Voucher
 }
 
 func (r *queryResolver) voucherTemplates(ctx context.Context, partnerID string, includeRetired *bool, first *int, after *string) (*graph.VoucherTemplateConnection, error) {
-	key, err := ids.Decode(partnerID, TypeAccount)
-	if err != nil {
-		return nil, err
-	}
-	afterID, err := decodeCursor(after)
-	if err != nil {
-		return nil, err
-	}
-	page, err := r.VoucherService.Templates(ctx, key, includeRetired != nil && *includeRetired, pageSize(first, 50), afterID)
-	if err != nil {
-		return nil, err
-	}
-	es, info := edges(page.Items, page.More, func(n *vouchers.Template) int64 { return n.ID },
+	es, info, total, err := ownedPage(partnerID, TypeAccount, first, after,
+		func(key int64, first int, afterID int64) (*store.Page[*vouchers.Template], error) {
+			return r.VoucherService.Templates(ctx, key, includeRetired != nil && *includeRetired, first, afterID)
+		},
+		func(n *vouchers.Template) int64 { return n.ID },
 		func(c string, n *vouchers.Template) *graph.VoucherTemplateEdge {
 			return &graph.VoucherTemplateEdge{Cursor: c, Node: n}
 		})
-	return &graph.VoucherTemplateConnection{Edges: es, PageInfo: info, TotalCount: page.Total}, nil
+	if err != nil {
+		return nil, err
+	}
+	return &graph.VoucherTemplateConnection{Edges: es, PageInfo: info, TotalCount: total}, nil
 }
 
 func (r *queryResolver) voucherIssuances(ctx context.Context, partnerID string, status *vouchers.IssuanceStatus, first *int, after *string) (*graph.VoucherIssuanceConnection, error) {
-	key, err := ids.Decode(partnerID, TypeAccount)
-	if err != nil {
-		return nil, err
-	}
-	afterID, err := decodeCursor(after)
-	if err != nil {
-		return nil, err
-	}
-	page, err := r.VoucherService.Issuances(ctx, vouchers.IssuanceFilter{PartnerID: key, Status: status}, pageSize(first, 50), afterID)
-	if err != nil {
-		return nil, err
-	}
-	es, info := edges(page.Items, page.More, func(n *vouchers.Issuance) int64 { return n.ID },
+	es, info, total, err := ownedPage(partnerID, TypeAccount, first, after,
+		func(key int64, first int, afterID int64) (*store.Page[*vouchers.Issuance], error) {
+			return r.VoucherService.Issuances(ctx, vouchers.IssuanceFilter{PartnerID: key, Status: status}, first, afterID)
+		},
+		func(n *vouchers.Issuance) int64 { return n.ID },
 		func(c string, n *vouchers.Issuance) *graph.VoucherIssuanceEdge {
 			return &graph.VoucherIssuanceEdge{Cursor: c, Node: n}
 		})
-	return &graph.VoucherIssuanceConnection{Edges: es, PageInfo: info, TotalCount: page.Total}, nil
+	if err != nil {
+		return nil, err
+	}
+	return &graph.VoucherIssuanceConnection{Edges: es, PageInfo: info, TotalCount: total}, nil
 }
 
 func (r *mutationResolver) grantVoucherQuota(ctx context.Context, partnerID string, amount decimal.Decimal, expiresAt time.Time) (*vouchers.Pool, error) {

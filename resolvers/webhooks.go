@@ -8,6 +8,7 @@ import (
 	"partnerd/ids"
 	"partnerd/models"
 	"partnerd/notify"
+	"partnerd/store"
 )
 
 func (r *mutationResolver) createWebhookEndpoint(ctx context.Context, partnerID, url string, eventTypes []string, description *string) (*graph.WebhookEndpointSecret, error) {
@@ -67,23 +68,18 @@ func (r *mutationResolver) sendTestWebhook(ctx context.Context, endpointID strin
 }
 
 func (r *queryResolver) webhookEndpoints(ctx context.Context, partnerID string, first *int, after *string) (*graph.WebhookEndpointConnection, error) {
-	key, err := ids.Decode(partnerID, TypeAccount)
-	if err != nil {
-		return nil, err
-	}
-	afterID, err := decodeCursor(after)
-	if err != nil {
-		return nil, err
-	}
-	page, err := r.Notify.WebhookEndpoints(ctx, key, pageSize(first, 50), afterID)
-	if err != nil {
-		return nil, err
-	}
-	es, info := edges(page.Items, page.More, func(n *notify.WebhookEndpoint) int64 { return n.ID },
+	es, info, total, err := ownedPage(partnerID, TypeAccount, first, after,
+		func(key int64, first int, afterID int64) (*store.Page[*notify.WebhookEndpoint], error) {
+			return r.Notify.WebhookEndpoints(ctx, key, first, afterID)
+		},
+		func(n *notify.WebhookEndpoint) int64 { return n.ID },
 		func(c string, n *notify.WebhookEndpoint) *graph.WebhookEndpointEdge {
 			return &graph.WebhookEndpointEdge{Cursor: c, Node: n}
 		})
-	return &graph.WebhookEndpointConnection{Edges: es, PageInfo: info, TotalCount: page.Total}, nil
+	if err != nil {
+		return nil, err
+	}
+	return &graph.WebhookEndpointConnection{Edges: es, PageInfo: info, TotalCount: total}, nil
 }
 
 func (r *webhookEndpointResolver) deliveries(ctx context.Context, obj *notify.WebhookEndpoint, status *models.DeliveryStatus, first *int, after *string) (*graph.DeliveryConnection, error) {
