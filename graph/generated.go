@@ -7188,7 +7188,9 @@ type WebhookEndpoint implements Node {
   previousSecretValidUntil: Time
   "Since when every delivery has failed; null while the last one succeeded."
   failingSince: Time
+  "When a delivery last succeeded (kept to within 10 seconds)."
   lastSuccessAt: Time
+  "When a delivery last failed (kept to within 10 seconds)."
   lastFailureAt: Time
   createdAt: Time!
   updatedAt: Time!

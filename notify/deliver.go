@@ -133,29 +133,34 @@ func (s *Service) publishInbox(ctx context.Context, msg *models.InboxMessage) {
 	}
 }
 
-// emailBatch is how many emails waiting for their first attempt one
-// delivery task claims and sends at once, its own included: one commit
-// claims them all and one records them all. The others' own tasks then find
-// them done.
+// emailBatch is how many emails (or webhooks) waiting for their first
+// attempt one delivery task claims and sends at once, its own included: one
+// commit claims them all (and, for emails, one records them all). The
+// others' own tasks then find them done.
 const emailBatch = 16
 
-// claimPendingSQL claims a PENDING email or SMS delivery for its next
-// attempt, and with an email up to $4 other emails waiting for their first
-// attempt (newest first: their own tasks are the last in the queue, so they
+// claimPendingSQL claims a PENDING email, SMS or webhook delivery for its
+// next attempt, and with an email (a webhook) up to $4 other emails
+// (webhooks) waiting for their first attempt (newest first: their own tasks are the last in the queue, so they
 // run once the batch is done; skipping any another worker holds), recording each
 // attempt as started, in one statement. The claimed rows come back with
 // claimed true; when the delivery asked for was not claimed, its row comes
 // back alone, claimed false, with its status as cur.
 const claimPendingSQL = `WITH own AS (
 	SELECT id, channel FROM deliveries WHERE id = $1 AND status = 'PENDING' AND channel <> 'IN_SITE' FOR UPDATE
-), more AS (
+), emails AS (
 	SELECT id FROM deliveries
 	WHERE status = 'PENDING' AND channel = 'EMAIL' AND attempts = 0 AND id <> $1
 		AND EXISTS (SELECT 1 FROM own WHERE channel = 'EMAIL')
 	ORDER BY id DESC LIMIT $4 FOR UPDATE SKIP LOCKED
+), hooks AS (
+	SELECT id FROM deliveries
+	WHERE status = 'PENDING' AND channel = 'WEBHOOK' AND attempts = 0 AND id <> $1
+		AND EXISTS (SELECT 1 FROM own WHERE channel = 'WEBHOOK')
+	ORDER BY id DESC LIMIT $4 FOR UPDATE SKIP LOCKED
 ), d AS (
 	UPDATE deliveries x SET status = 'SENDING', attempts = x.attempts + 1, claimed_until = $3, updated_at = $2
-	WHERE x.id IN (SELECT id FROM own UNION ALL SELECT id FROM more) AND x.status = 'PENDING'
+	WHERE x.id IN (SELECT id FROM own UNION ALL SELECT id FROM emails UNION ALL SELECT id FROM hooks) AND x.status = 'PENDING'
 	RETURNING x.id, x.key, x.outbox_id, x.event_type, x.channel, x.address, x.locale, x.subject, x.body_text, x.body_html,
 		x.endpoint_id, x.retry_until, x.attempts
 ), a AS (
@@ -228,7 +233,7 @@ type outcome struct {
 // them recorded.
 func (s *Service) sendBatch(ctx context.Context, claims []claim, final bool) error {
 	if claims[0].d.Channel == models.ChannelWebhook {
-		return s.sendWebhook(ctx, claims[0], final) // never batched
+		return s.sendWebhooks(ctx, claims, final)
 	}
 	outs := make([]outcome, len(claims))
 	var wg sync.WaitGroup

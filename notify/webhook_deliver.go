@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"gorm.io/gorm"
@@ -23,6 +24,10 @@ type hookEvent struct {
 	accounts []int64
 	endpoint int64
 }
+
+// healthStep is how stale an endpoint's lastSuccessAt and lastFailureAt may
+// be: they are written at most that often.
+const healthStep = 10 * time.Second
 
 // subjects are the accounts an event told to auds is about: each audience's
 // account, and for one told to an account's parent, that account.
@@ -143,6 +148,24 @@ func (s *Service) webhookRows(db *gorm.DB, evs []hookEvent, now time.Time) ([]mo
 	return rows, nil
 }
 
+// sendWebhooks makes the claimed attempts of a batch of WEBHOOK deliveries
+// at once, each recorded on its own; the first claim is the task's own:
+// final applies to it, and its retryable failure is returned so the queue
+// retries it. The others' own tasks find them recorded.
+func (s *Service) sendWebhooks(ctx context.Context, claims []claim, final bool) error {
+	errs := make([]error, len(claims))
+	var wg sync.WaitGroup
+	for i, c := range claims {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.sendWebhook(ctx, c, final && i == 0)
+		}()
+	}
+	wg.Wait()
+	return errs[0]
+}
+
 // sendWebhook makes one claimed attempt at a WEBHOOK delivery and records
 // it with the endpoint's health in one transaction. A retryable failure is
 // returned so the queue retries; past the delivery's retry window (or on
@@ -190,46 +213,67 @@ func (s *Service) sendWebhook(ctx context.Context, c claim, final bool) error {
 	return nil
 }
 
+// recordWebhookSQL records an attempt's outcome and the delivery's new
+// status — only the claim holder does: a worker whose lease was taken over
+// must not overwrite the newer attempt — and, for a success that counts
+// for the endpoint's health, clears its failure record, in one statement.
+// The endpoint's row is written only when its health changes or its last
+// success is older than healthStep: every delivery to the endpoint would
+// otherwise queue on that one row lock. It returns how many deliveries it
+// recorded (0 or 1).
+const recordWebhookSQL = `WITH a AS (
+	UPDATE delivery_attempts SET outcome = @outcome, finished_at = @now, response = @response WHERE delivery_id = @id AND n = @n
+), d AS (
+	UPDATE deliveries SET status = @status, claimed_until = NULL, updated_at = @now, last_error = @err, sent_at = @sent
+	WHERE id = @id AND attempts = @n AND status = 'SENDING' RETURNING id
+), e AS (
+	UPDATE webhook_endpoints SET failing_since = NULL, last_success_at = @now
+	WHERE CAST(@healthy AS boolean) AND id = @endpoint AND EXISTS (SELECT 1 FROM d)
+		AND (failing_since IS NOT NULL OR last_success_at IS NULL OR last_success_at < @step)
+)
+SELECT count(*) FROM d`
+
 // recordWebhook writes an attempt's outcome and, when health, the
 // endpoint's: a success clears its failure record, a failure starts it (or
 // extends it), and one that has lasted WebhookFailingLimit disables the
 // endpoint, fails its waiting deliveries and tells its partner's admins —
-// all in one transaction.
+// all in one transaction. A success, or an outcome that does not count,
+// is one statement.
 func (s *Service) recordWebhook(ctx context.Context, o outcome, health bool) error {
 	d := o.c.d
-	err := s.st.InTx(ctx, func(tx *store.Tx) error {
-		now := tx.Now()
-		if err := tx.DB.Exec(`UPDATE delivery_attempts SET outcome = ?, finished_at = ?, response = ? WHERE delivery_id = ? AND n = ?`,
-			o.outcome, now, o.response, d.ID, o.c.attempt).Error; err != nil {
-			return fmt.Errorf("record attempt: %w", err)
-		}
-		var sentAt *time.Time
+	record := func(db *gorm.DB, now time.Time) (int64, error) {
+		var sent *time.Time
 		if o.status == models.DeliverySent {
-			sentAt = &now
+			sent = &now
 		}
-		// Only the claim holder records: a worker whose lease was taken
-		// over must not overwrite the newer attempt.
-		res := tx.DB.Exec(`UPDATE deliveries SET status = ?, claimed_until = NULL, updated_at = ?, last_error = ?, sent_at = ?
-			WHERE id = ? AND attempts = ? AND status = 'SENDING'`, o.status, now, o.lastErr, sentAt, d.ID, o.c.attempt)
-		if res.Error != nil {
-			return fmt.Errorf("record delivery: %w", res.Error)
-		}
-		if res.RowsAffected == 0 || !health {
-			return nil
-		}
-		if o.status == models.DeliverySent {
-			return tx.DB.Exec(`UPDATE webhook_endpoints SET failing_since = NULL, last_success_at = ? WHERE id = ?`, now, *d.EndpointID).Error
-		}
-		var ep WebhookEndpoint
-		if err := tx.DB.Raw(`UPDATE webhook_endpoints SET failing_since = coalesce(failing_since, ?), last_failure_at = ?
-			WHERE id = ? RETURNING *`, now, now, *d.EndpointID).Scan(&ep).Error; err != nil {
-			return fmt.Errorf("record endpoint failure: %w", err)
-		}
-		if !ep.Enabled || ep.FailingSince == nil || now.Sub(*ep.FailingSince) < WebhookFailingLimit {
-			return nil
-		}
-		return s.disableFailing(tx, &ep, d.ID, o.response)
-	})
+		var n int64
+		err := db.Raw(recordWebhookSQL, map[string]any{"outcome": o.outcome, "now": now, "response": o.response, "id": d.ID,
+			"n": o.c.attempt, "status": o.status, "err": o.lastErr, "sent": sent, "endpoint": *d.EndpointID,
+			"healthy": health && o.status == models.DeliverySent, "step": now.Add(-healthStep)}).Scan(&n).Error
+		return n, err
+	}
+	var err error
+	if !health || o.status == models.DeliverySent {
+		_, err = record(s.st.DB.WithContext(ctx), s.st.Now())
+	} else {
+		err = s.st.InTx(ctx, func(tx *store.Tx) error {
+			now := tx.Now()
+			n, err := record(tx.DB, now)
+			if err != nil || n == 0 {
+				return err
+			}
+			var ep WebhookEndpoint
+			if err := tx.DB.Raw(`UPDATE webhook_endpoints SET failing_since = coalesce(failing_since, ?), last_failure_at = ?
+				WHERE id = ? AND enabled AND (failing_since IS NULL OR last_failure_at IS NULL OR last_failure_at < ? OR failing_since <= ?)
+				RETURNING *`, now, now, *d.EndpointID, now.Add(-healthStep), now.Add(-WebhookFailingLimit)).Scan(&ep).Error; err != nil {
+				return fmt.Errorf("record endpoint failure: %w", err)
+			}
+			if ep.ID == 0 || ep.FailingSince == nil || now.Sub(*ep.FailingSince) < WebhookFailingLimit {
+				return nil
+			}
+			return s.disableFailing(tx, &ep, d.ID, o.response)
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("record webhook delivery %d: %w", d.ID, err)
 	}

@@ -43,8 +43,13 @@ ALTER TABLE deliveries
     ADD COLUMN retry_until timestamptz;
 ALTER TABLE deliveries ADD CONSTRAINT deliveries_webhook_endpoint CHECK ((channel = 'WEBHOOK') = (endpoint_id IS NOT NULL));
 CREATE INDEX deliveries_endpoint_idx ON deliveries (endpoint_id, id DESC) WHERE endpoint_id IS NOT NULL;
+-- Webhooks waiting for their first attempt, newest first: a delivery task
+-- claims a batch of them at once, as it does emails.
+CREATE INDEX deliveries_first_webhook_idx ON deliveries (id)
+    WHERE status = 'PENDING' AND channel = 'WEBHOOK' AND attempts = 0;
 
 -- +goose Down
+DROP INDEX deliveries_first_webhook_idx;
 DROP INDEX deliveries_endpoint_idx;
 ALTER TABLE deliveries DROP CONSTRAINT deliveries_webhook_endpoint;
 ALTER TABLE deliveries DROP COLUMN retry_until, DROP COLUMN endpoint_id;
