@@ -5,7 +5,7 @@
 // scenarios of issue 5 first; authorize, the purchase guard, and
 // overspend, the time from a budget crossing to the freeze, of issue 6).
 //
-//	go run ./cmd/partnerbench [--quick] [--scenario all|ingest|allocate|point|tree|notify|authorize|overspend]
+//	go run ./cmd/partnerbench [--quick] [--scenario all|ingest|allocate|point|tree|notify|webhook|authorize|overspend]
 //	    [--database-url postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable]
 //	    [--redis-url redis://127.0.0.1:6379/14] [--runs 3] [--duration 10s]
 //	    [--concurrency 16] [--seed 1] [--out bench-results.md]
@@ -52,7 +52,7 @@ type options struct {
 }
 
 // allScenarios are the scenarios in the order "all" runs them.
-var allScenarios = []string{"ingest", "allocate", "point", "tree", "notify", "authorize", "overspend", "migrate", "billrun"}
+var allScenarios = []string{"ingest", "allocate", "point", "tree", "notify", "webhook", "authorize", "overspend", "migrate", "billrun"}
 
 // maxErrorRate is the request error rate above which a run is a harness error.
 const maxErrorRate = 0.01
@@ -228,6 +228,8 @@ func (b *bench) runScenario(ctx context.Context, name string) (*section, error) 
 		sec, err = b.tree(ctx)
 	case "notify":
 		sec, err = b.notify(ctx)
+	case "webhook":
+		sec, err = b.webhook(ctx)
 	case "authorize":
 		sec, err = b.authorize(ctx)
 	case "overspend":
