@@ -95,7 +95,6 @@ func (b *bench) notify(ctx context.Context) (*section, error) {
 	}
 	defer stop()
 
-	var productRates, bareRates []float64
 	sec := &section{name: "notify"}
 	qopt, err := asynq.ParseRedisURI(b.o.redisURL)
 	if err != nil {
@@ -103,28 +102,22 @@ func (b *bench) notify(ctx context.Context) (*section, error) {
 	}
 	insp := asynq.NewInspector(qopt)
 	defer insp.Close()
-	for run := 1; run <= b.o.runs; run++ {
-		if run > 1 {
-			sink.Close()
-			if sink, err = emailtest.NewSinkOn(addr); err != nil {
-				return nil, fmt.Errorf("SMTP sink: %w", err)
+	productRates, bareRates, err := b.versus(ctx, "notify", "emails/s", n,
+		func(ctx context.Context, run int) (time.Duration, error) {
+			if run > 1 { // a fresh sink each run
+				sink.Close()
+				if sink, err = emailtest.NewSinkOn(addr); err != nil {
+					return 0, fmt.Errorf("SMTP sink: %w", err)
+				}
 			}
-		}
-		bt, err := b.bareMailLoop(ctx, sink, u.Email, msg, n, run)
-		if err != nil {
-			return nil, fmt.Errorf("run %d: bare loop: %w", run, err)
-		}
-		pt, err := b.productMail(ctx, sink, insp, partner.ID, n, run)
-		if err != nil {
-			return nil, fmt.Errorf("run %d: product: %w", run, err)
-		}
-		pr, br := float64(n)/pt.Seconds(), float64(n)/bt.Seconds()
-		productRates, bareRates = append(productRates, pr), append(bareRates, br)
-		b.logf("notify run %d/%d: product %.0f emails/s (%.1f s), bare go-mail %.0f emails/s (%.1f s), ratio %.0f%%",
-			run, b.o.runs, pr, pt.Seconds(), br, bt.Seconds(), 100*pr/br)
+			return b.bareMailLoop(ctx, sink, u.Email, msg, n, run)
+		},
+		func(ctx context.Context, run int) (time.Duration, error) {
+			return b.productMail(ctx, sink, insp, partner.ID, n, run)
+		})
+	if err != nil {
+		return nil, err
 	}
-	ps, bs := spreadOf(productRates), spreadOf(bareRates)
-	rs, verdict := ratioOf(productRates, bareRates, 50)
 	sec.title = fmt.Sprintf("notify: %s emails per run through the product vs a bare go-mail loop", thousands(n))
 	sec.notes = []string{
 		fmt.Sprintf("Product: %s `credit.limit_set` events emitted through `store.Tx.Emit` in transactions of 500 (one statement each), for a distributor whose one admin turned in-site off, so each event owes one email; timed from the first commit until the SMTP server has accepted every message and every queue is empty (all the tasks the emails caused have run). In the same process, as `partnerd worker` runs them: the outbox relay (which fans the events out, a batch at a time, and enqueues one delivery task per email), an asynq worker server with the product's default concurrency (%d) running the delivery tasks, and the product's email sender (go-mail, its default pool of 4 connections).", thousands(n), workerConcurrency),
@@ -132,11 +125,7 @@ func (b *bench) notify(ctx context.Context) (*section, error) {
 		"Both send to the same local SMTP server (emersion/go-smtp, no TLS, no auth, a fresh one each run), which parses every message; the bare loop runs first in each run.",
 	}
 	sec.header = []string{"path", "emails/s (median)", "min", "max"}
-	sec.rows = [][]string{
-		{"product: emit → relay (fan-out) → asynq → delivery → go-mail", num(ps.Median), num(ps.Min), num(ps.Max)},
-		{"bare go-mail loop, one connection", num(bs.Median), num(bs.Min), num(bs.Max)},
-		{"product / bare", pct(rs.Median), pct(rs.Min), pct(rs.Max) + " (target ≥ 50%: " + verdict + ")"},
-	}
+	sec.rows = versusRows("product: emit → relay (fan-out) → asynq → delivery → go-mail", "bare go-mail loop, one connection", productRates, bareRates, 50)
 	return sec, nil
 }
 

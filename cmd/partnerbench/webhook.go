@@ -183,8 +183,6 @@ func (b *bench) webhook(ctx context.Context) (*section, error) {
 		return nil, err
 	}
 	defer stop()
-
-	var productRates, bareRates []float64
 	sec := &section{name: "webhook"}
 	qopt, err := asynq.ParseRedisURI(b.o.redisURL)
 	if err != nil {
@@ -192,25 +190,20 @@ func (b *bench) webhook(ctx context.Context) (*section, error) {
 	}
 	insp := asynq.NewInspector(qopt)
 	defer insp.Close()
-	for run := 1; run <= b.o.runs; run++ {
-		bt, err := b.bareWebhookLoop(ctx, rcv, url, body, secret, n, run)
-		if err != nil {
-			return nil, fmt.Errorf("run %d: bare loop: %w", run, err)
-		}
-		pt, err := b.productWebhooks(ctx, rcv, insp, partner.ID, n, run)
-		if err != nil {
-			return nil, fmt.Errorf("run %d: product: %w", run, err)
-		}
-		if err := b.checkWebhookDeliveries(ctx, partner.ID, run*n); err != nil {
-			return nil, fmt.Errorf("run %d: product: %w", run, err)
-		}
-		pr, br := float64(n)/pt.Seconds(), float64(n)/bt.Seconds()
-		productRates, bareRates = append(productRates, pr), append(bareRates, br)
-		b.logf("webhook run %d/%d: product %.0f req/s (%.1f s), bare loop %.0f req/s (%.1f s), ratio %.0f%%",
-			run, b.o.runs, pr, pt.Seconds(), br, bt.Seconds(), 100*pr/br)
+	productRates, bareRates, err := b.versus(ctx, "webhook", "req/s", n,
+		func(ctx context.Context, run int) (time.Duration, error) {
+			return b.bareWebhookLoop(ctx, rcv, url, body, secret, n, run)
+		},
+		func(ctx context.Context, run int) (time.Duration, error) {
+			pt, err := b.productWebhooks(ctx, rcv, insp, partner.ID, n, run)
+			if err == nil {
+				err = b.checkWebhookDeliveries(ctx, partner.ID, run*n)
+			}
+			return pt, err
+		})
+	if err != nil {
+		return nil, err
 	}
-	ps, bs := spreadOf(productRates), spreadOf(bareRates)
-	rs, verdict := ratioOf(productRates, bareRates, 50)
 	sec.title = fmt.Sprintf("webhook: %s events per run through the product vs a bare signed-POST loop", thousands(n))
 	sec.notes = []string{
 		fmt.Sprintf("Product: %s `credit.limit_set` events emitted through `store.Tx.Emit` in transactions of 500 (one statement each), for a distributor with one webhook endpoint subscribed to that type and one admin who turned in-site and email off, so each event owes exactly one delivery, the webhook; timed from the first commit until the receiver has verified every request and every queue is empty (all the tasks the events caused have run). In the same process, as `partnerd worker` runs them: the outbox relay (which fans the events out, a batch at a time, into WEBHOOK delivery rows, and enqueues one delivery task per row), an asynq worker server with the product's default concurrency (%d) running the delivery tasks (claim, sign, POST, record the attempt with the endpoint's health), and the product's sender (`webhook.NewSender`: keep-alive, at most 4 idle connections, every connection checked by the guard; the allow-list holds 127.0.0.0/8 so the loopback receiver may be reached over http).", thousands(n), workerConcurrency),
@@ -218,11 +211,7 @@ func (b *bench) webhook(ctx context.Context) (*section, error) {
 		"Both POST to the same local receiver (net/http on 127.0.0.1, keep-alive), which reads the body, verifies the signature with `webhook.Verify` (5 min tolerance) and answers 204; a request it cannot verify fails the run. The bare loop runs first in each run.",
 	}
 	sec.header = []string{"path", "requests/s (median)", "min", "max"}
-	sec.rows = [][]string{
-		{"product: emit → relay (fan-out, webhook rows) → asynq → delivery (claim, sign, POST, record) → receiver", num(ps.Median), num(ps.Min), num(ps.Max)},
-		{"bare signed-POST loop, one connection", num(bs.Median), num(bs.Min), num(bs.Max)},
-		{"product / bare", pct(rs.Median), pct(rs.Min), pct(rs.Max) + " (target ≥ 50%: " + verdict + ")"},
-	}
+	sec.rows = versusRows("product: emit → relay (fan-out, webhook rows) → asynq → delivery (claim, sign, POST, record) → receiver", "bare signed-POST loop, one connection", productRates, bareRates, 50)
 	return sec, nil
 }
 
