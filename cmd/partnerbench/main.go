@@ -5,7 +5,7 @@
 // scenarios of issue 5 first; authorize, the purchase guard, and
 // overspend, the time from a budget crossing to the freeze, of issue 6).
 //
-//	go run ./cmd/partnerbench [--quick] [--scenario all|ingest|allocate|point|tree|notify|webhook|authorize|overspend]
+//	go run ./cmd/partnerbench [--quick] [--scenario all|ingest|allocate|point|tree|children|notify|webhook|authorize|overspend]
 //	    [--database-url postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable]
 //	    [--redis-url redis://127.0.0.1:6379/14] [--runs 3] [--duration 10s]
 //	    [--concurrency 16] [--seed 1] [--out bench-results.md]
@@ -52,7 +52,7 @@ type options struct {
 }
 
 // allScenarios are the scenarios in the order "all" runs them.
-var allScenarios = []string{"ingest", "allocate", "point", "tree", "notify", "webhook", "authorize", "overspend", "migrate", "billrun"}
+var allScenarios = []string{"ingest", "allocate", "point", "tree", "children", "notify", "webhook", "authorize", "overspend", "migrate", "billrun"}
 
 // maxErrorRate is the request error rate above which a run is a harness error.
 const maxErrorRate = 0.01
@@ -197,6 +197,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	took := time.Since(start).Round(100 * time.Millisecond)
 	rep.took = took
+	if figs, err := drawCharts(plotsDir(o.out), rep.sections); err != nil {
+		fmt.Fprintln(stderr, "partnerbench: draw plots:", err)
+		failed = true
+	} else {
+		for s, md := range figs {
+			s.figures = md
+		}
+	}
 	if err := os.WriteFile(o.out, []byte(rep.markdown()), 0o644); err != nil {
 		fmt.Fprintln(stderr, "partnerbench: write results:", err)
 		failed = true
@@ -226,6 +234,8 @@ func (b *bench) runScenario(ctx context.Context, name string) (*section, error) 
 		sec, err = b.point(ctx)
 	case "tree":
 		sec, err = b.tree(ctx)
+	case "children":
+		sec, err = b.children(ctx)
 	case "notify":
 		sec, err = b.notify(ctx)
 	case "webhook":

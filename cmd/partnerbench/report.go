@@ -15,6 +15,11 @@ type section struct {
 	notes  []string
 	header []string
 	rows   [][]string
+	// charts are drawn as PNGs next to the results file and shown below
+	// the table.
+	charts []chart
+	// figures is the Markdown that shows the drawn charts.
+	figures string
 }
 
 func (s *section) markdown() string {
@@ -31,6 +36,7 @@ func (s *section) markdown() string {
 	for _, r := range s.rows {
 		sb.WriteString("| " + strings.Join(r, " | ") + " |\n")
 	}
+	sb.WriteString(s.figures)
 	return sb.String()
 }
 
