@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -74,9 +75,45 @@ type runResult struct {
 	Elapsed  time.Duration
 	Hist     *hdrhistogram.Histogram
 	FirstErr error
+	// CPU is the CPU time the harness process (partnerd's server and the
+	// load generator) used during the run.
+	CPU time.Duration
+	// PeakRSS is the harness process's peak resident memory so far, in
+	// bytes.
+	PeakRSS int64
 }
 
 func (r runResult) rate() float64 { return float64(r.Requests) / r.Elapsed.Seconds() }
+
+// cpuPerRequest is the harness process's CPU time per request, in
+// milliseconds.
+func (r runResult) cpuPerRequest() float64 {
+	if r.Requests == 0 {
+		return 0
+	}
+	return float64(r.CPU.Microseconds()) / 1000 / float64(r.Requests)
+}
+
+// peakRSSMiB is PeakRSS in MiB.
+func (r runResult) peakRSSMiB() float64 { return float64(r.PeakRSS) / (1 << 20) }
+
+// processCPU is the CPU time (user and system) this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// peakRSS is this process's peak resident set size so far, in bytes.
+func peakRSS() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Maxrss * 1024 // kilobytes on Linux
+}
 
 // p returns the q-th percentile latency in milliseconds.
 func (r runResult) p(q float64) float64 { return float64(r.Hist.ValueAtQuantile(q)) / 1000 }
@@ -105,6 +142,7 @@ func (b *bench) closedLoop(ctx context.Context, label string, conc int, dur time
 	prog := b.progress(label, int64(dur/time.Millisecond), "ms", func() string {
 		return fmt.Sprintf("%d requests", done.Load())
 	})
+	cpu0 := processCPU()
 	start := time.Now()
 	deadline := start.Add(dur)
 	rctx, cancel := context.WithDeadline(ctx, deadline.Add(time.Minute))
@@ -138,7 +176,7 @@ func (b *bench) closedLoop(ctx context.Context, label string, conc int, dur time
 	prog.set(int64(dur / time.Millisecond))
 	prog.finish()
 
-	res := runResult{Elapsed: elapsed, Hist: hdrhistogram.New(histMin, histMax, histDigits)}
+	res := runResult{Elapsed: elapsed, Hist: hdrhistogram.New(histMin, histMax, histDigits), CPU: processCPU() - cpu0, PeakRSS: peakRSS()}
 	for _, c := range clients {
 		res.Requests += c.ok + c.errs
 		res.Errors += c.errs

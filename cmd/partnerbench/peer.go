@@ -308,6 +308,8 @@ func peerFigures(ours, peer []runResult) [][]string {
 		{"p99 latency (ms)", func(r runResult) float64 { return r.p(99) }, ms},
 		{"errors per run", func(r runResult) float64 { return float64(r.Errors) }, num},
 		{"requests per run", func(r runResult) float64 { return float64(r.Requests) }, num},
+		{cpuRowLabel + "; for " + peerName + ", the load generator alone", runResult.cpuPerRequest, ms},
+		{rssRowLabel, runResult.peakRSSMiB, num},
 	}
 	var rows [][]string
 	for _, fg := range figs {

@@ -104,6 +104,15 @@ func (r *report) markdown() string {
 	return sb.String()
 }
 
+// The labels of the resource rows of load tables. The server runs in the
+// harness process, with the load generator: its CPU per request counts
+// both (a peer's rows, whose server is another process, count the load
+// generator alone), and its peak RSS is the process's since it started.
+const (
+	cpuRowLabel = "CPU per request, harness process: server + load generator (ms)"
+	rssRowLabel = "peak RSS of the harness process so far (MiB)"
+)
+
 // loadSection is the table of a load scenario: throughput, latency and
 // errors over the runs.
 func loadSection(name, title, unit string, notes []string, runs []runResult) *section {
@@ -112,6 +121,8 @@ func loadSection(name, title, unit string, notes []string, runs []runResult) *se
 	p99 := spreadBy(runs, func(r runResult) float64 { return r.p(99) })
 	errs := spreadBy(runs, func(r runResult) float64 { return float64(r.Errors) })
 	reqs := spreadBy(runs, func(r runResult) float64 { return float64(r.Requests) })
+	cpu := spreadBy(runs, runResult.cpuPerRequest)
+	rss := spreadBy(runs, runResult.peakRSSMiB)
 	return &section{name: name, title: title, notes: notes,
 		header: []string{"figure", "median", "min", "max"},
 		rows: [][]string{
@@ -120,6 +131,8 @@ func loadSection(name, title, unit string, notes []string, runs []runResult) *se
 			{"p99 latency (ms)", ms(p99.Median), ms(p99.Min), ms(p99.Max)},
 			{"errors per run", num(errs.Median), num(errs.Min), num(errs.Max)},
 			{"requests per run", num(reqs.Median), num(reqs.Min), num(reqs.Max)},
+			{cpuRowLabel, ms(cpu.Median), ms(cpu.Min), ms(cpu.Max)},
+			{rssRowLabel, num(rss.Median), num(rss.Min), num(rss.Max)},
 		}}
 }
 
