@@ -100,12 +100,21 @@ func purchase(c *client) (mode, amount string) {
 // postJSON posts body to path with the platform token on hc and returns the
 // answer, failing on a transport error or a status other than 200.
 func (b *bench) postJSON(ctx context.Context, hc *http.Client, path string, body []byte) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.baseURL+path, bytes.NewReader(body))
+	return postJSONTo(ctx, hc, b.baseURL+path, b.token, body)
+}
+
+// postJSONTo posts body to url on hc, with token as a bearer token unless it
+// is empty, and returns the answer, failing on a transport error or a status
+// other than 200.
+func postJSONTo(ctx context.Context, hc *http.Client, url, token string, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+b.token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err

@@ -286,7 +286,14 @@ func newClient(conc int, timeout time.Duration) *http.Client {
 // returns the body, failing on a transport error, a status other than 200
 // or an errors entry in the answer.
 func (b *bench) graphql(ctx context.Context, c *http.Client, body []byte) ([]byte, error) {
-	out, err := b.postJSON(ctx, c, "/graphql", body)
+	return graphqlAt(ctx, c, b.baseURL+"/graphql", b.token, body)
+}
+
+// graphqlAt sends one GraphQL request to url (with token, unless empty) on
+// c and returns the body, failing on a transport error, a status other
+// than 200 or an errors entry in the answer.
+func graphqlAt(ctx context.Context, c *http.Client, url, token string, body []byte) ([]byte, error) {
+	out, err := postJSONTo(ctx, c, url, token, body)
 	if err != nil {
 		return out, err
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -147,27 +146,7 @@ func (p *postgraphile) waitReady(ctx context.Context) error {
 // query POSTs one GraphQL body to PostGraphile on c and returns the answer,
 // failing on a transport error, a status other than 200 or an errors entry.
 func (p *postgraphile) query(ctx context.Context, c *http.Client, body []byte) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return out, fmt.Errorf("HTTP %d: %s", resp.StatusCode, clip(out))
-	}
-	if bytes.Contains(out, []byte(`"errors"`)) {
-		return out, fmt.Errorf("GraphQL error: %s", clip(out))
-	}
-	return out, nil
+	return graphqlAt(ctx, c, p.url, "", body)
 }
 
 // stop ends PostGraphile's process group: SIGTERM, then SIGKILL after 5 s.
