@@ -221,25 +221,7 @@ func (b *bench) authorizeSection(t *sqlTree, customers int, rest *decisionCount,
 	if len(gqlRuns) > 0 {
 		cols = append(cols, gqlRuns)
 	}
-	figs := []struct {
-		name string
-		f    func(runResult) float64
-		fmt  func(float64) string
-	}{
-		{"requests/s", runResult.rate, num},
-		{"p50 latency (ms)", func(r runResult) float64 { return r.p(50) }, ms},
-		{"p99 latency (ms)", func(r runResult) float64 { return r.p(99) }, ms},
-		{"errors per run", func(r runResult) float64 { return float64(r.Errors) }, num},
-		{"requests per run", func(r runResult) float64 { return float64(r.Requests) }, num},
-	}
-	for _, fg := range figs {
-		row := []string{fg.name}
-		for _, runs := range cols {
-			s := spreadBy(runs, fg.f)
-			row = append(row, fg.fmt(s.Median), fg.fmt(s.Min), fg.fmt(s.Max))
-		}
-		sec.rows = append(sec.rows, row)
-	}
+	sec.rows = append(sec.rows, figureRows(loadFigures("requests/s", cpuRowLabel), cols)...)
 	row := []string{"p99 target < " + strconv.FormatFloat(authorizeTargetMS, 'f', 0, 64) + " ms"}
 	for _, runs := range cols {
 		s := spreadBy(runs, func(r runResult) float64 { return r.p(99) })

@@ -147,19 +147,7 @@ func (b *bench) closedLoop(ctx context.Context, label string, conc int, dur time
 	deadline := start.Add(dur)
 	rctx, cancel := context.WithDeadline(ctx, deadline.Add(time.Minute))
 	defer cancel()
-	stopTick := make(chan struct{})
-	go func() {
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopTick:
-				return
-			case <-t.C:
-				prog.set(int64(min(time.Since(start), dur) / time.Millisecond))
-			}
-		}
-	}()
+	stopTick := prog.tickTime(start, dur)
 	var wg sync.WaitGroup
 	for _, c := range clients {
 		wg.Add(1)
@@ -172,8 +160,7 @@ func (b *bench) closedLoop(ctx context.Context, label string, conc int, dur time
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	close(stopTick)
-	prog.set(int64(dur / time.Millisecond))
+	stopTick()
 	prog.finish()
 
 	res := runResult{Elapsed: elapsed, Hist: hdrhistogram.New(histMin, histMax, histDigits), CPU: processCPU() - cpu0, PeakRSS: peakRSS()}

@@ -89,19 +89,12 @@ func (b *bench) notify(ctx context.Context) (*section, error) {
 		return nil, err
 	}
 
-	stop, err := b.startWorkers(ctx, svc, nil)
+	stop, insp, err := b.startDeliveryWorkers(ctx, svc)
 	if err != nil {
 		return nil, err
 	}
 	defer stop()
-
 	sec := &section{name: "notify"}
-	qopt, err := asynq.ParseRedisURI(b.o.redisURL)
-	if err != nil {
-		return nil, err
-	}
-	insp := asynq.NewInspector(qopt)
-	defer insp.Close()
 	productRates, bareRates, err := b.versus(ctx, "notify", "emails/s", n,
 		func(ctx context.Context, run int) (time.Duration, error) {
 			if run > 1 { // a fresh sink each run
@@ -135,6 +128,25 @@ func mustPlatformID(b *bench) int64 {
 		return 0
 	}
 	return p.ID
+}
+
+// startDeliveryWorkers starts the notification workers for svc, as the
+// notify and webhook scenarios need them, with an inspector of their queues
+// (to wait until they are empty); stop stops both.
+func (b *bench) startDeliveryWorkers(ctx context.Context, svc *notify.Service) (stop func(), insp *asynq.Inspector, err error) {
+	qopt, err := asynq.ParseRedisURI(b.o.redisURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	stopWorkers, err := b.startWorkers(ctx, svc, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	insp = asynq.NewInspector(qopt)
+	return func() {
+		_ = insp.Close()
+		stopWorkers()
+	}, insp, nil
 }
 
 // startWorkers runs the relay and a worker server with the notification

@@ -277,29 +277,7 @@ func (t *peerOutput) tail() string {
 // peerFigures are the rows of a load scenario measured on both servers:
 // each figure's median, min and max for partnerd, then for the peer.
 func peerFigures(ours, peer []runResult) [][]string {
-	figs := []struct {
-		name string
-		f    func(runResult) float64
-		fmt  func(float64) string
-	}{
-		{"requests/s", runResult.rate, num},
-		{"p50 latency (ms)", func(r runResult) float64 { return r.p(50) }, ms},
-		{"p99 latency (ms)", func(r runResult) float64 { return r.p(99) }, ms},
-		{"errors per run", func(r runResult) float64 { return float64(r.Errors) }, num},
-		{"requests per run", func(r runResult) float64 { return float64(r.Requests) }, num},
-		{cpuRowLabel + "; for " + peerName + ", the load generator alone", runResult.cpuPerRequest, ms},
-		{rssRowLabel, runResult.peakRSSMiB, num},
-	}
-	var rows [][]string
-	for _, fg := range figs {
-		row := []string{fg.name}
-		for _, runs := range [][]runResult{ours, peer} {
-			s := spreadBy(runs, fg.f)
-			row = append(row, fg.fmt(s.Median), fg.fmt(s.Min), fg.fmt(s.Max))
-		}
-		rows = append(rows, row)
-	}
-	return rows
+	return figureRows(loadFigures("requests/s", cpuRowLabel+"; for "+peerName+", the load generator alone"), [][]runResult{ours, peer})
 }
 
 // peerHeader is the header of peerFigures' table.

@@ -150,23 +150,10 @@ func (b *bench) pgbench(ctx context.Context, label string, script string, vars m
 			tail.line(sc.Text())
 		}
 	}()
-	stopTick := make(chan struct{})
-	go func() {
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopTick:
-				return
-			case <-t.C:
-				prog.set(int64(min(time.Since(start), res.Duration) / time.Millisecond))
-			}
-		}
-	}()
+	stopTick := prog.tickTime(start, res.Duration)
 	readDone.Wait()
 	err = cmd.Wait()
-	close(stopTick)
-	prog.set(int64(res.Duration / time.Millisecond))
+	stopTick()
 	prog.finish()
 	if ctx.Err() != nil {
 		return res, ctx.Err()

@@ -100,3 +100,26 @@ func isTerminal(w io.Writer) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
+
+// tickTime moves p (counting milliseconds) with the time since start, up to
+// dur, every 100 ms until the returned function is called; that function
+// fills the bar.
+func (p *progress) tickTime(start time.Time, dur time.Duration) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				p.set(int64(min(time.Since(start), dur) / time.Millisecond))
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		p.set(int64(dur / time.Millisecond))
+	}
+}

@@ -116,24 +116,47 @@ const (
 // loadSection is the table of a load scenario: throughput, latency and
 // errors over the runs.
 func loadSection(name, title, unit string, notes []string, runs []runResult) *section {
-	rate := spreadBy(runs, runResult.rate)
-	p50 := spreadBy(runs, func(r runResult) float64 { return r.p(50) })
-	p99 := spreadBy(runs, func(r runResult) float64 { return r.p(99) })
-	errs := spreadBy(runs, func(r runResult) float64 { return float64(r.Errors) })
-	reqs := spreadBy(runs, func(r runResult) float64 { return float64(r.Requests) })
-	cpu := spreadBy(runs, runResult.cpuPerRequest)
-	rss := spreadBy(runs, runResult.peakRSSMiB)
 	return &section{name: name, title: title, notes: notes,
 		header: []string{"figure", "median", "min", "max"},
-		rows: [][]string{
-			{unit, num(rate.Median), num(rate.Min), num(rate.Max)},
-			{"p50 latency (ms)", ms(p50.Median), ms(p50.Min), ms(p50.Max)},
-			{"p99 latency (ms)", ms(p99.Median), ms(p99.Min), ms(p99.Max)},
-			{"errors per run", num(errs.Median), num(errs.Min), num(errs.Max)},
-			{"requests per run", num(reqs.Median), num(reqs.Min), num(reqs.Max)},
-			{cpuRowLabel, ms(cpu.Median), ms(cpu.Min), ms(cpu.Max)},
-			{rssRowLabel, num(rss.Median), num(rss.Min), num(rss.Max)},
-		}}
+		rows:   figureRows(loadFigures(unit, cpuRowLabel), [][]runResult{runs})}
+}
+
+// figure is one row of a load table: its label, how to read it from a run
+// and how to write it.
+type figure struct {
+	name string
+	f    func(runResult) float64
+	fmt  func(float64) string
+}
+
+// loadFigures are the rows of a load table: rate (labelled unit),
+// latencies, errors, requests and the harness's resources (the CPU row
+// labelled cpuLabel).
+func loadFigures(unit, cpuLabel string) []figure {
+	return []figure{
+		{unit, runResult.rate, num},
+		{"p50 latency (ms)", func(r runResult) float64 { return r.p(50) }, ms},
+		{"p99 latency (ms)", func(r runResult) float64 { return r.p(99) }, ms},
+		{"errors per run", func(r runResult) float64 { return float64(r.Errors) }, num},
+		{"requests per run", func(r runResult) float64 { return float64(r.Requests) }, num},
+		{cpuLabel, runResult.cpuPerRequest, ms},
+		{rssRowLabel, runResult.peakRSSMiB, num},
+	}
+}
+
+// figureRows writes each figure's median, min and max over the runs of
+// each column, the columns side by side.
+func figureRows(figs []figure, cols [][]runResult) [][]string {
+	var rows [][]string
+	for _, fg := range figs {
+		row := []string{fg.name}
+		for _, runs := range cols {
+			s := spreadBy(runs, fg.f)
+			row = append(row, fg.fmt(s.Median), fg.fmt(s.Min), fg.fmt(s.Max))
+		}
+		rows = append(rows, row)
+	}
+	return rows
 }
 
 // num formats a figure with thousands separators, no decimals.

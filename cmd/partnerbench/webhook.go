@@ -178,18 +178,12 @@ func (b *bench) webhook(ctx context.Context) (*section, error) {
 		return nil, err
 	}
 
-	stop, err := b.startWorkers(ctx, svc, nil)
+	stop, insp, err := b.startDeliveryWorkers(ctx, svc)
 	if err != nil {
 		return nil, err
 	}
 	defer stop()
 	sec := &section{name: "webhook"}
-	qopt, err := asynq.ParseRedisURI(b.o.redisURL)
-	if err != nil {
-		return nil, err
-	}
-	insp := asynq.NewInspector(qopt)
-	defer insp.Close()
 	productRates, bareRates, err := b.versus(ctx, "webhook", "req/s", n,
 		func(ctx context.Context, run int) (time.Duration, error) {
 			return b.bareWebhookLoop(ctx, rcv, url, body, secret, n, run)
