@@ -2,6 +2,7 @@ package resolvers
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -131,7 +132,8 @@ func (r *accountResolver) prefetchLevel(ctx context.Context, oc *graphql.Operati
 }
 
 // childKeyFromArgs reads the children arguments of a selection; false when
-// they are invalid (the resolver will report that).
+// the children resolver would refuse them (it reports why) or when they are
+// of an unexpected form.
 func childKeyFromArgs(args map[string]any) (childKey, bool) {
 	k := childKey{First: 50}
 	if v, ok := args["first"]; ok && v != nil {
@@ -142,6 +144,12 @@ func childKeyFromArgs(args map[string]any) (childKey, bool) {
 			k.First = int(n)
 		case float64:
 			k.First = int(n)
+		case json.Number:
+			i, err := n.Int64()
+			if err != nil {
+				return k, false
+			}
+			k.First = int(i)
 		default:
 			return k, false
 		}
@@ -164,6 +172,9 @@ func childKeyFromArgs(args map[string]any) (childKey, bool) {
 		k.Filter.Status = models.AccountStatus(v)
 	}
 	if v, ok := args["search"].(string); ok {
+		if len(v) > 200 {
+			return k, false
+		}
 		k.Filter.Search = v
 	}
 	switch t := args["tag"].(type) {
@@ -175,6 +186,9 @@ func childKeyFromArgs(args map[string]any) (childKey, bool) {
 	case *graph.TagInput:
 		k.Filter.TagKey, k.Filter.TagValue = t.Key, t.Value
 	default:
+		return k, false
+	}
+	if _, ok := args["tag"]; ok && args["tag"] != nil && k.Filter.TagKey == "" {
 		return k, false
 	}
 	return k, true

@@ -19,6 +19,8 @@ type metrics struct {
 	gqlRequests *prometheus.CounterVec
 	gqlLatency  *prometheus.HistogramVec
 	httpLatency *prometheus.HistogramVec
+	// compiled counts the queries answered by resolvers.AnswerTree.
+	compiled prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, st *store.Store, queue asynq.RedisConnOpt, ns *notify.Service) *metrics {
@@ -34,11 +36,14 @@ func newMetrics(reg *prometheus.Registry, st *store.Store, queue asynq.RedisConn
 			Name: "partnerd_http_request_duration_seconds", Help: "HTTP request latency by route and status.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route", "status"}),
+		compiled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "partnerd_graphql_compiled_answers_total", Help: "GraphQL queries of account trees answered without gqlgen's field-by-field execution.",
+		}),
 	}
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.gqlRequests, m.gqlLatency, m.httpLatency)
+	reg.MustRegister(m.gqlRequests, m.gqlLatency, m.httpLatency, m.compiled)
 	reg.MustRegister(&backlogCollector{st: st})
 	if queue != nil {
 		reg.MustRegister(&queueCollector{inspector: asynq.NewInspector(queue)})

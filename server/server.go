@@ -94,6 +94,10 @@ type Options struct {
 	Monitoring bool
 	// KeepAlive is the WebSocket keep-alive interval (default 15s).
 	KeepAlive time.Duration
+	// NoCompiledTree runs every query through gqlgen's execution, also the
+	// account trees that resolvers.AnswerTree answers directly otherwise
+	// (the tests compare both ways).
+	NoCompiledTree bool
 }
 
 // New builds the HTTP handler of the API.
@@ -185,6 +189,13 @@ func newGraphQL(d Deps, opts Options, m *metrics) http.Handler {
 		// Fresh loaders per response: batching within one result, no stale cache across a subscription's events.
 		ctx = res.WithLoaders(ctx)
 		start := time.Now()
+		if !opts.NoCompiledTree {
+			if resp, ok := res.AnswerTree(ctx); ok {
+				m.compiled.Inc()
+				m.observeGraphQL(ctx, resp, time.Since(start))
+				return resp
+			}
+		}
 		resp := next(ctx)
 		m.observeGraphQL(ctx, resp, time.Since(start))
 		return resp
