@@ -430,10 +430,53 @@ func (t *treeAnswer) writeConn(buf *bytes.Buffer, c *connPlan, parent int64) {
 	buf.WriteByte('}')
 }
 
-// writeString writes s as a JSON string exactly as gqlgen's String and ID
-// marshalers do.
+// writeString writes s as a JSON string, byte for byte as gqlgen's
+// answers carry it: gqlgen's String and ID marshalers escape quotes,
+// backslashes and control characters, and encoding/json, which writes the
+// response, then escapes <, >, & and U+2028/U+2029 too.
 func writeString(buf *bytes.Buffer, s string) {
-	graphql.MarshalString(s).MarshalGQL(buf)
+	const hex = "0123456789abcdef"
+	buf.WriteByte('"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\', c == '"':
+			buf.WriteString(s[start:i])
+			buf.WriteByte('\\')
+			buf.WriteByte(c)
+		case c == '\t', c == '\r', c == '\n':
+			buf.WriteString(s[start:i])
+			buf.WriteByte('\\')
+			buf.WriteByte(shortEscape(c))
+		case c < 0x20, c == '<', c == '>', c == '&':
+			buf.WriteString(s[start:i])
+			buf.WriteString(`\u00`)
+			buf.WriteByte(hex[c>>4])
+			buf.WriteByte(hex[c&0xf])
+		case c == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && s[i+2]&^1 == 0xA8:
+			buf.WriteString(s[start:i])
+			buf.WriteString(`\u202`)
+			buf.WriteByte(hex[s[i+2]&0xf])
+			i += 2
+		default:
+			continue
+		}
+		start = i + 1
+	}
+	buf.WriteString(s[start:])
+	buf.WriteByte('"')
+}
+
+// shortEscape is the letter of \t, \n or \r.
+func shortEscape(c byte) byte {
+	switch c {
+	case '\t':
+		return 't'
+	case '\n':
+		return 'n'
+	}
+	return 'r'
 }
 
 func writeOptString(buf *bytes.Buffer, s *string) {

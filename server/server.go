@@ -113,7 +113,7 @@ func New(d Deps, opts Options) http.Handler {
 	gql := newGraphQL(d, opts, m)
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", gql)
+	mux.Handle("/graphql", withRawAnswers(gql))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
@@ -193,6 +193,9 @@ func newGraphQL(d Deps, opts Options, m *metrics) http.Handler {
 			if resp, ok := res.AnswerTree(ctx); ok {
 				m.compiled.Inc()
 				m.observeGraphQL(ctx, resp, time.Since(start))
+				if takeRaw(ctx, resp.Data) {
+					return &graphql.Response{Data: json.RawMessage("null")}
+				}
 				return resp
 			}
 		}

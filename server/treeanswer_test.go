@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -160,5 +161,30 @@ func TestAnswerTree_SameBytesAsGqlgen(t *testing.T) {
 				t.Fatalf("the answer lacks %s: %s", q.contains, got.Data)
 			}
 		})
+	}
+}
+
+// Through the GET transport, which writes the response itself (not the
+// POST writer's swap), a compiled answer has the same bytes too.
+func TestAnswerTree_GetTransport(t *testing.T) {
+	compiled := testkit.NewAPI(t, server.Options{})
+	plain := testkit.NewAPIOn(t, compiled.Tree, server.Options{NoCompiledTree: true}, compiled)
+	q := `query($id: ID!) { account(id: $id) { name children { totalCount edges { cursor node { id name kind children { edges { node { name } } } } } } } }`
+	vars := `{"id":"` + ids.Encode("Account", compiled.Tree.D1.Account.ID) + `"}`
+	body := func(a *testkit.API) string {
+		t.Helper()
+		r := get(t, a, "/graphql?query="+url.QueryEscape(q)+"&variables="+url.QueryEscape(vars), map[string]string{"Authorization": "Bearer " + a.Tree.Platform.Token})
+		if r.status != 200 {
+			t.Fatalf("GET: %d %s", r.status, r.body)
+		}
+		return r.body
+	}
+	before := compiledAnswers(t, compiled)
+	got, want := body(compiled), body(plain)
+	if compiledAnswers(t, compiled)-before != 1 {
+		t.Fatal("the GET query was not compiled")
+	}
+	if got != want || !strings.Contains(got, `"name":"Customer One"`) {
+		t.Fatalf("answers differ:\ncompiled %s\ngqlgen   %s", got, want)
 	}
 }
