@@ -84,15 +84,6 @@ type Summary struct {
 	Depth int
 }
 
-// SummaryOf is the summary of a loaded account.
-func SummaryOf(a *models.Account) Summary {
-	s := Summary{ID: a.ID, Kind: a.Kind, Name: a.Name, Email: a.Email, Phone: a.Phone, Currency: a.Currency, Status: a.Status, Depth: a.Depth}
-	if a.ParentID != nil {
-		s.ParentID = *a.ParentID
-	}
-	return s
-}
-
 // SummaryPage is one keyset page of account summaries.
 type SummaryPage struct {
 	Accounts []Summary
@@ -140,6 +131,40 @@ func (s *Service) ChildSummaries(ctx context.Context, parentIDs []int64, f Child
 		return nil, fmt.Errorf("list children: %w", err)
 	}
 	return out, nil
+}
+
+// GetSummary reads one account's summary through the caller's scope
+// (NOT_FOUND outside it), without the reflection of a full row.
+func (s *Service) GetSummary(ctx context.Context, id int64) (Summary, error) {
+	sc, err := ScopeOf(ctx)
+	if err != nil {
+		return Summary{}, err
+	}
+	where, args := sc.SQL("a.path")
+	rows, err := s.st.DB.WithContext(ctx).Raw(`SELECT `+summaryColumns+` FROM accounts a WHERE a.id = ? AND `+where, append([]any{id}, args...)...).Rows()
+	if err != nil {
+		return Summary{}, fmt.Errorf("load account %d: %w", id, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return Summary{}, fmt.Errorf("load account %d: %w", id, err)
+		}
+		return Summary{}, NotFound("account")
+	}
+	var (
+		a            Summary
+		parent       *int64
+		kind, status string
+	)
+	if err := rows.Scan(&a.ID, &parent, &kind, &a.Name, &a.Email, &a.Phone, &a.Currency, &status, &a.Depth); err != nil {
+		return Summary{}, fmt.Errorf("load account %d: %w", id, err)
+	}
+	a.Kind, a.Status = models.AccountKind(kind), models.AccountStatus(status)
+	if parent != nil {
+		a.ParentID = *parent
+	}
+	return a, rows.Err()
 }
 
 // SummaryAndChildren reads one account through the caller's scope

@@ -13,7 +13,16 @@ import (
 
 // Encode returns the global ID of the object of the given type and key.
 func Encode(typ string, key int64) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(typ + ":" + strconv.FormatInt(key, 10)))
+	return string(AppendEncode(nil, typ, key))
+}
+
+// AppendEncode appends the global ID of Encode to dst (without allocating
+// when dst has room: large answers write thousands of IDs).
+func AppendEncode(dst []byte, typ string, key int64) []byte {
+	var raw [64]byte
+	r := append(append(raw[:0], typ...), ':')
+	r = strconv.AppendInt(r, key, 10)
+	return base64.RawURLEncoding.AppendEncode(dst, r)
 }
 
 // Parse splits a global ID into its type and key. A malformed ID is a

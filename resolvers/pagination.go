@@ -13,7 +13,13 @@ import (
 
 // encodeCursor makes an opaque keyset cursor from a row id.
 func encodeCursor(id int64) string {
-	return base64.RawURLEncoding.EncodeToString([]byte("c:" + strconv.FormatInt(id, 10)))
+	return string(appendCursor(nil, id))
+}
+
+// appendCursor appends the cursor of encodeCursor to dst.
+func appendCursor(dst []byte, id int64) []byte {
+	var raw [24]byte
+	return base64.RawURLEncoding.AppendEncode(dst, strconv.AppendInt(append(raw[:0], 'c', ':'), id, 10))
 }
 
 // decodeCursor reads a cursor made by encodeCursor; nil or "" is the start.

@@ -258,11 +258,11 @@ func (t *treeAnswer) fetchRoot(rt *rootField) bool {
 		}
 	}
 	if first == nil {
-		a, err := t.r.Accounts.Get(t.ctx, rt.id)
+		a, err := t.r.Accounts.GetSummary(t.ctx, rt.id)
 		if err != nil {
 			return false
 		}
-		rt.row = accounts.SummaryOf(a)
+		rt.row = a
 		return true
 	}
 	root, page, err := t.r.Accounts.SummaryAndChildren(t.ctx, rt.id, first.key.Filter, first.key.First, first.key.After)
@@ -340,7 +340,9 @@ func (t *treeAnswer) writeAccount(buf *bytes.Buffer, p *accountPlan, a *accounts
 		case "__typename":
 			writeString(buf, "Account")
 		case "id":
-			writeString(buf, ids.Encode(TypeAccount, a.ID))
+			buf.WriteByte('"') // base64url needs no escaping
+			buf.Write(ids.AppendEncode(buf.AvailableBuffer(), TypeAccount, a.ID))
+			buf.WriteByte('"')
 		case "name":
 			writeString(buf, a.Name)
 		case "kind":
@@ -392,7 +394,7 @@ func (t *treeAnswer) writeConn(buf *bytes.Buffer, c *connPlan, parent int64) {
 					buf.WriteString(strconv.FormatBool(page.HasNext))
 				case "endCursor":
 					if n := len(page.Accounts); n > 0 {
-						writeString(buf, encodeCursor(page.Accounts[n-1].ID))
+						writeCursor(buf, page.Accounts[n-1].ID)
 					} else {
 						buf.WriteString("null")
 					}
@@ -417,7 +419,7 @@ func (t *treeAnswer) writeConn(buf *bytes.Buffer, c *connPlan, parent int64) {
 					case "__typename":
 						writeString(buf, "AccountEdge")
 					case "cursor":
-						writeString(buf, encodeCursor(a.ID))
+						writeCursor(buf, a.ID)
 					case "node":
 						t.writeAccount(buf, s.node, a)
 					}
@@ -465,6 +467,14 @@ func writeString(buf *bytes.Buffer, s string) {
 		start = i + 1
 	}
 	buf.WriteString(s[start:])
+	buf.WriteByte('"')
+}
+
+// writeCursor writes the cursor of a row as a JSON string (base64url needs
+// no escaping).
+func writeCursor(buf *bytes.Buffer, id int64) {
+	buf.WriteByte('"')
+	buf.Write(appendCursor(buf.AvailableBuffer(), id))
 	buf.WriteByte('"')
 }
 

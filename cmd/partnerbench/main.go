@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -43,6 +44,7 @@ type options struct {
 	warmup      time.Duration
 	concurrency int
 	out         string
+	plots       string
 	seed        uint64
 	records     int
 	randomIDs   bool
@@ -73,7 +75,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of one measured run of a load scenario; --quick: 2s")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before the runs of a load scenario; --quick: 500ms")
 	fs.IntVar(&o.concurrency, "concurrency", 16, "closed-loop clients of a load scenario")
-	fs.StringVar(&o.out, "out", "bench-results.md", "markdown file the tables are written to")
+	fs.StringVar(&o.out, "out", "bench-results.md", "markdown file the tables are written to; a file that exists and holds the results markers (BENCHMARKS.md) gets them between the markers, its other text kept")
+	fs.StringVar(&o.plots, "plots", "", "folder the plots (PNG) are drawn into (default: the results file's name without extension, plus -plots)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the generated data and of the random choices of the clients")
 	fs.IntVar(&o.records, "records", 0, "ingest: records per run (default 1,000,000; --quick: 20,000)")
 	fs.BoolVar(&o.randomIDs, "random-ids", false, "ingest: externalIds in random order (as UUIDs would be) instead of increasing")
@@ -197,7 +200,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	took := time.Since(start).Round(100 * time.Millisecond)
 	rep.took = took
-	if figs, err := drawCharts(plotsDir(o.out), rep.sections); err != nil {
+	dir := o.plots
+	if dir == "" {
+		dir = plotsDir(o.out)
+	}
+	if figs, err := drawCharts(dir, filepath.Dir(o.out), rep.sections); err != nil {
 		fmt.Fprintln(stderr, "partnerbench: draw plots:", err)
 		failed = true
 	} else {
@@ -205,7 +212,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			s.figures = md
 		}
 	}
-	if err := os.WriteFile(o.out, []byte(rep.markdown()), 0o644); err != nil {
+	if err := writeResults(o.out, rep.markdown()); err != nil {
 		fmt.Fprintln(stderr, "partnerbench: write results:", err)
 		failed = true
 	} else {

@@ -126,9 +126,13 @@ func plotsDir(out string) string {
 }
 
 // drawCharts draws every section's charts into dir and returns, per
-// section, the Markdown that shows them (paths relative to the results
-// file's folder).
-func drawCharts(dir string, sections []*section) (map[*section]string, error) {
+// section, the Markdown that shows them (paths relative to resultsDir, the
+// results file's folder).
+func drawCharts(dir, resultsDir string, sections []*section) (map[*section]string, error) {
+	rel, err := filepath.Rel(resultsDir, dir)
+	if err != nil {
+		rel = dir
+	}
 	out := map[*section]string{}
 	made := false
 	for _, s := range sections {
@@ -143,7 +147,7 @@ func drawCharts(dir string, sections []*section) (map[*section]string, error) {
 			if err := c.draw(dir); err != nil {
 				return nil, err
 			}
-			fmt.Fprintf(&sb, "\n![%s](%s)\n", c.Title, filepath.ToSlash(filepath.Join(filepath.Base(dir), c.File)))
+			fmt.Fprintf(&sb, "\n![%s](%s)\n", c.Title, filepath.ToSlash(filepath.Join(rel, c.File)))
 		}
 		if sb.Len() > 0 {
 			out[s] = sb.String()

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -191,4 +194,43 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// The markers between which writeResults puts a run's results into a file
+// that holds them (BENCHMARKS.md), keeping the text around them.
+const (
+	resultsBegin = "<!-- partnerbench: results begin (written by partnerbench; edit outside the markers) -->"
+	resultsEnd   = "<!-- partnerbench: results end -->"
+)
+
+// writeResults writes a run's results to path: between the results markers
+// when the file exists and holds them (its headings one level down, under
+// the file's own), else as the whole file.
+func writeResults(path, results string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	text := results
+	if s := string(old); err == nil {
+		i, j := strings.Index(s, resultsBegin), strings.Index(s, resultsEnd)
+		if i >= 0 && j > i {
+			var sb strings.Builder
+			sb.WriteString(s[:i+len(resultsBegin)])
+			sb.WriteString("\n\n")
+			for line := range strings.Lines(results) {
+				if strings.HasPrefix(line, "#") {
+					sb.WriteString("#")
+				}
+				sb.WriteString(line)
+			}
+			sb.WriteString("\n")
+			sb.WriteString(s[j:])
+			text = sb.String()
+		}
+	}
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }
