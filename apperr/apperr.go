@@ -25,6 +25,10 @@ const (
 	Internal           Code = "INTERNAL"
 )
 
+// RateLimited refuses a caller over its request rate (HTTP 429, with
+// Retry-After); added to the contract's codes.
+const RateLimited Code = "RATE_LIMITED"
+
 // Error is an application error: a code and a human message safe to show to
 // the caller. Field optionally names the input the message is about.
 type Error struct {

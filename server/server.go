@@ -94,6 +94,11 @@ type Options struct {
 	Monitoring bool
 	// KeepAlive is the WebSocket keep-alive interval (default 15s).
 	KeepAlive time.Duration
+	// RateLimit bounds each caller's requests (off when Rate is 0).
+	RateLimit RateLimit
+	// CORSOrigins are the origins (scheme://host[:port]) whose pages may
+	// call the API from a browser; none by default.
+	CORSOrigins []string
 	// NoCompiledTree runs every query through gqlgen's execution, also the
 	// account trees that resolvers.AnswerTree answers directly otherwise
 	// (the tests compare both ways).
@@ -151,6 +156,8 @@ func New(d Deps, opts Options) http.Handler {
 	}
 	var h http.Handler = mux
 	h = authenticate(d.Accounts, d.Log, h)
+	h = rateLimited(d.Redis, opts.RateLimit, d.Log, h)
+	h = withCORS(opts.CORSOrigins, h)
 	h = limitBody(opts.Limits, h)
 	h = requestID(h)
 	h = m.instrumentHTTP(h)

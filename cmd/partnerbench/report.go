@@ -85,7 +85,7 @@ func (r *report) header() string {
 	}
 	fmt.Fprintf(&sb, "- Settings: %s; seed %d; %d run(s) per figure (median, min, max); load scenarios: %d closed-loop clients over keep-alive HTTP, %s per run after a %s warm-up\n",
 		mode, r.o.seed, r.o.runs, r.o.concurrency, r.o.duration, r.o.warmup)
-	sb.WriteString("- System under test: partnerd's HTTP server (server.New with the deps of cmd/partnerd/run.go, default limits) in the harness process on 127.0.0.1, authenticated as a platform admin, against a fresh database; the load generator runs in the same process and shares the CPUs.\n")
+	sb.WriteString("- System under test: partnerd's HTTP server (server.New with the deps of cmd/partnerd/run.go, default limits) in the harness process on 127.0.0.1, authenticated as a platform admin, without the per-caller rate limit (one token makes all the requests), against a fresh database; the load generator runs in the same process and shares the CPUs.\n")
 	return sb.String()
 }
 

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"partnerd/billing"
 	"strconv"
 	"strings"
 	"time"
@@ -17,8 +16,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"partnerd/accounts"
+	"partnerd/billing"
 	"partnerd/notify/sms"
 	"partnerd/notify/webhook"
+	"partnerd/server"
 )
 
 // config is the environment of RUNNING.md, parsed and checked once at start.
@@ -56,10 +57,15 @@ type config struct {
 	DBMaxConns        int
 	MaxDepth          int
 	MaxComplexity     int
-	MaxTokens         int
-	MaxBody           int64
-	MaxUpload         int64
-	LivePrefix        string
+	// RateLimit bounds each caller's requests per second (RATE_LIMIT_PER_SECOND,
+	// 0 = off; RATE_LIMIT_BURST).
+	RateLimit server.RateLimit
+	// CORSOrigins may call the API from browser pages (CORS_ALLOWED_ORIGINS).
+	CORSOrigins []string
+	MaxTokens   int
+	MaxBody     int64
+	MaxUpload   int64
+	LivePrefix  string
 }
 
 // configError names the variable that is wrong; main prints it on one line
@@ -168,6 +174,9 @@ func loadConfig(lookup env) (*config, error) {
 	if c.WebhookTimeout, err = positiveDuration(lookup, "WEBHOOK_TIMEOUT", "10s"); err != nil {
 		return nil, err
 	}
+	if c.CORSOrigins, err = parseOrigins(lookup.get("CORS_ALLOWED_ORIGINS", "")); err != nil {
+		return nil, bad("CORS_ALLOWED_ORIGINS", "%v", err)
+	}
 
 	tz := lookup.get("BILLING_TIMEZONE", "Asia/Shanghai")
 	if c.BillingTimezone, err = time.LoadLocation(tz); err != nil {
@@ -216,6 +225,8 @@ func loadConfig(lookup env) (*config, error) {
 		{"BILL_RUN_DAY", 1, 1, 28, &c.BillSchedule.RunDay},
 		{"BILL_RUN_HOUR", 2, 0, 23, &c.BillSchedule.RunHour},
 		{"BILL_ISSUE_DAY", 5, 1, 28, &c.BillSchedule.IssueDay},
+		{"RATE_LIMIT_PER_SECOND", 50, 0, 1_000_000, &c.RateLimit.Rate},
+		{"RATE_LIMIT_BURST", 100, 0, 10_000_000, &c.RateLimit.Burst},
 	}
 	for _, v := range ints {
 		n, err := strconv.Atoi(lookup.get(v.name, strconv.Itoa(v.def)))
@@ -266,3 +277,21 @@ func boolVar(lookup env, name string, def bool) (bool, error) {
 }
 
 func osEnv(name string) (string, bool) { return os.LookupEnv(name) }
+
+// parseOrigins reads a comma-separated list of web origins
+// (scheme://host[:port], no path).
+func parseOrigins(list string) ([]string, error) {
+	var out []string
+	for _, o := range strings.Split(list, ",") {
+		o = strings.TrimRight(strings.TrimSpace(o), "/")
+		if o == "" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+			return nil, fmt.Errorf("%q is not an origin: write scheme://host[:port], e.g. https://partners.example.com", o)
+		}
+		out = append(out, u.Scheme+"://"+u.Host)
+	}
+	return out, nil
+}

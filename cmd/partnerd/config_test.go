@@ -66,6 +66,10 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"shutdown timeout", map[string]string{"SHUTDOWN_TIMEOUT": "later"}, "SHUTDOWN_TIMEOUT"},
 		{"worker concurrency", map[string]string{"WORKER_CONCURRENCY": "0"}, "WORKER_CONCURRENCY"},
 		{"http max body", map[string]string{"HTTP_MAX_BODY": "12"}, "HTTP_MAX_BODY"},
+		{"rate limit negative", map[string]string{"RATE_LIMIT_PER_SECOND": "-1"}, "RATE_LIMIT_PER_SECOND"},
+		{"rate limit burst words", map[string]string{"RATE_LIMIT_BURST": "lots"}, "RATE_LIMIT_BURST"},
+		{"cors origin without scheme", map[string]string{"CORS_ALLOWED_ORIGINS": "partners.example.com"}, "CORS_ALLOWED_ORIGINS"},
+		{"cors origin with path", map[string]string{"CORS_ALLOWED_ORIGINS": "https://a.example.com, https://b.example.com/app"}, "CORS_ALLOWED_ORIGINS"},
 	}
 	for _, tc := range cases {
 		for _, cmd := range []string{"migrate", "serve"} {
@@ -169,6 +173,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 				{"SMS_PROVIDER", c.SMSProvider, "log"},
 				{"SMTP_HOST", c.SMTPHost, ""},
 				{"PLAYGROUND", c.Playground, true},
+				{"RATE_LIMIT_PER_SECOND", c.RateLimit.Rate, 50},
+				{"RATE_LIMIT_BURST", c.RateLimit.Burst, 100},
+				{"CORS_ALLOWED_ORIGINS", len(c.CORSOrigins), 0},
 			}
 			for _, ch := range checks {
 				if ch.got != ch.want {
@@ -199,6 +206,8 @@ func TestLoadConfigAcceptsGoodValues(t *testing.T) {
 		"LOG_LEVEL":              "DEBUG",
 		"LOG_FORMAT":             "text",
 		"PLAYGROUND":             "false",
+		"RATE_LIMIT_PER_SECOND":  "0",
+		"CORS_ALLOWED_ORIGINS":   "https://partners.example.com",
 	}))
 	if err != nil {
 		t.Fatalf("loadConfig: %v", err)
@@ -218,10 +227,27 @@ func TestLoadConfigAcceptsGoodValues(t *testing.T) {
 		{"LOG_LEVEL", c.LogLevel, slog.LevelDebug},
 		{"LOG_FORMAT", c.LogFormat, "text"},
 		{"PLAYGROUND", c.Playground, false},
+		{"RATE_LIMIT_PER_SECOND 0 turns it off", c.RateLimit.Rate, 0},
+		{"CORS_ALLOWED_ORIGINS", strings.Join(c.CORSOrigins, ","), "https://partners.example.com"},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
 			t.Errorf("%s = %v, want %v", ch.what, ch.got, ch.want)
+		}
+	}
+}
+
+func TestParseOrigins(t *testing.T) {
+	got, err := parseOrigins(" https://partners.example.com/ ,http://localhost:5173,, ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"https://partners.example.com", "http://localhost:5173"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("origins %q, want %q", got, want)
+	}
+	for _, bad := range []string{"ftp://x.example.com", "https://user@x.example.com", "https://x.example.com?a=1", "*"} {
+		if _, err := parseOrigins(bad); err == nil {
+			t.Errorf("%q accepted", bad)
 		}
 	}
 }

@@ -231,7 +231,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 			Lifecycle: dom.Lifecycle, Migration: dom.Migration,
 			Expenditures: expenditures.New(st, cfg.BillingTimezone), Billing: dom.Billing, Vouchers: dom.Vouchers,
 			Forecasts: forecasts, BulkChanges: bulkChanges, PublicURL: cfg.PublicURL, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
-			server.Options{Playground: cfg.Playground, Monitoring: true, Limits: server.Limits{
+			server.Options{Playground: cfg.Playground, Monitoring: true, RateLimit: cfg.RateLimit, CORSOrigins: cfg.CORSOrigins, Limits: server.Limits{
 				Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, ParserTokens: cfg.MaxTokens, BodyBytes: cfg.MaxBody, UploadBytes: cfg.MaxUpload}})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
