@@ -202,14 +202,17 @@ func ParseTemplate(r io.Reader) ([]Row, []RowError, error) {
 		if err != nil {
 			return nil, nil, notCSV(err)
 		}
+		// A blank line is not a row: it is skipped before the rows are
+		// counted, as ReadRows does (counted after, MaxRows rows and a
+		// trailing blank line were refused as too many).
+		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
+			n--
+			continue
+		}
 		if n == MaxRows {
 			return nil, nil, apperr.Invalid("file", "the file has more than %d rows: split it into several batches", MaxRows)
 		}
 		line, _ := cr.FieldPos(0)
-		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
-			n--
-			continue // a blank line
-		}
 		if len(rec) != 2 {
 			raw := ""
 			if len(rec) > 0 {

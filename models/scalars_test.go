@@ -189,3 +189,69 @@ func FuzzParseDecimal(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseMonth: a month is refused with VALIDATION or read as a month of
+// 2000-2999 that is written exactly as the input (one spelling per month),
+// and the GraphQL scalar reads a string as ParseMonth does and refuses any
+// other value with VALIDATION.
+func FuzzParseMonth(f *testing.F) {
+	for _, s := range []string{"2026-01", "2026-12", "1999-12", "3000-01", "2026-00", "2026-13", "2026-1", "2026-001",
+		"+026-01", "2026-+1", "2026--1", "-026-01", "2026- 1", " 2026-01", "2026-01 ", "2026/01", "２０２６-01", "2026-0\x001", ""} {
+		f.Add(s, uint8(0), int64(0))
+	}
+	f.Add("", uint8(1), int64(202601))
+	f.Add("", uint8(2), int64(2026))
+	f.Add("2026-01", uint8(3), int64(0))
+	f.Fuzz(func(t *testing.T, s string, kind uint8, n int64) {
+		m, err := models.ParseMonth(s)
+		if err != nil {
+			if apperr.CodeOf(err) != apperr.Validation {
+				t.Fatalf("ParseMonth(%q): code %s, want VALIDATION", s, apperr.CodeOf(err))
+			}
+		} else {
+			if m.Year < 2000 || m.Year > 2999 || m.Month < time.January || m.Month > time.December {
+				t.Fatalf("ParseMonth(%q) = %+v, outside 2000-01..2999-12", s, m)
+			}
+			if m.String() != s {
+				t.Fatalf("ParseMonth(%q) = %+v, which is written %q", s, m, m.String())
+			}
+			back, err := models.ParseMonth(m.String())
+			if err != nil || back != m {
+				t.Fatalf("round trip %q -> %q -> %+v, %v", s, m.String(), back, err)
+			}
+			var b bytes.Buffer
+			models.MarshalMonth(m).MarshalGQL(&b)
+			var written string
+			if err := json.Unmarshal(b.Bytes(), &written); err != nil || written != s {
+				t.Fatalf("MarshalMonth(%+v) = %s, want %q", m, b.String(), s)
+			}
+		}
+
+		// The GraphQL scalar: a string is read as ParseMonth reads it.
+		um, uerr := models.UnmarshalMonth(s)
+		if um != m || apperr.CodeOf(uerr) != apperr.CodeOf(err) {
+			t.Fatalf("UnmarshalMonth(%q) = %+v, %v; ParseMonth = %+v, %v", s, um, uerr, m, err)
+		}
+		// Any other value is refused, whatever it holds.
+		var v any
+		switch kind % 7 {
+		case 0:
+			return
+		case 1:
+			v = n
+		case 2:
+			v = int(n)
+		case 3:
+			v = float64(n)
+		case 4:
+			v = json.Number(s)
+		case 5:
+			v = []byte(s)
+		case 6:
+			v = nil
+		}
+		if got, err := models.UnmarshalMonth(v); apperr.CodeOf(err) != apperr.Validation {
+			t.Fatalf("UnmarshalMonth(%#v) = %+v, %v, want VALIDATION", v, got, err)
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -426,14 +427,22 @@ func (p *jsonScanner) escaped(start int) (string, error) {
 				return "", err
 			}
 			if utf16.IsSurrogate(r) {
+				// A surrogate takes the \u escape after it only when the two
+				// make a pair; otherwise it is U+FFFD and that escape is a
+				// character of its own, as encoding/json reads it. Taking it
+				// regardless lost a character ("\ud800\u0041" read as
+				// "\ufffd", the same external ID as "\ud800\u0042").
 				r2 := rune(-1)
+				next := p.i
 				if p.i+1 < len(p.b) && p.b[p.i] == '\\' && p.b[p.i+1] == 'u' {
 					p.i += 2
 					if r2, err = p.hex4(); err != nil {
 						return "", err
 					}
 				}
-				r = utf16.DecodeRune(r, r2)
+				if r = utf16.DecodeRune(r, r2); r == utf8.RuneError {
+					p.i = next
+				}
 			}
 			buf = utf8.AppendRune(buf, r)
 		default:
@@ -461,6 +470,7 @@ func (p *jsonScanner) number() (string, error) {
 	if p.peek() == '-' {
 		p.i++
 	}
+	intStart := p.i
 	digits := func() int {
 		n := 0
 		for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
@@ -474,6 +484,11 @@ func (p *jsonScanner) number() (string, error) {
 			return "", errIncomplete
 		}
 		return "", fmt.Errorf("unexpected %q", p.b[p.i])
+	}
+	// JSON writes no leading zeros: a line with "customerId":07 is not JSON,
+	// and a line that is not JSON is refused (it was read as 7).
+	if p.i-intStart > 1 && p.b[intStart] == '0' {
+		return "", errors.New("a number has no leading zeros")
 	}
 	if p.peek() == '.' {
 		p.i++
@@ -759,7 +774,10 @@ func NewCSVSource(r io.Reader) (Source, error) {
 		}
 		return nil, fmt.Errorf("read CSV header: %w", err)
 	}
-	if strings.Join(header, ",") != CSVHeader {
+	// Field by field: the header's fields must be the columns, so a quoted
+	// "external_id,customer_id,...", one field that joins to the same text,
+	// is not a header (it was taken for one).
+	if !slices.Equal(header, csvColumns) {
 		return nil, apperr.Invalid("records", "line 1: the CSV header must be exactly %q, got %q", CSVHeader, apperr.Clip(strings.Join(header, ",")))
 	}
 	return &csvSource{cr: cr, bounded: bounded, line: 1}, nil

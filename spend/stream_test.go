@@ -61,6 +61,7 @@ func TestIngestNDJSON_MalformedLines(t *testing.T) {
 		"no externalId":   {strings.Replace(good, `"externalId":"g",`, ``, 1), "externalId is required"},
 		"bad customer id": {strings.Replace(good, `"customerId":7`, `"customerId":"not-an-id!"`, 1), "customerId"},
 		"fraction id":     {strings.Replace(good, `"customerId":7`, `"customerId":7.5`, 1), "customerId"},
+		"leading zero":    {strings.Replace(good, `"customerId":7`, `"customerId":07`, 1), "leading zeros"},
 		"array":           {`[1,2,3]`, "not a JSON object"},
 		"trailing junk":   {good + `}`, "invalid JSON"},
 		"wrong type":      {strings.Replace(good, `"region":"r"`, `"region":5`, 1), "region must be a string"},
@@ -119,6 +120,7 @@ func TestIngestCSV_WrongHeader(t *testing.T) {
 		"reordered": "customer_id,external_id,product_code,region,billing_mode,usage_at,list_amount,actual_amount\n",
 		"missing":   "external_id,customer_id,product_code,region,billing_mode,usage_at,list_amount\n",
 		"camelCase": "externalId,customerId,productCode,region,billingMode,usageAt,listAmount,actualAmount\n",
+		"quoted":    `"` + spend.CSVHeader + `"` + "\n",
 		"empty":     "",
 	} {
 		t.Run(name, func(t *testing.T) {
