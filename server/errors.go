@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -50,6 +51,10 @@ func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 				gerr.Extensions = map[string]any{"code": string(apperr.Validation)}
 				if code != "" {
 					gerr.Extensions["reason"] = code
+				}
+				// gqlgen's POST transport quotes the whole body it could not decode (up to BodyBytes).
+				if rest, ok := strings.CutPrefix(gerr.Message, "json request body could not be decoded: "); ok {
+					gerr.Message = "the request body could not be decoded: " + strings.SplitN(rest, " body:", 2)[0]
 				}
 				return gerr
 			}

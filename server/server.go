@@ -184,11 +184,12 @@ func newGraphQL(d Deps, opts Options, m *metrics) http.Handler {
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
 	srv.AddTransport(transport.MultipartForm{MaxUploadSize: opts.Limits.UploadBytes, MaxMemory: 8 << 20})
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	cache := lru.New[*ast.QueryDocument](1000)
+	srv.SetQueryCache(cache)
 	srv.SetParserTokenLimit(opts.Limits.ParserTokens)
 	srv.Use(extension.Introspection{})
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](200)})
-	srv.Use(depthLimit{max: opts.Limits.Depth, introspection: opts.Limits.IntrospectionDepth})
+	srv.Use(operationLimits{limits: opts.Limits, cache: cache})
 	srv.Use(extension.FixedComplexityLimit(opts.Limits.Complexity))
 	srv.SetErrorPresenter(errorPresenter(d.Log))
 	srv.SetRecoverFunc(recoverFunc(d.Log))
@@ -210,7 +211,7 @@ func newGraphQL(d Deps, opts Options, m *metrics) http.Handler {
 		m.observeGraphQL(ctx, resp, time.Since(start))
 		return resp
 	})
-	return srv
+	return guardRequests(opts.Limits, srv)
 }
 
 // setComplexity makes list fields cost their page size times their children.
