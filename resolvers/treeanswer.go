@@ -55,11 +55,7 @@ func (r *Resolver) AnswerTree(ctx context.Context) (*graphql.Response, bool) {
 	buf.Grow(4096)
 	buf.WriteByte('{')
 	for i, rt := range roots {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		writeString(&buf, rt.key)
-		buf.WriteByte(':')
+		writeKey(&buf, i, rt.key)
 		if rt.account == nil {
 			writeString(&buf, "Query")
 			continue
@@ -331,11 +327,7 @@ func (t *treeAnswer) writeAccount(buf *bytes.Buffer, p *accountPlan, a *accounts
 	buf.WriteByte('{')
 	for i := range p.fields {
 		f := &p.fields[i]
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		writeString(buf, f.key)
-		buf.WriteByte(':')
+		writeKey(buf, i, f.key)
 		switch f.name {
 		case "__typename":
 			writeString(buf, "Account")
@@ -369,11 +361,7 @@ func (t *treeAnswer) writeConn(buf *bytes.Buffer, c *connPlan, parent int64) {
 	buf.WriteByte('{')
 	for i := range c.fields {
 		f := &c.fields[i]
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		writeString(buf, f.key)
-		buf.WriteByte(':')
+		writeKey(buf, i, f.key)
 		switch f.name {
 		case "__typename":
 			writeString(buf, "AccountConnection")
@@ -382,11 +370,7 @@ func (t *treeAnswer) writeConn(buf *bytes.Buffer, c *connPlan, parent int64) {
 		case "pageInfo":
 			buf.WriteByte('{')
 			for j, s := range f.sub {
-				if j > 0 {
-					buf.WriteByte(',')
-				}
-				writeString(buf, s.key)
-				buf.WriteByte(':')
+				writeKey(buf, j, s.key)
 				switch s.name {
 				case "__typename":
 					writeString(buf, "PageInfo")
@@ -410,11 +394,7 @@ func (t *treeAnswer) writeConn(buf *bytes.Buffer, c *connPlan, parent int64) {
 				}
 				buf.WriteByte('{')
 				for j, s := range f.sub {
-					if j > 0 {
-						buf.WriteByte(',')
-					}
-					writeString(buf, s.key)
-					buf.WriteByte(':')
+					writeKey(buf, j, s.key)
 					switch s.name {
 					case "__typename":
 						writeString(buf, "AccountEdge")
@@ -468,6 +448,16 @@ func writeString(buf *bytes.Buffer, s string) {
 	}
 	buf.WriteString(s[start:])
 	buf.WriteByte('"')
+}
+
+// writeKey starts the i-th member of a JSON object: a comma after the
+// first, then the key and its colon.
+func writeKey(buf *bytes.Buffer, i int, key string) {
+	if i > 0 {
+		buf.WriteByte(',')
+	}
+	writeString(buf, key)
+	buf.WriteByte(':')
 }
 
 // writeCursor writes the cursor of a row as a JSON string (base64url needs
