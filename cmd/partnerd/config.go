@@ -57,6 +57,9 @@ type config struct {
 	DBMaxConns        int
 	MaxDepth          int
 	MaxComplexity     int
+	// MaxFields, MaxAliases, MaxDirectives and MaxListItems bound an
+	// operation (GRAPHQL_MAX_FIELDS, _ALIASES, _DIRECTIVES, _LIST_ITEMS).
+	MaxFields, MaxAliases, MaxDirectives, MaxListItems int
 	// RateLimit bounds each caller's requests per second (RATE_LIMIT_PER_SECOND,
 	// 0 = off; RATE_LIMIT_BURST).
 	RateLimit server.RateLimit
@@ -222,6 +225,10 @@ func loadConfig(lookup env) (*config, error) {
 		{"GRAPHQL_MAX_DEPTH", 12, 2, 100, &c.MaxDepth},
 		{"GRAPHQL_MAX_COMPLEXITY", 100000, 10, 10_000_000, &c.MaxComplexity},
 		{"GRAPHQL_MAX_TOKENS", 15000, 100, 1_000_000, &c.MaxTokens},
+		{"GRAPHQL_MAX_FIELDS", 500, 10, 1_000_000, &c.MaxFields},
+		{"GRAPHQL_MAX_ALIASES", 100, 1, 100_000, &c.MaxAliases},
+		{"GRAPHQL_MAX_DIRECTIVES", 50, 1, 100_000, &c.MaxDirectives},
+		{"GRAPHQL_MAX_LIST_ITEMS", 10000, 1000, 10_000_000, &c.MaxListItems},
 		{"BILL_RUN_DAY", 1, 1, 28, &c.BillSchedule.RunDay},
 		{"BILL_RUN_HOUR", 2, 0, 23, &c.BillSchedule.RunHour},
 		{"BILL_ISSUE_DAY", 5, 1, 28, &c.BillSchedule.IssueDay},

@@ -66,6 +66,8 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"shutdown timeout", map[string]string{"SHUTDOWN_TIMEOUT": "later"}, "SHUTDOWN_TIMEOUT"},
 		{"worker concurrency", map[string]string{"WORKER_CONCURRENCY": "0"}, "WORKER_CONCURRENCY"},
 		{"http max body", map[string]string{"HTTP_MAX_BODY": "12"}, "HTTP_MAX_BODY"},
+		{"max aliases zero", map[string]string{"GRAPHQL_MAX_ALIASES": "0"}, "GRAPHQL_MAX_ALIASES"},
+		{"max list items words", map[string]string{"GRAPHQL_MAX_LIST_ITEMS": "many"}, "GRAPHQL_MAX_LIST_ITEMS"},
 		{"rate limit negative", map[string]string{"RATE_LIMIT_PER_SECOND": "-1"}, "RATE_LIMIT_PER_SECOND"},
 		{"rate limit burst words", map[string]string{"RATE_LIMIT_BURST": "lots"}, "RATE_LIMIT_BURST"},
 		{"cors origin without scheme", map[string]string{"CORS_ALLOWED_ORIGINS": "partners.example.com"}, "CORS_ALLOWED_ORIGINS"},
@@ -176,6 +178,10 @@ func TestLoadConfigDefaults(t *testing.T) {
 				{"RATE_LIMIT_PER_SECOND", c.RateLimit.Rate, 50},
 				{"RATE_LIMIT_BURST", c.RateLimit.Burst, 100},
 				{"CORS_ALLOWED_ORIGINS", len(c.CORSOrigins), 0},
+				{"GRAPHQL_MAX_FIELDS", c.MaxFields, 500},
+				{"GRAPHQL_MAX_ALIASES", c.MaxAliases, 100},
+				{"GRAPHQL_MAX_DIRECTIVES", c.MaxDirectives, 50},
+				{"GRAPHQL_MAX_LIST_ITEMS", c.MaxListItems, 10000},
 			}
 			for _, ch := range checks {
 				if ch.got != ch.want {

@@ -232,7 +232,8 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 			Expenditures: expenditures.New(st, cfg.BillingTimezone), Billing: dom.Billing, Vouchers: dom.Vouchers,
 			Forecasts: forecasts, BulkChanges: bulkChanges, PublicURL: cfg.PublicURL, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
 			server.Options{Playground: cfg.Playground, Monitoring: true, RateLimit: cfg.RateLimit, CORSOrigins: cfg.CORSOrigins, Limits: server.Limits{
-				Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, ParserTokens: cfg.MaxTokens, BodyBytes: cfg.MaxBody, UploadBytes: cfg.MaxUpload}})
+				Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, ParserTokens: cfg.MaxTokens, BodyBytes: cfg.MaxBody, UploadBytes: cfg.MaxUpload,
+				Fields: cfg.MaxFields, Aliases: cfg.MaxAliases, Directives: cfg.MaxDirectives, ListItems: cfg.MaxListItems}})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
 			return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
