@@ -30,18 +30,42 @@ const (
 )
 
 func (r *accountResolver) children(ctx context.Context, obj *models.Account, kind *models.AccountKind, status *models.AccountStatus, search *string, tag *graph.TagInput, first *int, after *string) (*graph.AccountConnection, error) {
-	afterID, err := decodeCursor(after)
+	key, err := childPageKey(kind, status, search, tag, pageSize(first, 50), after)
 	if err != nil {
 		return nil, err
 	}
-	n := pageSize(first, 50)
-	if err := accounts.ValidatePage(n); err != nil {
+	key.ParentID = obj.ID
+	l := r.loaders(ctx)
+	primed := l.done.has(key)
+	page, err := l.ChildrenPage.Load(ctx, key)()
+	if err != nil {
 		return nil, err
+	}
+	if !primed {
+		r.lookahead(ctx, page.Accounts)
+	}
+	conn := &graph.AccountConnection{ParentID: obj.ID, Filter: key.Filter.Key()}
+	conn.Edges, conn.PageInfo = edges(page.Accounts, page.HasNext, func(a *models.Account) int64 { return a.ID },
+		func(c string, a *models.Account) *graph.AccountEdge { return &graph.AccountEdge{Cursor: c, Node: a} })
+	return conn, nil
+}
+
+// childPageKey checks the arguments of a children field and makes the key
+// of its page (without the parent): the one place of their rules, for the
+// resolver and for the lookahead and compiled answers, which read the same
+// arguments from the query.
+func childPageKey(kind *models.AccountKind, status *models.AccountStatus, search *string, tag *graph.TagInput, first int, after *string) (childKey, error) {
+	afterID, err := decodeCursor(after)
+	if err != nil {
+		return childKey{}, err
+	}
+	if err := accounts.ValidatePage(first); err != nil {
+		return childKey{}, err
 	}
 	f := accounts.ChildFilter{Search: strOr(search, "")}
 	if tag != nil {
 		if tag.Key == "" {
-			return nil, apperr.Invalid("tag", "give the tag's key")
+			return childKey{}, apperr.Invalid("tag", "give the tag's key")
 		}
 		f.TagKey, f.TagValue = tag.Key, tag.Value
 	}
@@ -52,22 +76,9 @@ func (r *accountResolver) children(ctx context.Context, obj *models.Account, kin
 		f.Status = *status
 	}
 	if len(f.Search) > 200 {
-		return nil, apperr.Invalid("search", "search must be at most 200 characters")
+		return childKey{}, apperr.Invalid("search", "search must be at most 200 characters")
 	}
-	l := r.loaders(ctx)
-	key := childKey{ParentID: obj.ID, Filter: f, First: n, After: afterID}
-	primed := l.done.has(key)
-	page, err := l.ChildrenPage.Load(ctx, key)()
-	if err != nil {
-		return nil, err
-	}
-	if !primed {
-		r.lookahead(ctx, page.Accounts)
-	}
-	conn := &graph.AccountConnection{ParentID: obj.ID, Filter: f.Key()}
-	conn.Edges, conn.PageInfo = edges(page.Accounts, page.HasNext, func(a *models.Account) int64 { return a.ID },
-		func(c string, a *models.Account) *graph.AccountEdge { return &graph.AccountEdge{Cursor: c, Node: a} })
-	return conn, nil
+	return childKey{Filter: f, First: first, After: afterID}, nil
 }
 
 func (r *queryResolver) node(ctx context.Context, id string) (models.Node, error) {

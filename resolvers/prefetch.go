@@ -8,7 +8,6 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
 
-	"partnerd/accounts"
 	"partnerd/graph"
 	"partnerd/models"
 )
@@ -131,65 +130,60 @@ func (r *accountResolver) prefetchLevel(ctx context.Context, oc *graphql.Operati
 	}
 }
 
-// childKeyFromArgs reads the children arguments of a selection; false when
-// the children resolver would refuse them (it reports why) or when they are
-// of an unexpected form.
+// childKeyFromArgs reads the children arguments of a selection (as
+// gqlgen's ArgumentMap gives them) through childPageKey; false when the
+// children resolver would refuse them (it reports why) or when they are of
+// an unexpected form.
 func childKeyFromArgs(args map[string]any) (childKey, bool) {
-	k := childKey{First: 50}
-	if v, ok := args["first"]; ok && v != nil {
-		switch n := v.(type) {
-		case int:
-			k.First = n
-		case int64:
-			k.First = int(n)
-		case float64:
-			k.First = int(n)
-		case json.Number:
-			i, err := n.Int64()
-			if err != nil {
-				return k, false
-			}
-			k.First = int(i)
-		default:
-			return k, false
-		}
-	}
-	if accounts.ValidatePage(k.First) != nil {
-		return k, false
-	}
-	if v, ok := args["after"]; ok && v != nil {
-		s, _ := v.(string)
-		id, err := decodeCursor(&s)
+	first := 50
+	switch n := args["first"].(type) {
+	case nil:
+	case int:
+		first = n
+	case int64:
+		first = int(n)
+	case float64:
+		first = int(n)
+	case json.Number:
+		i, err := n.Int64()
 		if err != nil {
-			return k, false
+			return childKey{}, false
 		}
-		k.After = id
+		first = int(i)
+	default:
+		return childKey{}, false
 	}
+	var kind *models.AccountKind
+	var status *models.AccountStatus
+	var search, after *string
 	if v, ok := args["kind"].(string); ok {
-		k.Filter.Kind = models.AccountKind(v)
+		k := models.AccountKind(v)
+		kind = &k
 	}
 	if v, ok := args["status"].(string); ok {
-		k.Filter.Status = models.AccountStatus(v)
+		st := models.AccountStatus(v)
+		status = &st
 	}
 	if v, ok := args["search"].(string); ok {
-		if len(v) > 200 {
-			return k, false
-		}
-		k.Filter.Search = v
+		search = &v
 	}
+	if v, ok := args["after"].(string); ok {
+		after = &v
+	} else if args["after"] != nil {
+		return childKey{}, false
+	}
+	var tag *graph.TagInput
 	switch t := args["tag"].(type) {
 	case nil:
 	case map[string]any:
 		key, _ := t["key"].(string)
 		value, _ := t["value"].(string)
-		k.Filter.TagKey, k.Filter.TagValue = key, value
+		tag = &graph.TagInput{Key: key, Value: value}
 	case *graph.TagInput:
-		k.Filter.TagKey, k.Filter.TagValue = t.Key, t.Value
+		tag = t
 	default:
-		return k, false
+		return childKey{}, false
 	}
-	if _, ok := args["tag"]; ok && args["tag"] != nil && k.Filter.TagKey == "" {
-		return k, false
-	}
-	return k, true
+	k, err := childPageKey(kind, status, search, tag, first, after)
+	return k, err == nil
 }
