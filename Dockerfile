@@ -1,7 +1,7 @@
 # Build:  docker build -t partnerd .
 # Run:    docker compose up --build   (see docker-compose.yml)
 
-ARG GO_VERSION=1.26
+ARG GO_VERSION=1.27.3
 
 # ---- build stage -------------------------------------------------------------
 FROM golang:${GO_VERSION}-bookworm AS build

@@ -60,6 +60,16 @@ func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			}
 		}
 		rid := store.RequestID(ctx)
+		if store.IsUnavailable(err) || store.IsRetryable(err) {
+			// A dependency down, slow or contended: the caller may send the same request again.
+			log.WarnContext(ctx, "retryable error", "err", err, "request_id", rid, "path", gerr.Path.String())
+			return &gqlerror.Error{
+				Message:    "the service is unavailable for a moment; send the request again",
+				Path:       gerr.Path,
+				Locations:  gerr.Locations,
+				Extensions: map[string]any{"code": string(apperr.Internal), "requestId": rid, "retryable": true},
+			}
+		}
 		log.ErrorContext(ctx, "internal error", "err", err, "request_id", rid, "path", gerr.Path.String())
 		return &gqlerror.Error{
 			Message:    "internal error",

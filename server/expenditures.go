@@ -2,6 +2,7 @@ package server
 
 import (
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -182,15 +183,18 @@ func writeIngestError(w http.ResponseWriter, r *http.Request, log *slog.Logger, 
 		writeError(w, http.StatusBadRequest, apperr.Validation, "the gzip body is corrupt")
 		return
 	case store.IsRetryable(err):
-		log.WarnContext(ctx, "expenditures: retryable database conflict", "err", err, "request_id", store.RequestID(ctx))
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, apperr.Internal, "the request collided with a concurrent one; send it again (records are idempotent by externalId)")
+		log.WarnContext(ctx, "retryable database conflict", "err", err, "request_id", store.RequestID(ctx), "path", r.URL.Path)
+		writeUnavailable(w, "the request collided with a concurrent one; send it again (records are idempotent by externalId)")
 		return
-	case ctx.Err() != nil:
+	case ctx.Err() == context.Canceled:
 		// The client went away; nobody reads the answer.
-		log.InfoContext(ctx, "expenditures: request cancelled", "err", err, "request_id", store.RequestID(ctx))
+		log.InfoContext(ctx, "request cancelled", "err", err, "request_id", store.RequestID(ctx), "path", r.URL.Path)
+		return
+	case store.IsUnavailable(err):
+		log.WarnContext(ctx, "database unavailable", "err", err, "request_id", store.RequestID(ctx), "path", r.URL.Path)
+		writeUnavailable(w, "the database is unavailable for a moment; send the request again")
 		return
 	}
-	log.ErrorContext(ctx, "expenditures: ingest failed", "err", err, "request_id", store.RequestID(ctx))
+	log.ErrorContext(ctx, "request failed", "err", err, "request_id", store.RequestID(ctx), "path", r.URL.Path)
 	writeError(w, http.StatusInternalServerError, apperr.Internal, "internal error")
 }

@@ -185,7 +185,7 @@ func exportRequest(q url.Values) (expenditures.ExportKind, expenditures.GroupBy,
 // else logged and answered "internal error".
 func writeExportError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	ctx := r.Context()
-	if ae, ok := apperr.As(err); ok && ae.Code != apperr.Internal || ctx.Err() != nil {
+	if ae, ok := apperr.As(err); ok && ae.Code != apperr.Internal || ctx.Err() != nil || store.IsUnavailable(err) || store.IsRetryable(err) {
 		writeIngestError(w, r, log, err)
 		return
 	}

@@ -99,6 +99,10 @@ type Options struct {
 	// CORSOrigins are the origins (scheme://host[:port]) whose pages may
 	// call the API from a browser; none by default.
 	CORSOrigins []string
+	// RequestTimeout bounds a GraphQL request or a purchase authorization,
+	// whatever it waits on (0: unbounded). Streams (subscriptions, uploads
+	// of records, exports) are bounded per statement instead.
+	RequestTimeout time.Duration
 	// NoCompiledTree runs every query through gqlgen's execution, also the
 	// account trees that resolvers.AnswerTree answers directly otherwise
 	// (the tests compare both ways).
@@ -118,7 +122,7 @@ func New(d Deps, opts Options) http.Handler {
 	gql := newGraphQL(d, opts, m)
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", withRawAnswers(gql))
+	mux.Handle("/graphql", withDeadline(opts.RequestTimeout, withRawAnswers(gql)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
@@ -128,7 +132,7 @@ func New(d Deps, opts Options) http.Handler {
 		mux.Handle("POST "+streamingIngestPath, ExpendituresHandler(d.Spend, d.Log))
 	}
 	if d.Guard != nil {
-		mux.Handle("POST "+purchaseAuthorizationsPath, PurchaseHandler(d.Guard, d.Log))
+		mux.Handle("POST "+purchaseAuthorizationsPath, withDeadline(opts.RequestTimeout, PurchaseHandler(d.Guard, d.Log)))
 		if d.Registry != nil {
 			if err := d.Guard.RegisterMetrics(d.Registry); err != nil {
 				d.Log.Error("register purchase metrics", "err", err)
@@ -336,7 +340,7 @@ func authenticate(svc *accounts.Service, log *slog.Logger, next http.Handler) ht
 		if err != nil {
 			if apperr.CodeOf(err) != apperr.Unauthenticated {
 				log.ErrorContext(r.Context(), "authenticate", "err", err, "request_id", store.RequestID(r.Context()))
-				writeError(w, http.StatusServiceUnavailable, apperr.Internal, "internal error")
+				writeUnavailable(w, "the service is unavailable for a moment; send the request again")
 				return
 			}
 			writeError(w, http.StatusUnauthorized, apperr.Unauthenticated, err.(*apperr.Error).Message)
@@ -395,6 +399,18 @@ func readiness(d Deps) http.HandlerFunc {
 		w.WriteHeader(code)
 		_ = json.NewEncoder(w).Encode(status)
 	}
+}
+
+// writeUnavailable answers 503 with Retry-After and an INTERNAL error marked
+// retryable: a dependency is down or slow, and the same request may succeed
+// in a moment.
+func writeUnavailable(w http.ResponseWriter, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", "1")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"errors": []map[string]any{{"message": msg, "extensions": map[string]any{"code": string(apperr.Internal), "retryable": true}}},
+	})
 }
 
 // writeError answers with a GraphQL-shaped error body.

@@ -52,6 +52,9 @@ type Options struct {
 	Logger *slog.Logger
 	// StatementTimeout bounds every statement (default 30s).
 	StatementTimeout time.Duration
+	// ConnectTimeout bounds a new connection's dial and handshake (default
+	// 5s).
+	ConnectTimeout time.Duration
 }
 
 // Store is the database handle shared by the domain packages.
@@ -83,9 +86,15 @@ func Open(ctx context.Context, dbURL string, opts Options) (*Store, error) {
 	if opts.StatementTimeout == 0 {
 		opts.StatementTimeout = 30 * time.Second
 	}
+	if opts.ConnectTimeout == 0 {
+		opts.ConnectTimeout = 5 * time.Second
+	}
 	cfg, err := pgx.ParseConfig(dbURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
+	}
+	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > opts.ConnectTimeout {
+		cfg.ConnectTimeout = opts.ConnectTimeout
 	}
 	cfg.RuntimeParams["timezone"] = "UTC"
 	cfg.RuntimeParams["statement_timeout"] = fmt.Sprint(opts.StatementTimeout.Milliseconds())

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -43,9 +44,7 @@ const (
 	// deliverBackoffBase and deliverBackoffCap bound the exponential backoff.
 	deliverBackoffBase = 10 * time.Second
 	deliverBackoffCap  = 2 * time.Hour
-	// sweepAge is how long a delivery waits before the sweep considers its
-	// task lost; sweepBatch how many one sweep re-enqueues at most.
-	sweepAge   = 5 * time.Minute
+	// sweepBatch is how many deliveries one sweep re-enqueues at most.
 	sweepBatch = 5000
 )
 
@@ -79,6 +78,9 @@ type Notifications struct {
 	client *asynq.Client
 	insp   *asynq.Inspector
 	log    *slog.Logger
+	// after is how long an open delivery waits before the sweep presumes
+	// its task lost.
+	after time.Duration
 }
 
 // NewNotifications returns the glue between svc and the queue of client.
@@ -86,7 +88,7 @@ func NewNotifications(svc *notify.Service, client *asynq.Client, log *slog.Logge
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Notifications{svc: svc, client: client, log: log.With("component", "notifications")}
+	return &Notifications{svc: svc, client: client, log: log.With("component", "notifications"), after: DefaultReconcileAfter}
 }
 
 // WithInspector lets the sweep replace a delivery's task that asynq has
@@ -94,6 +96,13 @@ func NewNotifications(svc *notify.Service, client *asynq.Client, log *slog.Logge
 // completed, so the delivery gets a task again.
 func (n *Notifications) WithInspector(insp *asynq.Inspector) *Notifications {
 	n.insp = insp
+	return n
+}
+
+// WithReconcile sets how long an open delivery waits before the delivery
+// sweep presumes its task lost (rc.After) and returns n.
+func (n *Notifications) WithReconcile(rc Reconcile) *Notifications {
+	n.after = rc.withDefaults().After
 	return n
 }
 
@@ -110,29 +119,20 @@ func (n *Notifications) Handle(mux *asynq.ServeMux) {
 	mux.HandleFunc(TypeSweepDeliveries, n.sweep)
 }
 
-// NotificationEntries are the scheduler entries of notifications: the
-// delivery sweep, every minute. A scheduler needs no notification service
-// to enqueue it.
-func NotificationEntries() []Entry {
-	return []Entry{{
-		Name:  "sweep-deliveries",
-		Every: time.Minute,
-		Task:  func(time.Time) *asynq.Task { return asynq.NewTask(TypeSweepDeliveries, nil) },
-		Queue: QueueNotifications,
-	}}
-}
-
 func (n *Notifications) resent(ctx context.Context, ev OutboxPayload) error {
 	var e notify.DeliveryResent
 	if err := json.Unmarshal(ev.Payload, &e); err != nil {
 		return fmt.Errorf("decode %s: %v: %w", ev.EventType, err, asynq.SkipRetry)
 	}
-	return n.enqueue(ctx, []notify.Pending{{DeliveryID: e.DeliveryID, TaskID: e.TaskID}})
+	_, err := n.enqueue(ctx, []notify.Pending{{DeliveryID: e.DeliveryID, TaskID: e.TaskID}})
+	return err
 }
 
 // enqueue enqueues one TypeDeliver task per pending delivery under its task
-// ID, a few at a time; a task that already exists is left alone.
-func (n *Notifications) enqueue(ctx context.Context, pending []notify.Pending) error {
+// ID, a few at a time; a task that already exists is left alone. It returns
+// how many tasks it enqueued.
+func (n *Notifications) enqueue(ctx context.Context, pending []notify.Pending) (int, error) {
+	var fresh atomic.Int64
 	errs := make([]error, len(pending))
 	parallel(len(pending), relayParallelism, func(i int) {
 		p := pending[i]
@@ -147,11 +147,14 @@ func (n *Notifications) enqueue(ctx context.Context, pending []notify.Pending) e
 			asynq.MaxRetry(DeliverMaxRetry),
 			asynq.Timeout(DeliverTimeout),
 			asynq.Retention(DeliverRetention))
-		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		switch {
+		case err == nil:
+			fresh.Add(1)
+		case !errors.Is(err, asynq.ErrTaskIDConflict):
 			errs[i] = fmt.Errorf("enqueue delivery %d: %w", p.DeliveryID, err)
 		}
 	})
-	return errors.Join(errs...)
+	return int(fresh.Load()), errors.Join(errs...)
 }
 
 func (n *Notifications) deliver(ctx context.Context, t *asynq.Task) error {
@@ -170,12 +173,9 @@ func (n *Notifications) deliver(ctx context.Context, t *asynq.Task) error {
 }
 
 func (n *Notifications) sweep(ctx context.Context, _ *asynq.Task) error {
-	stuck, err := n.svc.Stuck(ctx, sweepAge, sweepBatch)
+	stuck, err := n.svc.Stuck(ctx, n.after, sweepBatch)
 	if err != nil {
 		return err
-	}
-	if len(stuck) > 0 {
-		n.log.InfoContext(ctx, "re-enqueueing deliveries without a task", "deliveries", len(stuck))
 	}
 	if n.insp != nil {
 		// A task that can no longer run (archived) or has run (completed)
@@ -190,5 +190,11 @@ func (n *Notifications) sweep(ctx context.Context, _ *asynq.Task) error {
 			}
 		}
 	}
-	return n.enqueue(ctx, stuck)
+	// Most of them still have their task (queued behind others); only the
+	// ones whose task is gone are enqueued.
+	requeued, err := n.enqueue(ctx, stuck)
+	if requeued > 0 {
+		n.log.InfoContext(ctx, "re-enqueued deliveries whose task was lost", "deliveries", requeued, "waiting", len(stuck))
+	}
+	return err
 }

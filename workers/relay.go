@@ -58,6 +58,9 @@ func (o RelayOptions) withDefaults() RelayOptions {
 	return o
 }
 
+// relayBatchTimeout bounds one RelayOnce of the running relay.
+const relayBatchTimeout = 30 * time.Second
+
 // relayParallelism is how many enqueues of one batch are in flight at once.
 const relayParallelism = 8
 
@@ -133,7 +136,10 @@ func (r *Relay) Run(ctx context.Context) error {
 // has notified us again).
 func (r *Relay) drain(ctx context.Context) {
 	for ctx.Err() == nil {
-		n, err := r.RelayOnce(ctx)
+		// Bounded: a database that stops answering must not hang the relay.
+		bctx, cancel := context.WithTimeout(ctx, relayBatchTimeout)
+		n, err := r.RelayOnce(bctx)
+		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
 				r.log.Error("relay outbox", "err", err)
@@ -214,7 +220,8 @@ func waitNotifications(ctx context.Context, conn *pgx.Conn, signal func()) error
 // (skipping rows another relay holds), enqueues each as its task, a few at a
 // time (a task ID conflict means an earlier attempt enqueued it: it counts as
 // done and is not published again), publishes the live topics of freshly
-// enqueued rows in outbox order, and marks the rows dispatched. When an
+// enqueued rows in outbox order, and marks the rows dispatched (and settled,
+// those that need no task: the outbox sweep reconciles the others). When an
 // enqueue fails it marks the others and returns the error: the failed row
 // stays pending for the next batch without holding the rest back.
 func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
@@ -272,11 +279,15 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		ok[i], fresh[i] = true, f
 	})
 	done := make([]int64, 0, len(batch))
+	settled := []int64{} // done without a task: nothing left to reconcile
 	var live []outboxRow
 	var enqErr error
 	for i, row := range batch {
 		if ok[i] {
 			done = append(done, row.ID)
+			if !needsTask[i] {
+				settled = append(settled, row.ID)
+			}
 			if fresh[i] && row.Topics != "" {
 				live = append(live, row)
 			}
@@ -293,7 +304,8 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		}
 	}
 	if len(done) > 0 {
-		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET dispatched_at = now() WHERE id = ANY($1)`, done); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET dispatched_at = now(),
+			settled_at = CASE WHEN id = ANY($2) THEN now() END WHERE id = ANY($1)`, done, settled); err != nil {
 			return 0, fmt.Errorf("relay outbox: mark %d rows dispatched: %w", len(done), err)
 		}
 		if err := tx.Commit(); err != nil {
@@ -350,6 +362,16 @@ func OutboxTaskID(id int64) string { return fmt.Sprintf("outbox:%d", id) }
 // enqueue enqueues row's task and reports whether this call enqueued it
 // (false: an earlier attempt did).
 func (r *Relay) enqueue(ctx context.Context, row outboxRow) (bool, error) {
+	fresh, err := enqueueOutbox(ctx, r.client, row, r.opts)
+	if err == nil && !fresh {
+		r.log.Debug("outbox row already enqueued", "id", row.ID)
+	}
+	return fresh, err
+}
+
+// enqueueOutbox enqueues row's task under its task ID and reports whether
+// this call enqueued it (false: the task exists already).
+func enqueueOutbox(ctx context.Context, client *asynq.Client, row outboxRow, opts RelayOptions) (bool, error) {
 	payload, err := json.Marshal(row.OutboxPayload)
 	if err != nil {
 		return false, fmt.Errorf("encode payload: %w", err)
@@ -358,15 +380,14 @@ func (r *Relay) enqueue(ctx context.Context, row outboxRow) (bool, error) {
 	if queue == "" {
 		queue = QueueDefault
 	}
-	_, err = r.client.EnqueueContext(ctx, asynq.NewTask(TypeOutboxEvent, payload),
+	_, err = client.EnqueueContext(ctx, asynq.NewTask(TypeOutboxEvent, payload),
 		asynq.TaskID(OutboxTaskID(row.ID)),
 		asynq.Queue(queue),
-		asynq.Retention(r.opts.Retention),
+		asynq.Retention(opts.Retention),
 		asynq.MaxRetry(outboxMaxRetry),
-		asynq.Timeout(r.opts.TaskTimeout),
+		asynq.Timeout(opts.TaskTimeout),
 	)
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		r.log.Debug("outbox row already enqueued", "id", row.ID)
 		return false, nil
 	}
 	if err != nil {
@@ -411,7 +432,7 @@ func (r *Relay) notify(ctx context.Context, events []notify.Event) map[int64]err
 	run := func(evs []notify.Event) error {
 		pending, err := n.svc.FanOutBatch(ctx, evs)
 		if err == nil {
-			err = n.enqueue(ctx, pending)
+			_, err = n.enqueue(ctx, pending)
 		}
 		return err
 	}

@@ -60,7 +60,7 @@ func (r *Registry) Consumers(eventType string) []Consumer {
 const purgeBatch = 10_000
 
 // NewMux returns the handler of partnerd's tasks: TypeOutboxEvent runs the
-// registered consumers of the event, TypePurgeOutbox deletes old dispatched
+// registered consumers of the event, TypePurgeOutbox deletes old settled
 // outbox rows from st.
 func NewMux(reg *Registry, st *store.Store, log *slog.Logger) *asynq.ServeMux {
 	if log == nil {
@@ -87,7 +87,6 @@ func (h *handlers) outboxEvent(ctx context.Context, t *asynq.Task) error {
 	consumers := h.reg.Consumers(ev.EventType)
 	if len(consumers) == 0 {
 		h.log.Debug("no consumer for event", "event_type", ev.EventType, "outbox_id", ev.ID)
-		return nil
 	}
 	cctx := accounts.SystemContext(store.WithRequestID(ctx, ev.RequestID))
 	for i, c := range consumers {
@@ -98,6 +97,12 @@ func (h *handlers) outboxEvent(ctx context.Context, t *asynq.Task) error {
 			}
 			return err
 		}
+	}
+	// Settled: the outbox sweep no longer reconciles the row. Should this
+	// fail, the task is retried and its consumers run again, which they
+	// take (every consumer is idempotent).
+	if err := h.st.SettleOutbox(ctx, ev.ID); err != nil {
+		return err
 	}
 	return nil
 }
@@ -117,7 +122,7 @@ func (h *handlers) purgeOutbox(ctx context.Context, _ *asynq.Task) error {
 		res, err := h.st.SQL.ExecContext(ctx, `
 			DELETE FROM outbox WHERE id IN (
 				SELECT id FROM outbox
-				WHERE dispatched_at IS NOT NULL AND dispatched_at < now() - make_interval(secs => $1)
+				WHERE settled_at IS NOT NULL AND settled_at < now() - make_interval(secs => $1)
 				LIMIT $2)`, OutboxRetention.Seconds(), purgeBatch)
 		if err != nil {
 			return fmt.Errorf("purge outbox (after %d rows): %w", total, err)
@@ -131,7 +136,7 @@ func (h *handlers) purgeOutbox(ctx context.Context, _ *asynq.Task) error {
 			break
 		}
 	}
-	h.log.Info("purged dispatched outbox rows", "rows", total)
+	h.log.Info("purged settled outbox rows", "rows", total)
 	return nil
 }
 

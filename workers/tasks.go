@@ -14,7 +14,7 @@ const (
 	// TypeOutboxEvent is the task of one outbox row; its payload is an
 	// OutboxPayload and its task ID is "outbox:<row id>".
 	TypeOutboxEvent = "outbox:event"
-	// TypePurgeOutbox deletes dispatched outbox rows older than
+	// TypePurgeOutbox deletes outbox rows settled longer ago than
 	// OutboxRetention. It carries no payload.
 	TypePurgeOutbox = "maintenance:purge-outbox"
 )
@@ -36,7 +36,7 @@ const (
 // another timeout.
 const DefaultTaskTimeout = 5 * time.Minute
 
-// OutboxRetention is how long dispatched outbox rows are kept before the
+// OutboxRetention is how long settled outbox rows are kept before the
 // TypePurgeOutbox task deletes them.
 const OutboxRetention = 7 * 24 * time.Hour
 

@@ -20,6 +20,7 @@ import (
 	"partnerd/notify/sms"
 	"partnerd/notify/webhook"
 	"partnerd/server"
+	"partnerd/workers"
 )
 
 // config is the environment of RUNNING.md, parsed and checked once at start.
@@ -69,6 +70,30 @@ type config struct {
 	MaxBody     int64
 	MaxUpload   int64
 	LivePrefix  string
+	// Timeouts bounds every wait on a dependency (DB_STATEMENT_TIMEOUT,
+	// DB_CONNECT_TIMEOUT, REDIS_TIMEOUT, SMTP_TIMEOUT, SMS_TIMEOUT,
+	// REQUEST_TIMEOUT).
+	Timeouts timeouts
+	// Reconcile tunes the sweeps that re-enqueue what Redis lost
+	// (RECONCILE_AFTER, RECONCILE_EVERY).
+	Reconcile workers.Reconcile
+}
+
+// timeouts are the bounds of the waits on each dependency.
+type timeouts struct {
+	// DBStatement bounds one statement (server side); DBConnect one dial
+	// and handshake.
+	DBStatement, DBConnect time.Duration
+	// Redis bounds a dial, a read and a write of every Redis connection.
+	Redis time.Duration
+	// SMTP bounds a dial and one message's exchange; SMS one provider call.
+	SMTP, SMS time.Duration
+	// Request bounds one API request, whatever it waits on.
+	Request time.Duration
+	// SendLease is how long a delivery attempt may be in flight before
+	// another worker takes it over as "outcome unknown"; longer than the
+	// SMTP, SMS and webhook timeouts.
+	SendLease time.Duration
 }
 
 // configError names the variable that is wrong; main prints it on one line
@@ -193,6 +218,34 @@ func loadConfig(lookup env) (*config, error) {
 	}
 	if c.ShutdownTimeout, err = positiveDuration(lookup, "SHUTDOWN_TIMEOUT", "20s"); err != nil {
 		return nil, err
+	}
+	for _, d := range []struct {
+		name, def string
+		dst       *time.Duration
+	}{
+		{"DB_STATEMENT_TIMEOUT", "30s", &c.Timeouts.DBStatement},
+		{"DB_CONNECT_TIMEOUT", "5s", &c.Timeouts.DBConnect},
+		{"REDIS_TIMEOUT", "3s", &c.Timeouts.Redis},
+		{"SMTP_TIMEOUT", "15s", &c.Timeouts.SMTP},
+		{"SMS_TIMEOUT", "10s", &c.Timeouts.SMS},
+		{"REQUEST_TIMEOUT", "60s", &c.Timeouts.Request},
+		{"SEND_LEASE", "2m", &c.Timeouts.SendLease},
+		{"RECONCILE_AFTER", "5m", &c.Reconcile.After},
+		{"RECONCILE_EVERY", "1m", &c.Reconcile.Every},
+	} {
+		if *d.dst, err = positiveDuration(lookup, d.name, d.def); err != nil {
+			return nil, err
+		}
+	}
+	if longest := max(c.Timeouts.SMTP, c.Timeouts.SMS, c.WebhookTimeout); c.Timeouts.SendLease <= longest {
+		return nil, bad("SEND_LEASE", "must be longer than SMTP_TIMEOUT, SMS_TIMEOUT and WEBHOOK_TIMEOUT (%s), or a slow send could be taken over while it still runs", longest)
+	}
+	c.RedisOptions.DialTimeout = c.Timeouts.Redis
+	c.RedisOptions.ReadTimeout = c.Timeouts.Redis
+	c.RedisOptions.WriteTimeout = c.Timeouts.Redis
+	if o, ok := c.QueueRedis.(asynq.RedisClientOpt); ok {
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = c.Timeouts.Redis, c.Timeouts.Redis, c.Timeouts.Redis
+		c.QueueRedis = o
 	}
 
 	switch lvl := strings.ToLower(lookup.get("LOG_LEVEL", "info")); lvl {

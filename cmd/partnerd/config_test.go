@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hibiken/asynq"
 )
 
 // fakeEnv is a lookup over a map, standing in for the process environment.
@@ -72,6 +74,16 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"rate limit burst words", map[string]string{"RATE_LIMIT_BURST": "lots"}, "RATE_LIMIT_BURST"},
 		{"cors origin without scheme", map[string]string{"CORS_ALLOWED_ORIGINS": "partners.example.com"}, "CORS_ALLOWED_ORIGINS"},
 		{"cors origin with path", map[string]string{"CORS_ALLOWED_ORIGINS": "https://a.example.com, https://b.example.com/app"}, "CORS_ALLOWED_ORIGINS"},
+		{"statement timeout", map[string]string{"DB_STATEMENT_TIMEOUT": "0s"}, "DB_STATEMENT_TIMEOUT"},
+		{"connect timeout", map[string]string{"DB_CONNECT_TIMEOUT": "quick"}, "DB_CONNECT_TIMEOUT"},
+		{"redis timeout", map[string]string{"REDIS_TIMEOUT": "-1s"}, "REDIS_TIMEOUT"},
+		{"smtp timeout", map[string]string{"SMTP_TIMEOUT": "15"}, "SMTP_TIMEOUT"},
+		{"sms timeout", map[string]string{"SMS_TIMEOUT": "x"}, "SMS_TIMEOUT"},
+		{"request timeout", map[string]string{"REQUEST_TIMEOUT": "0"}, "REQUEST_TIMEOUT"},
+		{"send lease shorter than the smtp timeout", map[string]string{"SEND_LEASE": "10s", "SMTP_TIMEOUT": "30s"}, "SEND_LEASE"},
+		{"send lease equal to the webhook timeout", map[string]string{"SEND_LEASE": "10s", "WEBHOOK_TIMEOUT": "10s"}, "SEND_LEASE"},
+		{"reconcile after", map[string]string{"RECONCILE_AFTER": "never"}, "RECONCILE_AFTER"},
+		{"reconcile every", map[string]string{"RECONCILE_EVERY": "0s"}, "RECONCILE_EVERY"},
 	}
 	for _, tc := range cases {
 		for _, cmd := range []string{"migrate", "serve"} {
@@ -214,6 +226,13 @@ func TestLoadConfigAcceptsGoodValues(t *testing.T) {
 		"PLAYGROUND":             "false",
 		"RATE_LIMIT_PER_SECOND":  "0",
 		"CORS_ALLOWED_ORIGINS":   "https://partners.example.com",
+		"DB_STATEMENT_TIMEOUT":   "5s",
+		"REDIS_TIMEOUT":          "750ms",
+		"SMTP_TIMEOUT":           "20s",
+		"SEND_LEASE":             "30s",
+		"REQUEST_TIMEOUT":        "12s",
+		"RECONCILE_AFTER":        "90s",
+		"RECONCILE_EVERY":        "15s",
 	}))
 	if err != nil {
 		t.Fatalf("loadConfig: %v", err)
@@ -235,6 +254,16 @@ func TestLoadConfigAcceptsGoodValues(t *testing.T) {
 		{"PLAYGROUND", c.Playground, false},
 		{"RATE_LIMIT_PER_SECOND 0 turns it off", c.RateLimit.Rate, 0},
 		{"CORS_ALLOWED_ORIGINS", strings.Join(c.CORSOrigins, ","), "https://partners.example.com"},
+		{"DB_STATEMENT_TIMEOUT", c.Timeouts.DBStatement, 5 * time.Second},
+		{"DB_CONNECT_TIMEOUT default", c.Timeouts.DBConnect, 5 * time.Second},
+		{"REDIS_TIMEOUT on the Redis client", c.RedisOptions.ReadTimeout, 750 * time.Millisecond},
+		{"REDIS_TIMEOUT on the queue", c.QueueRedis.(asynq.RedisClientOpt).DialTimeout, 750 * time.Millisecond},
+		{"SMTP_TIMEOUT", c.Timeouts.SMTP, 20 * time.Second},
+		{"SMS_TIMEOUT default", c.Timeouts.SMS, 10 * time.Second},
+		{"SEND_LEASE", c.Timeouts.SendLease, 30 * time.Second},
+		{"REQUEST_TIMEOUT", c.Timeouts.Request, 12 * time.Second},
+		{"RECONCILE_AFTER", c.Reconcile.After, 90 * time.Second},
+		{"RECONCILE_EVERY", c.Reconcile.Every, 15 * time.Second},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {

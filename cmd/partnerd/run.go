@@ -54,7 +54,8 @@ func openStore(ctx context.Context, cfg *config, log *slog.Logger, create, doMig
 			log.Info("created the database named in DATABASE_URL", "database", dbName(cfg.DatabaseURL))
 		}
 	}
-	st, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBMaxConns, Logger: log})
+	st, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBMaxConns, Logger: log,
+		StatementTimeout: cfg.Timeouts.DBStatement, ConnectTimeout: cfg.Timeouts.DBConnect})
 	if err != nil {
 		return nil, err
 	}
@@ -183,16 +184,16 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 	queue := asynq.NewClient(cfg.QueueRedis)
 	defer queue.Close()
 	guard := webhook.NewGuard(cfg.WebhookAllowed)
-	nopts := notify.Options{Hub: hub, Log: log, WebhookGuard: guard}
+	nopts := notify.Options{Hub: hub, Log: log, WebhookGuard: guard, SendLease: cfg.Timeouts.SendLease}
 	if r.worker {
 		nopts.Webhooks = webhook.NewSender(guard, cfg.WebhookTimeout)
 		defer nopts.Webhooks.Close()
 		if nopts.Email, err = email.New(email.Config{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUsername,
-			Password: cfg.SMTPPassword, From: cfg.SMTPFrom, TLS: cfg.SMTPTLS}, log); err != nil {
+			Password: cfg.SMTPPassword, From: cfg.SMTPFrom, TLS: cfg.SMTPTLS, Timeout: cfg.Timeouts.SMTP}, log); err != nil {
 			return fmt.Errorf("email: %w", err)
 		}
 		defer nopts.Email.Close()
-		if nopts.SMS, err = sms.New(sms.Config{Provider: cfg.SMSProvider, WebhookURL: cfg.SMSWebhookURL, Aliyun: cfg.SMSAliyun}, nil, log); err != nil {
+		if nopts.SMS, err = sms.New(sms.Config{Provider: cfg.SMSProvider, WebhookURL: cfg.SMSWebhookURL, Aliyun: cfg.SMSAliyun, Timeout: cfg.Timeouts.SMS}, nil, log); err != nil {
 			return fmt.Errorf("sms: %w", err)
 		}
 	}
@@ -231,9 +232,10 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 			Lifecycle: dom.Lifecycle, Migration: dom.Migration,
 			Expenditures: expenditures.New(st, cfg.BillingTimezone), Billing: dom.Billing, Vouchers: dom.Vouchers,
 			Forecasts: forecasts, BulkChanges: bulkChanges, PublicURL: cfg.PublicURL, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
-			server.Options{Playground: cfg.Playground, Monitoring: true, RateLimit: cfg.RateLimit, CORSOrigins: cfg.CORSOrigins, Limits: server.Limits{
-				Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, ParserTokens: cfg.MaxTokens, BodyBytes: cfg.MaxBody, UploadBytes: cfg.MaxUpload,
-				Fields: cfg.MaxFields, Aliases: cfg.MaxAliases, Directives: cfg.MaxDirectives, ListItems: cfg.MaxListItems}})
+			server.Options{Playground: cfg.Playground, Monitoring: true, RateLimit: cfg.RateLimit, CORSOrigins: cfg.CORSOrigins,
+				RequestTimeout: cfg.Timeouts.Request, Limits: server.Limits{
+					Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, ParserTokens: cfg.MaxTokens, BodyBytes: cfg.MaxBody, UploadBytes: cfg.MaxUpload,
+					Fields: cfg.MaxFields, Aliases: cfg.MaxAliases, Directives: cfg.MaxDirectives, ListItems: cfg.MaxListItems}})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
 			return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
@@ -255,7 +257,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		reg := workers.NewRegistry()
 		insp := asynq.NewInspector(cfg.QueueRedis)
 		defer insp.Close()
-		nw := workers.NewNotifications(notifications, queue, log).WithInspector(insp)
+		nw := workers.NewNotifications(notifications, queue, log).WithInspector(insp).WithReconcile(cfg.Reconcile)
 		nw.Register(reg)
 		mux := workers.NewMux(reg, st, log)
 		nw.Handle(mux)
@@ -272,6 +274,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		bw := workers.NewBulk(bulkChanges, queue, log)
 		bw.Register(reg)
 		bw.Handle(mux)
+		workers.NewOutboxSweeper(st, queue, insp, log, cfg.Reconcile, workers.RelayOptions{}).Handle(mux)
 		taskSrv = workers.NewServer(cfg.QueueRedis, workers.ServerConfig{Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: cfg.ShutdownTimeout}, log)
 		if err := taskSrv.Start(mux); err != nil {
 			return fmt.Errorf("start workers: %w", err)
@@ -281,7 +284,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		log.Info("workers started", "concurrency", cfg.WorkerConcurrency)
 	}
 	if r.scheduler {
-		entries := append(append(append(workers.DefaultEntries(), workers.NotificationEntries()...), workers.GuardEntries()...), workers.LifecycleEntries()...)
+		entries := append(append(append(workers.DefaultEntries(), workers.ReconcileEntries(cfg.Reconcile)...), workers.GuardEntries()...), workers.LifecycleEntries()...)
 		entries = append(append(entries, workers.MigrationEntries()...), workers.BillingEntries()...)
 		entries = append(append(append(entries, workers.VouchersEntries()...), workers.ForecastEntries()...), workers.BulkEntries()...)
 		sched := workers.NewScheduler(queue, entries, st.Clock(), log)
