@@ -122,7 +122,7 @@ func New(d Deps, opts Options) http.Handler {
 	gql := newGraphQL(d, opts, m)
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", withDeadline(opts.RequestTimeout, withRawAnswers(gql)))
+	mux.Handle("/graphql", withRawAnswers(gql))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
@@ -132,7 +132,7 @@ func New(d Deps, opts Options) http.Handler {
 		mux.Handle("POST "+streamingIngestPath, ExpendituresHandler(d.Spend, d.Log))
 	}
 	if d.Guard != nil {
-		mux.Handle("POST "+purchaseAuthorizationsPath, withDeadline(opts.RequestTimeout, PurchaseHandler(d.Guard, d.Log)))
+		mux.Handle("POST "+purchaseAuthorizationsPath, PurchaseHandler(d.Guard, d.Log))
 		if d.Registry != nil {
 			if err := d.Guard.RegisterMetrics(d.Registry); err != nil {
 				d.Log.Error("register purchase metrics", "err", err)
@@ -160,6 +160,7 @@ func New(d Deps, opts Options) http.Handler {
 	}
 	var h http.Handler = mux
 	h = authenticate(d.Accounts, d.Log, h)
+	h = withDeadline(opts.RequestTimeout, h)
 	h = rateLimited(d.Redis, opts.RateLimit, d.Log, h)
 	h = withCORS(opts.CORSOrigins, h)
 	h = limitBody(opts.Limits, h)

@@ -527,7 +527,7 @@ func TestProcessServeDemo(t *testing.T) {
 		t.Errorf("GET /: %d %q, not GraphiQL:\n%.300s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
 
-	shutdownUnderLoad(t, p, base, token)
+	shutdownUnderLoad(t, p, base, token, 20)
 
 	// The same database again, without --demo: migrations are a no-op, and
 	// SIGINT stops it as SIGTERM does.
@@ -544,11 +544,11 @@ func TestProcessServeDemo(t *testing.T) {
 	}
 }
 
-// shutdownUnderLoad keeps 20 clients busy, sends SIGTERM, and checks the
-// process exits 0 in time and no client got a partial answer.
-func shutdownUnderLoad(t *testing.T, p *proc, base, token string) {
+// shutdownUnderLoad keeps clients busy, sends SIGTERM, and checks the
+// process exits 0 in time and no client got a partial answer. It returns how
+// many requests were in flight when the signal was sent.
+func shutdownUnderLoad(t *testing.T, p *proc, base, token string, clients int) int64 {
 	t.Helper()
-	const clients = 20
 	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
@@ -562,6 +562,7 @@ func shutdownUnderLoad(t *testing.T, p *proc, base, token string) {
 		afterSig  atomic.Int64 // of which sent after SIGTERM
 		refused   atomic.Int64 // connection errors after SIGTERM
 		dropped   atomic.Int64 // of which the request was sent before SIGTERM
+		open      atomic.Int64 // requests sent and not yet answered
 		mu        sync.Mutex
 		problems  []string
 	)
@@ -580,7 +581,9 @@ func shutdownUnderLoad(t *testing.T, p *proc, base, token string) {
 			for !p.exited() {
 				sig := signaled.Load()
 				rs := time.Now()
+				open.Add(1)
 				resp, body, err := postGraphQL(client, base, token, query)
+				open.Add(-1)
 				if err != nil {
 					if resp != nil {
 						// Headers came, the body did not: a truncated answer.
@@ -626,9 +629,12 @@ func shutdownUnderLoad(t *testing.T, p *proc, base, token string) {
 
 	// Let every client get going before the signal.
 	loadStart := time.Now()
-	p.waitFor("answers under load", 20*time.Second, func() bool { return completed.Load() >= 2*clients })
+	p.waitFor("answers under load", 20*time.Second, func() bool { return completed.Load() >= int64(2*clients) })
 	warmup := time.Since(loadStart)
+	// The signal lands with (nearly) every client waiting on an answer.
+	p.waitFor("requests in flight", 20*time.Second, func() bool { return open.Load() >= int64(clients)*9/10 })
 	start := time.Now()
+	atSignal := open.Load()
 	sigAt.Store(start.UnixNano())
 	signaled.Store(true)
 	p.stop(syscall.SIGTERM, 25*time.Second)
@@ -638,8 +644,8 @@ func shutdownUnderLoad(t *testing.T, p *proc, base, token string) {
 	for _, s := range problems {
 		t.Error(s)
 	}
-	t.Logf("%d answers in %s of warm-up; shutdown took %s: %d complete answers in all, %d in flight at SIGTERM, %d sent after it; %d clients refused (%d of them mid-request)",
-		2*clients, warmup.Round(time.Millisecond), took.Round(time.Millisecond), completed.Load(), inFlight.Load(), afterSig.Load(), refused.Load(), dropped.Load())
+	t.Logf("%d answers in %s of warm-up; %d requests open at SIGTERM; shutdown took %s: %d complete answers in all, %d in flight at SIGTERM, %d sent after it; %d clients refused (%d of them mid-request)",
+		2*clients, warmup.Round(time.Millisecond), atSignal, took.Round(time.Millisecond), completed.Load(), inFlight.Load(), afterSig.Load(), refused.Load(), dropped.Load())
 	// With 20 clients busy, requests are in flight when the signal lands;
 	// the server must finish them rather than drop them.
 	if inFlight.Load() == 0 {
@@ -648,4 +654,5 @@ func shutdownUnderLoad(t *testing.T, p *proc, base, token string) {
 	if !strings.Contains(p.stderr.String(), "stopped") {
 		t.Errorf("no \"stopped\" in the log:\n%s", p.stderr)
 	}
+	return atSignal
 }
