@@ -219,6 +219,7 @@ func TestToxics_BoundedWaits(t *testing.T) {
 			if stuck.longest > toxSendTimeout+toxMargin {
 				t.Errorf("an attempt through a silent provider lasted %s, bound %s", stuck.longest, toxSendTimeout)
 			}
+			t.Logf("%s attempt through a silent provider ended after %s (%s)", pr.channel, stuck.longest.Round(time.Millisecond), stuck.status)
 			waitDelivery(t, st, outbox[0], cust.ID, models.ChannelInSite, func(d deliveryState) bool { return d.status == models.DeliverySent })
 			restore()
 			waitDelivery(t, st, outbox[0], cust.ID, pr.channel, func(d deliveryState) bool { return d.status == models.DeliverySent })
@@ -287,6 +288,7 @@ func (c *toxClient) retryableRead(bound time.Duration) {
 	if took > bound {
 		c.t.Errorf("read answered after %s, bound %s", took, bound)
 	}
+	c.t.Logf("read: retryable INTERNAL after %s", took.Round(time.Millisecond))
 }
 
 // retryablePurchase checks a purchase check answers 503, retryable, within
@@ -304,6 +306,7 @@ func (c *toxClient) retryablePurchase(bound time.Duration) {
 	if took > bound {
 		c.t.Errorf("purchase answered after %s, bound %s", took, bound)
 	}
+	c.t.Logf("purchase: 503 retryable after %s", took.Round(time.Millisecond))
 }
 
 func (c *toxClient) ready() (int, map[string]string) {
@@ -323,6 +326,7 @@ func (c *toxClient) waitNotReady(dep string) {
 	for {
 		code, m := c.ready()
 		if code == http.StatusServiceUnavailable && m[dep] == "down" {
+			c.t.Logf("/readyz red (%s down) %s after the fault", dep, time.Since(start).Round(time.Millisecond))
 			return
 		}
 		if time.Since(start) > 10*time.Second {
