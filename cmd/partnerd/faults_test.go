@@ -89,30 +89,18 @@ func TestFaults_NothingLost(t *testing.T) {
 	const smtpPassword = "smtp-Pa55-faults-7f3a9c"
 	dbURL := pg.URL("partnerd_faults")
 	vars := faultEnv(dbURL, rd.URL(), smtp, sms.URL(), smtpPassword)
-	if code, _, stderr := runOnce(t, vars, "migrate"); code != 0 {
-		t.Fatalf("migrate: exit %d\n%s", code, stderr)
-	}
 
 	// The recipients: a reseller's finance user and, under it, customers
 	// with a finance user each, all with phones: an arrears event of a
 	// customer tells both, on all three channels.
-	st, err := store.Open(ctx, dbURL, store.Options{MaxOpenConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	tr := testkit.NewTreeOn(t, st)
-	phone := func(n int) *string { p := fmt.Sprintf("+86138%08d", n); return &p }
-	tr.AddUserWith(t, accounts.CreateUserInput{AccountID: tr.R1.Account.ID, Roles: []models.Role{models.RoleFinance}, Phone: phone(1)})
+	st, tr := migratedTree(t, vars)
+	phone := func(n int) string { return fmt.Sprintf("+86138%08d", n) }
+	tel := phone(1)
+	tr.AddUserWith(t, accounts.CreateUserInput{AccountID: tr.R1.Account.ID, Roles: []models.Role{models.RoleFinance}, Phone: &tel})
 	const customers = 20
 	custIDs := make([]int64, customers)
 	for i := range custIDs {
-		c, err := tr.Accounts.Create(tr.Platform.Ctx, accounts.CreateInput{Kind: models.KindCustomer, ParentID: tr.R1.Account.ID, Name: fmt.Sprintf("Faults %02d", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		custIDs[i] = c.ID
-		tr.AddUserWith(t, accounts.CreateUserInput{AccountID: c.ID, Roles: []models.Role{models.RoleFinance}, Phone: phone(100 + i)})
+		custIDs[i] = customerWithPhone(t, tr, fmt.Sprintf("Faults %02d", i), phone(100+i))
 	}
 
 	// The events, committed before any worker runs: all in flight at once.
@@ -337,6 +325,34 @@ func TestFaults_NothingLost(t *testing.T) {
 			p.stop(syscall.SIGTERM, 30*time.Second)
 		}
 	}
+}
+
+// migratedTree migrates the database of vars with the binary, opens it, and
+// builds testkit's standard tree in it.
+func migratedTree(t *testing.T, vars map[string]string) (*store.Store, *testkit.Tree) {
+	t.Helper()
+	if code, _, stderr := runOnce(t, vars, "migrate"); code != 0 {
+		t.Fatalf("migrate: exit %d\n%s", code, stderr)
+	}
+	st, err := store.Open(context.Background(), vars["DATABASE_URL"], store.Options{MaxOpenConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st, testkit.NewTreeOn(t, st)
+}
+
+// customerWithPhone adds a customer under the tree's reseller R1 with a
+// finance user who has a phone, so its arrears events go out on every
+// channel, and returns its ID.
+func customerWithPhone(t *testing.T, tr *testkit.Tree, name, phone string) int64 {
+	t.Helper()
+	c, err := tr.Accounts.Create(tr.Platform.Ctx, accounts.CreateInput{Kind: models.KindCustomer, ParentID: tr.R1.Account.ID, Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.AddUserWith(t, accounts.CreateUserInput{AccountID: c.ID, Roles: []models.Role{models.RoleFinance}, Phone: &phone})
+	return c.ID
 }
 
 // withVars is base with extra set on top.

@@ -446,16 +446,7 @@ func TestProcessLifecycle(t *testing.T) {
 	// bootstrap tokens work, and each part exits 0 on SIGTERM.
 	addr := freeAddr(t)
 	base := "http://" + addr
-	withAddr := func(extra map[string]string) map[string]string {
-		m := map[string]string{}
-		for k, v := range vars {
-			m[k] = v
-		}
-		for k, v := range extra {
-			m[k] = v
-		}
-		return m
-	}
+	withAddr := func(extra map[string]string) map[string]string { return withVars(vars, extra) }
 	api := start(t, withAddr(map[string]string{"HTTP_ADDR": addr, "PUBLIC_URL": base}), "api")
 	worker := start(t, withAddr(map[string]string{"HTTP_ADDR": freeAddr(t)}), "worker")
 	sched := start(t, withAddr(map[string]string{"HTTP_ADDR": freeAddr(t)}), "scheduler")

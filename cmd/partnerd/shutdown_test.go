@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -11,11 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"partnerd/accounts"
-	"partnerd/models"
-	"partnerd/store"
 	"partnerd/store/storetest"
-	"partnerd/testkit"
 )
 
 // slowSMS is an SMS provider (the webhook contract) that takes its time over
@@ -67,7 +62,6 @@ func (s *slowSMS) received() map[string]int {
 // once.
 func TestShutdown_InFlight(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	_, dbURL := missingDatabase(t)
 	redisURL, prefix := storetest.RedisDB(t)
 	sms := newSlowSMS(t, 200*time.Millisecond)
@@ -78,26 +72,13 @@ func TestShutdown_InFlight(t *testing.T) {
 		"SMS_PROVIDER": "webhook", "SMS_WEBHOOK_URL": sms.srv.URL, "SMS_TIMEOUT": "5s",
 		"WORKER_CONCURRENCY": "20", "SHUTDOWN_TIMEOUT": "10s", "RATE_LIMIT_PER_SECOND": "0", "DB_MAX_CONNS": "40",
 	}
-	if code, _, stderr := runOnce(t, vars, "migrate"); code != 0 {
-		t.Fatalf("migrate: exit %d\n%s", code, stderr)
-	}
-	st, err := store.Open(ctx, dbURL, store.Options{MaxOpenConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	tr := testkit.NewTreeOn(t, st)
-	cust, err := tr.Accounts.Create(tr.Platform.Ctx, accounts.CreateInput{Kind: models.KindCustomer, ParentID: tr.R1.Account.ID, Name: "Shutdown Co"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tel := "+8613800000088"
-	tr.AddUserWith(t, accounts.CreateUserInput{AccountID: cust.ID, Roles: []models.Role{models.RoleFinance}, Phone: &tel})
+	st, tr := migratedTree(t, vars)
+	cust := customerWithPhone(t, tr, "Shutdown Co", "+8613800000088")
 
 	p := start(t, vars, "serve", "--no-migrate")
 	p.waitHealthy(base)
 	// 200 SMS at 200 ms each on 20 workers: about two seconds of tasks.
-	outboxIDs := emitArrears(t, st, []int64{cust.ID}, 200)
+	outboxIDs := emitArrears(t, st, []int64{cust}, 200)
 	p.waitFor("delivery tasks in flight", 30*time.Second, func() bool { return sms.active.Load() >= 10 })
 
 	requests := shutdownUnderLoad(t, p, base, tr.Platform.Token, 200)

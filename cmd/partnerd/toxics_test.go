@@ -91,13 +91,10 @@ const (
 
 func TestToxics_BoundedWaits(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	_, dbURL := missingDatabase(t)
 	redisURL, prefix := storetest.RedisDB(t)
 	vars := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL, "LIVE_PREFIX": prefix}
-	if code, _, stderr := runOnce(t, vars, "migrate"); code != 0 {
-		t.Fatalf("migrate: exit %d\n%s", code, stderr)
-	}
+	st, tr := migratedTree(t, vars)
 
 	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
 	srv.Metrics.ProxyMetrics = collectors.NewProxyMetricCollectors()
@@ -127,20 +124,9 @@ func TestToxics_BoundedWaits(t *testing.T) {
 	}, "serve", "--no-migrate")
 	p.waitHealthy(base)
 
-	// The data, written straight to PostgreSQL, not through the proxy.
-	st, err := store.Open(ctx, dbURL, store.Options{MaxOpenConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	tr := testkit.NewTreeOn(t, st)
-	cust, err := tr.Accounts.Create(tr.Platform.Ctx, accounts.CreateInput{Kind: models.KindCustomer, ParentID: tr.R1.Account.ID, Name: "Toxic Co"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tel := "+8613800000077"
-	tr.AddUserWith(t, accounts.CreateUserInput{AccountID: cust.ID, Roles: []models.Role{models.RoleFinance}, Phone: &tel})
-	api := &toxClient{t: t, base: base, token: tr.Platform.Token, customer: ids.Encode(accounts.TypeAccount, cust.ID),
+	// The data is written straight to PostgreSQL, not through the proxy.
+	cust := customerWithPhone(t, tr, "Toxic Co", "+8613800000077")
+	api := &toxClient{t: t, base: base, token: tr.Platform.Token, customer: ids.Encode(accounts.TypeAccount, cust),
 		http: &http.Client{Timeout: 30 * time.Second}}
 	api.mustRead()
 	api.waitReady()
@@ -211,8 +197,8 @@ func TestToxics_BoundedWaits(t *testing.T) {
 	for _, pr := range providers {
 		t.Run(pr.name, func(t *testing.T) {
 			restore := pr.proxy.Add("timeout", map[string]any{"timeout": 0})
-			outbox := emitArrears(t, st, []int64{cust.ID}, 1)
-			stuck := waitDelivery(t, st, outbox[0], cust.ID, pr.channel, func(d deliveryState) bool { return d.attempts >= 1 && d.lastDone })
+			outbox := emitArrears(t, st, []int64{cust}, 1)
+			stuck := waitDelivery(t, st, outbox[0], cust, pr.channel, func(d deliveryState) bool { return d.attempts >= 1 && d.lastDone })
 			if stuck.status == models.DeliverySent {
 				t.Fatalf("%s delivery SENT through a silent provider", pr.channel)
 			}
@@ -220,9 +206,9 @@ func TestToxics_BoundedWaits(t *testing.T) {
 				t.Errorf("an attempt through a silent provider lasted %s, bound %s", stuck.longest, toxSendTimeout)
 			}
 			t.Logf("%s attempt through a silent provider ended after %s (%s)", pr.channel, stuck.longest.Round(time.Millisecond), stuck.status)
-			waitDelivery(t, st, outbox[0], cust.ID, models.ChannelInSite, func(d deliveryState) bool { return d.status == models.DeliverySent })
+			waitDelivery(t, st, outbox[0], cust, models.ChannelInSite, func(d deliveryState) bool { return d.status == models.DeliverySent })
 			restore()
-			waitDelivery(t, st, outbox[0], cust.ID, pr.channel, func(d deliveryState) bool { return d.status == models.DeliverySent })
+			waitDelivery(t, st, outbox[0], cust, pr.channel, func(d deliveryState) bool { return d.status == models.DeliverySent })
 		})
 	}
 
