@@ -13,7 +13,6 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
-	"github.com/redis/go-redis/v9"
 
 	"partnerd/accounts"
 	"partnerd/billing"
@@ -25,9 +24,11 @@ import (
 
 // config is the environment of RUNNING.md, parsed and checked once at start.
 type config struct {
-	DatabaseURL   string
-	RedisURL      string
-	RedisOptions  *redis.Options
+	DatabaseURL string
+	RedisURL    string
+	// Redis is REDIS_URL parsed: one server or a cluster; QueueRedis is the
+	// same for asynq.
+	Redis         redisConfig
 	QueueRedis    asynq.RedisConnOpt
 	HTTPAddr      string
 	PublicURL     string
@@ -130,11 +131,8 @@ func loadConfig(lookup env) (*config, error) {
 	}
 
 	c.RedisURL = lookup.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-	if c.RedisOptions, err = redis.ParseURL(c.RedisURL); err != nil {
-		return nil, bad("REDIS_URL", "not a Redis URL (redis://host:6379/0): %v", err)
-	}
-	if c.QueueRedis, err = asynq.ParseRedisURI(c.RedisURL); err != nil {
-		return nil, bad("REDIS_URL", "not a Redis URL (redis://host:6379/0): %v", err)
+	if c.Redis, err = parseRedisURL(c.RedisURL); err != nil {
+		return nil, bad("REDIS_URL", "not a Redis URL (redis://host:6379/0, or redis+cluster://host1:7000,host2:7001 for a cluster): %v", err)
 	}
 
 	c.HTTPAddr = lookup.get("HTTP_ADDR", ":8080")
@@ -240,13 +238,8 @@ func loadConfig(lookup env) (*config, error) {
 	if longest := max(c.Timeouts.SMTP, c.Timeouts.SMS, c.WebhookTimeout); c.Timeouts.SendLease <= longest {
 		return nil, bad("SEND_LEASE", "must be longer than SMTP_TIMEOUT, SMS_TIMEOUT and WEBHOOK_TIMEOUT (%s), or a slow send could be taken over while it still runs", longest)
 	}
-	c.RedisOptions.DialTimeout = c.Timeouts.Redis
-	c.RedisOptions.ReadTimeout = c.Timeouts.Redis
-	c.RedisOptions.WriteTimeout = c.Timeouts.Redis
-	if o, ok := c.QueueRedis.(asynq.RedisClientOpt); ok {
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = c.Timeouts.Redis, c.Timeouts.Redis, c.Timeouts.Redis
-		c.QueueRedis = o
-	}
+	c.Redis.setTimeouts(c.Timeouts.Redis)
+	c.QueueRedis = c.Redis.Queue()
 
 	switch lvl := strings.ToLower(lookup.get("LOG_LEVEL", "info")); lvl {
 	case "debug":

@@ -46,6 +46,9 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"database url bad escape", map[string]string{"DATABASE_URL": "postgres://%zz/db"}, "DATABASE_URL"},
 		{"database url without database", map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1"}, "DATABASE_URL"},
 		{"redis url ftp", map[string]string{"REDIS_URL": "ftp://x"}, "REDIS_URL"},
+		{"redis cluster without nodes", map[string]string{"REDIS_URL": "redis+cluster://"}, "REDIS_URL"},
+		{"redis cluster node without port", map[string]string{"REDIS_URL": "redis+cluster://a:7000,b"}, "REDIS_URL"},
+		{"redis cluster database", map[string]string{"REDIS_URL": "redis+cluster://a:7000/3"}, "REDIS_URL"},
 		{"http addr", map[string]string{"HTTP_ADDR": "nope"}, "HTTP_ADDR"},
 		{"http addr port", map[string]string{"HTTP_ADDR": ":99999"}, "HTTP_ADDR"},
 		{"public url", map[string]string{"PUBLIC_URL": "not a url"}, "PUBLIC_URL"},
@@ -175,8 +178,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 			}{
 				{"DATABASE_URL", c.DatabaseURL, "postgres://localhost:5432/partnerd?sslmode=disable"},
 				{"REDIS_URL", c.RedisURL, "redis://127.0.0.1:6379/0"},
-				{"redis addr", c.RedisOptions.Addr, "127.0.0.1:6379"},
-				{"redis db", c.RedisOptions.DB, 0},
+				{"redis addr", c.Redis.Single.Addr, "127.0.0.1:6379"},
+				{"redis db", c.Redis.Single.DB, 0},
 				{"HTTP_ADDR", c.HTTPAddr, ":8080"},
 				{"PUBLIC_URL", c.PublicURL, "http://localhost:8080"},
 				{"FREEZE_RETENTION", c.FreezeRetention, 360 * time.Hour},
@@ -241,8 +244,10 @@ func TestLoadConfigAcceptsGoodValues(t *testing.T) {
 		what      string
 		got, want any
 	}{
-		{"redis addr", c.RedisOptions.Addr, "cache:6380"},
-		{"redis db", c.RedisOptions.DB, 3},
+		{"redis addr", c.Redis.Single.Addr, "cache:6380"},
+		{"redis db", c.Redis.Single.DB, 3},
+		{"redis db on the queue", c.QueueRedis.(asynq.RedisClientOpt).DB, 3},
+		{"redis password on the queue", c.QueueRedis.(asynq.RedisClientOpt).Password, "secret"},
 		{"PUBLIC_URL without the trailing slash", c.PublicURL, "https://partners.example.com"},
 		{"SMTP_PORT follows SMTP_TLS", c.SMTPPort, 465},
 		{"SMS_WEBHOOK_URL", c.SMSWebhookURL, "https://sms.example.com/send"},
@@ -256,7 +261,7 @@ func TestLoadConfigAcceptsGoodValues(t *testing.T) {
 		{"CORS_ALLOWED_ORIGINS", strings.Join(c.CORSOrigins, ","), "https://partners.example.com"},
 		{"DB_STATEMENT_TIMEOUT", c.Timeouts.DBStatement, 5 * time.Second},
 		{"DB_CONNECT_TIMEOUT default", c.Timeouts.DBConnect, 5 * time.Second},
-		{"REDIS_TIMEOUT on the Redis client", c.RedisOptions.ReadTimeout, 750 * time.Millisecond},
+		{"REDIS_TIMEOUT on the Redis client", c.Redis.Single.ReadTimeout, 750 * time.Millisecond},
 		{"REDIS_TIMEOUT on the queue", c.QueueRedis.(asynq.RedisClientOpt).DialTimeout, 750 * time.Millisecond},
 		{"SMTP_TIMEOUT", c.Timeouts.SMTP, 20 * time.Second},
 		{"SMS_TIMEOUT default", c.Timeouts.SMS, 10 * time.Second},
@@ -269,6 +274,31 @@ func TestLoadConfigAcceptsGoodValues(t *testing.T) {
 		if ch.got != ch.want {
 			t.Errorf("%s = %v, want %v", ch.what, ch.got, ch.want)
 		}
+	}
+}
+
+func TestParseRedisClusterURL(t *testing.T) {
+	c, err := loadConfig(fakeEnv(map[string]string{
+		"REDIS_URL":     "redis+cluster://app:s3cret@10.0.0.1:7000, 10.0.0.2:7001,10.0.0.3:7002/?max_redirects=5",
+		"REDIS_TIMEOUT": "2s",
+	}))
+	if err != nil {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	if c.Redis.Single != nil || c.Redis.Cluster == nil {
+		t.Fatalf("a cluster URL gave %+v", c.Redis)
+	}
+	cl := c.Redis.Cluster
+	if strings.Join(cl.Addrs, " ") != "10.0.0.1:7000 10.0.0.2:7001 10.0.0.3:7002" || cl.Username != "app" || cl.Password != "s3cret" ||
+		cl.MaxRedirects != 5 || cl.ReadTimeout != 2*time.Second {
+		t.Fatalf("cluster options %+v", cl)
+	}
+	q, ok := c.QueueRedis.(asynq.RedisClusterClientOpt)
+	if !ok || strings.Join(q.Addrs, " ") != strings.Join(cl.Addrs, " ") || q.Password != "s3cret" || q.DialTimeout != 2*time.Second || q.MaxRedirects != 5 {
+		t.Fatalf("queue option %#v", c.QueueRedis)
+	}
+	if _, err := parseRedisURL("rediss+cluster://a:7000"); err != nil {
+		t.Errorf("TLS cluster URL: %v", err)
 	}
 }
 

@@ -15,7 +15,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/redis/go-redis/v9"
 
 	"partnerd/accounts"
 	"partnerd/billing"
@@ -165,7 +164,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		return err
 	}
 	defer st.Close()
-	rdb := redis.NewClient(cfg.RedisOptions)
+	rdb := cfg.Redis.Client()
 	defer rdb.Close()
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err = rdb.Ping(pctx).Err()

@@ -158,18 +158,7 @@ func (r *redisServer) start() {
 		_ = cmd.Wait()
 		close(done)
 	}(r.cmd, r.done)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", r.port), time.Second)
-		if err == nil {
-			_ = conn.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("redis-server on port %d did not listen: %v", r.port, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitListening(r.t, fmt.Sprintf("127.0.0.1:%d", r.port))
 }
 
 func (r *redisServer) kill() {
@@ -196,4 +185,96 @@ func freePort(t *testing.T) int {
 	}
 	n, _ := strconv.Atoi(p)
 	return n
+}
+
+// startRedisCluster starts n Redis nodes with cluster mode on (each keeps
+// nothing on disk), joins them into one cluster of n masters with
+// redis-cli --cluster create, waits for cluster_state:ok, and returns the
+// nodes' addresses. The test's cleanup kills them.
+func startRedisCluster(t *testing.T, n int) []string {
+	t.Helper()
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		t.Fatal("no redis-cli: the cluster test needs it (Debian: redis-tools)")
+	}
+	var addrs []string
+	for i := 0; i < n; i++ {
+		port := clusterPort(t)
+		dir := t.TempDir()
+		cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
+			"--save", "", "--appendonly", "no", "--dir", dir, "--loglevel", "warning")
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start cluster node: %v", err)
+		}
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		waitListening(t, addr)
+		addrs = append(addrs, addr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ok := true
+		for _, a := range addrs {
+			host, port, _ := net.SplitHostPort(a)
+			out, err := exec.CommandContext(ctx, "redis-cli", "-h", host, "-p", port, "cluster", "info").Output()
+			if err != nil || !strings.Contains(string(out), "cluster_state:ok") {
+				ok = false
+			}
+		}
+		if ok {
+			return addrs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cluster %v is not ok after 30s", addrs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// clusterPort is a free port whose cluster bus port (port + 10000) is free
+// too.
+func clusterPort(t *testing.T) int {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		bus, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+10000))
+		_ = ln.Close()
+		if err == nil {
+			_ = bus.Close()
+			if port+10000 <= 65535 {
+				return port
+			}
+		}
+	}
+	t.Fatal("no free port with a free cluster bus port")
+	return 0
+}
+
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not listen: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
