@@ -36,6 +36,11 @@ type RelayOptions struct {
 	// delivery tasks; such a row gets an outbox task only when Registry has
 	// consumers for its type. Without it nobody is notified.
 	Notifications *Notifications
+	// ListenURL is the PostgreSQL the relay LISTENs on, when it must differ
+	// from the store's (a transaction-mode pooler in front of the store
+	// cannot carry LISTEN): a direct connection to the same database.
+	// Empty: the store's URL.
+	ListenURL string
 	// Registry tells which event types have consumers: a row whose type has
 	// none gets no outbox task (its live topics are still published). Nil:
 	// every row that is not a notification gets its task.
@@ -188,7 +193,11 @@ func (r *Relay) listen(ctx context.Context, wake chan<- struct{}) {
 }
 
 func (r *Relay) connectListener(ctx context.Context) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(r.st.URL)
+	url := r.opts.ListenURL
+	if url == "" {
+		url = r.st.URL
+	}
+	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database URL: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -382,4 +383,35 @@ func TestRelayUnconsumedEventGetsNoTask(t *testing.T) {
 	if got := e.tasks(); got != 0 {
 		t.Fatalf("tasks = %d, want none", got)
 	}
+}
+
+// ListenURL names the LISTEN connection's server, not the store's URL (a
+// pooler in front of the store cannot carry LISTEN). Pointed at another
+// database, the relay listens there, and its sweep still relays.
+func TestRelayListensOnListenURL(t *testing.T) {
+	e := newEnv(t)
+	u, err := url.Parse(e.st.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/postgres"
+	r := NewRelay(e.st, e.client, nil, e.log, RelayOptions{Sweep: 50 * time.Millisecond, ListenURL: u.String()})
+	run(t, r.Run)
+	eventually(t, 10*time.Second, "a LISTEN on the ListenURL's database", func() bool {
+		var n int
+		if err := e.st.SQL.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE datname = 'postgres'
+			AND application_name = $1 AND query ILIKE 'LISTEN%'`, listenerAppName).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	})
+	if pid := listener(t, e); pid != 0 {
+		t.Fatalf("the relay LISTENs on the store's database (pid %d), not on ListenURL's", pid)
+	}
+	ctx := context.Background()
+	e.emit(ctx, testEvent{N: 1})
+	eventually(t, 10*time.Second, "the sweep relays", func() bool {
+		_, pending := e.outbox(ctx)
+		return pending == 0
+	})
 }

@@ -25,7 +25,10 @@ import (
 // config is the environment of RUNNING.md, parsed and checked once at start.
 type config struct {
 	DatabaseURL string
-	RedisURL    string
+	// DatabaseListenURL is where the outbox relay LISTENs
+	// (DATABASE_LISTEN_URL; empty: DatabaseURL).
+	DatabaseListenURL string
+	RedisURL          string
 	// Redis is REDIS_URL parsed: one server or a cluster; QueueRedis is the
 	// same for asynq.
 	Redis         redisConfig
@@ -128,6 +131,13 @@ func loadConfig(lookup env) (*config, error) {
 	}
 	if u, perr := url.Parse(c.DatabaseURL); perr != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || strings.Trim(u.Path, "/") == "" {
 		return nil, bad("DATABASE_URL", "must name a database (postgres://host:5432/partnerd)")
+	}
+
+	c.DatabaseListenURL = lookup.get("DATABASE_LISTEN_URL", "")
+	if c.DatabaseListenURL != "" {
+		if _, perr := pgx.ParseConfig(c.DatabaseListenURL); perr != nil {
+			return nil, bad("DATABASE_LISTEN_URL", "not a PostgreSQL URL (postgres://user@host:5432/db?sslmode=disable)")
+		}
 	}
 
 	c.RedisURL = lookup.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -46,6 +46,7 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"database url bad escape", map[string]string{"DATABASE_URL": "postgres://%zz/db"}, "DATABASE_URL"},
 		{"database url without database", map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1"}, "DATABASE_URL"},
 		{"redis url ftp", map[string]string{"REDIS_URL": "ftp://x"}, "REDIS_URL"},
+		{"listen url garbage", map[string]string{"DATABASE_LISTEN_URL": "not a url"}, "DATABASE_LISTEN_URL"},
 		{"redis cluster without nodes", map[string]string{"REDIS_URL": "redis+cluster://"}, "REDIS_URL"},
 		{"redis cluster node without port", map[string]string{"REDIS_URL": "redis+cluster://a:7000,b"}, "REDIS_URL"},
 		{"redis cluster database", map[string]string{"REDIS_URL": "redis+cluster://a:7000/3"}, "REDIS_URL"},

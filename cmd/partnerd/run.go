@@ -278,7 +278,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		if err := taskSrv.Start(mux); err != nil {
 			return fmt.Errorf("start workers: %w", err)
 		}
-		relay := workers.NewRelay(st, queue, hub, log, workers.RelayOptions{Notifications: nw, Registry: reg})
+		relay := workers.NewRelay(st, queue, hub, log, workers.RelayOptions{Notifications: nw, Registry: reg, ListenURL: cfg.DatabaseListenURL})
 		goRun("outbox relay", relay.Run)
 		log.Info("workers started", "concurrency", cfg.WorkerConcurrency)
 	}
