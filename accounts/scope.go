@@ -7,11 +7,15 @@ import (
 	"gorm.io/gorm"
 
 	"partnerd/apperr"
+	"partnerd/ids"
 	"partnerd/models"
 )
 
 // TypeAccount is the type name inside an account's global ID.
 const TypeAccount = "Account"
+
+// GlobalID is the global (Node) ID of account id.
+func GlobalID(id int64) string { return ids.Encode(TypeAccount, id) }
 
 // Scope is the part of the tree a principal may see: the platform sees
 // everything, a partner its subtree, a customer or personal account itself

@@ -251,7 +251,7 @@ func (s *Service) finishTransition(tx *store.Tx, m *Migration, prev Status, acti
 	if m.Status.Pending() {
 		evs = append(evs, notify.MigrationApprovalRequested{MigrationID: m.ID, ApproverID: s.turn(m), ReceiverID: m.ReceiverID,
 			SourceID: m.SourceID, Status: string(m.Status), Customers: c.Items, Credit: models.FormatDecimal(c.Credit),
-			DueAt: m.StepDueAt.UTC().Format(time.RFC3339), URL: s.url(m.ID)})
+			DueAt: m.StepDueAt.UTC().Format(time.RFC3339), URL: s.url(m.ID), SourceAcknowledged: m.StatementAt != nil})
 	}
 	if m.Status == StatusExecuting {
 		evs = append(evs, Execute{MigrationID: m.ID})
@@ -360,7 +360,8 @@ func countItems(db *gorm.DB, id int64) (Counts, error) {
 
 func (s *Service) changed(m *Migration, action, reason string, sourceTold bool, c Counts) notify.MigrationChanged {
 	e := notify.MigrationChanged{MigrationID: m.ID, ReceiverID: m.ReceiverID, SourceID: m.SourceID, Status: string(m.Status),
-		Action: action, Reason: reason, SourceTold: sourceTold, Customers: c.Items, Migrated: c.Migrated, Failed: c.Failed, URL: s.url(m.ID)}
+		Action: action, Reason: reason, SourceTold: sourceTold, Customers: c.Items, Migrated: c.Migrated, Failed: c.Failed, URL: s.url(m.ID),
+		SourceAcknowledged: m.StatementAt != nil}
 	if m.DistributorID != nil {
 		e.DistributorID = *m.DistributorID
 	}

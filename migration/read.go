@@ -169,16 +169,32 @@ func (s *Service) Account(ctx context.Context, m *Migration, id int64) (*models.
 // Accounts returns the accounts ids of batch m's items or parties for a
 // caller who sees m, in one query (the parties of a batch see its customers
 // and each other).
+//
+// Until the source has approved, acknowledging the Sub-Customer Data Transfer
+// Statement, a caller sees an account outside its scope (the source, its
+// customers, the receiver's distributor) only redacted: ID, kind and status.
+// The receiver alone is shown whole to every party: it asked. Without this,
+// any partner could read any other tenant's customers by naming them in a
+// draft of its own.
 func (s *Service) Accounts(ctx context.Context, m *Migration, ids []int64) (map[int64]*models.Account, error) {
-	if _, err := s.Get(ctx, m.ID); err != nil {
+	fresh, err := s.Get(ctx, m.ID)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := accounts.ScopeOf(ctx)
+	if err != nil {
 		return nil, err
 	}
 	var list []*models.Account
 	if err := s.st.DB.WithContext(ctx).Raw(`SELECT * FROM accounts WHERE id = ANY(?::bigint[])`, store.Int64Array(ids)).Scan(&list).Error; err != nil {
 		return nil, fmt.Errorf("load accounts of migration %d: %w", m.ID, err)
 	}
+	consented := fresh.StatementAt != nil
 	out := make(map[int64]*models.Account, len(list))
 	for _, a := range list {
+		if !consented && a.ID != fresh.ReceiverID && !sc.ContainsAccount(a) {
+			a = a.Redact(accounts.GlobalID(a.ID))
+		}
 		out[a.ID] = a
 	}
 	return out, nil

@@ -90,6 +90,18 @@ type Account struct {
 	PurchaseBanned bool
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
+	// Redacted marks a copy shown to a caller outside the account's scope,
+	// which must learn nothing but its ID and kind (see Redact). Never
+	// stored.
+	Redacted bool `gorm:"-" json:"-"`
+}
+
+// Redact returns what a caller outside a's scope may see of it: its ID,
+// kind and status (a migration's row reasons say as much), its creation
+// time, and its ID for a name; no contact, tags, parent or path.
+func (a *Account) Redact(label string) *Account {
+	return &Account{ID: a.ID, Kind: a.Kind, Status: a.Status, Currency: a.Currency, Name: label,
+		CreatedAt: a.CreatedAt, UpdatedAt: a.CreatedAt, Redacted: true}
 }
 
 // TableName is the accounts table.

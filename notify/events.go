@@ -348,10 +348,33 @@ type MigrationChanged struct {
 	Migrated      int    `json:"migrated"`
 	Failed        int    `json:"failed"`
 	URL           string `json:"url"`
+	// SourceAcknowledged: the source has approved, acknowledging the data
+	// transfer statement; until then its name is kept from the other side.
+	SourceAcknowledged bool `json:"sourceAcknowledged,omitempty"`
 }
 
 // EventType implements store.Event.
 func (MigrationChanged) EventType() string { return EventMigrationChanged }
+
+// Undisclosed implements Discloser: until the source has approved, the
+// receiver's side learns neither the source's name nor the receiver's
+// distributor's by the source's side.
+func (e MigrationChanged) Undisclosed() []int64 {
+	return migrationUndisclosed(e.SourceAcknowledged, e.SourceID, e.DistributorID)
+}
+
+func migrationUndisclosed(acknowledged bool, ids ...int64) []int64 {
+	if acknowledged {
+		return nil
+	}
+	var out []int64
+	for _, id := range ids {
+		if id != 0 {
+			out = append(out, id)
+		}
+	}
+	return out
+}
 
 // EventAccountID implements store.AccountEvent.
 func (e MigrationChanged) EventAccountID() int64 { return e.ReceiverID }
@@ -372,10 +395,17 @@ type MigrationApprovalRequested struct {
 	Credit      string `json:"credit"`
 	DueAt       string `json:"dueAt"`
 	URL         string `json:"url"`
+	// SourceAcknowledged: as in MigrationChanged.
+	SourceAcknowledged bool `json:"sourceAcknowledged,omitempty"`
 }
 
 // EventType implements store.Event.
 func (MigrationApprovalRequested) EventType() string { return EventMigrationApprovalRequested }
+
+// Undisclosed implements Discloser: the source's name, until it approves.
+func (e MigrationApprovalRequested) Undisclosed() []int64 {
+	return migrationUndisclosed(e.SourceAcknowledged, e.SourceID)
+}
 
 // EventAccountID implements store.AccountEvent.
 func (e MigrationApprovalRequested) EventAccountID() int64 { return e.ReceiverID }

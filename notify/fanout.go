@@ -11,6 +11,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"partnerd/accounts"
 	"partnerd/models"
 	"partnerd/store"
 )
@@ -39,11 +40,6 @@ func (s *Service) FanOut(ctx context.Context, outboxID int64, eventType string, 
 // event: the recipients of all are loaded together and the deliveries
 // inserted together.
 func (s *Service) FanOutBatch(ctx context.Context, events []Event) ([]Pending, error) {
-	type decoded struct {
-		Event
-		value any
-		auds  []Audience
-	}
 	var (
 		list  []decoded
 		hooks []hookEvent
@@ -86,10 +82,19 @@ func (s *Service) FanOutBatch(ctx context.Context, events []Event) ([]Pending, e
 		return nil, err
 	}
 	lookup := accountNames(db, set.names)
+	paths, err := disclosurePaths(db, list, set)
+	if err != nil {
+		return nil, err
+	}
 	now := s.st.Now()
 	var rows []models.Delivery
 	for _, ev := range list {
+		hidden := undisclosed(ev.value)
 		for _, r := range set.recipients(ev.Type, ev.auds) {
+			names := lookup
+			if len(hidden) > 0 {
+				names = paths.namesFor(r.AccountID, hidden, lookup)
+			}
 			var rendered *Message
 			for _, ch := range models.AllChannels {
 				on := s.cat.Default(ev.Type, ch)
@@ -102,7 +107,7 @@ func (s *Service) FanOutBatch(ctx context.Context, events []Event) ([]Pending, e
 					continue
 				}
 				if rendered == nil {
-					m, err := s.render.Render(ev.Type, r.Locale, ev.value, r.Name, lookup)
+					m, err := s.render.Render(ev.Type, r.Locale, ev.value, r.Name, names)
 					if err != nil {
 						return nil, fmt.Errorf("outbox %d: %w", ev.OutboxID, err)
 					}
@@ -213,6 +218,77 @@ func insertDeliveries(db *gorm.DB, outboxIDs []int64, rows []models.Delivery, no
 		pending[i] = Pending{DeliveryID: o.ID, Channel: o.Channel, TaskID: TaskID(o.Key, o.Generation)}
 	}
 	return pending, nil
+}
+
+// decoded is an event of a fan-out batch with its payload decoded and its
+// audiences.
+type decoded struct {
+	Event
+	value any
+	auds  []Audience
+}
+
+// Discloser is an event that names accounts not every recipient may know
+// yet (a migration's source, before it approves): a recipient whose scope
+// does not hold one of them reads its global ID where its name would be.
+type Discloser interface {
+	Undisclosed() []int64
+}
+
+func undisclosed(v any) []int64 {
+	if d, ok := v.(Discloser); ok {
+		return d.Undisclosed()
+	}
+	return nil
+}
+
+// accountPaths are the tree paths of the accounts a batch's disclosure
+// checks need: the undisclosed accounts and the recipients.
+type accountPaths map[int64]string
+
+// disclosurePaths loads, in one query, the paths of every undisclosed
+// account of list and of the recipients of those events.
+func disclosurePaths(db *gorm.DB, list []decoded, set *audiences) (accountPaths, error) {
+	var want []int64
+	for _, ev := range list {
+		hidden := undisclosed(ev.value)
+		if len(hidden) == 0 {
+			continue
+		}
+		want = append(want, hidden...)
+		for _, r := range set.recipients(ev.Type, ev.auds) {
+			want = append(want, r.AccountID)
+		}
+	}
+	out := accountPaths{}
+	if len(want) == 0 {
+		return out, nil
+	}
+	var rows []struct {
+		ID   int64
+		Path string
+	}
+	if err := db.Raw(`SELECT id, path FROM accounts WHERE id = ANY(?::bigint[])`, store.Int64Array(want)).Scan(&rows).Error; err != nil {
+		return nil, fmt.Errorf("paths of undisclosed accounts: %w", err)
+	}
+	for _, r := range rows {
+		out[r.ID] = r.Path
+	}
+	return out, nil
+}
+
+// namesFor is names as recipient account sees them: an account of hidden
+// outside the recipient's subtree reads as its global ID.
+func (p accountPaths) namesFor(recipient int64, hidden []int64, names Names) Names {
+	return func(id int64) (string, error) {
+		if slices.Contains(hidden, id) {
+			own, ok := p[recipient]
+			if !ok || !strings.HasPrefix(p[id], own) {
+				return accounts.GlobalID(id), nil
+			}
+		}
+		return names(id)
+	}
 }
 
 // accountNames resolves account names, those of known first and the others

@@ -620,12 +620,106 @@ func TestMigration_ItemsAreNotNPlusOne(t *testing.T) {
 		}
 		api.MustDo(t, tr.S1.Token, `query($id: ID!) { migration(id: $id) { items { edges { node { account { name } } } } } }`,
 			map[string]any{"id": c.CreateMigration.ID}, &out)
-		if len(out.Migration.Items.Edges) != n || out.Migration.Items.Edges[0].Node.Account.Name != "Customer Five" {
+		// The receiver sees the source's customers redacted (their ID for a
+		// name) until the source approves.
+		if len(out.Migration.Items.Edges) != n || out.Migration.Items.Edges[0].Node.Account.Name != acct(tr.C5.Account.ID) {
 			t.Fatalf("items: %+v", out)
 		}
 		return tr.Store.CountStatements() - before
 	}
 	if small, large := statements(2), statements(8); small != large {
 		t.Fatalf("statements for 2 items: %d, for 8: %d", small, large)
+	}
+}
+
+// Until the source approves (acknowledging the data transfer statement),
+// the receiver learns nothing of the source's side beyond IDs: a draft is
+// the receiver's own doing, so without this any partner could read any
+// other tenant's customers by naming them in one. Afterwards the parties
+// see each other's accounts whole.
+func TestMigration_SourceSideRedactedUntilItApproves(t *testing.T) {
+	api := testkit.NewAPI(t, server.Options{})
+	tr := api.Tree
+	migrationFixture(t, api)
+	email, phone := "five@customer.test", "+8613800000005"
+	if _, err := api.Accounts.Update(tr.Platform.Ctx, tr.C5.Account.ID, accounts.UpdateInput{Email: &email, Phone: &phone}); err != nil {
+		t.Fatal(err)
+	}
+	var c struct{ CreateMigration struct{ ID string } }
+	api.MustDo(t, tr.S1.Token, `mutation($s: ID!, $rows: [MigrationRowInput!]) { createMigration(sourceId: $s, rows: $rows) { id } }`,
+		map[string]any{"s": acct(tr.D2.Account.ID), "rows": []map[string]any{{"accountId": acct(tr.C5.Account.ID), "creditToAllocate": "5"}}}, &c)
+	id := c.CreateMigration.ID
+	view := `query($id: ID!) { migration(id: $id) { receiver { name } source { id name email phone tags { key } }
+		items { edges { node { account { id kind name email phone status } } } } } }`
+	type party struct {
+		ID, Name, Status, Kind string
+		Email, Phone           *string
+		Tags                   []struct{ Key string }
+	}
+	var out struct {
+		Migration struct {
+			Receiver, Source party
+			Items            struct {
+				Edges []struct{ Node struct{ Account party } }
+			}
+		}
+	}
+	check := func(who testkit.Party, wantNames bool) {
+		t.Helper()
+		api.MustDo(t, who.Token, view, map[string]any{"id": id}, &out)
+		src, cust := out.Migration.Source, out.Migration.Items.Edges[0].Node.Account
+		if out.Migration.Receiver.Name != tr.S1.Account.Name {
+			t.Fatalf("%s: receiver %+v", who.Account.Name, out.Migration.Receiver)
+		}
+		if wantNames {
+			if src.Name != tr.D2.Account.Name || cust.Name != tr.C5.Account.Name || cust.Email == nil || *cust.Email != email {
+				t.Fatalf("%s: source %+v, customer %+v; want them whole", who.Account.Name, src, cust)
+			}
+			return
+		}
+		if src.ID != acct(tr.D2.Account.ID) || src.Name != src.ID || src.Email != nil || src.Phone != nil || len(src.Tags) != 0 ||
+			cust.ID != acct(tr.C5.Account.ID) || cust.Name != cust.ID || cust.Email != nil || cust.Phone != nil || cust.Kind != "CUSTOMER" {
+			t.Fatalf("%s: source %+v, customer %+v; want them redacted", who.Account.Name, src, cust)
+		}
+	}
+	check(tr.S1, false)
+	// What loads by the account's ID is outside the receiver's scope.
+	if r := api.Do(t, tr.S1.Token, `query($id: ID!) { migration(id: $id) { items { edges { node { account { credit { limit } } } } } } }`,
+		map[string]any{"id": id}); r.Code() != "NOT_FOUND" {
+		t.Fatalf("a redacted customer's credit: %s %s", r.Code(), r.Data)
+	}
+
+	api.MustDo(t, tr.S1.Token, `mutation($id: ID!) { submitMigration(id: $id) { status } }`, map[string]any{"id": id}, nil)
+	check(tr.S1, false)
+	check(tr.Platform, true) // the platform's scope holds everyone
+	check(tr.D2, true)       // the source sees its own customers, and the receiver
+	api.MustDo(t, tr.D2.Token, `mutation($id: ID!) { approveMigration(id: $id, acknowledgeDataTransferStatement: true) { status } }`,
+		map[string]any{"id": id}, nil)
+	check(tr.S1, true)
+
+	// The notifications to the receiver's side named the source only once it
+	// had approved.
+	w := testkit.StartWorkers(t, tr, testkit.WorkerOptions{RedisURL: api.RedisURL, Prefix: api.Prefix})
+	w.WaitDeliveries(t, tr, notify.EventMigrationChanged, 1, 30*time.Second)
+	var msgs []struct {
+		Subject, BodyText string
+		Acknowledged      bool
+	}
+	if err := tr.Store.DB.Raw(`SELECT d.subject, d.body_text, (o.payload->>'sourceAcknowledged')::boolean IS TRUE AS acknowledged
+		FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
+		WHERE d.account_id = ? AND d.event_type = ? AND d.channel = 'IN_SITE'`, tr.S1.Account.ID, notify.EventMigrationChanged).Scan(&msgs).Error; err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) < 2 {
+		t.Fatalf("the receiver got %d migration messages, want one per step", len(msgs))
+	}
+	for _, m := range msgs {
+		named := strings.Contains(m.Subject+m.BodyText, tr.D2.Account.Name)
+		if named != m.Acknowledged {
+			t.Errorf("a message to the receiver (source acknowledged: %v) names the source: %v\n%s\n%s", m.Acknowledged, named, m.Subject, m.BodyText)
+		}
+		if !named && !strings.Contains(m.Subject, acct(tr.D2.Account.ID)) {
+			t.Errorf("a message to the receiver names the source neither by name nor by ID: %s", m.Subject)
+		}
 	}
 }

@@ -196,6 +196,7 @@ func newGraphQL(d Deps, opts Options, m *metrics) http.Handler {
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](200)})
 	srv.Use(operationLimits{limits: opts.Limits, cache: cache})
 	srv.Use(extension.FixedComplexityLimit(opts.Limits.Complexity))
+	srv.AroundFields(redactedFields)
 	srv.SetErrorPresenter(errorPresenter(d.Log))
 	srv.SetRecoverFunc(recoverFunc(d.Log))
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {

@@ -63,9 +63,31 @@ func NewAPI(t testing.TB, opts server.Options) *API {
 // tree, database and Redis: pass the same redisURL and prefix).
 func NewAPIOn(t testing.TB, tr *Tree, opts server.Options, shared ...*API) *API {
 	t.Helper()
-	var redisURL, prefix string
+	var kit APIOptions
 	if len(shared) > 0 {
-		redisURL, prefix = shared[0].RedisURL, shared[0].Prefix
+		kit.Shared = shared[0]
+	}
+	return NewAPIWith(t, tr, opts, kit)
+}
+
+// APIOptions tune NewAPIWith beyond the server's own options; the zero
+// value is NewAPIOn's behaviour.
+type APIOptions struct {
+	// Shared, when set, makes the new server share that API's Redis
+	// database and key prefix (as NewAPIOn's shared argument does).
+	Shared *API
+	// LogWriter receives everything the API and its services log, as text,
+	// from debug level up (so a test can scan a run's logs); nil discards
+	// the log.
+	LogWriter io.Writer
+}
+
+// NewAPIWith starts an API on an existing tree with the options of kit.
+func NewAPIWith(t testing.TB, tr *Tree, opts server.Options, kit APIOptions) *API {
+	t.Helper()
+	var redisURL, prefix string
+	if kit.Shared != nil {
+		redisURL, prefix = kit.Shared.RedisURL, kit.Shared.Prefix
 	} else {
 		redisURL, prefix = storetest.RedisDB(t)
 	}
@@ -79,7 +101,7 @@ func NewAPIOn(t testing.TB, tr *Tree, opts server.Options, shared ...*API) *API 
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := NewLogger(kit.LogWriter)
 	hub := notify.NewHub(rdb, prefix, log)
 	t.Cleanup(func() { _ = hub.Close() })
 	reg := prometheus.NewRegistry()
@@ -102,6 +124,15 @@ func NewAPIOn(t testing.TB, tr *Tree, opts server.Options, shared ...*API) *API 
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &API{Tree: tr, Server: srv, Redis: rdb, RedisURL: redisURL, Prefix: prefix, Hub: hub, Notify: ns, Guard: gs, Migration: ms, Expenditures: es, Billing: bs, Vouchers: vs, Registry: reg}
+}
+
+// NewLogger is the logger of the test servers: text to w from debug level
+// up, or nothing at all (the default) when w is nil.
+func NewLogger(w io.Writer) *slog.Logger {
+	if w == nil {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // Response is a GraphQL response.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -56,6 +55,13 @@ type WorkerOptions struct {
 	// Migration is the migration service the workers execute with
 	// (default: one with the default TTL in Beijing time).
 	Migration *migration.Service
+	// LogWriter receives everything the workers log (relay, task server,
+	// notification senders), as text, from debug level up; nil discards it.
+	LogWriter io.Writer
+	// SMTPUsername and SMTPPassword, when SMTPUsername is set, make the
+	// email sender authenticate to the test SMTP server (SMTP AUTH over
+	// plain SMTP: the sink accepts any credentials and records the user).
+	SMTPUsername, SMTPPassword string
 }
 
 // LoopbackGuard is the webhook guard of tests: the operator allow-list
@@ -87,12 +93,13 @@ func StartWorkers(t testing.TB, tr *Tree, opts WorkerOptions) *Workers {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := NewLogger(opts.LogWriter)
 	w.Hub = notify.NewHub(rdb, w.Prefix, log)
 	t.Cleanup(func() { _ = w.Hub.Close() })
 
 	w.SMTP = emailtest.NewSink(t)
 	mail, err := email.New(email.Config{Host: w.SMTP.Host(), Port: w.SMTP.Port(), TLS: "none",
+		Username: opts.SMTPUsername, Password: opts.SMTPPassword,
 		From: "notify@partnerd.test", Timeout: 2 * time.Second}, log)
 	if err != nil {
 		t.Fatal(err)
