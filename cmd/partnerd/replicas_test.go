@@ -39,8 +39,42 @@ import (
 // task was scheduled twice for one period by the two schedulers.
 func TestReplicas(t *testing.T) {
 	t.Parallel()
-	_, dbURL := missingDatabase(t)
 	redisURL, prefix := storetest.RedisDB(t)
+	rdb := redisClient(t, redisURL)
+	replicaWorkload(t, redisURL, prefix, func(channel string) int64 {
+		n, err := rdb.PubSubNumSub(context.Background(), channel).Result()
+		if err != nil {
+			return 0
+		}
+		return n[channel]
+	})
+}
+
+// TestReplicas_RedisCluster runs the same workload with REDIS_URL naming a
+// Redis Cluster of three masters (issue 12, point 2).
+func TestReplicas_RedisCluster(t *testing.T) {
+	t.Parallel()
+	nodes := startRedisCluster(t, 3)
+	replicaWorkload(t, "redis+cluster://"+strings.Join(nodes, ","), "replicas:", func(channel string) int64 {
+		// Pub/sub is per node in a cluster: add up every master's count.
+		var total int64
+		for _, n := range nodes {
+			c := redis.NewClient(&redis.Options{Addr: n})
+			got, err := c.PubSubNumSub(context.Background(), channel).Result()
+			_ = c.Close()
+			if err == nil {
+				total += got[channel]
+			}
+		}
+		return total
+	})
+}
+
+// replicaWorkload is TestReplicas on the Redis at redisURL; subscribers
+// counts the subscribers of a pub/sub channel.
+func replicaWorkload(t *testing.T, redisURL, prefix string, subscribers func(channel string) int64) {
+	t.Helper()
+	_, dbURL := missingDatabase(t)
 	smtp := emailtest.NewSink(t)
 	sms := testkit.NewSMSSink(t)
 	vars := map[string]string{
@@ -141,12 +175,8 @@ func TestReplicas(t *testing.T) {
 			"query": fmt.Sprintf(`subscription { accountUpdated(id: %q) { name } }`, acct(tr.C1.Account.ID))}})
 		subs = append(subs, ws)
 	}
-	rdb := redisClient(t, redisURL)
 	channel := prefix + "live:" + accounts.AccountTopic(tr.C1.Account.ID)
-	waitFor(t, 20*time.Second, "three subscribers of "+channel, func() bool {
-		n, err := rdb.PubSubNumSub(context.Background(), channel).Result()
-		return err == nil && n[channel] == int64(len(apis))
-	})
+	waitFor(t, 20*time.Second, "three subscribers of "+channel, func() bool { return subscribers(channel) == int64(len(apis)) })
 	for i := 0; i < renames; i++ {
 		call(tr.R1.Token, `mutation($id: ID!, $n: String!) { updateAccount(id: $id, input: {name: $n}) { name } }`,
 			map[string]any{"id": acct(tr.C1.Account.ID), "n": fmt.Sprintf("rename %d", i)})
