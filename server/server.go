@@ -403,6 +403,23 @@ func readiness(d Deps) http.HandlerFunc {
 	}
 }
 
+// Probes is the HTTP handler of a process without the API (a worker or a
+// scheduler): GET /healthz (200 while it runs), GET /readyz (200 only while
+// PostgreSQL and Redis answer, as the API's) and, with a registry, GET
+// /metrics. Deps needs Store and Redis.
+func Probes(d Deps) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", readiness(d))
+	if d.Registry != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
+	}
+	return mux
+}
+
 // writeUnavailable answers 503 with Retry-After and an INTERNAL error marked
 // retryable: a dependency is down or slow, and the same request may succeed
 // in a moment.

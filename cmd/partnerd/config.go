@@ -34,6 +34,9 @@ type config struct {
 	Redis         redisConfig
 	QueueRedis    asynq.RedisConnOpt
 	HTTPAddr      string
+	// ProbeAddr is where a worker or scheduler serves /healthz, /readyz and
+	// /metrics (PROBE_ADDR; empty: nowhere). The API serves them on HTTPAddr.
+	ProbeAddr string
 	PublicURL     string
 	SMTPHost      string
 	SMTPPort      int
@@ -148,6 +151,13 @@ func loadConfig(lookup env) (*config, error) {
 	c.HTTPAddr = lookup.get("HTTP_ADDR", ":8080")
 	if _, port, serr := net.SplitHostPort(c.HTTPAddr); serr != nil || !validPort(port) {
 		return nil, bad("HTTP_ADDR", "%q is not host:port (e.g. :8080)", c.HTTPAddr)
+	}
+
+	c.ProbeAddr = lookup.get("PROBE_ADDR", "")
+	if c.ProbeAddr != "" {
+		if _, port, serr := net.SplitHostPort(c.ProbeAddr); serr != nil || !validPort(port) {
+			return nil, bad("PROBE_ADDR", "%q is not host:port (e.g. :9090)", c.ProbeAddr)
+		}
 	}
 
 	c.PublicURL = strings.TrimRight(lookup.get("PUBLIC_URL", "http://localhost:8080"), "/")

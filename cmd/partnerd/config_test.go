@@ -52,6 +52,7 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"redis cluster database", map[string]string{"REDIS_URL": "redis+cluster://a:7000/3"}, "REDIS_URL"},
 		{"http addr", map[string]string{"HTTP_ADDR": "nope"}, "HTTP_ADDR"},
 		{"http addr port", map[string]string{"HTTP_ADDR": ":99999"}, "HTTP_ADDR"},
+		{"probe addr", map[string]string{"PROBE_ADDR": "9090"}, "PROBE_ADDR"},
 		{"public url", map[string]string{"PUBLIC_URL": "not a url"}, "PUBLIC_URL"},
 		{"public url scheme", map[string]string{"PUBLIC_URL": "ftp://example.com"}, "PUBLIC_URL"},
 		{"smtp tls", map[string]string{"SMTP_TLS": "ssl"}, "SMTP_TLS"},

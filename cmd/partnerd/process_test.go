@@ -151,7 +151,7 @@ var configVars = []string{
 	"WORKER_CONCURRENCY", "DB_MAX_CONNS", "GRAPHQL_MAX_DEPTH", "GRAPHQL_MAX_COMPLEXITY", "GRAPHQL_MAX_TOKENS",
 	"HTTP_MAX_BODY", "HTTP_MAX_UPLOAD", "LIVE_PREFIX", "SMTP_TIMEOUT", "SMS_TIMEOUT", "WEBHOOK_TIMEOUT", "SEND_LEASE",
 	"RECONCILE_AFTER", "RECONCILE_EVERY", "DB_CONNECT_TIMEOUT", "DB_STATEMENT_TIMEOUT", "REQUEST_TIMEOUT", "REDIS_TIMEOUT",
-	"RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", "DATABASE_LISTEN_URL",
+	"RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", "DATABASE_LISTEN_URL", "PROBE_ADDR",
 }
 
 func childEnv(vars map[string]string) []string {
@@ -448,8 +448,9 @@ func TestProcessLifecycle(t *testing.T) {
 	base := "http://" + addr
 	withAddr := func(extra map[string]string) map[string]string { return withVars(vars, extra) }
 	api := start(t, withAddr(map[string]string{"HTTP_ADDR": addr, "PUBLIC_URL": base}), "api")
-	worker := start(t, withAddr(map[string]string{"HTTP_ADDR": freeAddr(t)}), "worker")
-	sched := start(t, withAddr(map[string]string{"HTTP_ADDR": freeAddr(t)}), "scheduler")
+	workerProbes, schedProbes := freeAddr(t), freeAddr(t)
+	worker := start(t, withAddr(map[string]string{"HTTP_ADDR": freeAddr(t), "PROBE_ADDR": workerProbes}), "worker")
+	sched := start(t, withAddr(map[string]string{"HTTP_ADDR": freeAddr(t), "PROBE_ADDR": schedProbes}), "scheduler")
 
 	api.waitHealthy(base)
 	for i, tok := range tokens {
@@ -463,6 +464,14 @@ func TestProcessLifecycle(t *testing.T) {
 	sched.waitFor(`"scheduler started" in the log`, 30*time.Second, func() bool {
 		return strings.Contains(sched.stderr.String(), "scheduler started")
 	})
+	// Workers and schedulers serve their probes on PROBE_ADDR.
+	for _, probes := range []string{workerProbes, schedProbes} {
+		for path, want := range map[string]string{"/healthz": "ok", "/readyz": `"postgres":"ok"`, "/metrics": "go_goroutines"} {
+			if resp, body := get(t, "http://"+probes+path); resp.StatusCode != http.StatusOK || !strings.Contains(body, want) {
+				t.Errorf("GET %s%s: %d %.200s", probes, path, resp.StatusCode, body)
+			}
+		}
+	}
 
 	for _, p := range []*proc{api, worker, sched} {
 		p.signal(syscall.SIGTERM)

@@ -251,6 +251,26 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		}()
 	}
 
+	var probeSrv *http.Server
+	if !r.api && cfg.ProbeAddr != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		ln, err := net.Listen("tcp", cfg.ProbeAddr)
+		if err != nil {
+			return fmt.Errorf("listen on PROBE_ADDR %s: %w", cfg.ProbeAddr, err)
+		}
+		probeSrv = &http.Server{Handler: server.Probes(server.Deps{Store: st, Redis: rdb, Registry: reg}), ReadHeaderTimeout: 10 * time.Second}
+		log.Info("probes listening", "addr", ln.Addr().String())
+		go func() {
+			if err := probeSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("probes: %w", err)
+			}
+		}()
+		// Answered until the rest has stopped (serve returns): liveness
+		// holds through the drain of running tasks.
+		defer func() { _ = probeSrv.Close() }()
+	}
+
 	var taskSrv *asynq.Server
 	if r.worker {
 		reg := workers.NewRegistry()
