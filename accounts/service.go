@@ -70,9 +70,22 @@ func GetInScope(db *gorm.DB, sc Scope, id int64) (*models.Account, error) {
 // (NOT_FOUND outside it). Lock ancestors before descendants: with paths,
 // order by path length.
 func LockInScope(tx *store.Tx, sc Scope, id int64) (*models.Account, error) {
+	return lockInScope(tx, sc, id, "FOR UPDATE")
+}
+
+// HoldInScope is LockInScope with the weaker FOR NO KEY UPDATE: it holds the
+// account against every change of its row (a move, an unbinding, a freeze)
+// until the transaction ends, yet lets other transactions insert rows that
+// reference it (an audit entry, an expenditure), which FOR UPDATE would
+// block, so it takes no part in their lock order.
+func HoldInScope(tx *store.Tx, sc Scope, id int64) (*models.Account, error) {
+	return lockInScope(tx, sc, id, "FOR NO KEY UPDATE")
+}
+
+func lockInScope(tx *store.Tx, sc Scope, id int64, mode string) (*models.Account, error) {
 	var a models.Account
 	q, args := sc.SQL("path")
-	err := tx.DB.Raw("SELECT * FROM accounts WHERE id = ? AND "+q+" FOR UPDATE", append([]any{id}, args...)...).Scan(&a).Error
+	err := tx.DB.Raw("SELECT * FROM accounts WHERE id = ? AND "+q+" "+mode, append([]any{id}, args...)...).Scan(&a).Error
 	if err != nil {
 		return nil, fmt.Errorf("lock account %d: %w", id, err)
 	}

@@ -34,13 +34,21 @@ func UpdateArrears(tx *store.Tx, customerIDs []int64, loc *time.Location) error 
 		ArrearsMonth int
 		Actual       decimal.Decimal
 	}
+	// Lock first, then read in a statement of its own: after waiting for a
+	// lock, a locking SELECT re-checks the locked row but not the rows it
+	// joined, so an account unbound meanwhile would still read as a CUSTOMER
+	// and be flagged in arrears for good (found by the invariants test). A
+	// new statement reads what was committed while it waited.
+	if err := tx.DB.Exec(`SELECT 1 FROM credit_balances WHERE account_id = ANY(?::bigint[]) ORDER BY account_id FOR UPDATE`,
+		store.Int64Array(ids)).Error; err != nil {
+		return fmt.Errorf("arrears: lock balances: %w", err)
+	}
 	err := tx.DB.Raw(`SELECT b.account_id, b.credit_limit, b.in_arrears, b.arrears_month, coalesce(t.actual_total - t.voucher_total, 0) AS actual
 		FROM credit_balances b
 		JOIN accounts a ON a.id = b.account_id AND a.kind = 'CUSTOMER'
 		LEFT JOIN spend_totals t ON t.customer_id = b.account_id AND t.month = ?
 		WHERE b.account_id = ANY(?::bigint[])
-		ORDER BY b.account_id
-		FOR UPDATE OF b`, month.Key(), store.Int64Array(ids)).Scan(&rows).Error
+		ORDER BY b.account_id`, month.Key(), store.Int64Array(ids)).Scan(&rows).Error
 	if err != nil {
 		return fmt.Errorf("arrears: %w", err)
 	}

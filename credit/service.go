@@ -193,7 +193,10 @@ func (s *Service) move(ctx context.Context, childID int64, amount decimal.Decima
 	}
 	var child *models.Account
 	err = s.st.InTx(ctx, func(tx *store.Tx) error {
-		c, err := accounts.GetInScope(tx.DB, sc, childID)
+		// Held, not just read: an unbinding or a migration moving the child
+		// away must not commit between this check of its partner and the
+		// ledger row (found by the invariants test).
+		c, err := accounts.HoldInScope(tx, sc, childID)
 		if err != nil {
 			return err
 		}
