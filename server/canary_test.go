@@ -79,23 +79,6 @@ const canarySMTPPassword = "smtp-Pa55word-" + "7c1e5d0b9a"
 // watcher knows it has read everything published before.
 const finalMark = "finalmark"
 
-// syncBuffer collects the logs of the run; the loggers write concurrently.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // hookSink is a tenant's webhook receiver: it records every request and
 // answers 200, or 503 while failures lasts (so failed deliveries are
@@ -278,7 +261,7 @@ type canaryRun struct {
 	api      *testkit.API
 	tr       *testkit.Tree
 	w        *testkit.Workers
-	logs     *syncBuffer
+	logs     *testkit.SyncBuffer
 	schema   *ast.Schema
 	a, b     *tenant
 	cur      models.Month
@@ -704,7 +687,7 @@ func (r *canaryRun) run(name string, f func()) {
 }
 
 func newCanaryRun(t *testing.T) *canaryRun {
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	// Some services log through slog's default logger (the API's
 	// expenditure ingestion): capture it too for the run.
 	prev := slog.Default()

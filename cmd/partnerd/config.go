@@ -31,12 +31,12 @@ type config struct {
 	RedisURL          string
 	// Redis is REDIS_URL parsed: one server or a cluster; QueueRedis is the
 	// same for asynq.
-	Redis         redisConfig
-	QueueRedis    asynq.RedisConnOpt
-	HTTPAddr      string
+	Redis      redisConfig
+	QueueRedis asynq.RedisConnOpt
+	HTTPAddr   string
 	// ProbeAddr is where a worker or scheduler serves /healthz, /readyz and
 	// /metrics (PROBE_ADDR; empty: nowhere). The API serves them on HTTPAddr.
-	ProbeAddr string
+	ProbeAddr     string
 	PublicURL     string
 	SMTPHost      string
 	SMTPPort      int

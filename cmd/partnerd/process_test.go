@@ -28,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"partnerd/store/storetest"
+	"partnerd/testkit"
 )
 
 var (
@@ -175,24 +176,6 @@ func childEnv(vars map[string]string) []string {
 	return out
 }
 
-// syncBuffer is a bytes.Buffer the child's output goroutine and the test
-// share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // runOnce runs a command that exits by itself.
 func runOnce(t *testing.T, vars map[string]string, args ...string) (code int, stdout, stderr string) {
@@ -215,14 +198,14 @@ type proc struct {
 	t      *testing.T
 	name   string
 	cmd    *exec.Cmd
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *testkit.SyncBuffer
+	stderr *testkit.SyncBuffer
 	done   chan struct{}
 }
 
 func start(t *testing.T, vars map[string]string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: strings.Join(args, " "), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{t: t, name: strings.Join(args, " "), stdout: &testkit.SyncBuffer{}, stderr: &testkit.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(binary(t), args...)
 	p.cmd.Env = childEnv(vars)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
