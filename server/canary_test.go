@@ -79,7 +79,6 @@ const canarySMTPPassword = "smtp-Pa55word-" + "7c1e5d0b9a"
 // watcher knows it has read everything published before.
 const finalMark = "finalmark"
 
-
 // hookSink is a tenant's webhook receiver: it records every request and
 // answers 200, or 503 while failures lasts (so failed deliveries are
 // logged and retried).

@@ -176,7 +176,6 @@ func childEnv(vars map[string]string) []string {
 	return out
 }
 
-
 // runOnce runs a command that exits by itself.
 func runOnce(t *testing.T, vars map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
