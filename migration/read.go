@@ -150,6 +150,63 @@ func (s *Service) History(ctx context.Context, m *Migration, account int64) ([]*
 	if err := s.st.DB.WithContext(ctx).Raw(q, args...).Scan(&list).Error; err != nil {
 		return nil, fmt.Errorf("history of migration %d: %w", m.ID, err)
 	}
+	if m.StatementAt != nil {
+		return list, nil
+	}
+	return s.redactActors(ctx, m, list)
+}
+
+// redactActors replaces, until the source has approved, the actor of every
+// event done by a user outside the caller's scope (its label names the user
+// and its email) with the party the user acts for, as Accounts redacts the
+// parties themselves.
+func (s *Service) redactActors(ctx context.Context, m *Migration, list []*Event) ([]*Event, error) {
+	sc, err := accounts.ScopeOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var users []int64
+	for _, e := range list {
+		if e.ActorUserID != nil {
+			users = append(users, *e.ActorUserID)
+		}
+	}
+	if len(users) == 0 || sc.All() {
+		return list, nil
+	}
+	var rows []struct {
+		UserID    int64
+		AccountID int64
+		Path      string
+	}
+	if err := s.st.DB.WithContext(ctx).Raw(`SELECT u.id AS user_id, a.id AS account_id, a.path FROM users u JOIN accounts a ON a.id = u.account_id
+		WHERE u.id = ANY(?::bigint[])`, store.Int64Array(users)).Scan(&rows).Error; err != nil {
+		return nil, fmt.Errorf("actors of migration %d: %w", m.ID, err)
+	}
+	hidden := map[int64]string{}
+	for _, r := range rows {
+		if r.AccountID == m.ReceiverID || sc.Contains(r.Path) {
+			continue
+		}
+		switch {
+		case r.AccountID == m.SourceID:
+			hidden[r.UserID] = "the source partner"
+		case m.DistributorID != nil && r.AccountID == *m.DistributorID:
+			hidden[r.UserID] = "the receiver's distributor"
+		default:
+			hidden[r.UserID] = "another party"
+		}
+	}
+	for i, e := range list {
+		if e.ActorUserID == nil {
+			continue
+		}
+		if label, ok := hidden[*e.ActorUserID]; ok {
+			c := *e
+			c.Actor, c.ActorUserID = label, nil
+			list[i] = &c
+		}
+	}
 	return list, nil
 }
 
@@ -172,7 +229,8 @@ func (s *Service) Account(ctx context.Context, m *Migration, id int64) (*models.
 //
 // Until the source has approved, acknowledging the Sub-Customer Data Transfer
 // Statement, a caller sees an account outside its scope (the source, its
-// customers, the receiver's distributor) only redacted: ID, kind and status.
+// customers, the receiver's distributor) only redacted (models.Account.Redact:
+// ID, kind, status, currency and creation time; its ID for a name).
 // The receiver alone is shown whole to every party: it asked. Without this,
 // any partner could read any other tenant's customers by naming them in a
 // draft of its own.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -181,6 +182,16 @@ func writeIngestError(w http.ResponseWriter, r *http.Request, log *slog.Logger, 
 		return
 	case errors.Is(err, gzip.ErrChecksum), errors.Is(err, gzip.ErrHeader):
 		writeError(w, http.StatusBadRequest, apperr.Validation, "the gzip body is corrupt")
+		return
+	case errors.As(err, new(*spend.BodyError)) && ctx.Err() == nil:
+		// The body could not be read (truncated, cut, too slow): the
+		// sender's to resend, never "the database is unavailable".
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			writeError(w, http.StatusRequestTimeout, apperr.Validation, "the request body arrived too slowly: "+apperr.Clip(err.Error()))
+			return
+		}
+		writeError(w, http.StatusBadRequest, apperr.Validation, "the request body could not be read: "+apperr.Clip(err.Error()))
 		return
 	case store.IsRetryable(err):
 		log.WarnContext(ctx, "retryable database conflict", "err", err, "request_id", store.RequestID(ctx), "path", r.URL.Path)

@@ -697,6 +697,29 @@ func TestMigration_SourceSideRedactedUntilItApproves(t *testing.T) {
 		map[string]any{"id": id}, nil)
 	check(tr.S1, true)
 
+	// A source that rejects without approving stays redacted in the history
+	// too: the receiver reads the party, not the user and its email.
+	c6 := tr.Add(t, tr.D2.Account.ID, models.KindCustomer, "Customer Six")
+	activate(t, api, tr.D2, c6)
+	api.MustDo(t, tr.S1.Token, `mutation($s: ID!, $rows: [MigrationRowInput!]) { createMigration(sourceId: $s, rows: $rows) { id } }`,
+		map[string]any{"s": acct(tr.D2.Account.ID), "rows": []map[string]any{{"accountId": acct(c6.Account.ID), "creditToAllocate": "5"}}}, &c)
+	id2 := c.CreateMigration.ID
+	api.MustDo(t, tr.S1.Token, `mutation($id: ID!) { submitMigration(id: $id) { status } }`, map[string]any{"id": id2}, nil)
+	api.MustDo(t, tr.D2.Token, `mutation($id: ID!) { rejectMigration(id: $id, reason: "not now") { status } }`, map[string]any{"id": id2}, nil)
+	var h struct {
+		Migration struct {
+			History []struct{ Actor, Action string }
+		}
+	}
+	for _, who := range []testkit.Party{tr.S1, tr.D2} {
+		api.MustDo(t, who.Token, `query($id: ID!) { migration(id: $id) { history { actor action } } }`, map[string]any{"id": id2}, &h)
+		last := h.Migration.History[len(h.Migration.History)-1]
+		hidden := who.Account.ID == tr.S1.Account.ID
+		if last.Action != "REJECTED" || strings.Contains(last.Actor, tr.D2.User.Email) == hidden || (hidden && last.Actor != "the source partner") {
+			t.Fatalf("%s reads the rejection as %+v", who.Account.Name, last)
+		}
+	}
+
 	// The notifications to the receiver's side named the source only once it
 	// had approved.
 	w := testkit.StartWorkers(t, tr, testkit.WorkerOptions{RedisURL: api.RedisURL, Prefix: api.Prefix})

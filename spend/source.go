@@ -177,7 +177,7 @@ func (s *ndjsonSource) Next() (Record, error) {
 		if errors.Is(err, bufio.ErrTooLong) {
 			return Record{}, lineError(s.line+1, "longer than %d bytes", maxLineBytes)
 		}
-		return Record{}, fmt.Errorf("read NDJSON after line %d: %w", s.line, err)
+		return Record{}, fmt.Errorf("read NDJSON after line %d: %w", s.line, &BodyError{Err: err})
 	}
 	return Record{}, io.EOF
 }
@@ -772,7 +772,7 @@ func NewCSVSource(r io.Reader) (Source, error) {
 		case errors.Is(err, errRecordTooLong):
 			return nil, lineError(1, "the header is longer than %d bytes", maxLineBytes)
 		}
-		return nil, fmt.Errorf("read CSV header: %w", err)
+		return nil, fmt.Errorf("read CSV header: %w", &BodyError{Err: err})
 	}
 	// Field by field: the header's fields must be the columns, so a quoted
 	// "external_id,customer_id,...", one field that joins to the same text,
@@ -803,7 +803,7 @@ func (s *csvSource) Next() (Record, error) {
 		case errors.Is(err, errRecordTooLong):
 			return Record{}, lineError(s.line+1, "the row is longer than %d bytes", maxLineBytes)
 		}
-		return Record{}, fmt.Errorf("read CSV after line %d: %w", s.line, err)
+		return Record{}, fmt.Errorf("read CSV after line %d: %w", s.line, &BodyError{Err: err})
 	}
 	s.line, _ = s.cr.FieldPos(0)
 	if len(row) != len(csvColumns) {
@@ -864,3 +864,14 @@ func parseCSVRow(row []string) (Record, string) {
 	}
 	return rec, checkRecord(&rec)
 }
+
+// BodyError is a failure to read the request body itself (a truncated gzip
+// stream, a connection cut or idle mid-upload): the sender's to resend, not
+// a failure of the store.
+type BodyError struct{ Err error }
+
+// Error says what could not be read.
+func (e *BodyError) Error() string { return "read the request body: " + e.Err.Error() }
+
+// Unwrap is the read's own error.
+func (e *BodyError) Unwrap() error { return e.Err }

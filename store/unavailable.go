@@ -26,6 +26,7 @@ func IsUnavailable(err error) bool {
 		case strings.HasPrefix(pg.Code, "08"), // connection exception
 			strings.HasPrefix(pg.Code, "57P"), // admin_shutdown, crash_shutdown, cannot_connect_now
 			pg.Code == "53300",                // too_many_connections
+			pg.Code == "25006",                // read_only_sql_transaction: a standby, right after a failover
 			pg.Code == "57014":                // query_canceled (statement_timeout)
 			return true
 		}

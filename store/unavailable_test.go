@@ -30,6 +30,7 @@ func TestIsUnavailable(t *testing.T) {
 		{"connection failure", wrap(&pgconn.PgError{Code: "08006"}), true},
 		{"too many connections", wrap(&pgconn.PgError{Code: "53300"}), true},
 		{"statement timeout", wrap(&pgconn.PgError{Code: "57014"}), true},
+		{"read-only after a failover", wrap(&pgconn.PgError{Code: "25006"}), true},
 		{"unique violation", wrap(&pgconn.PgError{Code: "23505"}), false},
 		{"check violation", wrap(&pgconn.PgError{Code: "23514"}), false},
 		{"cancelled by the caller", wrap(context.Canceled), false},

@@ -25,8 +25,13 @@ const (
 	DefaultReconcileEvery = time.Minute
 )
 
-// outboxSweepBatch is how many unsettled rows one query of the sweep reads.
-const outboxSweepBatch = 1000
+// outboxSweepBatch is how many unsettled rows one query of the sweep reads;
+// outboxSweepMax how many one sweep looks at, so a sweep over a large
+// backlog ends (the next one goes on from the oldest again).
+const (
+	outboxSweepBatch = 1000
+	outboxSweepMax   = 20_000
+)
 
 // Reconcile tunes the reconciliation of the database with Redis: Redis may
 // lose tasks (a restart without persistence, a failover), the database never
@@ -81,10 +86,11 @@ func (s *OutboxSweeper) Handle(mux *asynq.ServeMux) { mux.HandleFunc(TypeSweepOu
 func ReconcileEntries(rc Reconcile) []Entry {
 	rc = rc.withDefaults()
 	return []Entry{
+		// A failed sweep is not retried: the next period's sweeps again.
 		{Name: "sweep-outbox", Every: rc.Every, Queue: QueueDefault,
-			Task: func(time.Time) *asynq.Task { return asynq.NewTask(TypeSweepOutbox, nil) }},
+			Task: func(time.Time) *asynq.Task { return asynq.NewTask(TypeSweepOutbox, nil, asynq.MaxRetry(0)) }},
 		{Name: "sweep-deliveries", Every: rc.Every, Queue: QueueNotifications,
-			Task: func(time.Time) *asynq.Task { return asynq.NewTask(TypeSweepDeliveries, nil) }},
+			Task: func(time.Time) *asynq.Task { return asynq.NewTask(TypeSweepDeliveries, nil, asynq.MaxRetry(0)) }},
 	}
 }
 
@@ -107,7 +113,7 @@ func (s *OutboxSweeper) Sweep(ctx context.Context) (int, error) {
 		after    int64
 		requeued int
 	)
-	for {
+	for seen := 0; seen < outboxSweepMax; seen += outboxSweepBatch {
 		rows, err := s.st.UnsettledOutbox(ctx, s.after, after, outboxSweepBatch)
 		if err != nil {
 			return requeued, err
@@ -124,10 +130,13 @@ func (s *OutboxSweeper) Sweep(ctx context.Context) (int, error) {
 			case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
 				row := outboxRow{OutboxPayload: OutboxPayload{ID: r.ID, EventType: r.EventType, AccountID: r.AccountID,
 					Payload: json.RawMessage(r.Payload), RequestID: r.RequestID}, Queue: queue}
-				if _, err := enqueueOutbox(ctx, s.client, row, s.opts); err != nil {
+				fresh, err := enqueueOutbox(ctx, s.client, row, s.opts)
+				if err != nil {
 					return requeued, fmt.Errorf("re-enqueue outbox row %d: %w", r.ID, err)
 				}
-				requeued++
+				if fresh {
+					requeued++
+				}
 			case err != nil:
 				return requeued, fmt.Errorf("look up the task of outbox row %d: %w", r.ID, err)
 			case info.State == asynq.TaskStateCompleted:
@@ -145,4 +154,5 @@ func (s *OutboxSweeper) Sweep(ctx context.Context) (int, error) {
 			return requeued, nil
 		}
 	}
+	return requeued, nil
 }

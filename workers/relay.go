@@ -63,8 +63,10 @@ func (o RelayOptions) withDefaults() RelayOptions {
 	return o
 }
 
-// relayBatchTimeout bounds one RelayOnce of the running relay.
-const relayBatchTimeout = 30 * time.Second
+// relayBatchTimeout bounds one RelayOnce of the running relay: a database
+// that stops answering must not hang it, yet a slow batch (500 rows fanned
+// out, each statement within DB_STATEMENT_TIMEOUT) must be able to finish.
+const relayBatchTimeout = 2 * time.Minute
 
 // relayParallelism is how many enqueues of one batch are in flight at once.
 const relayParallelism = 8
@@ -314,7 +316,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 	}
 	if len(done) > 0 {
 		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET dispatched_at = now(),
-			settled_at = CASE WHEN id = ANY($2) THEN now() END WHERE id = ANY($1)`, done, settled); err != nil {
+			settled_at = CASE WHEN id = ANY($2) THEN now() ELSE settled_at END WHERE id = ANY($1)`, done, settled); err != nil {
 			return 0, fmt.Errorf("relay outbox: mark %d rows dispatched: %w", len(done), err)
 		}
 		if err := tx.Commit(); err != nil {

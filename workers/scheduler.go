@@ -145,7 +145,7 @@ func PeriodTaskID(name string, period time.Time) string {
 }
 
 // DefaultEntries returns partnerd's periodic tasks: the hourly purge of
-// dispatched outbox rows.
+// settled outbox rows.
 func DefaultEntries() []Entry {
 	return []Entry{{
 		Name:  "purge-outbox",

@@ -302,6 +302,14 @@ func TestParseRedisClusterURL(t *testing.T) {
 	if _, err := parseRedisURL("rediss+cluster://a:7000"); err != nil {
 		t.Errorf("TLS cluster URL: %v", err)
 	}
+	// A query without a path, a password with an '@', IPv6 nodes.
+	r, err := parseRedisURL("redis+cluster://app:p@ss@[::1]:7000,[::1]:7001?max_redirects=2")
+	if err != nil || strings.Join(r.Cluster.Addrs, " ") != "[::1]:7000 [::1]:7001" || r.Cluster.Password != "p@ss" || r.Cluster.MaxRedirects != 2 {
+		t.Errorf("cluster URL with a query and no path: %+v, %v", r.Cluster, err)
+	}
+	if _, err := parseRedisURL("redis+cluster://a:7000,b:abc"); err == nil {
+		t.Error("a second node without a port number was accepted")
+	}
 }
 
 func TestParseOrigins(t *testing.T) {

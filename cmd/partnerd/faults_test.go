@@ -54,7 +54,11 @@ func faultEnv(dbURL, redisURL string, smtp *emailtest.Sink, smsURL, smtpPassword
 		"SMTP_HOST": smtp.Host(), "SMTP_PORT": strconv.Itoa(smtp.Port()), "SMTP_TLS": "none",
 		"SMTP_USERNAME": "partnerd", "SMTP_PASSWORD": smtpPassword, "SMTP_FROM": "notify@partnerd.test",
 		"SMS_PROVIDER": "webhook", "SMS_WEBHOOK_URL": smsURL,
-		"SMTP_TIMEOUT": "2s", "SMS_TIMEOUT": "2s", "WEBHOOK_TIMEOUT": "2s", "SEND_LEASE": "4s",
+		"SMTP_TIMEOUT": "2s", "SMS_TIMEOUT": "2s", "WEBHOOK_TIMEOUT": "2s",
+		// Longer than any delivery task here (an email claim of 16 messages at
+		// a local SMTP server), so a duplicate email comes from a kill, not
+		// from a lease taken over while its task still sends.
+		"SEND_LEASE":      "15s",
 		"RECONCILE_AFTER": "2s", "RECONCILE_EVERY": "1s",
 		"DB_CONNECT_TIMEOUT": "2s", "REQUEST_TIMEOUT": "10s", "REDIS_TIMEOUT": "1s",
 		"RATE_LIMIT_PER_SECOND": "0", "LOG_LEVEL": "debug", "SHUTDOWN_TIMEOUT": "10s",

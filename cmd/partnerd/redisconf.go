@@ -41,12 +41,13 @@ func parseRedisURL(raw string) (redisConfig, error) {
 	}
 	// redis+cluster://[user:pass@]h1:p1,h2:p2[/0][?query] → go-redis's
 	// cluster URL, redis://[user:pass@]h1:p1?addr=h2:p2&query.
-	authority, pathQuery, _ := strings.Cut(rest, "/")
-	userinfo, hosts, hasUser := strings.Cut(authority, "@")
-	if !hasUser {
-		hosts, userinfo = userinfo, ""
+	rest, query, _ := strings.Cut(rest, "?")
+	authority, path, _ := strings.Cut(rest, "/")
+	// The password may hold an '@': the hosts follow the last one.
+	userinfo, hosts := "", authority
+	if i := strings.LastIndexByte(authority, '@'); i >= 0 {
+		userinfo, hosts = authority[:i], authority[i+1:]
 	}
-	path, query, _ := strings.Cut(pathQuery, "?")
 	if path != "" && path != "0" {
 		return redisConfig{}, fmt.Errorf("a cluster has only database 0, not %q", path)
 	}
@@ -56,7 +57,7 @@ func parseRedisURL(raw string) (redisConfig, error) {
 		if h == "" {
 			continue
 		}
-		if _, port, err := net.SplitHostPort(h); err != nil || port == "" {
+		if _, port, err := net.SplitHostPort(h); err != nil || !validPort(port) {
 			return redisConfig{}, fmt.Errorf("cluster node %q is not host:port", h)
 		}
 		addrs = append(addrs, h)
