@@ -123,10 +123,7 @@ func New(d Deps, opts Options) http.Handler {
 
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", withRawAnswers(gql))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		_, _ = w.Write([]byte("ok\n"))
-	})
+	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", readiness(d))
 	if d.Spend != nil {
 		mux.Handle("POST "+streamingIngestPath, ExpendituresHandler(d.Spend, d.Log))
@@ -409,15 +406,18 @@ func readiness(d Deps) http.HandlerFunc {
 // /metrics. Deps needs Store and Redis.
 func Probes(d Deps) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		_, _ = w.Write([]byte("ok\n"))
-	})
+	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", readiness(d))
 	if d.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
 	}
 	return mux
+}
+
+// healthz is the liveness probe of every role: 200 while the process runs.
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = w.Write([]byte("ok\n"))
 }
 
 // writeUnavailable answers 503 with Retry-After and an INTERNAL error marked

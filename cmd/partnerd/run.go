@@ -293,12 +293,14 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		bw := workers.NewBulk(bulkChanges, queue, log)
 		bw.Register(reg)
 		bw.Handle(mux)
-		workers.NewOutboxSweeper(st, queue, insp, log, cfg.Reconcile, workers.RelayOptions{}).Handle(mux)
+		// The sweep re-enqueues with the relay's own task options.
+		relayOpts := workers.RelayOptions{Notifications: nw, Registry: reg, ListenURL: cfg.DatabaseListenURL}
+		workers.NewOutboxSweeper(st, queue, insp, log, cfg.Reconcile, relayOpts).Handle(mux)
 		taskSrv = workers.NewServer(cfg.QueueRedis, workers.ServerConfig{Concurrency: cfg.WorkerConcurrency, ShutdownTimeout: cfg.ShutdownTimeout}, log)
 		if err := taskSrv.Start(mux); err != nil {
 			return fmt.Errorf("start workers: %w", err)
 		}
-		relay := workers.NewRelay(st, queue, hub, log, workers.RelayOptions{Notifications: nw, Registry: reg, ListenURL: cfg.DatabaseListenURL})
+		relay := workers.NewRelay(st, queue, hub, log, relayOpts)
 		goRun("outbox relay", relay.Run)
 		log.Info("workers started", "concurrency", cfg.WorkerConcurrency)
 	}
