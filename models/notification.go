@@ -49,9 +49,12 @@ func (s DeliveryStatus) IsValid() bool {
 // Delivery is one notification to one recipient on one channel. Key is
 // unique per (event, recipient, channel) and is the task ID of its queue task.
 type Delivery struct {
-	ID           int64 `gorm:"primaryKey"`
-	Key          string
-	OutboxID     int64
+	ID       int64 `gorm:"primaryKey"`
+	Key      string
+	OutboxID int64
+	// EventAt is when the event was emitted: the month partition the
+	// delivery and its attempts are stored in.
+	EventAt      time.Time
 	EventType    string
 	Channel      Channel
 	AccountID    int64
@@ -99,6 +102,9 @@ type DeliveryAttempt struct {
 	N          int
 	Channel    Channel
 	StartedAt  time.Time
+	// EventAt is the delivery's EventAt: the attempt is stored in the same
+	// month partition.
+	EventAt    time.Time
 	FinishedAt *time.Time
 	Outcome    *DeliveryOutcome
 	Response   string

@@ -93,10 +93,10 @@ func (s *Service) Deliver(ctx context.Context, deliveryID int64, final bool) err
 const writeInboxSQL = `WITH d AS (
 	UPDATE deliveries SET status = 'SENT', attempts = attempts + 1, sent_at = $2, updated_at = $2
 	WHERE id = $1 AND status = 'PENDING' AND channel = 'IN_SITE'
-	RETURNING id, account_id, user_id, event_type, subject, body_text, attempts, channel
+	RETURNING id, account_id, user_id, event_type, subject, body_text, attempts, channel, event_at
 ), a AS (
-	INSERT INTO delivery_attempts (delivery_id, n, channel, started_at, finished_at, outcome, response)
-	SELECT id, attempts, channel, $2, $2, 'SENT', 'inbox message written' FROM d
+	INSERT INTO delivery_attempts (delivery_id, n, channel, started_at, finished_at, outcome, response, event_at)
+	SELECT id, attempts, channel, $2, $2, 'SENT', 'inbox message written', event_at FROM d
 )
 INSERT INTO inbox_messages (delivery_id, account_id, user_id, event_type, subject, body, created_at)
 SELECT id, account_id, user_id, event_type, subject, body_text, $2 FROM d
@@ -162,15 +162,15 @@ const claimPendingSQL = `WITH own AS (
 	UPDATE deliveries x SET status = 'SENDING', attempts = x.attempts + 1, claimed_until = $3, updated_at = $2
 	WHERE x.id IN (SELECT id FROM own UNION ALL SELECT id FROM emails UNION ALL SELECT id FROM hooks) AND x.status = 'PENDING'
 	RETURNING x.id, x.key, x.outbox_id, x.event_type, x.channel, x.address, x.locale, x.subject, x.body_text, x.body_html,
-		x.endpoint_id, x.retry_until, x.attempts
+		x.endpoint_id, x.retry_until, x.attempts, x.event_at
 ), a AS (
-	INSERT INTO delivery_attempts (delivery_id, n, channel, started_at)
-	SELECT id, attempts, channel, $2 FROM d
+	INSERT INTO delivery_attempts (delivery_id, n, channel, started_at, event_at)
+	SELECT id, attempts, channel, $2, event_at FROM d
 )
 SELECT d.*, NULL::timestamptz AS claimed_until, true AS claimed, 'SENDING' AS cur FROM d
 UNION ALL
 SELECT id, key, outbox_id, event_type, channel, address, locale, subject, body_text, body_html,
-	endpoint_id, retry_until, attempts, claimed_until, false, status
+	endpoint_id, retry_until, attempts, event_at, claimed_until, false, status
 FROM deliveries WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM d WHERE d.id = $1)`
 
 // claimedRow is a row of claimPendingSQL.
@@ -363,7 +363,7 @@ func (s *Service) claim(ctx context.Context, id int64) (claim, error) {
 		}
 		c.attempt = d.Attempts + 1
 		until := now.Add(s.lease)
-		if err := tx.DB.Create(&models.DeliveryAttempt{DeliveryID: id, N: c.attempt, Channel: d.Channel, StartedAt: now}).Error; err != nil {
+		if err := tx.DB.Create(&models.DeliveryAttempt{DeliveryID: id, N: c.attempt, Channel: d.Channel, StartedAt: now, EventAt: d.EventAt}).Error; err != nil {
 			return fmt.Errorf("start attempt %d of delivery %d: %w", c.attempt, id, err)
 		}
 		return tx.DB.Model(&models.Delivery{}).Where("id = ?", id).Updates(map[string]any{

@@ -21,6 +21,10 @@ type Event struct {
 	OutboxID int64
 	Type     string
 	Payload  json.RawMessage
+	// At is when the event was emitted (the outbox row's created_at). Its
+	// deliveries are stored in that month's partition, where their unique
+	// key is checked. Zero: FanOutBatch reads it from the outbox.
+	At time.Time
 }
 
 // FanOut creates the deliveries the outbox event outboxID (of eventType,
@@ -47,6 +51,11 @@ func (s *Service) FanOutBatch(ctx context.Context, events []Event) ([]Pending, e
 		all   []Audience
 		ids   []int64
 	)
+	db := s.st.DB.WithContext(ctx)
+	events, err := eventTimes(db, events, s.st.Now())
+	if err != nil {
+		return nil, err
+	}
 	for _, ev := range events {
 		if ev.Type == EventWebhookTest {
 			var t WebhookTest
@@ -76,7 +85,6 @@ func (s *Service) FanOutBatch(ctx context.Context, events []Event) ([]Pending, e
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	db := s.st.DB.WithContext(ctx)
 	set, err := loadAudiences(db, types, all)
 	if err != nil {
 		return nil, err
@@ -116,6 +124,7 @@ func (s *Service) FanOutBatch(ctx context.Context, events []Event) ([]Pending, e
 				d := models.Delivery{
 					Key:       strconv.FormatInt(ev.OutboxID, 10) + ":" + r.key() + ":" + string(ch),
 					OutboxID:  ev.OutboxID,
+					EventAt:   ev.At,
 					EventType: ev.Type,
 					Channel:   ch,
 					AccountID: r.AccountID,
@@ -168,7 +177,7 @@ func (s *Service) FanOutBatch(ctx context.Context, events []Event) ([]Pending, e
 	return out, nil
 }
 
-// insertChunk bounds the rows of one INSERT (15 parameters each).
+// insertChunk bounds the rows of one INSERT (16 parameters each).
 const insertChunk = 1000
 
 // insertDeliveries creates rows (those whose key exists are skipped) and
@@ -182,17 +191,18 @@ func insertDeliveries(db *gorm.DB, outboxIDs []int64, rows []models.Delivery, no
 	)
 	sb.WriteString(`WITH ins AS (`)
 	if len(rows) > 0 {
-		sb.WriteString(`INSERT INTO deliveries (key, outbox_id, event_type, channel, account_id, user_id, address, locale,
+		sb.WriteString(`INSERT INTO deliveries (key, outbox_id, event_at, event_type, channel, account_id, user_id, address, locale,
 			subject, body_text, body_html, endpoint_id, retry_until, status, created_at, updated_at) VALUES `)
 		for i, d := range rows {
 			if i > 0 {
 				sb.WriteString(", ")
 			}
-			sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?, ?)")
-			args = append(args, d.Key, d.OutboxID, d.EventType, d.Channel, d.AccountID, d.UserID, d.Address, d.Locale,
+			sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?, ?)")
+			args = append(args, d.Key, d.OutboxID, d.EventAt, d.EventType, d.Channel, d.AccountID, d.UserID, d.Address, d.Locale,
 				d.Subject, d.BodyText, d.BodyHTML, d.EndpointID, d.RetryUntil, now, now)
 		}
-		sb.WriteString(` ON CONFLICT (key) DO NOTHING RETURNING id, key, generation, channel`)
+		// The key names the event, so (key, event_at) is as unique as the key.
+		sb.WriteString(` ON CONFLICT (key, event_at) DO NOTHING RETURNING id, key, generation, channel`)
 	} else {
 		sb.WriteString(`SELECT id, key, generation, channel FROM deliveries WHERE false`)
 	}
@@ -344,4 +354,41 @@ func (s *Service) NotifyNow(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// eventTimes returns events with every At set: those the caller left zero
+// are read from their outbox rows in one statement. An event whose row is
+// gone (a caller that fans out an event it made up) is placed at now.
+func eventTimes(db *gorm.DB, events []Event, now time.Time) ([]Event, error) {
+	var missing []int64
+	for _, ev := range events {
+		if ev.At.IsZero() {
+			missing = append(missing, ev.OutboxID)
+		}
+	}
+	if len(missing) == 0 {
+		return events, nil
+	}
+	var times []struct {
+		ID        int64
+		CreatedAt time.Time
+	}
+	if err := store.Select(db, &times, `SELECT id, created_at FROM outbox WHERE id IN ?`, missing); err != nil {
+		return nil, fmt.Errorf("read the times of %d events: %w", len(missing), err)
+	}
+	at := make(map[int64]time.Time, len(times))
+	for _, t := range times {
+		at[t.ID] = t.CreatedAt
+	}
+	out := slices.Clone(events)
+	for i := range out {
+		if out[i].At.IsZero() {
+			if t, ok := at[out[i].OutboxID]; ok {
+				out[i].At = t
+			} else {
+				out[i].At = now
+			}
+		}
+	}
+	return out, nil
 }

@@ -65,8 +65,7 @@ SELECT 0, e.id, e.account_id, e.url, e.event_types FROM webhook_endpoints e WHER
 
 // webhookRows builds the WEBHOOK deliveries a fan-out batch owes: one per
 // (event, endpoint), the endpoint subscribed to the event's type (a test
-// event goes to its endpoint alone). It costs one statement, and a second
-// for the events' times when any endpoint is found.
+// event goes to its endpoint alone). It costs one statement.
 func (s *Service) webhookRows(db *gorm.DB, evs []hookEvent, now time.Time) ([]models.Delivery, error) {
 	var accts, eps []int64
 	for _, ev := range evs {
@@ -91,21 +90,6 @@ func (s *Service) webhookRows(db *gorm.DB, evs []hookEvent, now time.Time) ([]mo
 	if len(targets) == 0 {
 		return nil, nil
 	}
-	var outboxIDs []int64
-	for _, ev := range evs {
-		outboxIDs = append(outboxIDs, ev.OutboxID)
-	}
-	var times []struct {
-		ID        int64
-		CreatedAt time.Time
-	}
-	if err := store.Select(db, &times, `SELECT id, created_at FROM outbox WHERE id IN ?`, outboxIDs); err != nil {
-		return nil, fmt.Errorf("read event times: %w", err)
-	}
-	at := make(map[int64]time.Time, len(times))
-	for _, t := range times {
-		at[t.ID] = t.CreatedAt
-	}
 	until := now.Add(WebhookRetryWindow)
 	var rows []models.Delivery
 	for _, ev := range evs {
@@ -121,11 +105,7 @@ func (s *Service) webhookRows(db *gorm.DB, evs []hookEvent, now time.Time) ([]mo
 				continue
 			}
 			seen[t.EndpointID] = true
-			when, ok := at[ev.OutboxID]
-			if !ok {
-				when = now
-			}
-			body, err := json.Marshal(webhookBody{ID: WebhookEventID(ev.OutboxID), Type: ev.Type, Time: when.UTC(), Data: ev.Payload})
+			body, err := json.Marshal(webhookBody{ID: WebhookEventID(ev.OutboxID), Type: ev.Type, Time: ev.At.UTC(), Data: ev.Payload})
 			if err != nil {
 				return nil, fmt.Errorf("webhook body of outbox %d: %w", ev.OutboxID, err)
 			}
@@ -133,6 +113,7 @@ func (s *Service) webhookRows(db *gorm.DB, evs []hookEvent, now time.Time) ([]mo
 			rows = append(rows, models.Delivery{
 				Key:        strconv.FormatInt(ev.OutboxID, 10) + ":w" + strconv.FormatInt(ep, 10) + ":" + string(models.ChannelWebhook),
 				OutboxID:   ev.OutboxID,
+				EventAt:    ev.At,
 				EventType:  ev.Type,
 				Channel:    models.ChannelWebhook,
 				AccountID:  t.OwnerID,

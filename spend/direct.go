@@ -222,11 +222,15 @@ func (s *Service) ingestDirect(ctx context.Context, tx *store.Tx, cp *store.Copi
 	return d.res, nil
 }
 
-// raced tells a failure the staged path resolves: the unique index on
-// external_id hit by a concurrent request's committed row, or a deadlock
-// with it.
+// raced tells a failure the staged path resolves: the unique key on
+// (external_id, month) hit by a concurrent request's committed row, or a
+// deadlock with it. The error names the key's index in the month's
+// partition (expenditures_pYYYYMM_external_id_month_key), or the parent's
+// constraint.
 func raced(err error) error {
-	if (store.PgCode(err) == "23505" && store.PgConstraint(err) == "expenditures_external_idx") || store.IsRetryable(err) {
+	c := store.PgConstraint(err)
+	external := c == "expenditures_external_key" || (strings.HasPrefix(c, "expenditures_") && strings.HasSuffix(c, "_external_id_month_key"))
+	if (store.PgCode(err) == "23505" && external) || store.IsRetryable(err) {
 		return fmt.Errorf("%w: %w", errRaced, err)
 	}
 	return err

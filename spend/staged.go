@@ -109,7 +109,7 @@ const storeValid = `WITH ins AS (
 	LEFT JOIN issued_bill_months ib ON ib.owner_id = c.owner_id AND ib.month = c.month
 	WHERE c.reason IS NULL
 	ORDER BY c.external_id COLLATE "C"
-	ON CONFLICT (external_id) DO NOTHING
+	ON CONFLICT (external_id, month) DO NOTHING
 	RETURNING external_id, customer_id, owner_id, month, billing_mode, list_amount, actual_amount
 ), owners AS (
 	INSERT INTO owner_spend_totals AS o (owner_id, month, list_total, actual_total, records, last_received_at)

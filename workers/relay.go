@@ -258,7 +258,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 	for i, row := range batch {
 		notifies := r.opts.Notifications != nil && r.opts.Notifications.svc.Catalogue().FansOut(row.EventType)
 		if notifies {
-			events = append(events, notify.Event{OutboxID: row.ID, Type: row.EventType, Payload: row.Payload})
+			events = append(events, notify.Event{OutboxID: row.ID, Type: row.EventType, Payload: row.Payload, At: row.CreatedAt})
 		}
 		// A task only for a type someone consumes: an event that is only
 		// notified or published live (spend.changed, by the thousand per
@@ -329,13 +329,14 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 // outboxRow is an outbox row as the relay reads it.
 type outboxRow struct {
 	OutboxPayload
-	Queue  string
-	Topics string
+	Queue     string
+	Topics    string
+	CreatedAt time.Time
 }
 
 func lockPending(ctx context.Context, tx *sql.Tx, limit int) ([]outboxRow, error) {
 	rows, err := tx.QueryContext(ctx, `
-		SELECT id, event_type, queue, account_id, payload, topics, request_id
+		SELECT id, event_type, queue, account_id, payload, topics, request_id, created_at
 		FROM outbox
 		WHERE dispatched_at IS NULL
 		ORDER BY id
@@ -352,7 +353,7 @@ func lockPending(ctx context.Context, tx *sql.Tx, limit int) ([]outboxRow, error
 			account sql.NullInt64
 			payload []byte
 		)
-		if err := rows.Scan(&row.ID, &row.EventType, &row.Queue, &account, &payload, &row.Topics, &row.RequestID); err != nil {
+		if err := rows.Scan(&row.ID, &row.EventType, &row.Queue, &account, &payload, &row.Topics, &row.RequestID, &row.CreatedAt); err != nil {
 			return nil, fmt.Errorf("relay outbox: scan row: %w", err)
 		}
 		if account.Valid {

@@ -143,14 +143,3 @@ func (s *Scheduler) enqueue(ctx context.Context, e Entry, period time.Time) (boo
 func PeriodTaskID(name string, period time.Time) string {
 	return name + ":" + period.UTC().Format(time.RFC3339)
 }
-
-// DefaultEntries returns partnerd's periodic tasks: the hourly purge of
-// settled outbox rows.
-func DefaultEntries() []Entry {
-	return []Entry{{
-		Name:  "purge-outbox",
-		Every: time.Hour,
-		Task:  func(time.Time) *asynq.Task { return asynq.NewTask(TypePurgeOutbox, nil) },
-		Queue: QueueBulk,
-	}}
-}

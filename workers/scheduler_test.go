@@ -114,12 +114,12 @@ func TestSchedulersRun(t *testing.T) {
 	}
 }
 
-func TestDefaultEntries(t *testing.T) {
-	es := DefaultEntries()
-	if len(es) != 1 || es[0].Name != "purge-outbox" || es[0].Every != time.Hour {
-		t.Fatalf("DefaultEntries = %+v", es)
+func TestPartitionEntries(t *testing.T) {
+	es := PartitionEntries()
+	if len(es) != 1 || es[0].Name != "partitions" || es[0].Every != time.Hour || es[0].Queue != QueueBulk {
+		t.Fatalf("PartitionEntries = %+v", es)
 	}
-	if task := es[0].Task(time.Now()); task.Type() != TypePurgeOutbox {
+	if task := es[0].Task(time.Now()); task.Type() != TypeMaintainPartitions {
 		t.Fatalf("task type %s", task.Type())
 	}
 }

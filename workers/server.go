@@ -56,12 +56,9 @@ func (r *Registry) Consumers(eventType string) []Consumer {
 	return out
 }
 
-// purgeBatch is how many outbox rows one purge statement deletes.
-const purgeBatch = 10_000
-
 // NewMux returns the handler of partnerd's tasks: TypeOutboxEvent runs the
-// registered consumers of the event, TypePurgeOutbox deletes old settled
-// outbox rows from st.
+// registered consumers of the event and then settles its outbox row in st.
+// The other task types are added by their Handle functions.
 func NewMux(reg *Registry, st *store.Store, log *slog.Logger) *asynq.ServeMux {
 	if log == nil {
 		log = slog.Default()
@@ -69,7 +66,6 @@ func NewMux(reg *Registry, st *store.Store, log *slog.Logger) *asynq.ServeMux {
 	h := &handlers{reg: reg, st: st, log: log.With("component", "worker")}
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(TypeOutboxEvent, h.outboxEvent)
-	mux.HandleFunc(TypePurgeOutbox, h.purgeOutbox)
 	return mux
 }
 
@@ -114,30 +110,6 @@ func permanent(err error) bool {
 		return true
 	}
 	return false
-}
-
-func (h *handlers) purgeOutbox(ctx context.Context, _ *asynq.Task) error {
-	var total int64
-	for {
-		res, err := h.st.SQL.ExecContext(ctx, `
-			DELETE FROM outbox WHERE id IN (
-				SELECT id FROM outbox
-				WHERE settled_at IS NOT NULL AND settled_at < now() - make_interval(secs => $1)
-				LIMIT $2)`, OutboxRetention.Seconds(), purgeBatch)
-		if err != nil {
-			return fmt.Errorf("purge outbox (after %d rows): %w", total, err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("purge outbox: rows affected: %w", err)
-		}
-		total += n
-		if n < purgeBatch {
-			break
-		}
-	}
-	h.log.Info("purged settled outbox rows", "rows", total)
-	return nil
 }
 
 // ServerConfig configures NewServer.

@@ -123,32 +123,6 @@ func TestConsumerErrors(t *testing.T) {
 	})
 }
 
-func TestPurgeOutboxDeletesOldSettledRows(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	e.emit(ctx, testEvent{N: 1}, testEvent{N: 2}, testEvent{N: 3}, testEvent{N: 4}, testEvent{N: 5})
-	ids := e.rowIDs(ctx)
-	// Row 0: settled 8 days ago (purged); row 1: 6 days ago; row 2: now;
-	// row 3: dispatched 8 days ago and never settled (its task may still
-	// run: kept); row 4: pending.
-	for i, age := range []time.Duration{8 * 24 * time.Hour, 6 * 24 * time.Hour, 0} {
-		if _, err := e.st.SQL.ExecContext(ctx, `UPDATE outbox SET dispatched_at = now() - make_interval(secs => $1),
-			settled_at = now() - make_interval(secs => $1) WHERE id = $2`, age.Seconds(), ids[i]); err != nil {
-			t.Fatalf("age row: %v", err)
-		}
-	}
-	if _, err := e.st.SQL.ExecContext(ctx, `UPDATE outbox SET dispatched_at = now() - interval '8 days' WHERE id = $1`, ids[3]); err != nil {
-		t.Fatalf("age row: %v", err)
-	}
-	if err := NewMux(NewRegistry(), e.st, e.log).ProcessTask(ctx, asynq.NewTask(TypePurgeOutbox, nil)); err != nil {
-		t.Fatalf("purge: %v", err)
-	}
-	got := e.rowIDs(ctx)
-	if len(got) != 4 || got[0] != ids[1] {
-		t.Fatalf("rows left = %v, want %v", got, ids[1:])
-	}
-}
-
 func TestNewServer(t *testing.T) {
 	e := newEnv(t)
 	srv := NewServer(e.redisOpt, ServerConfig{Concurrency: 2, ShutdownTimeout: time.Second}, e.log)

@@ -14,9 +14,6 @@ const (
 	// TypeOutboxEvent is the task of one outbox row; its payload is an
 	// OutboxPayload and its task ID is "outbox:<row id>".
 	TypeOutboxEvent = "outbox:event"
-	// TypePurgeOutbox deletes outbox rows settled longer ago than
-	// OutboxRetention. It carries no payload.
-	TypePurgeOutbox = "maintenance:purge-outbox"
 )
 
 // Queue names. Queues gives their priorities.
@@ -35,10 +32,6 @@ const (
 // DefaultTaskTimeout bounds one run of a task unless its enqueuer chose
 // another timeout.
 const DefaultTaskTimeout = 5 * time.Minute
-
-// OutboxRetention is how long settled outbox rows are kept before the
-// TypePurgeOutbox task deletes them.
-const OutboxRetention = 7 * 24 * time.Hour
 
 // Queues returns the queues a worker serves with their weighted priorities:
 // with every queue non-empty, critical gets 6/12 of the workers' attention,

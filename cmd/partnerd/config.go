@@ -18,6 +18,7 @@ import (
 	"partnerd/billing"
 	"partnerd/notify/sms"
 	"partnerd/notify/webhook"
+	"partnerd/partitions"
 	"partnerd/server"
 	"partnerd/workers"
 )
@@ -84,6 +85,9 @@ type config struct {
 	// Reconcile tunes the sweeps that re-enqueue what Redis lost
 	// (RECONCILE_AFTER, RECONCILE_EVERY).
 	Reconcile workers.Reconcile
+	// Partitions tunes the monthly partitions (PARTITIONS_AHEAD,
+	// OUTBOX_RETENTION, DELIVERY_RETENTION).
+	Partitions partitions.Options
 }
 
 // timeouts are the bounds of the waits on each dependency.
@@ -250,6 +254,8 @@ func loadConfig(lookup env) (*config, error) {
 		{"SEND_LEASE", "2m", &c.Timeouts.SendLease},
 		{"RECONCILE_AFTER", "5m", &c.Reconcile.After},
 		{"RECONCILE_EVERY", "1m", &c.Reconcile.Every},
+		{"OUTBOX_RETENTION", "168h", &c.Partitions.OutboxRetention},
+		{"DELIVERY_RETENTION", "2160h", &c.Partitions.DeliveryRetention},
 	} {
 		if *d.dst, err = positiveDuration(lookup, d.name, d.def); err != nil {
 			return nil, err
@@ -300,6 +306,7 @@ func loadConfig(lookup env) (*config, error) {
 		{"BILL_ISSUE_DAY", 5, 1, 28, &c.BillSchedule.IssueDay},
 		{"RATE_LIMIT_PER_SECOND", 50, 0, 1_000_000, &c.RateLimit.Rate},
 		{"RATE_LIMIT_BURST", 100, 0, 10_000_000, &c.RateLimit.Burst},
+		{"PARTITIONS_AHEAD", 3, 1, 24, &c.Partitions.Ahead},
 	}
 	for _, v := range ints {
 		n, err := strconv.Atoi(lookup.get(v.name, strconv.Itoa(v.def)))

@@ -31,6 +31,7 @@ import (
 	"partnerd/notify/email"
 	"partnerd/notify/sms"
 	"partnerd/notify/webhook"
+	"partnerd/partitions"
 	"partnerd/server"
 	"partnerd/spend"
 	"partnerd/store"
@@ -290,6 +291,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		workers.HandleBilling(mux, dom.Billing, cfg.BillSchedule)
 		workers.HandleVouchers(mux, dom.Vouchers)
 		workers.HandleForecast(mux, forecasts)
+		workers.HandlePartitions(mux, partitions.New(st, cfg.Partitions, log))
 		bw := workers.NewBulk(bulkChanges, queue, log)
 		bw.Register(reg)
 		bw.Handle(mux)
@@ -305,7 +307,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		log.Info("workers started", "concurrency", cfg.WorkerConcurrency)
 	}
 	if r.scheduler {
-		entries := append(append(append(workers.DefaultEntries(), workers.ReconcileEntries(cfg.Reconcile)...), workers.GuardEntries()...), workers.LifecycleEntries()...)
+		entries := append(append(append(workers.PartitionEntries(), workers.ReconcileEntries(cfg.Reconcile)...), workers.GuardEntries()...), workers.LifecycleEntries()...)
 		entries = append(append(entries, workers.MigrationEntries()...), workers.BillingEntries()...)
 		entries = append(append(append(entries, workers.VouchersEntries()...), workers.ForecastEntries()...), workers.BulkEntries()...)
 		sched := workers.NewScheduler(queue, entries, st.Clock(), log)
