@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"partnerd/models"
 	"partnerd/notify"
@@ -18,7 +19,8 @@ func BenchmarkFanOutAndDeliverEmail(b *testing.B) {
 	ctx := context.Background()
 	b.ResetTimer()
 	for i := range b.N {
-		pending, err := e.svc.FanOut(ctx, int64(1_000_000+i), notify.EventCreditLimitSet, payload)
+		// As the relay does: the event's time comes with it.
+		pending, err := e.svc.FanOutBatch(ctx, []notify.Event{{OutboxID: int64(1_000_000 + i), Type: notify.EventCreditLimitSet, Payload: payload, At: time.Now()}})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -45,7 +47,8 @@ func BenchmarkFanOutAndDeliverWebhook(b *testing.B) {
 	ctx := context.Background()
 	b.ResetTimer()
 	for i := range b.N {
-		pending, err := e.svc.FanOut(ctx, int64(1_000_000+i), notify.EventCreditAllocated, payload)
+		// As the relay does: the event's time comes with it.
+		pending, err := e.svc.FanOutBatch(ctx, []notify.Event{{OutboxID: int64(1_000_000 + i), Type: notify.EventCreditAllocated, Payload: payload, At: time.Now()}})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -64,8 +64,10 @@ func (s *Service) RedemptionPages(ctx context.Context, voucherIDs []int64, first
 	}
 	db := s.st.DB.WithContext(ctx)
 	var rows []*Redemption
+	// The record is looked up in its month's partition only (the redemption
+	// carries the month).
 	err := db.Raw(`SELECT x.* FROM unnest(?::bigint[]) AS v(id) CROSS JOIN LATERAL (
-			SELECT r.*, e.external_id FROM voucher_redemptions r JOIN expenditures e ON e.id = r.expenditure_id
+			SELECT r.*, e.external_id FROM voucher_redemptions r JOIN expenditures e ON e.id = r.expenditure_id AND e.month = r.month
 			WHERE r.voucher_id = v.id
 			AND (?::bigint = 0 OR r.id < (SELECT a.id FROM voucher_redemptions a WHERE a.id = ?::bigint AND a.voucher_id = v.id))
 			ORDER BY r.id DESC LIMIT ?) x`,

@@ -143,7 +143,7 @@ func (s *Service) Redemptions(ctx context.Context, f RedemptionFilter, first int
 	if f.To != nil {
 		where, args = where+" AND b.month <= ?", append(args, f.To.Key())
 	}
-	return store.PageOf[*Redemption](s.st.DB.WithContext(ctx), "(SELECT r.*, e.external_id FROM voucher_redemptions r JOIN expenditures e ON e.id = r.expenditure_id) b JOIN accounts i ON i.id = b.issuer_id",
+	return store.PageOf[*Redemption](s.st.DB.WithContext(ctx), "(SELECT r.*, e.external_id FROM voucher_redemptions r JOIN expenditures e ON e.id = r.expenditure_id AND e.month = r.month) b JOIN accounts i ON i.id = b.issuer_id",
 		where, args, "-b.id", "b.id DESC", first, MaxPage, afterID)
 }
 

@@ -89,6 +89,10 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"send lease equal to the webhook timeout", map[string]string{"SEND_LEASE": "10s", "WEBHOOK_TIMEOUT": "10s"}, "SEND_LEASE"},
 		{"reconcile after", map[string]string{"RECONCILE_AFTER": "never"}, "RECONCILE_AFTER"},
 		{"reconcile every", map[string]string{"RECONCILE_EVERY": "0s"}, "RECONCILE_EVERY"},
+		{"outbox retention", map[string]string{"OUTBOX_RETENTION": "-1h"}, "OUTBOX_RETENTION"},
+		{"delivery retention", map[string]string{"DELIVERY_RETENTION": "a quarter"}, "DELIVERY_RETENTION"},
+		{"partitions ahead zero", map[string]string{"PARTITIONS_AHEAD": "0"}, "PARTITIONS_AHEAD"},
+		{"partitions ahead too many", map[string]string{"PARTITIONS_AHEAD": "25"}, "PARTITIONS_AHEAD"},
 	}
 	for _, tc := range cases {
 		for _, cmd := range []string{"migrate", "serve"} {
@@ -194,6 +198,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 				{"PLAYGROUND", c.Playground, true},
 				{"RATE_LIMIT_PER_SECOND", c.RateLimit.Rate, 50},
 				{"RATE_LIMIT_BURST", c.RateLimit.Burst, 100},
+				{"OUTBOX_RETENTION", c.Partitions.OutboxRetention, 168 * time.Hour},
+				{"DELIVERY_RETENTION", c.Partitions.DeliveryRetention, 2160 * time.Hour},
+				{"PARTITIONS_AHEAD", c.Partitions.Ahead, 3},
 				{"CORS_ALLOWED_ORIGINS", len(c.CORSOrigins), 0},
 				{"GRAPHQL_MAX_FIELDS", c.MaxFields, 500},
 				{"GRAPHQL_MAX_ALIASES", c.MaxAliases, 100},
@@ -238,6 +245,9 @@ func TestLoadConfigAcceptsGoodValues(t *testing.T) {
 		"REQUEST_TIMEOUT":        "12s",
 		"RECONCILE_AFTER":        "90s",
 		"RECONCILE_EVERY":        "15s",
+		"OUTBOX_RETENTION":       "72h",
+		"DELIVERY_RETENTION":     "720h",
+		"PARTITIONS_AHEAD":       "6",
 	}))
 	if err != nil {
 		t.Fatalf("loadConfig: %v", err)
@@ -271,6 +281,9 @@ func TestLoadConfigAcceptsGoodValues(t *testing.T) {
 		{"REQUEST_TIMEOUT", c.Timeouts.Request, 12 * time.Second},
 		{"RECONCILE_AFTER", c.Reconcile.After, 90 * time.Second},
 		{"RECONCILE_EVERY", c.Reconcile.Every, 15 * time.Second},
+		{"OUTBOX_RETENTION", c.Partitions.OutboxRetention, 72 * time.Hour},
+		{"DELIVERY_RETENTION", c.Partitions.DeliveryRetention, 720 * time.Hour},
+		{"PARTITIONS_AHEAD", c.Partitions.Ahead, 6},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
