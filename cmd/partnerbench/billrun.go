@@ -117,7 +117,8 @@ func (b *bench) billrun(ctx context.Context) (*section, error) {
 		loadTook.Round(100*time.Millisecond), treeTook.Round(100*time.Millisecond), copyTook.Round(100*time.Millisecond),
 		num(float64(size.records)/copyTook.Seconds()), billrunStreams, totalsTook.Round(100*time.Millisecond), vacuumTook.Round(100*time.Millisecond)))
 	var tableMB, indexMB float64
-	if err := conn.QueryRow(ctx, `SELECT pg_table_size('expenditures') / 1048576.0, pg_indexes_size('expenditures') / 1048576.0`).Scan(&tableMB, &indexMB); err == nil {
+	if err := conn.QueryRow(ctx, `SELECT coalesce(sum(pg_table_size(relid)), 0) / 1048576.0, coalesce(sum(pg_indexes_size(relid)), 0) / 1048576.0
+		FROM pg_partition_tree('expenditures')`).Scan(&tableMB, &indexMB); err == nil {
 		loadNotes = append(loadNotes, fmt.Sprintf("`expenditures` on disk: %s MiB of table and %s MiB of indexes (every scenario's rows; this one's are the only ones of %s).",
 			num(tableMB), num(indexMB), month))
 	}

@@ -17,7 +17,8 @@
 -- The scheduler's partitions task creates the months ahead and drops outbox
 -- and delivery months past their retention (package partitions).
 --
--- Unique keys must hold the partition key:
+-- Each partition's primary key is (id); the parents have none (see
+-- month_partition). Unique keys of a parent must hold the partition key:
 --   expenditures (external_id, month): a replayed record has the same usage
 --     time, so the same month, and is still caught; ingestion still looks
 --     stored IDs up in every month, so an ID seen with another month is
@@ -64,6 +65,12 @@ BEGIN
         hi := quote_literal(to_char(first + interval '1 month', 'YYYY-MM-DD') || ' 00:00:00+00');
     END IF;
     EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)', part, parent);
+    -- Every partition's primary key is its id (unique across partitions by
+    -- the parent's identity sequence). The parent has none: it would have
+    -- to include the partition key, and the planner would no longer know
+    -- that an id matches one row, which matters most in a new month's
+    -- partition, before it has statistics.
+    EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I PRIMARY KEY (id)', part, part || '_pkey');
     -- The bounds as a constraint let ATTACH skip its scan of the new table.
     EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I CHECK (%I >= %s AND %I < %s)',
         part, part || '_bounds', col, lo, col, hi);
@@ -119,6 +126,7 @@ BEGIN
         PERFORM month_partition(parent, m);
     END LOOP;
     EXECUTE format('CREATE TABLE %I PARTITION OF %I DEFAULT', parent || '_default', parent);
+    EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I PRIMARY KEY (id)', parent || '_default', parent || '_default_pkey');
 END $$;
 -- +goose StatementEnd
 
@@ -140,7 +148,6 @@ CREATE TABLE expenditures (
     adjustment    boolean NOT NULL DEFAULT false,
     tags          jsonb,
     CONSTRAINT expenditures_check CHECK (actual_amount >= 0 AND actual_amount <= list_amount),
-    PRIMARY KEY (id, month),
     CONSTRAINT expenditures_external_key UNIQUE (external_id, month)
 ) PARTITION BY RANGE (month);
 CREATE INDEX expenditures_customer_idx ON expenditures (customer_id, month, usage_at);
@@ -167,8 +174,7 @@ CREATE TABLE audit_log (
     action        text NOT NULL,
     before        jsonb,
     after         jsonb,
-    request_id    text NOT NULL DEFAULT '',
-    PRIMARY KEY (id, at)
+    request_id    text NOT NULL DEFAULT ''
 ) PARTITION BY RANGE (at);
 CREATE INDEX audit_log_account_idx ON audit_log (account_id, id);
 SELECT pg_temp.partition_months('audit_log', ARRAY(
@@ -193,8 +199,7 @@ CREATE TABLE outbox (
     request_id    text NOT NULL DEFAULT '',
     created_at    timestamptz NOT NULL DEFAULT now(),
     dispatched_at timestamptz,
-    settled_at    timestamptz,
-    PRIMARY KEY (id, created_at)
+    settled_at    timestamptz
 ) PARTITION BY RANGE (created_at);
 CREATE INDEX outbox_pending_idx ON outbox (id) WHERE dispatched_at IS NULL;
 CREATE INDEX outbox_unsettled_idx ON outbox (dispatched_at) WHERE dispatched_at IS NOT NULL AND settled_at IS NULL;
@@ -240,7 +245,6 @@ CREATE TABLE deliveries (
     event_at      timestamptz NOT NULL,
     CONSTRAINT deliveries_sent_consistent CHECK ((status = 'SENT') = (sent_at IS NOT NULL)),
     CONSTRAINT deliveries_webhook_endpoint CHECK ((channel = 'WEBHOOK') = (endpoint_id IS NOT NULL)),
-    PRIMARY KEY (id, event_at),
     CONSTRAINT deliveries_key_key UNIQUE (key, event_at)
 ) PARTITION BY RANGE (event_at);
 CREATE INDEX deliveries_account_idx ON deliveries (account_id, id DESC);
@@ -259,7 +263,6 @@ CREATE TABLE delivery_attempts (
     outcome     text CHECK (outcome IN ('SENT','RETRY','FAILED','UNKNOWN')),
     response    text NOT NULL DEFAULT '',
     event_at    timestamptz NOT NULL,
-    PRIMARY KEY (id, event_at),
     CONSTRAINT delivery_attempts_delivery_id_n_key UNIQUE (delivery_id, n, event_at)
 ) PARTITION BY RANGE (event_at);
 CREATE TEMP TABLE delivery_months ON COMMIT DROP AS
