@@ -37,6 +37,11 @@ import (
 // completed and its subscriber saw it; the customer was frozen; every
 // delivery is SENT, each SMS and each inbox message once; and no periodic
 // task was scheduled twice for one period by the two schedulers.
+//
+// REPLICAS_SCALE (default 1; RELIABILITY.md has runs at 40 and 200) multiplies
+// the renames and the frozen customers: each is one more customer whose
+// records cross its thresholds and freeze it, with the notifications that
+// owes.
 func TestReplicas(t *testing.T) {
 	t.Parallel()
 	redisURL, prefix := storetest.RedisDB(t)
@@ -115,8 +120,13 @@ func replicaWorkload(t *testing.T, redisURL, prefix string, subscribers func(cha
 		}
 	}
 	activate(tr.D2, tr.C5.Account.ID, "1000", models.OverspendNone)
-	spender := customerWithPhone(t, tr, "Spender Co", "+8613800000055")
-	activate(tr.R1, spender, "100", models.OverspendFreeze)
+	scale := envInt(t, "REPLICAS_SCALE", 1)
+	var spenders []int64
+	for i := range scale {
+		spender := customerWithPhone(t, tr, fmt.Sprintf("Spender Co %d", i), fmt.Sprintf("+86138%08d", 55+i))
+		activate(tr.R1, spender, "100", models.OverspendFreeze)
+		spenders = append(spenders, spender)
+	}
 	reviewer := tr.AddUser(t, tr.Platform.Account, models.RoleReviewer)
 	tel := "+8613800000056"
 	tr.AddUserWith(t, accounts.CreateUserInput{AccountID: tr.D2.Account.ID, Phone: &tel, Roles: []models.Role{models.RoleOperator}})
@@ -161,7 +171,7 @@ func replicaWorkload(t *testing.T, redisURL, prefix string, subscribers func(cha
 	// Each api process subscribes its hub to the topic's Redis channel for
 	// its first subscriber: three subscribers of the channel say every
 	// subscription is live.
-	const renames = 6
+	renames := 6 * scale
 	// The fixture's own changes are still on their way through the relays:
 	// let them pass first, or their updates would reach the subscribers.
 	waitFor(t, 30*time.Second, "an empty outbox backlog", func() bool {
@@ -184,10 +194,13 @@ func replicaWorkload(t *testing.T, redisURL, prefix string, subscribers func(cha
 
 	// Ingestion across the replicas: 5 × 30 against a budget of 100 with
 	// FREEZE_ACCOUNT crosses 50, 80 and 100 % and freezes the customer.
+	started := time.Now()
 	for i := 0; i < 5; i++ {
-		call(tr.Platform.Token, `mutation($r: [ExpenditureInput!]!) { recordExpenditures(records: $r) { accepted } }`, map[string]any{"r": []any{map[string]any{
-			"externalId": fmt.Sprintf("replicas-%d", i), "customerId": acct(spender), "productCode": "ecs", "billingMode": "PAY_PER_USE",
-			"usageAt": time.Now().UTC().Format(time.RFC3339), "listAmount": "30.00", "actualAmount": "30.00"}}})
+		for j, spender := range spenders {
+			call(tr.Platform.Token, `mutation($r: [ExpenditureInput!]!) { recordExpenditures(records: $r) { accepted } }`, map[string]any{"r": []any{map[string]any{
+				"externalId": fmt.Sprintf("replicas-%d-%d", j, i), "customerId": acct(spender), "productCode": "ecs", "billingMode": "PAY_PER_USE",
+				"usageAt": time.Now().UTC().Format(time.RFC3339), "listAmount": "30.00", "actualAmount": "30.00"}}})
+		}
 	}
 
 	// A migration: S1 takes C5 from D2; created, submitted and approved
@@ -253,19 +266,20 @@ func replicaWorkload(t *testing.T, redisURL, prefix string, subscribers func(cha
 		t.Errorf("C5's parent is %d after the migration, want S1 (%d): %v", parent, tr.S1.Account.ID, err)
 	}
 
-	// The overspend freeze.
-	waitFor(t, 60*time.Second, "the spender frozen", func() bool {
-		var status string
-		_ = st.SQL.QueryRow(`SELECT status FROM accounts WHERE id = $1`, spender).Scan(&status)
-		return strings.HasPrefix(status, "FROZEN")
+	// The overspend freezes.
+	waitFor(t, 60*time.Second, "every spender frozen", func() bool {
+		var frozen int
+		_ = st.SQL.QueryRow(`SELECT count(*) FROM accounts WHERE id = ANY($1) AND status LIKE 'FROZEN%'`, spenders).Scan(&frozen)
+		return frozen == len(spenders)
 	})
 
 	// Every delivery sent, once.
-	waitFor(t, 90*time.Second, "every delivery SENT", func() bool {
+	waitFor(t, time.Duration(90+scale)*time.Second, "every delivery SENT", func() bool {
 		var open int
 		_ = st.SQL.QueryRow(`SELECT count(*) FROM deliveries WHERE status <> 'SENT'`).Scan(&open)
 		return open == 0
 	})
+	sentAfter := time.Since(started)
 	var deliveries, smsDeliveries, inSite, inbox int
 	if err := st.SQL.QueryRow(`SELECT count(*), count(*) FILTER (WHERE channel = 'SMS'), count(*) FILTER (WHERE channel = 'IN_SITE'),
 		(SELECT count(*) FROM inbox_messages) FROM deliveries`).Scan(&deliveries, &smsDeliveries, &inSite, &inbox); err != nil {
@@ -331,8 +345,8 @@ func replicaWorkload(t *testing.T, redisURL, prefix string, subscribers func(cha
 		}
 	}
 
-	t.Logf("3 api, 2 worker, 2 scheduler processes: %d renames seen by each of %d subscribers; migration COMPLETED; spender frozen; %d deliveries (%v) all SENT, %d SMS and %d inbox messages each once; %d periods scheduled once each (%v per scheduler)",
-		renames, len(subs), deliveries, kinds, smsDeliveries, inbox, len(periods), perScheduler)
+	t.Logf("3 api, 2 worker, 2 scheduler processes: %d renames seen by each of %d subscribers; migration COMPLETED; %d spenders frozen; %d deliveries (%v) all SENT, %d SMS and %d inbox messages each once, %s after the first record; %d periods scheduled once each (%v per scheduler)",
+		renames, len(subs), len(spenders), deliveries, kinds, smsDeliveries, inbox, sentAfter.Round(100*time.Millisecond), len(periods), perScheduler)
 	for _, p := range procs {
 		if p.exited() {
 			t.Errorf("partnerd %s exited early", p.name)
