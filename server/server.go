@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -53,6 +54,9 @@ import (
 
 // Deps are what the HTTP server serves from.
 type Deps struct {
+	// Drain, when set, turns /readyz red once the process starts shutting
+	// down.
+	Drain    *Drain
 	Store    *store.Store
 	Accounts *accounts.Service
 	Credit   *credit.Service
@@ -382,12 +386,27 @@ func websocketInit(svc *accounts.Service) transport.WebsocketInitFunc {
 	}
 }
 
+// Drain marks a process as shutting down, for its readiness probe: from
+// Start on, GET /readyz answers 503 {"shutdown":"draining"} so that load
+// balancers stop sending it requests while it still serves those that
+// come. The zero value is not draining.
+type Drain struct{ on atomic.Bool }
+
+// Start turns readiness red for good.
+func (d *Drain) Start() { d.on.Store(true) }
+
+// Draining reports whether Start was called (false for a nil Drain).
+func (d *Drain) Draining() bool { return d != nil && d.on.Load() }
+
 func readiness(d Deps) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		status := map[string]string{"postgres": "ok", "redis": "ok"}
 		code := http.StatusOK
+		if d.Drain.Draining() {
+			status["shutdown"], code = "draining", http.StatusServiceUnavailable
+		}
 		if err := d.Store.Ping(ctx); err != nil {
 			status["postgres"], code = "down", http.StatusServiceUnavailable
 		}

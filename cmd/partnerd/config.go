@@ -57,11 +57,15 @@ type config struct {
 	MigrationTTL    time.Duration
 	// BillSchedule is when partner bills are generated and issued
 	// (BILL_RUN_DAY, BILL_RUN_HOUR, BILL_ISSUE_DAY; Beijing time).
-	BillSchedule      billing.Schedule
-	LogLevel          slog.Level
-	LogFormat         string
-	Playground        bool
-	ShutdownTimeout   time.Duration
+	BillSchedule    billing.Schedule
+	LogLevel        slog.Level
+	LogFormat       string
+	Playground      bool
+	ShutdownTimeout time.Duration
+	// ShutdownDrain is how long an api process keeps serving, with /readyz
+	// red, after SIGTERM and before it closes its listener
+	// (SHUTDOWN_DRAIN).
+	ShutdownDrain     time.Duration
 	WorkerConcurrency int
 	DBMaxConns        int
 	MaxDepth          int
@@ -240,6 +244,10 @@ func loadConfig(lookup env) (*config, error) {
 	}
 	if c.ShutdownTimeout, err = positiveDuration(lookup, "SHUTDOWN_TIMEOUT", "20s"); err != nil {
 		return nil, err
+	}
+	drain := lookup.get("SHUTDOWN_DRAIN", "0s")
+	if c.ShutdownDrain, err = time.ParseDuration(drain); err != nil || c.ShutdownDrain < 0 || c.ShutdownDrain > 5*time.Minute {
+		return nil, bad("SHUTDOWN_DRAIN", "%q is not a duration from 0s to 5m (e.g. 5s)", drain)
 	}
 	for _, d := range []struct {
 		name, def string

@@ -90,6 +90,8 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"reconcile after", map[string]string{"RECONCILE_AFTER": "never"}, "RECONCILE_AFTER"},
 		{"reconcile every", map[string]string{"RECONCILE_EVERY": "0s"}, "RECONCILE_EVERY"},
 		{"outbox retention", map[string]string{"OUTBOX_RETENTION": "-1h"}, "OUTBOX_RETENTION"},
+		{"shutdown drain negative", map[string]string{"SHUTDOWN_DRAIN": "-1s"}, "SHUTDOWN_DRAIN"},
+		{"shutdown drain too long", map[string]string{"SHUTDOWN_DRAIN": "10m"}, "SHUTDOWN_DRAIN"},
 		{"delivery retention", map[string]string{"DELIVERY_RETENTION": "a quarter"}, "DELIVERY_RETENTION"},
 		{"partitions ahead zero", map[string]string{"PARTITIONS_AHEAD": "0"}, "PARTITIONS_AHEAD"},
 		{"partitions ahead too many", map[string]string{"PARTITIONS_AHEAD": "25"}, "PARTITIONS_AHEAD"},
@@ -201,6 +203,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 				{"OUTBOX_RETENTION", c.Partitions.OutboxRetention, 168 * time.Hour},
 				{"DELIVERY_RETENTION", c.Partitions.DeliveryRetention, 2160 * time.Hour},
 				{"PARTITIONS_AHEAD", c.Partitions.Ahead, 3},
+				{"SHUTDOWN_DRAIN", c.ShutdownDrain, time.Duration(0)},
 				{"CORS_ALLOWED_ORIGINS", len(c.CORSOrigins), 0},
 				{"GRAPHQL_MAX_FIELDS", c.MaxFields, 500},
 				{"GRAPHQL_MAX_ALIASES", c.MaxAliases, 100},
@@ -248,6 +251,7 @@ func TestLoadConfigAcceptsGoodValues(t *testing.T) {
 		"OUTBOX_RETENTION":       "72h",
 		"DELIVERY_RETENTION":     "720h",
 		"PARTITIONS_AHEAD":       "6",
+		"SHUTDOWN_DRAIN":         "5s",
 	}))
 	if err != nil {
 		t.Fatalf("loadConfig: %v", err)
@@ -284,6 +288,7 @@ func TestLoadConfigAcceptsGoodValues(t *testing.T) {
 		{"OUTBOX_RETENTION", c.Partitions.OutboxRetention, 72 * time.Hour},
 		{"DELIVERY_RETENTION", c.Partitions.DeliveryRetention, 720 * time.Hour},
 		{"PARTITIONS_AHEAD", c.Partitions.Ahead, 6},
+		{"SHUTDOWN_DRAIN", c.ShutdownDrain, 5 * time.Second},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {

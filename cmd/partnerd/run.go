@@ -224,11 +224,13 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		}()
 	}
 
+	// Readiness turns red at the first signal (drain.Start below).
+	drain := &server.Drain{}
 	var httpSrv *http.Server
 	if r.api {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		h := server.New(server.Deps{Store: st, Accounts: svc, Credit: dom.Credit, Spend: dom.Spend, Hub: hub, Notify: notifications, Guard: dom.Guard, Groups: dom.Groups,
+		h := server.New(server.Deps{Drain: drain, Store: st, Accounts: svc, Credit: dom.Credit, Spend: dom.Spend, Hub: hub, Notify: notifications, Guard: dom.Guard, Groups: dom.Groups,
 			Lifecycle: dom.Lifecycle, Migration: dom.Migration,
 			Expenditures: expenditures.New(st, cfg.BillingTimezone), Billing: dom.Billing, Vouchers: dom.Vouchers,
 			Forecasts: forecasts, BulkChanges: bulkChanges, PublicURL: cfg.PublicURL, Redis: rdb, Queue: cfg.QueueRedis, Registry: reg, Log: log},
@@ -260,7 +262,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		if err != nil {
 			return fmt.Errorf("listen on PROBE_ADDR %s: %w", cfg.ProbeAddr, err)
 		}
-		probeSrv = &http.Server{Handler: server.Probes(server.Deps{Store: st, Redis: rdb, Registry: reg}), ReadHeaderTimeout: 10 * time.Second}
+		probeSrv = &http.Server{Handler: server.Probes(server.Deps{Drain: drain, Store: st, Redis: rdb, Registry: reg}), ReadHeaderTimeout: 10 * time.Second}
 		log.Info("probes listening", "addr", ln.Addr().String())
 		go func() {
 			if err := probeSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -315,8 +317,20 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 		log.Info("scheduler started")
 	}
 
+	var failed error
 	select {
 	case <-ctx.Done():
+		drain.Start()
+		if httpSrv != nil && cfg.ShutdownDrain > 0 {
+			// Load balancers see /readyz red and stop routing here, while the
+			// requests that still come are served.
+			log.Info("draining: /readyz answers 503 while requests are still served", "for", cfg.ShutdownDrain.String())
+			select {
+			case <-time.After(cfg.ShutdownDrain):
+			case failed = <-errc:
+				log.Error("failure while draining", "err", failed)
+			}
+		}
 		log.Info("shutting down: finishing in-flight requests and tasks", "timeout", cfg.ShutdownTimeout.String())
 	case err := <-errc:
 		log.Error("stopping after a failure", "err", err)
@@ -329,7 +343,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, r roles, doMigrat
 	shutdown(httpSrv, taskSrv, cfg.ShutdownTimeout, log)
 	wg.Wait()
 	log.Info("stopped")
-	return nil
+	return failed
 }
 
 func shutdown(httpSrv *http.Server, taskSrv *asynq.Server, timeout time.Duration, log *slog.Logger) {

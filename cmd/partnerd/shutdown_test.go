@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -127,4 +128,53 @@ func TestShutdown_InFlight(t *testing.T) {
 	}
 	t.Logf("%d requests in flight at SIGTERM; %d of %d SMS sent by the stopped process, the rest by the next worker, each once", requests, atExit, len(smsKeys))
 	w.stop(syscall.SIGTERM, 30*time.Second)
+}
+
+// TestShutdown_DrainTurnsReadinessRed: with SHUTDOWN_DRAIN, an api process
+// that gets SIGTERM answers /readyz with 503 at once, so load balancers stop
+// routing to it, but keeps serving the requests that still come for the
+// drain's length, then shuts down as usual and exits 0.
+func TestShutdown_DrainTurnsReadinessRed(t *testing.T) {
+	t.Parallel()
+	_, dbURL := missingDatabase(t)
+	redisURL, prefix := storetest.RedisDB(t)
+	vars := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL, "LIVE_PREFIX": prefix, "SHUTDOWN_DRAIN": "3s"}
+	if code, _, stderr := runOnce(t, vars, "migrate"); code != 0 {
+		t.Fatalf("migrate: exit %d\n%s", code, stderr)
+	}
+	code, stdout, stderr := runOnce(t, vars, "bootstrap", "--email", "admin@drain.example")
+	if code != 0 {
+		t.Fatalf("bootstrap: exit %d\n%s", code, stderr)
+	}
+	token := strings.TrimSpace(stdout)
+	addr := freeAddr(t)
+	base := "http://" + addr
+	api := start(t, withVars(vars, map[string]string{"HTTP_ADDR": addr, "PUBLIC_URL": base}), "api")
+	api.waitHealthy(base)
+	if resp, body := get(t, base+"/readyz"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("/readyz before the signal: %d %s", resp.StatusCode, body)
+	}
+
+	signalled := time.Now()
+	api.signal(syscall.SIGTERM)
+	api.waitFor("/readyz red", 2*time.Second, func() bool {
+		resp, body := get(t, base+"/readyz")
+		return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(body, `"shutdown":"draining"`)
+	})
+	// Still serving: requests that arrive during the drain are answered.
+	for i := 0; i < 5; i++ {
+		if r := me(t, base, token, "{ me { kind } }"); r.Data.Me.Kind != "PLATFORM" {
+			t.Fatalf("request %d during the drain: %+v", i, r)
+		}
+		if resp, body := get(t, base+"/healthz"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("/healthz during the drain: %d %s", resp.StatusCode, body)
+		}
+	}
+	api.awaitExit(syscall.SIGTERM, 30*time.Second)
+	if took := time.Since(signalled); took < 3*time.Second {
+		t.Errorf("the api exited %v after SIGTERM, before its 3s drain", took)
+	}
+	if !strings.Contains(api.stderr.String(), "draining: /readyz answers 503") {
+		t.Errorf("no drain in the api's log:\n%s", api.stderr)
+	}
 }
