@@ -30,8 +30,9 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"partnerd/store"
 )
@@ -262,11 +263,11 @@ func (s *Service) waiting(ctx context.Context, table string) ([]time.Time, error
 	if err != nil {
 		return nil, fmt.Errorf("partition key of %s: %w", table, err)
 	}
-	month := `date_trunc('month', ` + quoteIdent(col) + ` AT TIME ZONE 'UTC')::date`
+	month := `date_trunc('month', ` + ident(col) + ` AT TIME ZONE 'UTC')::date`
 	if typ == "integer" {
-		month = `to_date(` + quoteIdent(col) + `::text, 'YYYYMM')`
+		month = `to_date(` + ident(col) + `::text, 'YYYYMM')`
 	}
-	rows, err := s.st.SQL.QueryContext(ctx, `SELECT DISTINCT `+month+` FROM `+quoteIdent(table+"_default"))
+	rows, err := s.st.SQL.QueryContext(ctx, `SELECT DISTINCT `+month+` FROM `+ident(table+"_default"))
 	if err != nil {
 		return nil, fmt.Errorf("months waiting in %s_default: %w", table, err)
 	}
@@ -300,7 +301,7 @@ func (s *Service) drop(ctx context.Context, t Table, p partition) (dropped []str
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		dropped = nil
 		for _, parent := range append([]string{t.Name}, t.With...) {
-			if _, err := tx.ExecContext(ctx, `LOCK TABLE `+quoteIdent(parent)+` IN ACCESS EXCLUSIVE MODE`); err != nil {
+			if _, err := tx.ExecContext(ctx, `LOCK TABLE `+ident(parent)+` IN ACCESS EXCLUSIVE MODE`); err != nil {
 				return err
 			}
 		}
@@ -343,7 +344,7 @@ type querier interface {
 // missing reports whether table name does not exist.
 func missing(ctx context.Context, q querier, name string) (bool, error) {
 	var gone bool
-	if err := q.QueryRowContext(ctx, `SELECT to_regclass($1) IS NULL`, quoteIdent(name)).Scan(&gone); err != nil {
+	if err := q.QueryRowContext(ctx, `SELECT to_regclass($1) IS NULL`, ident(name)).Scan(&gone); err != nil {
 		return false, fmt.Errorf("look up %s: %w", name, err)
 	}
 	return gone, nil
@@ -356,7 +357,7 @@ func (s *Service) live(ctx context.Context, q querier, t Table, p partition) (bo
 		return false, err
 	}
 	var live bool
-	err := q.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+quoteIdent(p.name)+` WHERE `+t.Live+`)`).Scan(&live)
+	err := q.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+ident(p.name)+` WHERE `+t.Live+`)`).Scan(&live)
 	if store.PgCode(err) == "42P01" { // undefined_table: dropped since the look-up
 		return false, nil
 	}
@@ -367,10 +368,10 @@ func (s *Service) live(ctx context.Context, q querier, t Table, p partition) (bo
 }
 
 func detachDrop(ctx context.Context, tx *sql.Tx, parent, part string) error {
-	if _, err := tx.ExecContext(ctx, `ALTER TABLE `+quoteIdent(parent)+` DETACH PARTITION `+quoteIdent(part)); err != nil {
+	if _, err := tx.ExecContext(ctx, `ALTER TABLE `+ident(parent)+` DETACH PARTITION `+ident(part)); err != nil {
 		return err
 	}
-	_, err := tx.ExecContext(ctx, `DROP TABLE `+quoteIdent(part))
+	_, err := tx.ExecContext(ctx, `DROP TABLE `+ident(part))
 	return err
 }
 
@@ -414,7 +415,5 @@ func monthOf(table, name string) (time.Time, bool) {
 	return time.Date(y, time.Month(mo), 1, 0, 0, 0, 0, time.UTC), true
 }
 
-// quoteIdent quotes an SQL identifier.
-func quoteIdent(s string) string {
-	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
-}
+// ident quotes an SQL identifier.
+func ident(s string) string { return pgx.Identifier{s}.Sanitize() }
