@@ -157,6 +157,15 @@ func (s *Service) Maintain(ctx context.Context) (Report, error) {
 		for i := 0; i <= s.opts.Ahead; i++ {
 			months = append(months, current.AddDate(0, i, 0))
 		}
+		existing, err := s.months(ctx, t.Name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		// Only months without a partition cost a transaction.
+		months = slices.DeleteFunc(months, func(m time.Time) bool {
+			return slices.ContainsFunc(existing, func(p partition) bool { return p.month.Equal(m) })
+		})
 		slices.SortFunc(months, func(a, b time.Time) int { return a.Compare(b) })
 		for _, m := range slices.Compact(months) {
 			name, created, err := s.ensure(ctx, t.Name, m)
@@ -199,20 +208,18 @@ func (s *Service) Maintain(ctx context.Context) (Report, error) {
 	return rep, errors.Join(errs...)
 }
 
-// ensure creates table's partition for month m unless it exists.
+// ensure creates table's partition for month m unless it exists (another
+// run may have created it since it was listed).
 func (s *Service) ensure(ctx context.Context, table string, m time.Time) (string, bool, error) {
 	name := Name(table, m)
 	created := false
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		var exists bool
-		if err := tx.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&exists); err != nil {
+		gone, err := missing(ctx, tx, name)
+		if err != nil || !gone {
 			return err
 		}
-		if exists {
-			return nil
-		}
 		created = true
-		_, err := tx.ExecContext(ctx, `SELECT month_partition($1, $2::date)`, table, m.Format(time.DateOnly))
+		_, err = tx.ExecContext(ctx, `SELECT month_partition($1, $2::date)`, table, m.Format(time.DateOnly))
 		return err
 	})
 	if err != nil {
@@ -288,10 +295,10 @@ func (s *Service) waiting(ctx context.Context, table string) ([]time.Time, error
 
 // drop detaches and drops p, after the same month of t.With, when none of
 // its rows is live, and returns the partitions it dropped; when a row is
-// live it changes nothing and reports p kept. It looks before it locks, so a month that is
-// kept costs no lock; then it locks the parents (as DETACH would, in the
-// order statements take them) and looks again, so no row can turn live
-// between the check and the drop.
+// live it changes nothing and reports p kept. It looks before it locks, so
+// a month that is kept costs no lock; then it locks the parents (as DETACH
+// would, in the order statements take them) and looks again, so no row can
+// turn live between the check and the drop.
 func (s *Service) drop(ctx context.Context, t Table, p partition) (dropped []string, kept bool, err error) {
 	live, err := s.live(ctx, s.st.SQL, t, p)
 	if err != nil || live {
@@ -313,11 +320,11 @@ func (s *Service) drop(ctx context.Context, t Table, p partition) (dropped []str
 		}
 		for _, w := range t.With {
 			name := Name(w, p.month)
-			var exists bool
-			if err := tx.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&exists); err != nil {
+			absent, err := missing(ctx, tx, name)
+			if err != nil {
 				return err
 			}
-			if exists {
+			if !absent {
 				if err := detachDrop(ctx, tx, w, name); err != nil {
 					return err
 				}
